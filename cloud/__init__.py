@@ -1,0 +1,1 @@
+"""Earshot cloud package."""

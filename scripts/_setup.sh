@@ -1,0 +1,71 @@
+# Shared set-up for scripts/demo and scripts/test (sourced, not run).
+#
+# Creates .venv with python3 -m venv, installs the project and its pinned
+# dependencies (torch 2.13.0 first, so nothing can pull a different build), and
+# records what it installed in .venv/.earshot-stamp. A later run with the same
+# pyproject.toml and extras reuses the venv and installs nothing.
+#
+# Inputs:  EARSHOT_EXTRAS (e.g. "dev"), PYTHON (default python3)
+# Outputs: REPO (repo root), VENV, PY (the venv's python); cwd is left as is.
+
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$REPO/.venv"
+PY="$VENV/bin/python"
+PYTHON="${PYTHON:-python3}"
+EXTRAS="${EARSHOT_EXTRAS:-}"
+
+say() { printf '\033[1m[earshot]\033[0m %s\n' "$*"; }
+
+# System packages: real sounds and speech for the synthetic world. Optional:
+# without them the world uses procedural fallbacks and says so in annotations.
+install_system_packages() {
+    local want=(espeak-ng sound-theme-freedesktop) missing=()
+    for pkg in "${want[@]}"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+        say "not root or no apt-get: skipping ${missing[*]} (procedural fallbacks will be used)"
+        return 0
+    fi
+    say "installing system packages: ${missing[*]}"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } >/dev/null; then
+        say "could not install ${missing[*]} (procedural fallbacks will be used)"
+    fi
+}
+
+setup_venv() {
+    if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+        say "need Python 3.11 as \$PYTHON (found: $("$PYTHON" --version 2>&1))"
+        exit 1
+    fi
+    # The stamp is "<hash of pyproject.toml and python> <extras installed>";
+    # the venv is reused when the hash matches and it already has our extras.
+    local stamp_file="$VENV/.earshot-stamp" hash have=""
+    hash="$( { cat "$REPO/pyproject.toml"; "$PYTHON" --version; } | sha256sum | cut -d' ' -f1)"
+    if [ -x "$PY" ] && [ -f "$stamp_file" ] && [ "$(cut -d' ' -f1 "$stamp_file")" = "$hash" ]; then
+        have="$(cut -s -d' ' -f2 "$stamp_file")"
+        if [ -z "$EXTRAS" ] || [ "$have" = "$EXTRAS" ]; then
+            say "reusing $VENV (dependencies unchanged)"
+            return 0
+        fi
+    fi
+    if [ ! -x "$PY" ]; then
+        say "creating $VENV"
+        "$PYTHON" -m venv "$VENV"
+    fi
+    local spec="$REPO"
+    [ -n "$EXTRAS" ] && spec="$REPO[$EXTRAS]"
+    say "installing torch 2.13.0 (CPU wheel) first"
+    "$PY" -m pip install -q --disable-pip-version-check torch==2.13.0
+    say "installing earshot${EXTRAS:+[$EXTRAS]} and its pinned dependencies (a few minutes the first time)"
+    "$PY" -m pip install -q --disable-pip-version-check -e "$spec"
+    echo "$hash $EXTRAS" > "$stamp_file"
+    say "installed into $VENV"
+}
+
+install_system_packages
+setup_venv
+export PATH="$VENV/bin:$PATH"
