@@ -1,0 +1,2 @@
+"""Earshot's shared core: recording format and I/O, label taxonomy, audio
+features, wire protocol, config plumbing. Imports nothing else of the project."""
