@@ -1,0 +1,76 @@
+"""Run the commands the README documents, as written, so the docs cannot drift.
+
+Blocks preceded by ``<!-- readme-test: NAME -->`` are run line by line in a
+fresh directory after the fixture ``SETUP[NAME]`` has made their inputs.
+``scripts/demo`` has its own test (tests/test_demo.py); ``scripts/test`` is
+what runs this suite, and CI runs it through ``.ci/run``.
+"""
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared.cli import available_verbs
+
+sys.path.insert(0, str(Path(__file__).parent / "shared"))
+from test_importers import epic_row, make_media, write_csv  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+BIN = Path(sys.executable).parent
+
+
+def _setup_import(cwd: Path) -> None:
+    make_media(cwd / "P01_01.MP4", seconds=2.0)
+    write_csv(cwd / "EPIC_Sounds.csv", [epic_row("P01_01_0", "P01_01", 0.2, 0.9, "beep", 4)])
+
+
+SETUP = {"import": _setup_import}
+
+
+def tested_blocks() -> dict[str, list[str]]:
+    blocks = {}
+    for m in re.finditer(r"<!-- readme-test: (\w+) -->\s*```bash\n(.*?)```", README, re.S):
+        lines = [l.split("#")[0].strip() for l in m.group(2).splitlines()]
+        blocks[m.group(1)] = [l for l in lines if l]
+    return blocks
+
+
+def all_command_lines() -> list[str]:
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", README, re.S):
+        lines += [l.split("#")[0].strip() for l in block.splitlines() if l.split("#")[0].strip()]
+    return lines
+
+
+def test_every_tested_block_has_a_fixture():
+    assert tested_blocks(), "README has no readme-test blocks"
+    assert set(tested_blocks()) <= set(SETUP)
+
+
+def test_every_documented_verb_exists():
+    verbs = set(available_verbs())
+    for line in all_command_lines():
+        words = line.split()
+        if words[0] == "earshot" and not words[1].startswith(("-", "<")):
+            assert words[1] in verbs, f"README documents 'earshot {words[1]}', which is not installed"
+
+
+@pytest.mark.parametrize("name", sorted(tested_blocks()))
+def test_readme_block_runs(name, tmp_path):
+    SETUP[name](tmp_path)
+    for line in tested_blocks()[name]:
+        argv = shlex.split(line)
+        assert argv[0] == "earshot", line
+        out = subprocess.run([str(BIN / "earshot"), *argv[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, f"README command failed: {line}\n{out.stderr}"
+
+
+def test_help_commands_from_the_readme(tmp_path):
+    for verb in available_verbs():
+        for args in (["--help"], [verb, "--help"], [verb, "--cfg", "job"]):
+            out = subprocess.run([str(BIN / "earshot"), *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+            assert out.returncode == 0, f"earshot {' '.join(args)}: {out.stderr}"
