@@ -1,0 +1,863 @@
+"""Earshot wire protocol v1: typed messages, bounded msgpack encoding and decoding.
+
+The normative spec is ``docs/protocol.md``; this module is its reference
+implementation, and ``tests/shared/test_protocol.py`` keeps the two in step
+(the doc's hex examples are decoded and re-encoded byte for byte, and its
+limits table is compared with the constants below).
+
+Transport in one paragraph: the edge's ZeroMQ DEALER sends every message as
+exactly ONE frame (no empty delimiter frame); the server's ROUTER receives
+``[routing_id, payload]`` and replies ``[routing_id, payload]``; the DEALER
+receives one frame. The payload is one msgpack map with str keys, ``v``,
+``kind`` and ``id`` first.
+
+API:
+    encode(msg) -> bytes                    canonical bytes of a message
+    decode(data, accept=None) -> Message    any bytes -> message, or ProtocolError
+    peek_id(data) -> int | None             best-effort id of a message that failed
+    pcm_to_bytes / pcm_from_bytes           int16 LE PCM <-> numpy, no copies when possible
+
+Messages validate themselves on construction, so ``encode`` can only emit what
+``decode`` accepts. Everything here raises :class:`ProtocolError` (with an
+:class:`ErrorCode` in ``.code``) and nothing else.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Collection, Union
+
+import msgpack
+import numpy as np
+
+__all__ = [
+    "PROTOCOL_VERSION", "ErrorCode", "ProtocolError",
+    "Frame", "AudioWindow", "InferRequest", "Result", "ErrorReply",
+    "Ping", "Pong", "StatsRequest", "Stats", "Message",
+    "KINDS", "REQUEST_KINDS", "REPLY_KINDS",
+    "encode", "decode", "peek_id", "pcm_to_bytes", "pcm_from_bytes", "truncate_utf8",
+    "CLIENT_SOCKET_OPTIONS", "SERVER_SOCKET_OPTIONS",
+]
+
+PROTOCOL_VERSION = 1
+
+# ---------------------------------------------------------------- limits --
+# One table, mirrored in docs/protocol.md section 8 (a test compares them).
+# Sizes are bytes, counts are msgpack elements, text limits are UTF-8 bytes
+# (not characters: a C++ receiver can check them from the str header alone).
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024   # one whole ZeroMQ frame
+ZMQ_MAXMSGSIZE = MAX_MESSAGE_BYTES    # socket option: larger frames drop the peer
+MAX_DEPTH = 8                         # nested containers; the root map is depth 1
+MAX_OBJECTS = 8192                    # msgpack values in one message, keys included
+MAX_ARRAY_LEN = 1024
+MAX_MAP_LEN = 1024                    # key/value pairs in one map
+MAX_STR_BYTES = 16384                 # any str, including unknown keys' values
+MAX_BIN_BYTES = 4 * 1024 * 1024       # any bin; >= 30 s of 48 kHz PCM (2.88 MB)
+MAX_FRAMES = 64                       # 6.4 s of video at 10 fps
+MAX_JPEG_BYTES = 1024 * 1024
+MAX_AUDIO_S = 30.0
+AUDIO_RATES_HZ = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+MAX_LABELS = 1024                     # entries in a label -> score map
+MAX_LABEL_BYTES = 128
+MAX_QUERY_BYTES = 4096
+MAX_ANSWER_BYTES = 16384
+MAX_ERROR_TEXT_BYTES = 1024
+MAX_MODEL_ID_BYTES = 128
+MAX_DEADLINE_MS = 60_000
+MAX_RETRY_AFTER_MS = 60_000
+MAX_TIMING_STAGES = 32
+MAX_BATCH_SIZE = 1024
+UINT64_MAX = 2**64 - 1
+
+# Socket options by pyzmq/libzmq name (zmq.<NAME> / ZMQ_<NAME>), kept as plain
+# data so this module does not import zmq. Heartbeats follow the architecture
+# (1 s interval, liveness 3); see docs/protocol.md section 2 for the reasons.
+CLIENT_SOCKET_OPTIONS = {
+    "MAXMSGSIZE": ZMQ_MAXMSGSIZE,
+    "LINGER": 0,              # never block exit on requests nobody will answer
+    "IMMEDIATE": 1,           # no queueing while disconnected: send fails, edge falls back
+    "SNDHWM": 64,
+    "RCVHWM": 64,
+    "RECONNECT_IVL": 100,
+    "RECONNECT_IVL_MAX": 5000,
+    "HEARTBEAT_IVL": 1000,
+    "HEARTBEAT_TIMEOUT": 3000,
+}
+SERVER_SOCKET_OPTIONS = {
+    "MAXMSGSIZE": ZMQ_MAXMSGSIZE,
+    "LINGER": 1000,           # let drained replies leave on shutdown
+    "ROUTER_MANDATORY": 1,    # reply to a vanished client raises (counted) instead of vanishing
+    "SNDHWM": 1000,
+    "RCVHWM": 1000,
+    "HEARTBEAT_IVL": 1000,
+    "HEARTBEAT_TIMEOUT": 3000,
+}
+
+
+class ErrorCode(enum.StrEnum):
+    """Machine-readable error codes (the ``code`` of an ``error`` message).
+
+    The set is fixed for protocol v1; adding a code is a version change.
+    """
+
+    BAD_REQUEST = "bad_request"                  # malformed or invalid message
+    UNSUPPORTED_VERSION = "unsupported_version"  # v is not 1
+    UNSUPPORTED_KIND = "unsupported_kind"        # well-formed but unknown kind
+    TOO_LARGE = "too_large"                      # a limit of section 8 exceeded
+    BUSY = "busy"                                # queue full, request shed
+    DEADLINE_EXCEEDED = "deadline_exceeded"      # budget ran out before a result
+    UNAUTHORIZED = "unauthorized"                # client may not make this request
+    INTERNAL = "internal"                        # server (or decoder) bug
+    SHUTTING_DOWN = "shutting_down"              # draining, no new work
+
+
+_CODES = frozenset(code.value for code in ErrorCode)
+
+
+class ProtocolError(Exception):
+    """The only exception this module raises.
+
+    ``code`` is an :class:`ErrorCode`; ``path`` names the offending field
+    (``"infer.frames[2].jpeg"``, empty when the message as a whole is bad);
+    ``str(err)`` is ``"<path>: <reason>"``, ready for an error reply.
+    """
+
+    def __init__(self, code: ErrorCode | str, reason: str, path: str = "") -> None:
+        self.code = ErrorCode(code)
+        self.reason = reason
+        self.path = path
+        super().__init__(f"{path}: {reason}" if path else reason)
+
+    def under(self, prefix: str) -> ProtocolError:
+        """The same error with ``prefix`` prepended to its field path."""
+        if not prefix:
+            return self
+        if not self.path:
+            path = prefix
+        elif self.path.startswith("["):
+            path = prefix + self.path
+        else:
+            path = f"{prefix}.{self.path}"
+        return ProtocolError(self.code, self.reason, path)
+
+
+def _bad(path: str, reason: str) -> ProtocolError:
+    return ProtocolError(ErrorCode.BAD_REQUEST, reason, path)
+
+
+def _large(path: str, reason: str) -> ProtocolError:
+    return ProtocolError(ErrorCode.TOO_LARGE, reason, path)
+
+
+# ------------------------------------------------------- field validators --
+# Each takes the value and its path, returns the normalised value or raises.
+# Python types map one to one onto msgpack types after unpacking, so these
+# checks are also the wire type checks.
+
+_WIRE_NAMES = {bool: "bool", int: "int", float: "float", str: "str", bytes: "bin",
+               list: "array", tuple: "array", dict: "map", type(None): "nil"}
+
+
+def _wire_type(value: Any) -> str:
+    return _WIRE_NAMES.get(type(value), type(value).__name__)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _int(value: Any, path: str, lo: int, hi: int) -> int:
+    if not _is_int(value):
+        raise _bad(path, f"expected int, got {_wire_type(value)}")
+    if not lo <= value <= hi:
+        raise _bad(path, f"must be in [{lo}, {hi}], got {int(value)}")
+    return int(value)
+
+
+def _float(value: Any, path: str, lo: float = 0.0, hi: float = math.inf) -> float:
+    # ints are accepted too: encoders in some languages (JavaScript) cannot tell
+    # 1.0 from 1 and pack it as an int.
+    if not (_is_int(value) or isinstance(value, (float, np.floating))):
+        raise _bad(path, f"expected float, got {_wire_type(value)}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise _bad(path, f"must be finite, got {value}")
+    if not lo <= value <= hi:
+        raise _bad(path, f"must be in [{lo}, {hi}], got {value}")
+    return value
+
+
+def _text(value: Any, path: str, max_bytes: int, min_bytes: int = 0) -> str:
+    if not isinstance(value, str):
+        raise _bad(path, f"expected str, got {_wire_type(value)}")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise _bad(path, "not encodable as UTF-8 (lone surrogate)") from None
+    if size > max_bytes:
+        raise _large(path, f"{size} UTF-8 bytes exceeds the limit of {max_bytes}")
+    if size < min_bytes:
+        raise _bad(path, "must not be empty")
+    return str(value)
+
+
+def _binary(value: Any, path: str, max_bytes: int) -> bytes | memoryview:
+    # A memoryview is kept as is so PCM from a numpy array travels without a copy.
+    if isinstance(value, memoryview):
+        if not value.c_contiguous:
+            raise _bad(path, "memoryview must be C-contiguous")
+        value = value.cast("B")
+    elif isinstance(value, bytearray):
+        value = bytes(value)
+    elif not isinstance(value, bytes):
+        raise _bad(path, f"expected bin, got {_wire_type(value)}")
+    if len(value) > max_bytes:
+        raise _large(path, f"{len(value)} bytes exceeds the limit of {max_bytes}")
+    return value
+
+
+def _bool(value: Any, path: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise _bad(path, f"expected bool, got {_wire_type(value)}")
+    return bool(value)
+
+
+def _opt(check, value: Any, path: str, *args: Any) -> Any:
+    return None if value is None else check(value, path, *args)
+
+
+def _map(value: Any, path: str, max_len: int) -> dict:
+    if not isinstance(value, dict):
+        raise _bad(path, f"expected map, got {_wire_type(value)}")
+    if len(value) > max_len:
+        raise _large(path, f"{len(value)} entries exceeds the limit of {max_len}")
+    return value
+
+
+def _scores(value: Any, path: str, max_len: int = MAX_LABELS, hi: float = 1.0) -> dict[str, float]:
+    """label -> float in [0, hi]; labels are non-empty str of at most MAX_LABEL_BYTES."""
+    out = {}
+    for key, score in _map(value, path, max_len).items():
+        key = _text(key, f"{path}[{key!r:.40}]", MAX_LABEL_BYTES, 1)
+        out[key] = _float(score, f"{path}[{key!r:.40}]", 0.0, hi)
+    return out
+
+
+def _uints(value: Any, path: str, max_len: int) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise _bad(path, f"expected array, got {_wire_type(value)}")
+    if len(value) > max_len:
+        raise _large(path, f"{len(value)} entries exceeds the limit of {max_len}")
+    return tuple(_int(x, f"{path}[{i}]", 0, UINT64_MAX) for i, x in enumerate(value))
+
+
+def _set(obj: Any, name: str, value: Any) -> None:
+    object.__setattr__(obj, name, value)  # frozen dataclass: normalise in __post_init__
+
+
+def truncate_utf8(text: str, max_bytes: int) -> str:
+    """``text`` cut to at most ``max_bytes`` UTF-8 bytes, never mid-character."""
+    raw = text.encode("utf-8", "replace")[:max_bytes]
+    return raw.decode("utf-8", "ignore")
+
+
+# ------------------------------------------------------------------- PCM --
+
+def pcm_to_bytes(samples: np.ndarray) -> memoryview:
+    """1-D int16 samples -> little-endian bytes for ``AudioWindow.pcm``.
+
+    Returns a memoryview over ``samples`` itself (no copy) when it is already
+    C-contiguous little-endian int16; otherwise over a converted copy. Do not
+    modify ``samples`` while the message is alive. Raises ProtocolError
+    (bad_request) for any other dtype or shape: converting floats silently
+    would hide a scaling bug.
+    """
+    arr = np.asarray(samples)
+    if arr.ndim != 1 or arr.dtype.kind != "i" or arr.dtype.itemsize != 2:
+        raise _bad("pcm", f"expected a 1-D int16 array, got {arr.dtype} with shape {arr.shape}")
+    return memoryview(np.ascontiguousarray(arr, dtype="<i2")).cast("B")
+
+
+def pcm_from_bytes(pcm: bytes | memoryview) -> np.ndarray:
+    """int16 little-endian bytes -> 1-D int16 array of shape (len(pcm) // 2,).
+
+    A zero-copy view: read-only when ``pcm`` is ``bytes``. Raises
+    ProtocolError (bad_request) for an odd byte count.
+    """
+    if len(pcm) % 2:
+        raise _bad("pcm", f"odd byte count {len(pcm)}; int16 samples are 2 bytes")
+    return np.frombuffer(pcm, dtype="<i2")
+
+
+# -------------------------------------------------------------- messages --
+# Field order in each class IS the wire order (canonical encoding). A field
+# with a default is optional on the wire (absent == nil); the rest are required.
+
+def _short_bin(value: bytes | memoryview) -> str:
+    return f"<{len(value)} bytes>"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Frame:
+    """One video frame: ``t_s`` (seconds, recording clock, finite >= 0) and
+    ``jpeg`` (JPEG bytes starting with FF D8, at most MAX_JPEG_BYTES)."""
+
+    t_s: float
+    jpeg: bytes | memoryview
+
+    def __post_init__(self) -> None:
+        _set(self, "t_s", _float(self.t_s, "t_s"))
+        jpeg = _binary(self.jpeg, "jpeg", MAX_JPEG_BYTES)
+        if bytes(jpeg[:2]) != b"\xff\xd8":
+            raise _bad("jpeg", "not a JPEG (missing FFD8 header)")
+        _set(self, "jpeg", jpeg)
+
+    def __repr__(self) -> str:
+        return f"Frame(t_s={self.t_s!r}, jpeg={_short_bin(self.jpeg)})"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AudioWindow:
+    """Mono int16 little-endian PCM: ``start_s`` (seconds, recording clock) of
+    the first sample, ``rate_hz`` from AUDIO_RATES_HZ, ``pcm`` of 1 ..
+    rate_hz * MAX_AUDIO_S samples (2 bytes each)."""
+
+    start_s: float
+    rate_hz: int
+    pcm: bytes | memoryview  # a memoryview when built from a numpy array (no copy)
+
+    def __post_init__(self) -> None:
+        _set(self, "start_s", _float(self.start_s, "start_s"))
+        rate = _int(self.rate_hz, "rate_hz", 0, UINT64_MAX)
+        if rate not in AUDIO_RATES_HZ:
+            raise _bad("rate_hz", f"must be one of {AUDIO_RATES_HZ}, got {rate}")
+        _set(self, "rate_hz", rate)
+        pcm = _binary(self.pcm, "pcm", MAX_BIN_BYTES)
+        if len(pcm) % 2 or not pcm:
+            raise _bad("pcm", f"need a non-zero even byte count (int16 samples), got {len(pcm)}")
+        if len(pcm) // 2 > rate * MAX_AUDIO_S:
+            raise _large("pcm", f"{len(pcm) // 2 / rate:.3f} s of audio exceeds {MAX_AUDIO_S} s")
+        _set(self, "pcm", pcm)
+
+    @classmethod
+    def from_samples(cls, samples: np.ndarray, *, start_s: float, rate_hz: int) -> AudioWindow:
+        """Wrap a 1-D int16 array without copying it (see :func:`pcm_to_bytes`)."""
+        return cls(start_s=start_s, rate_hz=rate_hz, pcm=pcm_to_bytes(samples))
+
+    def samples(self) -> np.ndarray:
+        """The PCM as a zero-copy int16 array, shape (n_samples,)."""
+        return pcm_from_bytes(self.pcm)
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.pcm) // 2 / self.rate_hz
+
+    def __repr__(self) -> str:
+        return (f"AudioWindow(start_s={self.start_s!r}, rate_hz={self.rate_hz!r}, "
+                f"pcm={_short_bin(self.pcm)})")
+
+
+@dataclass(frozen=True, kw_only=True)
+class InferRequest:
+    """``infer``, edge -> server: answer/tag this moment before ``deadline_ms``.
+
+    The server's deadline is its receive time + ``deadline_ms`` (a relative
+    budget, so edge and server clocks never need to agree). Times ``t_s``,
+    ``start_s`` and ``query_t_s`` share the edge's recording clock. ``frames``
+    are in non-decreasing ``t_s`` order; at least one of ``frames`` / ``audio``
+    is present. ``query`` and ``query_t_s`` are both set or both None.
+    """
+
+    KIND: ClassVar[str] = "infer"
+    id: int
+    deadline_ms: int
+    trigger_label: str
+    trigger_score: float
+    student_scores: dict[str, float]
+    student_confidence: float
+    query: str | None = None
+    query_t_s: float | None = None
+    model: str | None = None
+    audio: AudioWindow | None = None
+    frames: tuple[Frame, ...]
+
+    def __post_init__(self) -> None:
+        _set(self, "id", _int(self.id, "id", 0, UINT64_MAX))
+        _set(self, "deadline_ms", _int(self.deadline_ms, "deadline_ms", 1, MAX_DEADLINE_MS))
+        _set(self, "trigger_label", _text(self.trigger_label, "trigger_label", MAX_LABEL_BYTES, 1))
+        _set(self, "trigger_score", _float(self.trigger_score, "trigger_score", 0.0, 1.0))
+        _set(self, "student_scores", _scores(self.student_scores, "student_scores"))
+        _set(self, "student_confidence", _float(self.student_confidence, "student_confidence", 0.0, 1.0))
+        _set(self, "query", _opt(_text, self.query, "query", MAX_QUERY_BYTES, 1))
+        _set(self, "query_t_s", _opt(_float, self.query_t_s, "query_t_s"))
+        if (self.query is None) != (self.query_t_s is None):
+            raise _bad("query_t_s", "query and query_t_s must be both set or both nil")
+        _set(self, "model", _opt(_text, self.model, "model", MAX_MODEL_ID_BYTES, 1))
+        if self.audio is not None and not isinstance(self.audio, AudioWindow):
+            raise _bad("audio", f"expected AudioWindow or None, got {type(self.audio).__name__}")
+        if not isinstance(self.frames, (list, tuple)):
+            raise _bad("frames", f"expected array, got {_wire_type(self.frames)}")
+        if len(self.frames) > MAX_FRAMES:
+            raise _large("frames", f"{len(self.frames)} frames exceeds the limit of {MAX_FRAMES}")
+        for i, frame in enumerate(self.frames):
+            if not isinstance(frame, Frame):
+                raise _bad(f"frames[{i}]", f"expected Frame, got {type(frame).__name__}")
+            if i and frame.t_s < self.frames[i - 1].t_s:
+                raise _bad(f"frames[{i}].t_s", "frames must be in non-decreasing t_s order")
+        _set(self, "frames", tuple(self.frames))
+        if not self.frames and self.audio is None:
+            raise _bad("frames", "no frames and no audio: a request needs at least one modality")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Result:
+    """``result``, server -> edge: the answer to ``infer`` ``id``.
+
+    ``tags``: label -> probability in [0, 1]. ``timing_ms``: stage -> ms >= 0,
+    must include ``total_ms`` (receive to reply); conventional stages are
+    ``queue_ms``, ``batch_ms``, ``model_ms``. ``batch_size``: requests in the
+    model batch that served this one.
+    """
+
+    KIND: ClassVar[str] = "result"
+    id: int
+    model_id: str
+    batch_size: int
+    answer: str
+    tags: dict[str, float]
+    timing_ms: dict[str, float]
+
+    def __post_init__(self) -> None:
+        _set(self, "id", _int(self.id, "id", 0, UINT64_MAX))
+        _set(self, "model_id", _text(self.model_id, "model_id", MAX_MODEL_ID_BYTES, 1))
+        _set(self, "batch_size", _int(self.batch_size, "batch_size", 1, MAX_BATCH_SIZE))
+        _set(self, "answer", _text(self.answer, "answer", MAX_ANSWER_BYTES))
+        _set(self, "tags", _scores(self.tags, "tags"))
+        timing = _scores(self.timing_ms, "timing_ms", MAX_TIMING_STAGES, math.inf)
+        if "total_ms" not in timing:
+            raise _bad("timing_ms", "must contain 'total_ms'")
+        _set(self, "timing_ms", timing)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ErrorReply:
+    """``error``, server -> edge. ``id`` is None when the request's id could
+    not be read. ``retry_after_ms`` is a hint sent with ``busy`` /
+    ``shutting_down``. This layout is frozen across protocol versions so any
+    peer can read an ``unsupported_version`` reply."""
+
+    KIND: ClassVar[str] = "error"
+    id: int | None
+    code: ErrorCode
+    message: str
+    retry_after_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        _set(self, "id", _opt(_int, self.id, "id", 0, UINT64_MAX))
+        if not isinstance(self.code, str):
+            raise _bad("code", f"expected str, got {_wire_type(self.code)}")
+        try:
+            _set(self, "code", ErrorCode(self.code))
+        except ValueError:
+            raise _bad("code", f"unknown error code {self.code!r:.40}") from None
+        _set(self, "message", _text(self.message, "message", MAX_ERROR_TEXT_BYTES))
+        _set(self, "retry_after_ms",
+             _opt(_int, self.retry_after_ms, "retry_after_ms", 0, MAX_RETRY_AFTER_MS))
+
+    @classmethod
+    def from_error(cls, exc: ProtocolError, request_id: int | None = None,
+                   retry_after_ms: int | None = None) -> ErrorReply:
+        """The reply for ``exc``; its text is cut to MAX_ERROR_TEXT_BYTES."""
+        return cls(id=request_id, code=exc.code, retry_after_ms=retry_after_ms,
+                   message=truncate_utf8(str(exc), MAX_ERROR_TEXT_BYTES))
+
+    @classmethod
+    def for_bad_message(cls, data: bytes, exc: ProtocolError) -> ErrorReply:
+        """The reply to raw ``data`` that ``decode`` rejected with ``exc``:
+        carries the request id when :func:`peek_id` can still find it."""
+        return cls.from_error(exc, peek_id(data))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ping:
+    """``ping``, edge -> server: liveness and RTT probe. ``t_client_s`` is any
+    client clock reading (seconds, >= 0), echoed verbatim in the pong."""
+
+    KIND: ClassVar[str] = "ping"
+    id: int
+    t_client_s: float
+
+    def __post_init__(self) -> None:
+        _set(self, "id", _int(self.id, "id", 0, UINT64_MAX))
+        _set(self, "t_client_s", _float(self.t_client_s, "t_client_s"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pong:
+    """``pong``, server -> edge: reply to ping ``id``. ``ready`` is False while
+    the model loads or the server drains; ``model_id`` is None before a model
+    is loaded; ``queue_depth`` / ``queue_capacity`` count infer requests."""
+
+    KIND: ClassVar[str] = "pong"
+    id: int
+    t_client_s: float
+    ready: bool
+    model_id: str | None = None
+    queue_depth: int
+    queue_capacity: int
+
+    def __post_init__(self) -> None:
+        _set(self, "id", _int(self.id, "id", 0, UINT64_MAX))
+        _set(self, "t_client_s", _float(self.t_client_s, "t_client_s"))
+        _set(self, "ready", _bool(self.ready, "ready"))
+        _set(self, "model_id", _opt(_text, self.model_id, "model_id", MAX_MODEL_ID_BYTES, 1))
+        _set(self, "queue_depth", _int(self.queue_depth, "queue_depth", 0, UINT64_MAX))
+        _set(self, "queue_capacity", _int(self.queue_capacity, "queue_capacity", 0, UINT64_MAX))
+
+    @classmethod
+    def reply_to(cls, ping: Ping, *, ready: bool, queue_depth: int, queue_capacity: int,
+                 model_id: str | None = None) -> Pong:
+        return cls(id=ping.id, t_client_s=ping.t_client_s, ready=ready, model_id=model_id,
+                   queue_depth=queue_depth, queue_capacity=queue_capacity)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatsRequest:
+    """``stats_request``, edge/ops -> server: ask for a :class:`Stats` snapshot."""
+
+    KIND: ClassVar[str] = "stats_request"
+    id: int
+
+    def __post_init__(self) -> None:
+        _set(self, "id", _int(self.id, "id", 0, UINT64_MAX))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stats:
+    """``stats``, server -> edge: counters since server start.
+
+    ``errors_by_code``: ErrorCode value -> errors sent (absent code = 0).
+    ``batch_size_counts[i]``: model batches run with i + 1 requests.
+    ``latency_p*_ms``: receive-to-reply percentiles over the last
+    ``latency_samples`` replies; all three None (no samples) or all set with
+    p50 <= p95 <= p99.
+    """
+
+    KIND: ClassVar[str] = "stats"
+    id: int
+    uptime_s: float
+    requests_total: int
+    results_total: int
+    dropped_total: int
+    errors_by_code: dict[str, int]
+    queue_depth: int
+    queue_capacity: int
+    batch_size_counts: tuple[int, ...]
+    latency_samples: int
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    latency_p99_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        _set(self, "id", _int(self.id, "id", 0, UINT64_MAX))
+        _set(self, "uptime_s", _float(self.uptime_s, "uptime_s"))
+        for name in ("requests_total", "results_total", "dropped_total", "queue_depth",
+                     "queue_capacity", "latency_samples"):
+            _set(self, name, _int(getattr(self, name), name, 0, UINT64_MAX))
+        errors = {}
+        for code, count in _map(self.errors_by_code, "errors_by_code", len(ErrorCode)).items():
+            path = f"errors_by_code[{code!r:.40}]"
+            if not isinstance(code, str) or code not in _CODES:
+                raise _bad(path, "not an error code")
+            errors[str(code)] = _int(count, path, 0, UINT64_MAX)
+        _set(self, "errors_by_code", errors)
+        _set(self, "batch_size_counts", _uints(self.batch_size_counts, "batch_size_counts", MAX_BATCH_SIZE))
+        names = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
+        values = [_opt(_float, getattr(self, n), n) for n in names]
+        for name, value in zip(names, values):
+            _set(self, name, value)
+        if None in values and values != [None] * 3:
+            raise _bad(names[values.index(None)], "latency percentiles must be all set or all nil")
+        for i in (1, 2):
+            if values[0] is not None and values[i] < values[i - 1]:
+                raise _bad(names[i], f"must be >= {names[i - 1]} (p50 <= p95 <= p99)")
+
+
+Message = Union[InferRequest, Result, ErrorReply, Ping, Pong, StatsRequest, Stats]
+KINDS: dict[str, type] = {cls.KIND: cls for cls in Message.__args__}
+REQUEST_KINDS = frozenset({"infer", "ping", "stats_request"})
+REPLY_KINDS = frozenset({"result", "error", "pong", "stats"})
+
+
+# -------------------------------------------------------------- encoding --
+
+def _to_wire(value: Any) -> Any:
+    if isinstance(value, (Frame, AudioWindow)):
+        return {f.name: _to_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_to_wire(v) for v in value]
+    if isinstance(value, dict):
+        # Data-keyed maps (labels, stages, codes) sort by key so bytes are reproducible;
+        # str order is code point order, which equals UTF-8 byte order.
+        return {str(k): _to_wire(value[k]) for k in sorted(value)}
+    if isinstance(value, ErrorCode):
+        return value.value
+    return value
+
+
+def encode(msg: Message) -> bytes:
+    """The canonical msgpack bytes of ``msg`` (docs/protocol.md section 3).
+
+    Raises ProtocolError: bad_request if ``msg`` is not a message or holds an
+    unpackable value, too_large if the bytes exceed MAX_MESSAGE_BYTES.
+    """
+    if type(msg) not in KINDS.values():
+        raise _bad("", f"not a protocol message: {type(msg).__name__}")
+    wire = {"v": PROTOCOL_VERSION, "kind": msg.KIND}
+    for f in dataclasses.fields(msg):
+        wire[f.name] = _to_wire(getattr(msg, f.name))
+    try:
+        data = msgpack.packb(wire, use_bin_type=True, use_single_float=False, datetime=False)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _bad(msg.KIND, f"cannot encode: {exc}") from None
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise _large(msg.KIND, f"encoded size {len(data)} bytes exceeds MAX_MESSAGE_BYTES={MAX_MESSAGE_BYTES}")
+    return data
+
+
+# -------------------------------------------------- bounded pre-scan ------
+# Walks the msgpack bytes without building objects, before msgpack.unpackb
+# runs, so that hostile input costs at most MAX_OBJECTS header reads: length
+# headers are checked against the limits (a bin32 claiming 4 GiB is refused
+# from its 5 header bytes), nesting depth is counted iteratively (no
+# recursion), ext types and non-str map keys are refused. msgpack.unpackb
+# then runs with the same limits as a second line of defence.
+
+_FIXED_WIDTH = {0xCA: 4, 0xCB: 8, 0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8,
+                0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8}
+_SIZED = {0xC4: (1, "bin"), 0xC5: (2, "bin"), 0xC6: (4, "bin"),
+          0xD9: (1, "str"), 0xDA: (2, "str"), 0xDB: (4, "str"),
+          0xDC: (2, "array"), 0xDD: (4, "array"), 0xDE: (2, "map"), 0xDF: (4, "map")}
+_LIMIT = {"bin": MAX_BIN_BYTES, "str": MAX_STR_BYTES, "array": MAX_ARRAY_LEN, "map": MAX_MAP_LEN}
+_EXT = frozenset({0xC7, 0xC8, 0xC9, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8})
+
+
+def _is_str_head(head: int) -> bool:
+    return 0xA0 <= head <= 0xBF or 0xD9 <= head <= 0xDB
+
+
+def _skip(buf: memoryview, pos: int, max_objects: int) -> tuple[int, int]:
+    """Check one msgpack value at ``buf[pos]``; return (end offset, values seen)."""
+    n = len(buf)
+    left = [1]          # values still to read per open container (bottom: the value itself)
+    in_map = [False]
+    objects = 0
+    while left:
+        if left[-1] == 0:
+            left.pop()
+            in_map.pop()
+            continue
+        is_key = in_map[-1] and left[-1] % 2 == 0
+        left[-1] -= 1
+        objects += 1
+        if objects > max_objects:
+            raise _large("", f"more than {max_objects} msgpack values")
+        if pos >= n:
+            raise _bad("", f"truncated msgpack at byte {pos}")
+        start, head = pos, buf[pos]
+        pos += 1
+        if is_key and not _is_str_head(head):
+            raise _bad("", f"map key at byte {start} is not a str")
+        if head <= 0x7F or head >= 0xE0 or head in (0xC0, 0xC2, 0xC3):
+            continue                                  # fixint, nil, bool
+        if head in _FIXED_WIDTH:
+            pos += _FIXED_WIDTH[head]
+            if pos > n:
+                raise _bad("", f"truncated msgpack at byte {start}")
+            continue
+        if head <= 0x8F:
+            family, length = "map", head & 0x0F
+        elif head <= 0x9F:
+            family, length = "array", head & 0x0F
+        elif head <= 0xBF:
+            family, length = "str", head & 0x1F
+        elif head in _SIZED:
+            width, family = _SIZED[head]
+            if pos + width > n:
+                raise _bad("", f"truncated msgpack at byte {start}")
+            length = int.from_bytes(buf[pos:pos + width], "big")
+            pos += width
+        elif head in _EXT:
+            raise _bad("", f"msgpack ext type at byte {start} is not allowed")
+        else:
+            raise _bad("", f"invalid msgpack byte 0xc1 at byte {start}")
+        if length > _LIMIT[family]:
+            raise _large("", f"{family} of length {length} at byte {start} exceeds the limit of {_LIMIT[family]}")
+        if family in ("str", "bin"):
+            pos += length
+            if pos > n:
+                raise _bad("", f"truncated msgpack: {family} at byte {start} runs past the end")
+        else:
+            if len(left) > MAX_DEPTH:
+                raise _large("", f"containers nested deeper than {MAX_DEPTH} at byte {start}")
+            if length:
+                left.append(2 * length if family == "map" else length)
+                in_map.append(family == "map")
+    return pos, objects
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _bad("", f"duplicate map key {key!r:.40}")
+        out[key] = value
+    return out
+
+
+_UNPACK_LIMITS = dict(
+    raw=False, strict_map_key=True, use_list=True, object_pairs_hook=_no_duplicates,
+    max_str_len=MAX_STR_BYTES, max_bin_len=MAX_BIN_BYTES, max_array_len=MAX_ARRAY_LEN,
+    max_map_len=MAX_MAP_LEN, max_ext_len=0,
+)
+_MALFORMED = (msgpack.exceptions.UnpackException, ValueError, TypeError, OverflowError,
+              RecursionError)
+
+
+# -------------------------------------------------------------- decoding --
+
+def decode(data: bytes, *, accept: Collection[str] | None = None) -> Message:
+    """Any bytes-like ``data`` -> a validated message.
+
+    ``accept``: kinds this receiver takes (e.g. REQUEST_KINDS on a server);
+    another known kind is bad_request. Unknown keys are ignored (section 4).
+    Raises ProtocolError and nothing else; checks run in the documented order:
+    size (too_large) -> msgpack structure and limits (bad_request / too_large)
+    -> v (unsupported_version) -> kind (unsupported_kind) -> fields.
+    """
+    try:
+        return _decode(data, accept)
+    except ProtocolError:
+        raise
+    except _MALFORMED as exc:
+        raise _bad("", f"malformed message ({type(exc).__name__}: {str(exc):.80})") from exc
+    except Exception as exc:  # a decoder bug must not take a server down; 'internal' says whose fault
+        raise ProtocolError(ErrorCode.INTERNAL, f"decoder failure ({type(exc).__name__})") from exc
+
+
+def _decode(data: bytes, accept: Collection[str] | None) -> Message:
+    try:
+        buf = memoryview(data).cast("B")
+    except TypeError:
+        raise _bad("", f"expected bytes, got {type(data).__name__}") from None
+    if len(buf) > MAX_MESSAGE_BYTES:
+        raise _large("", f"message of {len(buf)} bytes exceeds MAX_MESSAGE_BYTES={MAX_MESSAGE_BYTES}")
+    if not buf:
+        raise _bad("", "empty message")
+    head = buf[0]
+    if not (0x80 <= head <= 0x8F or head in (0xDE, 0xDF)):
+        raise _bad("", "message is not a msgpack map")
+    end, _ = _skip(buf, 0, MAX_OBJECTS)
+    if end != len(buf):
+        raise _bad("", f"{len(buf) - end} trailing bytes after the message map")
+    raw = msgpack.unpackb(buf, **_UNPACK_LIMITS)
+
+    if "v" not in raw:
+        raise _bad("v", "required field missing")
+    if not _is_int(raw["v"]):
+        raise _bad("v", f"expected int, got {_wire_type(raw['v'])}")
+    if raw["v"] != PROTOCOL_VERSION:
+        raise ProtocolError(ErrorCode.UNSUPPORTED_VERSION,
+                            f"version {raw['v']} is not supported (this peer speaks {PROTOCOL_VERSION})", "v")
+    kind = raw.get("kind")
+    if not isinstance(kind, str):
+        raise _bad("kind", "required field missing" if kind is None else f"expected str, got {_wire_type(kind)}")
+    if kind not in KINDS:
+        raise ProtocolError(ErrorCode.UNSUPPORTED_KIND, f"unknown kind {kind!r:.40}", "kind")
+    if accept is not None and kind not in accept:
+        raise _bad("kind", f"{kind!r} is not accepted here (expected one of {sorted(accept)})")
+    if kind == InferRequest.KIND:
+        return _infer_from_wire(raw)
+    return _build(KINDS[kind], raw, kind)
+
+
+def _build(cls: type, raw: Any, path: str) -> Any:
+    """``cls`` from a wire map: known keys only (unknown ones are ignored),
+    every field without a default required; errors get ``path`` prefixed."""
+    if not isinstance(raw, dict):
+        raise _bad(path, f"expected map, got {_wire_type(raw)}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in raw:
+            kwargs[f.name] = raw[f.name]
+        elif f.default is dataclasses.MISSING:
+            raise _bad(f"{path}.{f.name}", "required field missing")
+    try:
+        return cls(**kwargs)
+    except ProtocolError as exc:
+        raise exc.under(path) from None
+
+
+def _infer_from_wire(raw: dict) -> InferRequest:
+    if "frames" not in raw:
+        raise _bad("infer.frames", "required field missing")
+    frames = raw["frames"]
+    if not isinstance(frames, list):
+        raise _bad("infer.frames", f"expected array, got {_wire_type(frames)}")
+    if len(frames) > MAX_FRAMES:  # before building: no work for frames we would refuse
+        raise _large("infer.frames", f"{len(frames)} frames exceeds the limit of {MAX_FRAMES}")
+    frames = [_build(Frame, f, f"infer.frames[{i}]") for i, f in enumerate(frames)]
+    audio = raw.get("audio")
+    if audio is not None:
+        audio = _build(AudioWindow, audio, "infer.audio")
+    return _build(InferRequest, {**raw, "frames": frames, "audio": audio}, "infer")
+
+
+def peek_id(data: bytes) -> int | None:
+    """Best-effort request ``id`` of a message that ``decode`` refused.
+
+    Reads only the top-level map's keys up to ``"id"`` (bounded by
+    MAX_OBJECTS values, no object building), so a server can put the id into
+    its error reply even when other fields, the version or the size are bad.
+    Returns None when no uint64 id can be found. Never raises.
+    """
+    try:
+        buf = memoryview(data).cast("B")
+        head = buf[0]
+        if 0x80 <= head <= 0x8F:
+            pairs, pos = head & 0x0F, 1
+        elif head in (0xDE, 0xDF):
+            width = 2 if head == 0xDE else 4
+            pairs, pos = int.from_bytes(buf[1:1 + width], "big"), 1 + width
+        else:
+            return None
+        budget = MAX_OBJECTS
+        for _ in range(min(pairs, MAX_MAP_LEN)):
+            if not _is_str_head(buf[pos]):
+                return None
+            key_end, _ = _skip(buf, pos, 1)
+            header = 1 if buf[pos] <= 0xBF else {0xD9: 2, 0xDA: 3, 0xDB: 5}[buf[pos]]
+            if bytes(buf[pos + header:key_end]) == b"id":
+                return _read_uint(buf, key_end)
+            pos, used = _skip(buf, key_end, budget)
+            budget -= used + 1
+            if budget <= 0:
+                return None
+    except Exception:  # best effort by contract: any failure means "no id"
+        return None
+    return None
+
+
+def _read_uint(buf: memoryview, pos: int) -> int | None:
+    head = buf[pos]
+    if head <= 0x7F:
+        return head
+    if 0xCC <= head <= 0xD3:
+        width = 1 << ((head - 0xCC) % 4)
+        if pos + 1 + width > len(buf):
+            return None
+        value = int.from_bytes(buf[pos + 1:pos + 1 + width], "big", signed=head >= 0xD0)
+        return value if value >= 0 else None
+    return None
