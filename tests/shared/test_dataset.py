@@ -15,13 +15,11 @@ from test_recording import make_recording  # noqa: E402
 def make_dataset(root: Path, splits=("train", "train", "val", "test")) -> Path:
     entries = []
     for i, split in enumerate(splits):
-        rec = make_recording(n_frames=10, seconds=1.0, seed=i)
+        rec = make_recording(seed=i)
         rec.annotations.recording_id = f"rec_{i:04d}"
-        rec.annotations.frames = type(rec.annotations.frames)()
-        rec.annotations.queries = []
         save_recording(rec, root / "recordings" / f"rec_{i:04d}")
         entries.append({"id": f"rec_{i:04d}", "split": split, "environment": "kitchen",
-                        "duration_s": 1.0, "snr_db": 10.0 + i, "scenario_seed": i})
+                        "duration_s": 3.0, "snr_db": 10.0 + i, "scenario_seed": i})
     manifest = {"schema_version": 1, "generator": {"name": "test"}, "config": {}, "recordings": entries}
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root
@@ -32,7 +30,7 @@ def test_load_and_splits(tmp_path):
     assert [e.id for e in ds.split("train")] == ["rec_0000", "rec_0001"]
     assert [e.id for e in ds.split("test")] == ["rec_0003"]
     assert ds.entry("rec_0002").snr_db == 12.0 and ds.entry("rec_0002").extra == {"scenario_seed": 2}
-    assert ds.hours == pytest.approx(4 / 3600)
+    assert ds.hours == pytest.approx(12 / 3600)
     rec = ds.load("rec_0001", video=False)
     assert rec.annotations.recording_id == "rec_0001"
     assert ds.annotations("rec_0003").recording_id == "rec_0003"
