@@ -1,0 +1,119 @@
+"""``earshot instruct`` through the console script, on a dataset written by ``earshot synth``."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared.cli import available_verbs
+from shared.config import ConfigError
+from shared.dataset import load_dataset
+
+from cloud.data_engine.records import CATEGORIES, SPLIT_FILES, read_jsonl
+from cloud.data_engine.verbs import InstructConfig
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_data_engine import check_records, write_dataset  # noqa: E402
+
+EARSHOT = shutil.which("earshot", path=str(Path(sys.executable).parent)) or shutil.which("earshot")
+
+
+def run(*args, cwd):
+    assert EARSHOT, "the earshot console script is not installed"
+    return subprocess.run([EARSHOT, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Three 10 s recordings, one per split (a few seconds to generate)."""
+    if "synth" not in available_verbs():
+        pytest.skip("earshot synth is not installed")
+    root = tmp_path_factory.mktemp("synth")
+    out = run("synth", f"out={root / 'world'}", "n_recordings=3", "world.duration_s=10", "progress=false", cwd=root)
+    assert out.returncode == 0, out.stderr
+    return root / "world"
+
+
+def test_instruct_end_to_end_on_a_generated_dataset(world, tmp_path):
+    out = run("instruct", f"dataset={world}", f"out={tmp_path / 'qa'}", "bench_per_category=3", "progress=false",
+              cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert f"wrote {tmp_path / 'qa'}" in out.stdout and "records per split x category" in out.stdout
+    assert "answer vocabulary:" in out.stdout
+    qa = tmp_path / "qa"
+    info = json.loads((qa / "info.json").read_text())
+    ds = load_dataset(world)
+    split_of = {e.id: e.split for e in ds.entries}
+    recs = {k: read_jsonl(qa / f) for k, f in SPLIT_FILES.items()}
+    for key, rs in recs.items():
+        assert info["counts"][key]["categories"]["total"] == len(rs)
+        want = "test" if key == "bench" else key.split("_")[0]
+        assert {split_of[r.recording_id] for r in rs} <= {want}, key
+    assert recs["train_av"] and recs["val_av"] and recs["bench"]
+    bench = {c: sum(r.category == c for r in recs["bench"]) for c in CATEGORIES}
+    for c in CATEGORIES:  # exactly the count asked for, or a shortfall that says how many there were
+        assert bench[c] == min(3, info["bench"]["available"][c])
+        assert (c in info["bench"]["shortfall"]) == (info["bench"]["available"][c] < 3)
+    assert info["dataset"] == str(world) and info["config"]["bench_per_category"] == 3
+    assert info["answer_vocab_size"] == len(info["answer_vocab"]) > 10
+    assert sorted(p.stem for p in (qa / "narrations").glob("*.json")) == sorted(split_of)
+
+    anns = {e.id: ds.annotations(e) for e in ds.entries}
+    done = check_records(anns, [r for rs in recs.values() for r in rs])
+    assert {"SSA/source", "AVDN/dense", "AVSN/summary", "AVH/sound"} <= set(done) or sum(done.values()) > 50, done
+    # the vision-only set never answers from an off-screen sound
+    for r in recs["train_visual"] + recs["val_visual"]:
+        if r.category == "SSA":
+            assert anns[r.recording_id].event(r.meta["event_ids"][0]).source_visible is True
+
+
+def test_same_command_same_bytes(world, tmp_path):
+    for name in ("a", "b"):
+        out = run("instruct", f"dataset={world}", f"out={tmp_path / name}", "windows_per_recording=3",
+                  "bench_windows_per_recording=4", "progress=false", cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert len(files) == 6 + 3
+    for f in files:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+
+
+def test_config_error_names_the_key_and_stops_before_work(tmp_path):
+    write_dataset(tmp_path / "world")
+    out = run("instruct", f"dataset={tmp_path / 'world'}", f"out={tmp_path / 'qa'}", "window_s=30", cwd=tmp_path)
+    assert out.returncode == 2 and "earshot instruct: config error: window_s: must be in [2, 10]" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "qa").exists()
+    out = run("instruct", f"dataset={tmp_path / 'nowhere'}", f"out={tmp_path / 'qa'}", cwd=tmp_path)
+    assert out.returncode == 2 and "config error: dataset: no manifest.json" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("window_s", 1.0),
+        ("windows_per_recording", 0),
+        ("bench_windows_per_recording", 0),
+        ("bench_per_category", 0),
+        ("min_overlap_s", 0.0),
+        ("ssa_per_window", 21),
+        ("tr_per_window", -1),
+        ("avh_positives_per_window", 50),
+        ("negatives_ratio", -0.5),
+        ("hard_negative_share", 1.5),
+        ("negative_margin_s", 11.0),
+        ("tr_min_gap_s", 10.0),
+        ("avdn_max_items", 7),
+        ("avsn_max_labels", 0),
+        ("noisy_below_db", 100.0),
+        ("seed", -1),
+        ("out", " "),
+    ],
+)
+def test_every_range_is_checked(tmp_path, key, value):
+    write_dataset(tmp_path / "world")
+    with pytest.raises(ConfigError, match=f"^{key}: "):
+        InstructConfig(**{"dataset": str(tmp_path / "world"), "out": str(tmp_path / "qa"), key: value})
