@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     app = verbs[name].load()
     # Hydra reads sys.argv itself; present it the verb's view of the command line.
-    sys.argv = [f"earshot {name}", *rest, *_default_overrides(name, rest)]
+    # Our defaults go first: Hydra's argparse refuses overrides after flags
+    # such as `--cfg job`.
+    sys.argv = [f"earshot {name}", *_default_overrides(name, rest), *rest]
     app()
     return 0
 
