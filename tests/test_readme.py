@@ -35,7 +35,7 @@ def _setup_nothing(cwd: Path) -> None:
 SETUP = {"import": _setup_import, "world": _setup_nothing}
 
 
-def tested_blocks() -> dict[str, list[str]]:
+def readme_blocks() -> dict[str, list[str]]:
     blocks = {}
     for m in re.finditer(r"<!-- readme-test: (\w+) -->\s*```bash\n(.*?)```", README, re.S):
         lines = [l.split("#")[0].strip() for l in m.group(2).splitlines()]
@@ -51,8 +51,8 @@ def all_command_lines() -> list[str]:
 
 
 def test_every_tested_block_has_a_fixture():
-    assert tested_blocks(), "README has no readme-test blocks"
-    assert set(tested_blocks()) <= set(SETUP)
+    assert readme_blocks(), "README has no readme-test blocks"
+    assert set(readme_blocks()) <= set(SETUP)
 
 
 def test_every_documented_verb_exists():
@@ -63,10 +63,10 @@ def test_every_documented_verb_exists():
             assert words[1] in verbs, f"README documents 'earshot {words[1]}', which is not installed"
 
 
-@pytest.mark.parametrize("name", sorted(tested_blocks()))
+@pytest.mark.parametrize("name", sorted(readme_blocks()))
 def test_readme_block_runs(name, tmp_path):
     SETUP[name](tmp_path)
-    for line in tested_blocks()[name]:
+    for line in readme_blocks()[name]:
         argv = shlex.split(line)
         assert argv[0] == "earshot", line
         out = subprocess.run([str(BIN / "earshot"), *argv[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=600)
