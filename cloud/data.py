@@ -1,0 +1,336 @@
+"""QA records + recordings -> batches of tensors for the teacher.
+
+A `QARecord` (``cloud/data_engine/records.py``) names a recording, a window
+``[start, end]`` on its clock and a question with its closed-form answer. The
+teacher gets, for each record:
+
+- audio: the log-mel of the ``audio_history_s`` seconds that end at the
+  window end (``data.audio_history_s``: 10 s reads the whole window, 1 s only
+  the second that co-occurs with the newest frame);
+- frames: one every ``1 / frame_hz`` seconds, counted back from the window
+  end, inside the window (older slots are masked), resized to the model's
+  input size, each stamped with its true timestamp;
+- the question and answer as word ids;
+- tag targets: the audio events heard in the audio span and the visual
+  actions seen in the window, from the recording's annotations.
+
+Recordings are decoded once and kept in memory already reduced to what the
+model reads (`RecordingStore`): the recording-level log-mel at 100 Hz, and
+the frames at the model's size. A 30 s recording costs ~0.8 MB of log-mel
+plus ~0.9 MB of 32 px frames.
+
+The log-mel grid: frame j ends at (j + 1) / 100 s, i.e. it is
+``shared.features.LogMel`` over the audio front-padded by 240 samples, so the
+frames that end at a window's end are exactly ``LogMel`` of
+``Recording.audio_window(end, history + 0.015)`` (tested).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cloud.data_engine.records import INFO_FILE, SPLIT_FILES, QARecord, read_jsonl
+from cloud.model.teacher import TAG_NAMES
+from cloud.model.tokenizer import Tokenizer
+from shared.annotations import Annotations
+from shared.config import UserError
+from shared.dataset import load_dataset
+from shared.features import FeatureConfig, LogMel
+from shared.labels import names
+
+__all__ = [
+    "MEL_HZ",
+    "WindowSpec",
+    "CachedRecording",
+    "RecordingStore",
+    "QADataset",
+    "collate",
+    "load_records",
+    "resolve_dataset",
+    "tag_targets",
+]
+
+MEL_HZ = 100  # log-mel frames per second: FeatureConfig's 10 ms hop
+_FRONT_PAD = 240  # window (400) - hop (160): frame j then ends at sample 160 (j + 1)
+_CHUNK_FRAMES = 6000  # log-mel of long recordings in 60 s pieces (bounded memory)
+_MIN_TAG_OVERLAP_S = 0.2  # an event counts for a span if it overlaps it this much (or half its length)
+_TAG_INDEX = {name: i for i, name in enumerate(TAG_NAMES)}
+_N_AUDIO_EVENTS = len(names("audio_event"))  # TAG_NAMES: audio events, then visual actions
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """What the model is shown of a window (saved with every checkpoint).
+
+    Attributes:
+        audio_history_s: seconds of audio ending at the window end.
+        frame_hz: frames per second sampled from the window.
+        max_window_s: longest window; sets the number of frame slots.
+        frame_size_px: frames are resized to this square size.
+        n_mels: log-mel bands.
+    """
+
+    audio_history_s: float = 10.0
+    frame_hz: float = 2.0
+    max_window_s: float = 10.0
+    frame_size_px: int = 32
+    n_mels: int = 64
+
+    @property
+    def n_mel_frames(self) -> int:
+        return int(round(self.audio_history_s * MEL_HZ))
+
+    @property
+    def n_frames(self) -> int:
+        return max(1, int(round(self.max_window_s * self.frame_hz)))
+
+
+# --- recordings, reduced and cached --------------------------------------------
+
+
+@dataclass
+class CachedRecording:
+    """What the model reads of one recording.
+
+    Attributes:
+        mel: (T, n_mels) float32, frame j covering the 25 ms that end at (j + 1) / 100 s.
+        frames: (n, S, S, 3) uint8 at the model's input size.
+        frame_times_s: (n,) float64.
+        annotations: the recording's annotations (for the tag targets).
+    """
+
+    mel: np.ndarray
+    frames: np.ndarray
+    frame_times_s: np.ndarray
+    annotations: Annotations
+
+
+def recording_log_mel(audio: np.ndarray, front_end: LogMel) -> np.ndarray:
+    """(T, n_mels) log-mel of int16 audio on the grid above, T = len // 160."""
+    x = torch.from_numpy(audio.astype(np.float32) / 32768.0)
+    x = torch.cat([torch.zeros(_FRONT_PAD), x])
+    hop, win = front_end.cfg.hop_samples, front_end.cfg.window_samples
+    n_frames = 1 + (len(x) - win) // hop if len(x) >= win else 0
+    out = []
+    with torch.no_grad():
+        for j0 in range(0, n_frames, _CHUNK_FRAMES):
+            j1 = min(n_frames, j0 + _CHUNK_FRAMES)
+            out.append(front_end(x[j0 * hop : (j1 - 1) * hop + win][None])[0])
+    if not out:
+        return np.zeros((0, front_end.cfg.n_mels), np.float32)
+    return torch.cat(out).numpy()
+
+
+def resize_frames(frames: np.ndarray, size_px: int) -> np.ndarray:
+    """uint8 (n, h, w, 3) -> (n, size, size, 3) by area averaging (anti-aliased)."""
+    if frames.shape[1:3] == (size_px, size_px):
+        return frames
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    out = []
+    for chunk in x.split(256):
+        out.append(F.interpolate(chunk, size=(size_px, size_px), mode="area"))
+    return torch.cat(out).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+class RecordingStore:
+    """Recordings of a dataset folder, decoded on first use and kept in memory."""
+
+    def __init__(self, dataset_root: str | Path, frame_size_px: int, n_mels: int) -> None:
+        self.dataset = load_dataset(dataset_root)
+        self.frame_size_px = frame_size_px
+        self.front_end = LogMel(FeatureConfig(n_mels=n_mels))
+        if self.front_end.cfg.hop_samples * MEL_HZ != self.front_end.cfg.sample_rate_hz:
+            raise ValueError("the log-mel hop must be 10 ms")
+        self._cache: dict[str, CachedRecording] = {}
+
+    def get(self, recording_id: str) -> CachedRecording:
+        cached = self._cache.get(recording_id)
+        if cached is None:
+            try:
+                rec = self.dataset.load(recording_id)
+            except KeyError as exc:
+                raise UserError(str(exc.args[0])) from None
+            if rec.sample_rate_hz != self.front_end.cfg.sample_rate_hz:
+                raise UserError(f"{recording_id}: audio at {rec.sample_rate_hz} Hz, the model reads 16000 Hz")
+            cached = CachedRecording(
+                mel=recording_log_mel(rec.audio, self.front_end),
+                frames=resize_frames(rec.frames, self.frame_size_px),
+                frame_times_s=rec.frame_times_s.astype(np.float64),
+                annotations=rec.annotations,
+            )
+            self._cache[recording_id] = cached
+        return cached
+
+
+# --- records -------------------------------------------------------------------
+
+
+def load_records(qa_dir: str | Path, split: str, limit: int = 0) -> list[QARecord]:
+    """Records of one split file (``train_av``, ``val_visual``, ``bench`` ...).
+
+    ``limit`` > 0 keeps an evenly spaced subset of that many (every category
+    stays represented, unlike a prefix of a file written recording by recording).
+
+    Raises:
+        UserError: unknown split or missing file.
+    """
+    if split not in SPLIT_FILES:
+        raise UserError(f"split: unknown split {split!r}; splits are {sorted(SPLIT_FILES)}")
+    path = Path(qa_dir) / SPLIT_FILES[split]
+    if not path.is_file():
+        raise UserError(f"{path}: no such file (make the QA folder with 'earshot instruct')")
+    records = read_jsonl(path)
+    if 0 < limit < len(records):
+        step = len(records) / limit
+        records = [records[int(i * step)] for i in range(limit)]
+    return records
+
+
+def resolve_dataset(qa_dir: str | Path, dataset: str | None) -> Path:
+    """The recordings folder: ``dataset`` if given, else the one ``info.json`` names.
+
+    A relative path in info.json is tried against the working directory, then
+    against the QA folder's parent.
+
+    Raises:
+        UserError: no dataset given and none found.
+    """
+    if dataset:
+        return Path(dataset)
+    info_path = Path(qa_dir) / INFO_FILE
+    try:
+        named = json.loads(info_path.read_text(encoding="utf-8")).get("dataset")
+    except (OSError, ValueError):
+        named = None
+    if named:
+        for candidate in (Path(named), Path(qa_dir).parent / named):
+            if candidate.is_dir():
+                return candidate
+    raise UserError(f"data.dataset: not given and {info_path} names no existing dataset folder ({named!r})")
+
+
+def _overlaps(onset: float, offset: float, start: float, end: float) -> bool:
+    if offset < start or onset > end:
+        return False
+    overlap = min(offset, end) - max(onset, start)
+    return overlap >= min(_MIN_TAG_OVERLAP_S, 0.5 * (offset - onset))
+
+
+def tag_targets(ann: Annotations, audio_span: tuple[float, float], visual_span: tuple[float, float]) -> np.ndarray:
+    """(len(TAG_NAMES),) float32 0/1: audio events heard in ``audio_span``,
+    visual actions seen in ``visual_span``. Labels outside the taxonomy
+    (imported data) are ignored."""
+    out = np.zeros(len(TAG_NAMES), np.float32)
+    for e in ann.events:
+        i = _TAG_INDEX.get(e.label)
+        if i is None:
+            continue
+        span = audio_span if i < _N_AUDIO_EVENTS else visual_span
+        if _overlaps(e.onset_s, e.offset_s, *span):
+            out[i] = 1.0
+    return out
+
+
+# --- the dataset -----------------------------------------------------------------
+
+
+class QADataset:
+    """Records -> dicts of arrays (one per record; `collate` batches them)."""
+
+    def __init__(
+        self,
+        records: Sequence[QARecord],
+        store: RecordingStore,
+        tokenizer: Tokenizer,
+        spec: WindowSpec,
+        max_question_tokens: int,
+        max_answer_tokens: int,
+    ) -> None:
+        self.records, self.store, self.tokenizer, self.spec = list(records), store, tokenizer, spec
+        self.max_question_tokens, self.max_answer_tokens = max_question_tokens, max_answer_tokens
+        self._silence = float(math.log(store.front_end.cfg.log_offset))
+        # Tokenise once: the same records are read every epoch.
+        self._text = [self._encode_text(r) for r in self.records]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _encode_text(self, r: QARecord) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        tok = self.tokenizer
+        question = tok.encode(r.question)[: self.max_question_tokens] or [tok.unk_id]
+        answer = tok.encode(r.answer)[: self.max_answer_tokens - 1]
+        return (
+            np.asarray(question, np.int64),
+            np.asarray([tok.bos_id, *answer], np.int64),
+            np.asarray([*answer, tok.eos_id], np.int64),
+        )
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        r, spec = self.records[i], self.spec
+        rec = self.store.get(r.recording_id)
+        start, end = float(r.window_s[0]), float(r.window_s[1])
+
+        # Audio: the n_mel_frames log-mel frames that end at the window end.
+        e = int(round(end * MEL_HZ))
+        j = np.arange(e - spec.n_mel_frames, e)
+        mel_valid = (j >= 0) & (j < len(rec.mel))
+        mel = np.full((spec.n_mel_frames, rec.mel.shape[1]), self._silence, np.float32)
+        mel[mel_valid] = rec.mel[j[mel_valid]]
+
+        # Frames: one per 1/frame_hz, counted back from the end, inside the window.
+        slot_t = end - np.arange(spec.n_frames - 1, -1, -1) / spec.frame_hz
+        idx = np.searchsorted(rec.frame_times_s, slot_t + 1e-9, side="right") - 1
+        frame_valid = (slot_t >= start - 1e-6) & (idx >= 0)
+        idx = np.clip(idx, 0, max(len(rec.frames) - 1, 0))
+        if len(rec.frames):
+            frames = rec.frames[idx]
+            frame_times = np.where(frame_valid, rec.frame_times_s[idx], slot_t)
+        else:  # an audio-only recording: every frame slot is masked
+            s = spec.frame_size_px
+            frames = np.zeros((spec.n_frames, s, s, 3), np.uint8)
+            frame_valid[:] = False
+            frame_times = slot_t
+        frames = np.where(frame_valid[:, None, None, None], frames, 0).astype(np.uint8)
+
+        question, answer_in, answer_out = self._text[i]
+        return {
+            "mel": mel,
+            "mel_valid": mel_valid,
+            "audio_end_s": e / MEL_HZ,
+            "frames": frames,
+            "frame_valid": frame_valid,
+            "frame_times_s": frame_times.astype(np.float64),
+            "t_query_s": float(r.t_query_s),
+            "question_ids": question,
+            "answer_in": answer_in,
+            "answer_out": answer_out,
+            "tags": tag_targets(rec.annotations, (e / MEL_HZ - spec.audio_history_s, e / MEL_HZ), (start, end)),
+        }
+
+
+def _pad(seqs: list[np.ndarray], value: int) -> torch.Tensor:
+    n = max(len(s) for s in seqs)
+    out = np.full((len(seqs), n), value, np.int64)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = s
+    return torch.from_numpy(out)
+
+
+def collate(items: list[dict[str, Any]], pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """Stack items into a batch (``cloud.model.teacher.BATCH_KEYS``); text is
+    right-padded with ``pad_id`` to the longest in the batch."""
+    batch: dict[str, torch.Tensor] = {}
+    for key in ("mel", "mel_valid", "frames", "frame_valid", "frame_times_s", "tags"):
+        batch[key] = torch.from_numpy(np.stack([it[key] for it in items]))
+    for key in ("audio_end_s", "t_query_s"):
+        batch[key] = torch.tensor([it[key] for it in items], dtype=torch.float64)
+    for key in ("question_ids", "answer_in", "answer_out"):
+        batch[key] = _pad([it[key] for it in items], pad_id)
+    return batch

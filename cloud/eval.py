@@ -1,0 +1,199 @@
+"""`earshot eval`: score a teacher per category, print a table, log to MLflow.
+
+    earshot eval checkpoint=runs/teacher/model qa_dir=data/qa split=bench
+
+Loads a model folder (``cloud/model/io.py``), answers every record of a QA
+split with greedy decoding, and scores the answers exactly with
+``cloud.data_engine.scoring``. Breakdowns:
+
+- per category (SSA, AVDN, AVSN, TR, AVH) and their macro mean (``overall``);
+- per evidence type (audio, visual, audiovisual): did the model use the
+  modality the question needs;
+- per recording SNR bin: where the reliability gate should help most;
+  the table also shows the gate's mean audio and visual trust per bin.
+
+`predict` and `score_predictions` are also what ``earshot train`` calls for
+its periodic validation.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from cloud.data import QADataset, RecordingStore, WindowSpec, collate, load_records, resolve_dataset
+from cloud.data_engine.records import CATEGORIES, EVIDENCE, QARecord
+from cloud.data_engine.scoring import score
+from cloud.model.io import load_teacher
+from cloud.model.teacher import AVTeacher
+from cloud.model.tokenizer import Tokenizer
+from shared.config import UserError
+
+__all__ = ["SNR_BINS", "snr_bin", "predict", "score_predictions", "flat_metrics", "print_table", "run"]
+
+#: Recording SNR bins (dB, lower edge inclusive) and their metric-safe names.
+SNR_BINS = (
+    (float("-inf"), 0.0, "snr_lt0"),
+    (0.0, 10.0, "snr_0_10"),
+    (10.0, 20.0, "snr_10_20"),
+    (20.0, float("inf"), "snr_ge20"),
+)
+
+
+def snr_bin(snr_db: float | None) -> str:
+    if snr_db is None:
+        return "snr_unknown"
+    for lo, hi, name in SNR_BINS:
+        if lo <= snr_db < hi:
+            return name
+    return "snr_unknown"
+
+
+@torch.no_grad()
+def predict(model: AVTeacher, tokenizer: Tokenizer, dataset: QADataset, batch_size: int) -> list[dict[str, Any]]:
+    """Greedy answers for every record of ``dataset``, in order.
+
+    Returns one dict per record: ``id``, ``prediction`` (text), ``reliability``
+    ([audio, visual] gate trust) and ``tag_probs`` (list in ``TAG_NAMES`` order).
+    The model is put in eval mode and left there.
+    """
+    model.eval()
+    out = []
+    for i in range(0, len(dataset), batch_size):
+        items = [dataset[j] for j in range(i, min(i + batch_size, len(dataset)))]
+        gen = model.generate(collate(items, tokenizer.pad_id))
+        for k, ids in enumerate(gen["ids"].tolist()):
+            rec = dataset.records[i + k]
+            out.append(
+                {
+                    "id": rec.id,
+                    "prediction": tokenizer.decode(ids),
+                    "reliability": [round(x, 4) for x in gen["reliability"][k].tolist()],
+                    "tag_probs": [round(x, 4) for x in gen["tag_probs"][k].tolist()],
+                }
+            )
+    return out
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def score_predictions(records: Sequence[QARecord], predictions: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Scores and breakdowns; see the module docstring.
+
+    Returns ``{"category": {cat: acc}, "overall": macro mean over present
+    categories, "evidence": {ev: acc}, "snr": {bin: acc}, "count": {...},
+    "gate": {bin: [audio, visual]}, "n": len(records)}``.
+    """
+    if len(records) != len(predictions):
+        raise ValueError(f"predictions: {len(predictions)} for {len(records)} records")
+    groups: dict[str, dict[str, list[float]]] = {"category": {}, "evidence": {}, "snr": {}}
+    gate: dict[str, list[list[float]]] = {}
+    for r, p in zip(records, predictions):
+        s = score(r, p["prediction"])
+        b = snr_bin(r.meta.get("snr_db"))
+        groups["category"].setdefault(r.category, []).append(s)
+        groups["evidence"].setdefault(r.evidence, []).append(s)
+        groups["snr"].setdefault(b, []).append(s)
+        gate.setdefault(b, []).append(p["reliability"])
+    order = {"category": CATEGORIES, "evidence": EVIDENCE, "snr": [name for *_, name in SNR_BINS] + ["snr_unknown"]}
+    result: dict[str, Any] = {"n": len(records), "count": {}}
+    for key, by in groups.items():
+        result[key] = {k: _mean(by[k]) for k in order[key] if k in by}
+        result["count"][key] = {k: len(by[k]) for k in order[key] if k in by}
+    result["overall"] = _mean(list(result["category"].values()))
+    result["gate"] = {b: [_mean([g[0] for g in gs]), _mean([g[1] for g in gs])] for b, gs in gate.items()}
+    return result
+
+
+def flat_metrics(scores: dict[str, Any], prefix: str) -> dict[str, float]:
+    """MLflow metric names: ``<prefix>/acc/<category>``, ``<prefix>/acc/overall``,
+    ``<prefix>/evidence/<type>``, ``<prefix>/snr/<bin>``, ``<prefix>/gate_audio/<bin>``."""
+    out = {f"{prefix}/acc/{k}": v for k, v in scores["category"].items()}
+    out[f"{prefix}/acc/overall"] = scores["overall"]
+    out.update({f"{prefix}/evidence/{k}": v for k, v in scores["evidence"].items()})
+    out.update({f"{prefix}/snr/{k}": v for k, v in scores["snr"].items()})
+    out.update({f"{prefix}/gate_audio/{k}": v[0] for k, v in scores["gate"].items()})
+    out.update({f"{prefix}/gate_visual/{k}": v[1] for k, v in scores["gate"].items()})
+    return out
+
+
+def print_table(scores: dict[str, Any], title: str) -> None:
+    """Rich tables: accuracy per category, per evidence type, per SNR bin (with gate trust)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=title)
+    for col in ("category", "n", "accuracy"):
+        table.add_column(col, justify="left" if col == "category" else "right")
+    for k, v in scores["category"].items():
+        table.add_row(k, str(scores["count"]["category"][k]), f"{100 * v:.1f}")
+    table.add_row("overall", str(scores["n"]), f"{100 * scores['overall']:.1f}", style="bold")
+    console.print(table)
+    table = Table(title="by evidence needed")
+    for col in ("evidence", "n", "accuracy"):
+        table.add_column(col, justify="left" if col == "evidence" else "right")
+    for k, v in scores["evidence"].items():
+        table.add_row(k, str(scores["count"]["evidence"][k]), f"{100 * v:.1f}")
+    console.print(table)
+    table = Table(title="by recording SNR (gate trust: mean reliability)")
+    for col in ("snr bin", "n", "accuracy", "audio trust", "visual trust"):
+        table.add_column(col, justify="left" if col == "snr bin" else "right")
+    for k, v in scores["snr"].items():
+        a, vis = scores["gate"][k]
+        table.add_row(k, str(scores["count"]["snr"][k]), f"{100 * v:.1f}", f"{a:.2f}", f"{vis:.2f}")
+    console.print(table)
+
+
+def _tracking_uri(configured: str | None) -> str:
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def run(cfg) -> dict[str, Any]:
+    """The verb: load, predict, score, print, log. Returns the scores."""
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    folder = Path(cfg.checkpoint)
+    if (folder / "model").is_dir() and not (folder / "model.safetensors").exists():
+        folder = folder / "model"  # a training out/ folder
+    model, tokenizer, card = load_teacher(folder)
+    spec = WindowSpec(**card["data"]) if "data" in card else None
+    if spec is None:
+        raise UserError(f"{folder}: the model card has no 'data' window spec (not written by earshot train)")
+
+    records = load_records(cfg.qa_dir, cfg.split, cfg.max_records)
+    store = RecordingStore(resolve_dataset(cfg.qa_dir, cfg.dataset), spec.frame_size_px, spec.n_mels)
+    dataset = QADataset(records, store, tokenizer, spec, model.cfg.max_question_tokens, model.cfg.max_answer_tokens)
+    t0 = time.perf_counter()
+    predictions = predict(model, tokenizer, dataset, cfg.batch_size)
+    seconds = time.perf_counter() - t0
+    scores = score_predictions(records, predictions)
+    print(f"checkpoint: {folder}")
+    print_table(scores, f"{cfg.split}: {len(records)} records")
+
+    out = Path(cfg.predictions) if cfg.predictions else folder / f"eval_{cfg.split}.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        for r, p in zip(records, predictions):
+            f.write(json.dumps({**p, "answer": r.answer, "category": r.category, "score": score(r, p["prediction"])}) + "\n")
+    print(f"predictions: {out}  ({seconds:.1f} s, {len(records) / max(seconds, 1e-9):.1f} records/s)")
+
+    if cfg.mlflow.enabled:
+        import mlflow
+
+        mlflow.set_tracking_uri(_tracking_uri(cfg.mlflow.tracking_uri))
+        mlflow.set_experiment(cfg.mlflow.experiment)
+        with mlflow.start_run(run_name=cfg.mlflow.run_name):
+            mlflow.log_params(
+                {"checkpoint": str(folder.resolve()), "split": cfg.split, "qa_dir": str(cfg.qa_dir), "n_records": len(records),
+                 "fusion": model.cfg.fusion, "audio_history_s": spec.audio_history_s,
+                 "trained_run_id": card.get("mlflow_run_id") or ""}
+            )
+            mlflow.log_metrics(flat_metrics(scores, cfg.split))
+            mlflow.log_artifact(str(out))
+    return scores

@@ -1,0 +1,138 @@
+"""The answer decoder: a small interface and a small causal transformer.
+
+`Decoder` is all the teacher asks of a language model: read a prefix of
+input embeddings (the fused audio-visual tokens) followed by text ids (the
+question, ``<bos>``, the answer so far) and give next-token logits for the
+text positions. A larger pretrained LM fits behind the same two methods
+(embed its own ids, concatenate after the prefix, pass ``inputs_embeds`` and
+an attention mask); the teacher then projects its tokens to that model's
+width (`AVTeacher.to_decoder`) and uses that model's tokenizer.
+
+`TransformerDecoder` is the built-in implementation, GPT-2 style (pre-LN
+blocks, tied input/output embeddings), nanoGPT-sized.
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["Decoder", "SelfAttention", "Block", "TransformerDecoder", "causal_mask"]
+
+
+@runtime_checkable
+class Decoder(Protocol):
+    """What the teacher needs from a language model.
+
+    Shapes: prefix (B, P, d_model) float, prefix_mask (B, P) bool (True =
+    real token; ``prefix_mask[:, 0]`` must be True), ids (B, L) long with
+    the pad id where there is no token.
+    """
+
+    d_model: int
+
+    def __call__(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Logits (B, L, vocab) for the positions of ``ids``: row i predicts ids[i + 1]."""
+        ...
+
+    def generate(
+        self, prefix: torch.Tensor, prefix_mask: torch.Tensor, ids: torch.Tensor, max_new_tokens: int, eos_id: int
+    ) -> torch.Tensor:
+        """Greedy continuation of ``ids``: (B, n) new ids, n <= max_new_tokens,
+        pad after a row's ``eos_id``; stops as soon as every row has ended."""
+        ...
+
+
+def causal_mask(valid: torch.Tensor) -> torch.Tensor:
+    """(B, L) key validity -> (B, 1, L, L) bool: query i sees valid keys j <= i."""
+    n = valid.shape[1]
+    tri = torch.ones(n, n, dtype=torch.bool, device=valid.device).tril()
+    return tri[None, None] & valid[:, None, None, :]
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention under a boolean mask (B, 1, L, L), True = attend."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+        self.resid_dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        # No dropout on the attention weights: on a CPU drawing the (B, H, L, L) mask
+        # costs as much as the attention itself; the residual dropout regularises.
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(b, n, d)))
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(d_model)
+        self.attn = SelfAttention(d_model, n_heads, dropout)
+        self.ln_2 = nn.LayerNorm(d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model), nn.Dropout(dropout)
+        )
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), mask)
+        return x + self.mlp(self.ln_2(x))
+
+
+class TransformerDecoder(nn.Module):
+    """Causal transformer over [prefix embeddings | text ids].
+
+    Text positions count only real (non-pad) ids, so the answer sits at the
+    same positions however much padding a batch adds after the question;
+    batched and one-by-one decoding agree.
+    """
+
+    def __init__(
+        self, vocab_size: int, d_model: int, n_layers: int, n_heads: int, max_text_tokens: int, dropout: float, pad_id: int
+    ) -> None:
+        super().__init__()
+        self.d_model, self.pad_id, self.max_text_tokens = d_model, pad_id, max_text_tokens
+        self.wte = nn.Embedding(vocab_size, d_model)
+        self.wpe = nn.Embedding(max_text_tokens, d_model)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(Block(d_model, n_heads, dropout) for _ in range(n_layers))
+        self.ln_f = nn.LayerNorm(d_model)
+        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # weight tying (GPT-2, nanoGPT)
+
+    def forward(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        text_valid = ids != self.pad_id
+        pos = (text_valid.long().cumsum(1) - 1).clamp(0, self.max_text_tokens - 1)
+        x = torch.cat([prefix, self.wte(ids) + self.wpe(pos)], dim=1)
+        mask = causal_mask(torch.cat([prefix_mask, text_valid], dim=1))
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.lm_head(self.ln_f(x[:, prefix.shape[1] :]))
+
+    @torch.no_grad()
+    def generate(
+        self, prefix: torch.Tensor, prefix_mask: torch.Tensor, ids: torch.Tensor, max_new_tokens: int, eos_id: int
+    ) -> torch.Tensor:
+        # No KV cache: answers are a dozen tokens after a prefix of ~60, so a
+        # full forward per step costs little and keeps the code obvious.
+        done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+        new = []
+        for _ in range(max_new_tokens):
+            nxt = self(prefix, prefix_mask, ids)[:, -1].argmax(-1)
+            nxt = torch.where(done, torch.full_like(nxt, self.pad_id), nxt)
+            new.append(nxt)
+            ids = torch.cat([ids, nxt[:, None]], dim=1)
+            done |= nxt == eos_id
+            if bool(done.all()):
+                break
+        return torch.stack(new, dim=1) if new else ids[:, :0]

@@ -1,0 +1,247 @@
+"""The teacher model: shapes, the shared clock, the gate, causality, EOS, save/load, data windows."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cloud.data import MEL_HZ, QADataset, RecordingStore, WindowSpec, collate, load_records, tag_targets
+from cloud.model.config import ModelConfig
+from cloud.model.context import CONTEXT_NAMES, audio_context, visual_context
+from cloud.model.decoder import Decoder, TransformerDecoder
+from cloud.model.gate import ReliabilityGate
+from cloud.model.io import load_teacher, save_teacher
+from cloud.model.teacher import TAG_NAMES, AVTeacher
+from cloud.model.tokenizer import Tokenizer
+from shared.config import ConfigError
+from shared.features import FeatureConfig, LogMel
+from shared.recording import load_recording
+
+sys.path.insert(0, str(Path(__file__).parent))
+from teacher_world import make_signals, make_world  # noqa: E402
+
+torch.set_num_threads(1)
+TINY = dict(audio_channels=16, frame_size_px=32, visual_channels=8, d_model=32, n_heads=2,
+            decoder_layers=1, gate_hidden=8, dropout=0.0)
+VOCAB = 40
+
+
+def tiny_model(**kw) -> AVTeacher:
+    torch.manual_seed(0)
+    return AVTeacher(ModelConfig(**{**TINY, **kw}), VOCAB).eval()
+
+
+def random_batch(b=3, history_s=4.0, n_frames=4, size=32, end_s=20.0, seed=0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    t = int(history_s * MEL_HZ)
+    return {
+        "mel": torch.randn(b, t, 64, generator=g) - 4.0,
+        "mel_valid": torch.ones(b, t, dtype=torch.bool),
+        "audio_end_s": torch.full((b,), end_s, dtype=torch.float64),
+        "frames": torch.randint(0, 256, (b, n_frames, size, size, 3), generator=g, dtype=torch.uint8),
+        "frame_valid": torch.ones(b, n_frames, dtype=torch.bool),
+        "frame_times_s": (end_s - torch.arange(n_frames - 1, -1, -1, dtype=torch.float64))[None].repeat(b, 1),
+        "t_query_s": torch.full((b,), end_s, dtype=torch.float64),
+        "question_ids": torch.randint(4, VOCAB, (b, 5), generator=g),
+        "answer_in": torch.cat([torch.full((b, 1), 2), torch.randint(4, VOCAB, (b, 3), generator=g)], 1),
+        "answer_out": torch.randint(4, VOCAB, (b, 4), generator=g),
+        "tags": torch.zeros(b, len(TAG_NAMES)),
+    }
+
+
+def test_shapes():
+    model, batch = tiny_model(), random_batch()
+    out = model(batch)
+    assert out["logits"].shape == (3, 4, VOCAB)
+    assert out["tag_logits"].shape == (3, len(TAG_NAMES)) == (3, 18 + 15)
+    assert out["reliability"].shape == (3, 2)
+    enc = model.encode(batch)
+    n_audio = 4.0 / 0.5
+    assert enc.prefix.shape == (3, 1 + n_audio + 4, 32) and enc.prefix_mask.shape == (3, 1 + n_audio + 4)
+    assert model.num_parameters() < 100_000
+
+
+def test_an_audio_token_and_a_frame_at_the_same_time_share_the_time_embedding():
+    model, batch = tiny_model(), random_batch()
+    # Audio tokens are centred at end - 0.25, end - 0.75, ...; put frame 2 at end - 0.75.
+    batch["frame_times_s"][:, 2] = 20.0 - 0.75
+    enc = model.encode(batch)
+    t, mod = enc.times_rel_s[0], enc.modality[0]
+    a = ((t == -0.75) & (mod == 0)).nonzero().item()
+    v = ((t == -0.75) & (mod == 1)).nonzero().item()
+    assert torch.equal(enc.time_embedding[0, a], enc.time_embedding[0, v])
+    # ... and a token 0.5 s away does not.
+    other = ((t == -0.25) & (mod == 0)).nonzero().item()
+    assert not torch.allclose(enc.time_embedding[0, a], enc.time_embedding[0, other])
+    # Time order: the frame at -0.75 s sits next to the audio token at -0.75 s.
+    assert torch.all(t[1:] >= t[:-1]) and abs(a - v) == 1
+
+
+def test_shifting_the_window_shifts_positions_and_shifting_everything_changes_nothing():
+    model, batch = tiny_model(), random_batch()
+    base = model.encode(batch)
+    shifted = dict(batch, audio_end_s=batch["audio_end_s"] - 3.0, frame_times_s=batch["frame_times_s"] - 3.0)
+    enc = model.encode(shifted)
+    torch.testing.assert_close(enc.times_rel_s, base.times_rel_s - 3.0)
+    assert not torch.allclose(enc.prefix, base.prefix)
+    moved = dict(shifted, t_query_s=batch["t_query_s"] - 3.0)  # query moves with the window
+    enc = model.encode(moved)
+    torch.testing.assert_close(enc.times_rel_s, base.times_rel_s)
+    torch.testing.assert_close(enc.prefix, base.prefix)
+
+
+def _mel_of(pcm: np.ndarray) -> torch.Tensor:
+    front = LogMel(FeatureConfig())
+    x = torch.from_numpy(np.concatenate([np.zeros(240), pcm]).astype(np.float32) / 32768)
+    return front(x[None])  # (1, T, 64) on the data pipeline's grid
+
+
+def test_context_estimates_follow_the_signals():
+    quiet, _, _, _ = make_signals(0, 10.0, 32, snr_db=30.0)
+    noisy, _, _, _ = make_signals(0, 10.0, 32, snr_db=-5.0)
+    mels = torch.cat([_mel_of(quiet), _mel_of(noisy)])
+    snr = audio_context(mels, torch.ones(mels.shape[:2], dtype=torch.bool))[:, 0]
+    assert snr[0] > snr[1] + 10.0, snr
+
+    rng = np.random.default_rng(0)
+    sharp = rng.integers(0, 256, (1, 2, 32, 32, 3)).astype(np.uint8)
+    blurred = sharp.astype(np.float32)
+    blurred = ((blurred + np.roll(blurred, 1, 3) + np.roll(blurred, 2, 3) + np.roll(blurred, 3, 3)) / 4).astype(np.uint8)
+    hands = sharp.copy()
+    hands[..., 8:, :, :] = (224, 172, 140)  # the lower three quarters covered by skin
+    frames = torch.from_numpy(np.concatenate([sharp, blurred, hands]))
+    ctx = visual_context(frames, torch.ones(3, 2, dtype=torch.bool))
+    sharpness, skin = ctx[:, CONTEXT_NAMES.index("sharpness") - 2], ctx[:, CONTEXT_NAMES.index("skin") - 2]
+    assert sharpness[0] > sharpness[1] + 0.3
+    assert skin[2] > 0.7 > 0.1 > skin[0]
+
+
+def test_gate_moves_trust_to_video_when_the_snr_estimate_drops_and_blind_ignores_it():
+    ctx = torch.tensor([[30.0, -20.0, -1.6, 0.1, 0.19], [-5.0, 20.0, -1.6, 0.1, 0.19]])
+    gate = ReliabilityGate(16, 8, context_aware=True)
+    r = gate(ctx)
+    share_video = r[:, 1] / r.sum(1)
+    assert r[1, 0] < r[0, 0] - 0.3  # audio trusted less in noise
+    assert share_video[1] > share_video[0]
+    blind = ReliabilityGate(16, 8, context_aware=False)
+    rb = blind(ctx)
+    assert torch.equal(rb[0], rb[1])
+
+    # Through the whole model: same frames, the audio of a quiet vs. a noisy room.
+    quiet, _, _, _ = make_signals(1, 4.0, 32, snr_db=30.0)
+    noisy, _, _, _ = make_signals(1, 4.0, 32, snr_db=-5.0)
+    batch = random_batch(b=2, history_s=3.0)
+    batch["mel"] = torch.cat([_mel_of(quiet), _mel_of(noisy)])[:, -300:]
+    batch["frames"][1] = batch["frames"][0]
+    r = tiny_model().encode(batch).reliability
+    assert r[1, 0] < r[0, 0] and torch.isclose(r[1, 1], r[0, 1])
+    rb = tiny_model(fusion="blind").encode(batch).reliability
+    assert torch.equal(rb[0], rb[1])
+
+
+def test_decoder_is_causal():
+    torch.manual_seed(0)
+    dec = TransformerDecoder(VOCAB, 32, 2, 2, 20, 0.0, pad_id=0).eval()
+    assert isinstance(dec, Decoder)
+    prefix, mask = torch.randn(2, 6, 32), torch.ones(2, 6, dtype=torch.bool)
+    ids = torch.randint(4, VOCAB, (2, 8))
+    changed = ids.clone()
+    changed[:, 5] = (changed[:, 5] + 1 - 4) % (VOCAB - 4) + 4
+    a, b = dec(prefix, mask, ids), dec(prefix, mask, changed)
+    torch.testing.assert_close(a[:, :5], b[:, :5])
+    assert not torch.allclose(a[:, 5:], b[:, 5:])
+
+
+def test_generation_stops_at_eos():
+    torch.manual_seed(0)
+    dec = TransformerDecoder(VOCAB, 32, 1, 2, 40, 0.0, pad_id=0).eval()
+    eos, calls = 3, []
+    real_forward = dec.forward
+
+    def scripted(prefix, prefix_mask, ids):  # row 0 ends after 1 token, row 1 after 3
+        calls.append(ids.shape[1])
+        logits = real_forward(prefix, prefix_mask, ids)
+        n_new = len(calls)
+        for row, stop in ((0, 1), (1, 3)):
+            logits[row, -1] = -1e9
+            logits[row, -1, eos if n_new >= stop else 10 + n_new] = 0.0
+        return logits
+
+    dec.forward = scripted
+    out = dec.generate(torch.randn(2, 3, 32), torch.ones(2, 3, dtype=torch.bool), torch.full((2, 2), 5), 10, eos)
+    assert len(calls) == 3  # stopped when both rows ended, not after 10
+    assert out.tolist() == [[eos, 0, 0], [11, 12, eos]]
+
+
+def test_batched_and_single_answers_agree_whatever_the_padding():
+    model, batch = tiny_model(), random_batch()
+    batch["question_ids"][0, 3:] = 0  # a short question padded in the batch
+    together = model.generate(batch)["ids"]
+    alone = {k: v[:1] for k, v in batch.items()}
+    alone["question_ids"] = alone["question_ids"][:, :3]
+    single = model.generate(alone)["ids"]
+    assert together[0, : single.shape[1]].tolist() == single[0].tolist()
+
+
+def test_safetensors_round_trip_gives_identical_outputs(tmp_path):
+    model, batch = tiny_model(fusion="blind"), random_batch()
+    tok = Tokenizer([*("<pad>", "<unk>", "<bos>", "<eos>"), *(f" w{i}" for i in range(VOCAB - 4))])
+    folder = save_teacher(tmp_path / "m", model, tok, {"data": {"audio_history_s": 4.0}})
+    assert sorted(p.name for p in folder.iterdir()) == ["model.safetensors", "model_config.json", "vocab.json"]
+    back, tok2, card = load_teacher(folder)
+    assert tok2.words == tok.words and card["tags"] == list(TAG_NAMES) and back.cfg == model.cfg
+    for key in ("logits", "tag_logits", "reliability"):
+        assert torch.equal(model(batch)[key], back(batch)[key])
+    assert torch.equal(model.generate(batch)["ids"], back.generate(batch)["ids"])
+    assert (folder / "model.safetensors").read_bytes()[:8] != b"\x80\x02\x8a\x0a"[:8]  # not a pickle
+
+
+def test_tokenizer_round_trips_closed_form_answers():
+    answers = ["oven", "yes", "doorbell, open_door", "0s timer_beep; 2s open_oven",
+               "kitchen; heard: timer_beep, chopping; did: chop", "none"]
+    tok = Tokenizer.build(answers)
+    for a in answers:
+        assert tok.decode(tok.encode(a)) == a
+    assert tok.encode("zebra")[0] == tok.unk_id
+    assert tok.decode([tok.encode("oven")[0], tok.eos_id, tok.encode("yes")[0]]) == "oven"
+
+
+def test_config_is_validated():
+    with pytest.raises(ConfigError, match="model.fusion"):
+        ModelConfig(fusion="late")
+    with pytest.raises(ConfigError, match="model.audio_token_s"):
+        ModelConfig(audio_token_s=0.3)
+
+
+def test_data_windows_match_the_front_end_and_mask_what_is_outside(tmp_path):
+    qa = make_world(tmp_path, n_recordings=2, seconds=6.0)
+    records = load_records(qa, "train_av")
+    spec = WindowSpec(audio_history_s=8.0, frame_hz=2.0, max_window_s=10.0, frame_size_px=32)
+    store = RecordingStore(tmp_path / "world", 32, 64)
+    tok = Tokenizer.build([t for r in records for t in (r.question, r.answer)])
+    item = QADataset(records, store, tok, spec, 32, 24)[0]
+    # 8 s of audio ending at 6 s: 2 s before the recording start are masked silence.
+    assert item["mel"].shape == (800, 64) and item["mel_valid"].sum() == 600 and not item["mel_valid"][:200].any()
+    rec = load_recording(tmp_path / "world" / "recordings" / records[0].recording_id)
+    direct = LogMel(FeatureConfig())(torch.from_numpy(rec.audio_window(6.0, 6.015).astype(np.float32) / 32768)[None])[0]
+    torch.testing.assert_close(torch.from_numpy(item["mel"][200:]), direct, atol=1e-4, rtol=1e-4)
+    # 20 frame slots over 10 s at 2 fps, the window is [0, 6]: slots at 0, 0.5 .. 6 s are valid.
+    assert item["frames"].shape == (20, 32, 32, 3) and item["frame_valid"].tolist() == [False] * 7 + [True] * 13
+    assert item["frame_times_s"][-1] == pytest.approx(5.9) and item["frames"][:7].max() == 0
+    tags = tag_targets(rec.annotations, (0.0, 6.0), (0.0, 6.0))
+    assert [TAG_NAMES[i] for i in np.flatnonzero(tags)] == ["timer_beep", "open_oven"]
+    assert tag_targets(rec.annotations, (0.0, 1.0), (0.0, 1.0)).sum() == 0
+    batch = collate([item, QADataset(records, store, tok, spec, 32, 24)[1]])
+    assert batch["question_ids"].dtype == torch.long and batch["audio_end_s"].tolist() == [6.0, 6.0]
+
+
+def test_a_different_decoder_plugs_in_behind_the_interface():
+    # Stand-in for a larger pretrained LM: another width, its own embedding table.
+    wide = TransformerDecoder(VOCAB, 48, 1, 2, 64, 0.0, pad_id=0)
+    torch.manual_seed(0)
+    model = AVTeacher(ModelConfig(**TINY), VOCAB, decoder=wide).eval()
+    assert isinstance(model.to_decoder, torch.nn.Linear) and model.decoder is wide
+    batch = random_batch()
+    assert model(batch)["logits"].shape == (3, 4, VOCAB)
+    assert model.generate(batch, max_new_tokens=3)["ids"].shape[0] == 3
