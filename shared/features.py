@@ -265,6 +265,19 @@ def dft_basis(cfg: FeatureConfig) -> np.ndarray:
     return np.concatenate([window * np.cos(phase), -window * np.sin(phase)], axis=0)
 
 
+def used_bin_range(cfg: FeatureConfig) -> tuple[int, int]:
+    """``[lo, hi)``: the DFT bins that some mel band weights above zero.
+
+    Bins outside (DC, below ``fmin_hz``, above ``fmax_hz``) get zero weight
+    in every band, so dropping them from the DFT leaves the log-mel
+    unchanged while saving their share of the DFT's MACs (`LogMel`'s
+    ``trim_bins``). The bands are contiguous triangles, so the used bins
+    are one contiguous range.
+    """
+    used = np.nonzero(mel_matrix(cfg).max(axis=1) > 0.0)[0]
+    return int(used[0]), int(used[-1]) + 1
+
+
 def pcm16_to_float(pcm: np.ndarray) -> np.ndarray:
     """int16 PCM -> float32 in [-1, 1) by dividing by 32768. Any shape.
 
@@ -335,21 +348,32 @@ class LogMel(nn.Module):
     export's T != 1 guard), but the symbolic sizes then split the graph into
     two delegates with a few portable ops between them.
 
+    ``trim_bins=True`` keeps only the bins some mel band uses
+    (`used_bin_range`): the same features (the dropped bins have zero mel
+    weight; measured difference ~1e-6) for fewer MACs, e.g. 235 of 257 bins at
+    the defaults and 117 of 129 at n_fft=256. The default (False) keeps every
+    bin, so existing checkpoints' buffer shapes are unchanged.
+
     Raises (at call time; at export time for static shapes):
         ValueError: if the input is not 2-D or shorter than one window.
     """
 
-    def __init__(self, cfg: FeatureConfig = FeatureConfig()) -> None:
+    def __init__(self, cfg: FeatureConfig = FeatureConfig(), trim_bins: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
+        self.trim_bins = trim_bins
+        lo, hi = used_bin_range(cfg) if trim_bins else (0, cfg.n_bins)
+        self.n_used_bins = hi - lo
         # Buffers, not parameters: the front end is fixed and must not drift
         # if a student is trained end to end on waveforms. They are saved in
         # state_dict so a checkpoint records the exact basis it was trained with.
-        basis = torch.from_numpy(dft_basis(cfg)).to(torch.float32)
-        self.register_buffer("dft_kernel", basis.unsqueeze(1))  # (2 * n_bins, 1, window)
-        # (n_mels, n_bins): the weight layout of F.linear, which XNNPACK runs
+        full = dft_basis(cfg)
+        basis = np.concatenate([full[lo:hi], full[cfg.n_bins + lo : cfg.n_bins + hi]], axis=0)
+        basis = torch.from_numpy(basis).to(torch.float32)
+        self.register_buffer("dft_kernel", basis.unsqueeze(1))  # (2 * used bins, 1, window)
+        # (n_mels, used bins): the weight layout of F.linear, which XNNPACK runs
         # as a fully-connected op.
-        mel = torch.from_numpy(mel_matrix(cfg).T.copy()).to(torch.float32)
+        mel = torch.from_numpy(mel_matrix(cfg)[lo:hi].T.copy()).to(torch.float32)
         self.register_buffer("mel_weight", mel)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
@@ -360,7 +384,7 @@ class LogMel(nn.Module):
                 f"waveform: {waveform.shape[-1]} samples is shorter than one window "
                 f"({self.cfg.window_samples} samples)"
             )
-        n_bins = self.cfg.n_bins
+        n_bins = self.n_used_bins
         # view, not unsqueeze: XNNPACK delegates view_copy but leaves a lone
         # unsqueeze_copy on the graph input to the portable kernels.
         batch, n_samples = waveform.shape
@@ -368,7 +392,7 @@ class LogMel(nn.Module):
         spectrum = F.conv1d(
             waveform.reshape(batch, 1, n_samples), self.dft_kernel, stride=self.cfg.hop_samples
         )
-        spectrum = spectrum.permute(0, 2, 1)  # (B, T, 2 * n_bins), time-major like the output
+        spectrum = spectrum.permute(0, 2, 1)  # (B, T, 2 * used bins), time-major like the output
         real, imag = spectrum[..., :n_bins], spectrum[..., n_bins:]
         magnitude = torch.sqrt(real * real + imag * imag + _MAGNITUDE_EPS)
         mel = F.linear(magnitude, self.mel_weight)  # (B, T, n_mels)
@@ -390,9 +414,9 @@ class PcmLogMel(nn.Module):
         ValueError: as `LogMel`.
     """
 
-    def __init__(self, cfg: FeatureConfig = FeatureConfig()) -> None:
+    def __init__(self, cfg: FeatureConfig = FeatureConfig(), trim_bins: bool = False) -> None:
         super().__init__()
-        self.log_mel = LogMel(cfg)
+        self.log_mel = LogMel(cfg, trim_bins=trim_bins)
 
     @property
     def cfg(self) -> FeatureConfig:
@@ -405,11 +429,11 @@ class PcmLogMel(nn.Module):
 
 
 def make_log_mel(
-    cfg: FeatureConfig | Mapping[str, Any] | None = None, pcm16: bool = False
+    cfg: FeatureConfig | Mapping[str, Any] | None = None, pcm16: bool = False, trim_bins: bool = False
 ) -> nn.Module:
     """Build the front end from a config or a model card's `to_dict()` output."""
     if cfg is None:
         cfg = FeatureConfig()
     elif not isinstance(cfg, FeatureConfig):
         cfg = FeatureConfig.from_dict(cfg)
-    return PcmLogMel(cfg) if pcm16 else LogMel(cfg)
+    return PcmLogMel(cfg, trim_bins=trim_bins) if pcm16 else LogMel(cfg, trim_bins=trim_bins)

@@ -299,3 +299,27 @@ def test_pcm_log_mel_exports_and_runs_in_executorch(tmp_path: Path) -> None:
     with torch.no_grad():
         eager = PcmLogMel(CFG)(pcm)
     torch.testing.assert_close(out, eager, rtol=0, atol=ATOL_RUNTIME)
+
+
+def test_trim_bins_keeps_the_features_and_drops_only_unused_bins() -> None:
+    # Dropping the bins no mel band weights (LogMel(trim_bins=True), used by
+    # the distilled trigger to fit its MAC budget) must not change the features.
+    from shared.features import used_bin_range
+
+    small = FeatureConfig(window_ms=16.0, hop_ms=20.0, n_fft=256, n_mels=32)
+    for cfg, expected in ((CFG, (5, 240)), (small, (3, 120))):
+        lo, hi = used_bin_range(cfg)
+        assert (lo, hi) == expected
+        weights = mel_matrix(cfg)
+        assert not weights[:lo].any() and not weights[hi:].any() and weights[lo:hi].max(1).min() > 0
+        full, trimmed = LogMel(cfg), LogMel(cfg, trim_bins=True)
+        assert trimmed.dft_kernel.shape == (2 * (hi - lo), 1, cfg.window_samples)
+        assert trimmed.mel_weight.shape == (cfg.n_mels, hi - lo)
+        for name in ("noise_full", "tone_1khz", "chirp_full"):
+            x = torch.from_numpy(SIGNALS[name][0][None].astype(np.float32))
+            with torch.no_grad():
+                torch.testing.assert_close(trimmed(x), full(x), rtol=0, atol=1e-5)
+    pcm = torch.zeros(1, SR, dtype=torch.int16)
+    assert make_log_mel(small, pcm16=True, trim_bins=True).log_mel.n_used_bins == 117
+    assert LogMel(CFG).dft_kernel.shape[0] == 2 * CFG.n_bins  # the default is unchanged
+    assert make_log_mel(small, pcm16=True, trim_bins=True)(pcm).shape == (1, 50, 32)

@@ -1,0 +1,220 @@
+"""`earshot export`: a distilled student -> on-device programs, each with a model card.
+
+    earshot export checkpoint=runs/distill/trigger
+    earshot export checkpoint=runs/distill/av precisions=[fp32] tflite=off
+
+For one student (``earshot distill``'s ``out/student``) it writes, into
+``<out>`` (default: the distill out's ``export/``)::
+
+    <name>_xnnpack_fp32.pte   torch.export -> to_edge_transform_and_lower(XnnpackPartitioner)
+    <name>_xnnpack_int8.pte   PT2E + XNNPACKQuantizer, calibrated on val windows, then the same
+    <name>_litert_fp32.tflite litert-torch (optional extra; skipped with a message without it)
+    <program stem>.json       the model card of each (shared/model_card.py)
+
+Every program is loaded back and run, one window per call as on the device,
+over the val windows (to choose its per-label decision thresholds) and the
+test windows (held-out recordings: accuracy against the labels, the teacher's
+accuracy on the same windows, agreement with the teacher, parity with the
+eager model). Programs and cards are logged to MLflow and each program is
+registered as a version of the model ``earshot-<name>-<backend>-<precision>``.
+
+The style of ExecuTorch's ``examples/portable/scripts/export.py``: the model
+comes from the registry (``distill/students.py``), the file name says backend
+and precision, and the program is run after export.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cloud.model.io import load_teacher
+from distill.data import TeacherView, WindowSet, load_split, teacher_targets
+from distill.io import load_student, student_folder
+from distill.macs import count_macs
+from distill.metrics import auroc, choose_thresholds, f1_per_label, macro_f1
+from distill.programs import EagerProgram, PteProgram, delegation_summary, lower_to_pte, program_outputs, quantize_int8
+from distill.students import example_inputs, io_spec, labels_of, num_parameters
+from distill.tflite import TfliteProgram, convert_tflite, tflite_status
+from distill.tracking import Tracker
+from distill.verbs import ExportConfig
+from shared.config import UserError
+from shared.dataset import load_dataset
+from shared.labels import TAXONOMY_VERSION
+from shared.model_card import ModelCard, TensorSpec, card_path_for, file_sha256, save_model_card
+
+__all__ = ["program_file", "registered_name", "evenly", "run"]
+
+THRESHOLD_RULE = "per label: the F1-maximising value on the val split (grid 0.05..0.95 step 0.025, ties nearest 0.5); 0.5 if the label never occurs in val"
+_EAGER_BATCH = 256
+
+
+def program_file(name: str, backend: str, precision: str) -> str:
+    """``trigger_xnnpack_int8.pte``: the file name says backend and precision."""
+    return f"{name}_{backend}_{precision}.{'tflite' if backend == 'litert' else 'pte'}"
+
+
+def registered_name(name: str, backend: str, precision: str) -> str:
+    return f"earshot-{name}-{backend}-{precision}"
+
+
+def evenly(n: int, k: int) -> np.ndarray:
+    """``k`` evenly spaced indices of ``range(n)`` (all of them if k == 0 or k >= n)."""
+    if k <= 0 or k >= n:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, k).round().astype(int))
+
+
+def _per_window(windows: WindowSet):
+    return (windows.student_inputs([k]) for k in range(len(windows)))
+
+
+def _eager_outputs(model: torch.nn.Module, windows: WindowSet) -> list[np.ndarray]:
+    batches = (windows.student_inputs(np.arange(i, min(i + _EAGER_BATCH, len(windows)))) for i in range(0, len(windows), _EAGER_BATCH))
+    return program_outputs(EagerProgram(model), batches)
+
+
+def _metrics(probs: np.ndarray, thresholds: np.ndarray, test: WindowSet, teacher: dict[str, np.ndarray], n: int) -> dict[str, Any]:
+    """Accuracy of one program on the test windows, against the labels and against the teacher."""
+    labels = test.labels[:, :n]
+    teacher_decisions = teacher["test"] >= teacher["thresholds"][None, :]
+    m: dict[str, Any] = {
+        "split": "test",
+        "n_windows": len(test),
+        "n_recordings": len(test.recordings),
+        "labels_counted": int((labels.sum(0) > 0).sum()),
+        "macro_f1": macro_f1(probs, labels, thresholds),
+        "teacher_macro_f1": teacher["macro_f1"],
+        "agreement_f1": macro_f1(probs, teacher_decisions, thresholds),
+    }
+    m["retention"] = m["macro_f1"] / m["teacher_macro_f1"] if m["teacher_macro_f1"] > 0 else None
+    return m
+
+
+def run(cfg: ExportConfig) -> dict[str, ModelCard]:
+    """The verb's body: build, run, measure and card every program. Returns the cards by file name."""
+    torch.set_num_threads(cfg.threads or max(1, os.cpu_count() or 1))
+    model, scfg, scard = load_student(cfg.checkpoint)
+    name, labels = scfg.name, list(labels_of(scfg.name))
+    n = len(labels)
+    inputs = example_inputs(scfg)
+    out = Path(cfg.out) if cfg.out else student_folder(cfg.checkpoint).parent / "export"
+    out.mkdir(parents=True, exist_ok=True)
+
+    # Held-out windows: val picks thresholds and calibrates int8, test measures.
+    teacher_dir = cfg.teacher or scard["teacher"]["folder"]
+    teacher, _, tcard = load_teacher(teacher_dir)
+    dataset = load_dataset(cfg.dataset or scard["data"]["dataset"])
+    data = scard["data"]
+    split_kw = dict(audio_s=scfg.audio_s, stride_s=data["stride_s"], visual_span_s=data["visual_span_s"],
+                    teacher_view=TeacherView.from_card(tcard), frame_size_px=scfg.frame_size_px if name == "av" else None)
+    val, test = load_split(dataset, "val", **split_kw), load_split(dataset, "test", **split_kw)
+    if not len(val) or not len(test):
+        raise UserError(f"{dataset.root}: export needs val and test recordings (val {len(val)}, test {len(test)} windows)")
+    calibration = [val.student_inputs([k]) for k in evenly(len(val), cfg.calibration_windows)]
+    val, test = val.subset(evenly(len(val), cfg.max_eval_windows)), test.subset(evenly(len(test), cfg.max_eval_windows))
+    t_val, t_test = (torch.sigmoid(teacher_targets(teacher, w)[0][:, :n]).numpy() for w in (val, test))
+    t_thresholds = choose_thresholds(t_val, val.labels[:, :n])
+    teacher_ref = {"test": t_test, "thresholds": t_thresholds, "macro_f1": macro_f1(t_test, test.labels[:, :n], t_thresholds)}
+
+    # The programs. Each entry: (backend, precision, file, runner).
+    macs = count_macs(model, inputs)
+    programs: list[tuple[str, str, Path, Any]] = []
+    if "fp32" in cfg.precisions:
+        path = lower_to_pte(model, inputs, out / program_file(name, "xnnpack", "fp32"))
+        programs.append(("xnnpack", "fp32", path, PteProgram(path)))
+    if "int8" in cfg.precisions:
+        quantized = quantize_int8(model, inputs, calibration)
+        path = lower_to_pte(quantized, inputs, out / program_file(name, "xnnpack", "int8"))
+        programs.append(("xnnpack", "int8", path, PteProgram(path)))
+    available, why = tflite_status()
+    if cfg.tflite == "on" and not available:
+        raise UserError(why)
+    if cfg.tflite != "off" and available:
+        path = convert_tflite(model, inputs, out / program_file(name, "litert", "fp32"))
+        programs.append(("litert", "fp32", path, TfliteProgram(path)))
+    elif cfg.tflite != "off":
+        print(why, flush=True)
+
+    # Measure: eager first (the parity reference), then each program one window per call.
+    eager_val, eager_test = _eager_outputs(model, val), _eager_outputs(model, test)
+    eager_thresholds = choose_thresholds(eager_val[0], val.labels[:, :n])
+    eager_f1 = macro_f1(eager_test[0], test.labels[:, :n], eager_thresholds)
+    inputs_spec, outputs_spec = io_spec(scfg)
+    tracker = Tracker(cfg.mlflow.enabled, cfg.mlflow.tracking_uri, cfg.mlflow.experiment, cfg.mlflow.artifact_location)
+    tracker.start(run_name=cfg.mlflow.run_name or f"export-{name}")
+    tracker.params({"student": name, "checkpoint": str(student_folder(cfg.checkpoint).resolve()), "teacher": str(teacher_dir),
+                    "precisions": ",".join(cfg.precisions), "tflite": cfg.tflite, "calibration_windows": len(calibration),
+                    "val_windows": len(val), "test_windows": len(test), "num_parameters": num_parameters(model), "macs": macs.total})
+    cards: dict[str, ModelCard] = {}
+    for backend, precision, path, runner in programs:
+        t0 = time.perf_counter()
+        p_val, p_test = program_outputs(runner, _per_window(val)), program_outputs(runner, _per_window(test))
+        thresholds = choose_thresholds(p_val[0], val.labels[:, :n])
+        metrics = _metrics(p_test[0], thresholds, test, teacher_ref, n)
+        metrics["eager_fp32_macro_f1"] = eager_f1
+        metrics["max_abs_diff_vs_eager"] = float(max(np.abs(a - b).max() for a, b in zip(p_test, eager_test)))
+        metrics["mean_abs_diff_vs_eager"] = float(np.mean([np.abs(a - b).mean() for a, b in zip(p_test, eager_test)]))
+        if precision == "int8":
+            metrics["int8_gap_macro_f1"] = eager_f1 - metrics["macro_f1"]
+        if name == "av":
+            # What the head was trained to predict (distill/losses.py): every tag's 0.5-decision agrees with the teacher's.
+            agree = ((p_test[0] > 0.5) == (t_test > 0.5)).all(axis=1)
+            metrics["confidence_auroc"] = auroc(p_test[1][:, 0], agree)
+            metrics["agreement_rate"] = float(agree.mean())
+        extra: dict[str, Any] = {"mlflow_run_id": tracker.run_id, "distill_mlflow_run_id": scard.get("mlflow_run_id"),
+                                 "student_folder": str(student_folder(cfg.checkpoint).resolve()),
+                                 "per_label_f1": dict(zip(labels, [None if np.isnan(v) else round(float(v), 4) for v in f1_per_label(p_test[0] >= thresholds, test.labels[:, :n])])),
+                                 "calibration_windows": len(calibration) if precision == "int8" else 0,
+                                 "macs_by_op": macs.by_op, "eval_seconds": round(time.perf_counter() - t0, 2)}
+        if path.suffix == ".pte":
+            extra["delegation"] = delegation_summary(path)
+        if name == "av":
+            extra["confidence_target"] = (scard.get("kd") or {}).get("confidence_target", "teacher")
+        metrics = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in metrics.items()}  # JSON has no NaN
+        card = ModelCard(
+            name=name, program=path.name, format=path.suffix[1:], backend=backend, precision=precision,
+            size_bytes=path.stat().st_size, sha256=file_sha256(path),
+            inputs=[TensorSpec(**t) for t in inputs_spec], outputs=[TensorSpec(**t) for t in outputs_spec],
+            labels=labels, thresholds={k: float(v) for k, v in zip(labels, thresholds)}, threshold_rule=THRESHOLD_RULE,
+            features={**scfg.features.feature_kwargs(), "trim_bins": scfg.features.trim_bins},
+            audio_window_s=scfg.audio_s, frame_size_px=scfg.frame_size_px if name == "av" else None,
+            num_parameters=num_parameters(model), macs=macs.total, metrics=metrics,
+            teacher={"folder": str(Path(teacher_dir).resolve()), "num_parameters": teacher.num_parameters(),
+                     "student_share_of_parameters": num_parameters(model) / teacher.num_parameters()},
+            taxonomy_version=TAXONOMY_VERSION, extra=extra,
+        )
+        card_path = save_model_card(card, card_path_for(path))
+        cards[path.name] = card
+        stem = path.stem
+        tracker.metrics({f"{stem}/{k}": v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}, step=0)
+        tracker.artifact(path, stem)
+        tracker.artifact(card_path, stem)
+        tracker.flush()
+        if cfg.register:
+            tracker.register(registered_name(name, backend, precision), stem, {"precision": precision, "backend": backend, "student": name})
+    tracker.end()
+    _print_table(name, cards)
+    return cards
+
+
+def _print_table(name: str, cards: dict[str, ModelCard]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{name}: programs (test windows; thresholds from val)")
+    for col in ("program", "size kB", "macro-F1", "teacher F1", "retention", "agreement F1", "max |diff| vs eager"):
+        table.add_column(col, justify="left" if col == "program" else "right")
+    def fmt(value: Any, spec: str) -> str:
+        return "n/a" if value is None else format(value, spec)
+
+    for file, card in cards.items():
+        m = card.metrics
+        table.add_row(file, f"{card.size_bytes / 1024:.1f}", fmt(m["macro_f1"], ".3f"), fmt(m["teacher_macro_f1"], ".3f"),
+                      fmt(None if m["retention"] is None else 100 * m["retention"], ".1f") + "%", fmt(m["agreement_f1"], ".3f"),
+                      fmt(m["max_abs_diff_vs_eager"], ".2e"))
+    Console(width=160).print(table)

@@ -1,0 +1,56 @@
+"""distill/students.py: shapes and dtypes of the programs' inputs and outputs, the registry, the schema."""
+import pytest
+import torch
+
+from cloud.model.teacher import TAG_NAMES
+from distill.student_config import StudentConfig
+from distill.students import EVENT_NAMES, MODELS, example_inputs, io_spec, labels_of, make_student
+from shared.config import ConfigError
+
+
+@pytest.mark.parametrize("name, audio_s", [("trigger", 1.0), ("av", 2.0)])
+def test_forward_returns_probabilities_and_matches_forward_train(name, audio_s):
+    cfg = StudentConfig(name=name, audio_s=audio_s)
+    entry = MODELS[name](cfg)
+    model, inputs = entry.get_eager_model().eval(), entry.get_example_inputs()
+    inputs_spec, outputs_spec = io_spec(cfg)
+    assert [(t["dtype"], t["shape"]) for t in inputs_spec] == [(str(x.dtype).removeprefix("torch."), list(x.shape)) for x in inputs]
+    with torch.no_grad():
+        out = model(*inputs)
+        train = model.forward_train(*inputs)
+    out = out if isinstance(out, tuple) else (out,)
+    assert [list(o.shape) for o in out] == [t["shape"] for t in outputs_spec]
+    assert all(((o >= 0) & (o <= 1)).all() for o in out)
+    torch.testing.assert_close(out[0], torch.sigmoid(train["logits"]))
+    assert out[0].shape[-1] == len(labels_of(name)) == (len(EVENT_NAMES) if name == "trigger" else len(TAG_NAMES))
+    if name == "av":
+        torch.testing.assert_close(out[1][:, 0], torch.sigmoid(train["confidence_logit"]))
+
+
+def test_confidence_head_does_not_train_the_tag_features():
+    cfg = StudentConfig(name="av", audio_s=1.0)
+    model = make_student(cfg)
+    model.forward_train(*example_inputs(cfg))["confidence_logit"].sum().backward()
+    assert all(p.grad is None for n, p in model.named_parameters() if not n.startswith("confidence."))
+    assert any(p.grad is not None for n, p in model.named_parameters() if n.startswith("confidence."))
+
+
+def test_front_end_is_fixed():
+    model = make_student(StudentConfig())
+    assert not any(n.startswith("front_end") for n, _ in model.named_parameters())
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"name": "vision"}, "student.name"),
+        ({"audio_s": 0.75}, "student.audio_s"),
+        ({"audio_channels": []}, "student.audio_channels"),
+        ({"frame_size_px": 50}, "student.frame_size_px"),
+        ({"features": {"n_fft": 128}}, "student.features.window_ms"),  # 256-sample window > n_fft
+    ],
+)
+def test_student_config_errors_name_the_field(kwargs, field):
+    with pytest.raises(ConfigError, match=f"^{field}"):
+        StudentConfig(**kwargs)
+    assert StudentConfig.from_dict(StudentConfig().to_dict()) == StudentConfig()
