@@ -32,7 +32,7 @@ def _setup_nothing(cwd: Path) -> None:
     pass
 
 
-SETUP = {"import": _setup_import, "world": _setup_nothing}
+SETUP = {"import": _setup_import, "world": _setup_nothing, "pipeline": _setup_nothing}
 
 
 def readme_blocks() -> dict[str, list[str]]:
@@ -71,6 +71,9 @@ def test_readme_block_runs(name, tmp_path):
         assert argv[0] == "earshot", line
         out = subprocess.run([str(BIN / "earshot"), *argv[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert out.returncode == 0, f"README command failed: {line}\n{out.stderr}"
+    if name == "pipeline":
+        assert (tmp_path / "runs" / "teacher" / "model" / "model.safetensors").is_file()
+        assert list((tmp_path / "runs" / "kd").rglob("*int8.pte")), "export wrote no int8 program"
     if name == "world":
         assert (tmp_path / "kitchen.png").stat().st_size > 10_000
 
