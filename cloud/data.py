@@ -53,8 +53,11 @@ __all__ = [
     "QADataset",
     "collate",
     "load_records",
+    "recording_log_mel",
+    "resize_frames",
     "resolve_dataset",
     "tag_targets",
+    "window_signals",
 ]
 
 MEL_HZ = 100  # log-mel frames per second: FeatureConfig's 10 ms hop
@@ -273,46 +276,80 @@ class QADataset:
         )
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        r, spec = self.records[i], self.spec
+        r = self.records[i]
         rec = self.store.get(r.recording_id)
         start, end = float(r.window_s[0]), float(r.window_s[1])
-
-        # Audio: the n_mel_frames log-mel frames that end at the window end.
-        e = int(round(end * MEL_HZ))
-        j = np.arange(e - spec.n_mel_frames, e)
-        mel_valid = (j >= 0) & (j < len(rec.mel))
-        mel = np.full((spec.n_mel_frames, rec.mel.shape[1]), self._silence, np.float32)
-        mel[mel_valid] = rec.mel[j[mel_valid]]
-
-        # Frames: one per 1/frame_hz, counted back from the end, inside the window.
-        slot_t = end - np.arange(spec.n_frames - 1, -1, -1) / spec.frame_hz
-        idx = np.searchsorted(rec.frame_times_s, slot_t + 1e-9, side="right") - 1
-        frame_valid = (slot_t >= start - 1e-6) & (idx >= 0)
-        idx = np.clip(idx, 0, max(len(rec.frames) - 1, 0))
-        if len(rec.frames):
-            frames = rec.frames[idx]
-            frame_times = np.where(frame_valid, rec.frame_times_s[idx], slot_t)
-        else:  # an audio-only recording: every frame slot is masked
-            s = spec.frame_size_px
-            frames = np.zeros((spec.n_frames, s, s, 3), np.uint8)
-            frame_valid[:] = False
-            frame_times = slot_t
-        frames = np.where(frame_valid[:, None, None, None], frames, 0).astype(np.uint8)
-
+        item = window_signals(rec.mel, 0.0, rec.frames, rec.frame_times_s, start, end, self.spec, self._silence)
         question, answer_in, answer_out = self._text[i]
-        return {
-            "mel": mel,
-            "mel_valid": mel_valid,
-            "audio_end_s": e / MEL_HZ,
-            "frames": frames,
-            "frame_valid": frame_valid,
-            "frame_times_s": frame_times.astype(np.float64),
-            "t_query_s": float(r.t_query_s),
-            "question_ids": question,
-            "answer_in": answer_in,
-            "answer_out": answer_out,
-            "tags": tag_targets(rec.annotations, (e / MEL_HZ - spec.audio_history_s, e / MEL_HZ), (start, end)),
-        }
+        audio_end = item["audio_end_s"]
+        item.update(
+            t_query_s=float(r.t_query_s),
+            question_ids=question,
+            answer_in=answer_in,
+            answer_out=answer_out,
+            tags=tag_targets(rec.annotations, (audio_end - self.spec.audio_history_s, audio_end), (start, end)),
+        )
+        return item
+
+
+def window_signals(
+    mel: np.ndarray,
+    mel_t0_s: float,
+    frames: np.ndarray,
+    frame_times_s: np.ndarray,
+    start_s: float,
+    end_s: float,
+    spec: WindowSpec,
+    silence: float,
+) -> dict[str, Any]:
+    """The signal part of an item: what the teacher sees of ``[start_s, end_s]``.
+
+    The one definition of the window layout, shared by training, evaluation
+    and serving (a server holds a request's audio rather than a recording:
+    it passes that audio's log-mel and start time as ``mel_t0_s``).
+
+    Args:
+        mel: (T, n_mels) log-mel on the grid of `recording_log_mel`: frame j
+            ends at ``mel_t0_s + (j + 1) / 100`` s.
+        frames: (n, S, S, 3) uint8 at the model's size; ``frame_times_s`` (n,).
+        silence: the log-mel value of silence, ``log(log_offset)``.
+
+    Returns:
+        ``mel`` (n_mel_frames, n_mels), ``mel_valid``, ``audio_end_s``: the
+        frames that end at ``end_s`` (rounded to 10 ms), masked where there is
+        no audio; ``frames`` (n_frames, S, S, 3), ``frame_valid``,
+        ``frame_times_s``: one slot per ``1 / frame_hz`` counted back from
+        ``end_s``, each the newest frame at or before it, masked before
+        ``start_s`` (stamped with the slot time when masked).
+    """
+    # Audio: the n_mel_frames log-mel frames that end at the window end.
+    e = int(round((end_s - mel_t0_s) * MEL_HZ))
+    j = np.arange(e - spec.n_mel_frames, e)
+    mel_valid = (j >= 0) & (j < len(mel))
+    out_mel = np.full((spec.n_mel_frames, mel.shape[1]), silence, np.float32)
+    out_mel[mel_valid] = mel[j[mel_valid]]
+
+    # Frames: one per 1/frame_hz, counted back from the end, inside the window.
+    slot_t = end_s - np.arange(spec.n_frames - 1, -1, -1) / spec.frame_hz
+    idx = np.searchsorted(frame_times_s, slot_t + 1e-9, side="right") - 1
+    frame_valid = (slot_t >= start_s - 1e-6) & (idx >= 0)
+    if len(frames):
+        idx = np.clip(idx, 0, len(frames) - 1)
+        picked = np.where(frame_valid[:, None, None, None], frames[idx], 0).astype(np.uint8)
+        times = np.where(frame_valid, frame_times_s[idx], slot_t)
+    else:  # no video: every frame slot is masked
+        s = spec.frame_size_px
+        picked = np.zeros((spec.n_frames, s, s, 3), np.uint8)
+        frame_valid[:] = False
+        times = slot_t
+    return {
+        "mel": out_mel,
+        "mel_valid": mel_valid,
+        "audio_end_s": mel_t0_s + e / MEL_HZ,
+        "frames": picked,
+        "frame_valid": frame_valid,
+        "frame_times_s": times.astype(np.float64),
+    }
 
 
 def _pad(seqs: list[np.ndarray], value: int) -> torch.Tensor:

@@ -33,7 +33,7 @@ from cloud.model.teacher import AVTeacher
 from cloud.model.tokenizer import Tokenizer
 from shared.config import UserError
 
-__all__ = ["SNR_BINS", "snr_bin", "predict", "score_predictions", "flat_metrics", "print_table", "run"]
+__all__ = ["SNR_BINS", "snr_bin", "predict", "score_predictions", "flat_metrics", "print_table", "start_mlflow_experiment", "run"]
 
 #: Recording SNR bins (dB, lower edge inclusive) and their metric-safe names.
 SNR_BINS = (
@@ -151,8 +151,28 @@ def print_table(scores: dict[str, Any], title: str) -> None:
     console.print(table)
 
 
-def _tracking_uri(configured: str | None) -> str:
-    return configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+def start_mlflow_experiment(tracking_uri: str | None, experiment: str) -> str:
+    """Point MLflow at the store and experiment; returns the tracking URI.
+
+    The store is ``tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else
+    ``sqlite:///mlflow.db`` in the working directory. A new experiment in an
+    sqlite store keeps its artifacts in ``mlruns/`` next to the database file
+    (MLflow's own default is the working directory of whoever creates it,
+    which scatters artifacts when runs start from different directories).
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(experiment) is None:
+        artifacts = Path(uri[len("sqlite:///") :]).resolve().parent / "mlruns"
+        try:
+            mlflow.create_experiment(experiment, artifact_location=artifacts.as_uri())
+        except MlflowException:  # another process created it first
+            pass
+    mlflow.set_experiment(experiment)
+    return uri
 
 
 def run(cfg) -> dict[str, Any]:
@@ -186,8 +206,7 @@ def run(cfg) -> dict[str, Any]:
     if cfg.mlflow.enabled:
         import mlflow
 
-        mlflow.set_tracking_uri(_tracking_uri(cfg.mlflow.tracking_uri))
-        mlflow.set_experiment(cfg.mlflow.experiment)
+        start_mlflow_experiment(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
         with mlflow.start_run(run_name=cfg.mlflow.run_name):
             mlflow.log_params(
                 {"checkpoint": str(folder.resolve()), "split": cfg.split, "qa_dir": str(cfg.qa_dir), "n_records": len(records),

@@ -35,8 +35,9 @@ MLflow: ``sqlite:///mlflow.db`` in the working directory unless
 ``MLFLOW_TRACKING_URI`` or ``mlflow.tracking_uri`` says otherwise. A run
 logs the flattened config as params, ``train/loss`` (and its parts) at every
 step, ``val/acc/<category>`` (and evidence and SNR breakdowns) at each
-evaluation, and the final model folder as the ``model`` artifact. A resumed
-run continues the same MLflow run.
+evaluation, and the final model folder as the ``model`` artifact (stored in
+``mlruns/`` beside an sqlite database). A resumed run continues the same
+MLflow run and logs each step once.
 """
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from cloud.data import QADataset, RecordingStore, WindowSpec, collate, load_records, resolve_dataset
-from cloud.eval import flat_metrics, predict, score_predictions
+from cloud.eval import flat_metrics, predict, score_predictions, start_mlflow_experiment
 from cloud.model.io import VOCAB_FILE, WEIGHTS_FILE, save_teacher
 from cloud.model.teacher import AVTeacher
 from cloud.model.tokenizer import Tokenizer
@@ -371,9 +372,7 @@ class TrainRecipe:
             return
         import mlflow
 
-        uri = self.cfg.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_experiment(self.cfg.mlflow.experiment)
+        start_mlflow_experiment(self.cfg.mlflow.tracking_uri, self.cfg.mlflow.experiment)
         if self.mlflow_run_id is not None:
             mlflow.start_run(run_id=self.mlflow_run_id)
             mlflow.set_tag("resumed_from_step", str(self.resumed_from))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["AudioEncoder", "VisualEncoder", "TimeEmbedding"]

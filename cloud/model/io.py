@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import safetensors.torch
-import torch
 
 from cloud.model.config import ModelConfig
 from cloud.model.teacher import TAG_NAMES, AVTeacher

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cloud.data import MEL_HZ, QADataset, RecordingStore, WindowSpec, collate, load_records, tag_targets
+from cloud.data import MEL_HZ, QADataset, RecordingStore, WindowSpec, collate, load_records, tag_targets, window_signals
 from cloud.model.config import ModelConfig
 from cloud.model.context import CONTEXT_NAMES, audio_context, visual_context
 from cloud.model.decoder import Decoder, TransformerDecoder
@@ -232,6 +232,13 @@ def test_data_windows_match_the_front_end_and_mask_what_is_outside(tmp_path):
     tags = tag_targets(rec.annotations, (0.0, 6.0), (0.0, 6.0))
     assert [TAG_NAMES[i] for i in np.flatnonzero(tags)] == ["timer_beep", "open_oven"]
     assert tag_targets(rec.annotations, (0.0, 1.0), (0.0, 1.0)).sum() == 0
+    # A server holds only a request's audio: the same window from a log-mel that starts at 1 s.
+    cached, short = store.get(records[0].recording_id), WindowSpec(audio_history_s=4.0, frame_size_px=32)
+    silence = float(np.log(1e-3))
+    full = window_signals(cached.mel, 0.0, cached.frames, cached.frame_times_s, 0.0, 6.0, short, silence)
+    late = window_signals(cached.mel[100:], 1.0, cached.frames, cached.frame_times_s, 0.0, 6.0, short, silence)
+    for key in full:
+        np.testing.assert_array_equal(full[key], late[key], err_msg=key)
     batch = collate([item, QADataset(records, store, tok, spec, 32, 24)[1]])
     assert batch["question_ids"].dtype == torch.long and batch["audio_end_s"].tolist() == [6.0, 6.0]
 

@@ -82,6 +82,8 @@ def test_mlflow_run_has_params_per_step_loss_per_category_metrics_and_the_checkp
         history = client.get_metric_history(r.info.run_id, f"val/acc/{cat}")
         assert [m.step for m in history] == [80, 160]
     assert "val/evidence/audio" in r.data.metrics and "val/snr/snr_10_20" in r.data.metrics
+    store_dir = Path(uri[len("sqlite:///") :]).parent
+    assert r.info.artifact_uri.startswith((store_dir / "mlruns").as_uri())  # beside the store, not in the cwd
     artifacts = {a.path for a in client.list_artifacts(r.info.run_id, "model")}
     assert {"model/model.safetensors", "model/model_config.json", "model/vocab.json"} <= artifacts
 
