@@ -32,6 +32,8 @@ from typing import Any, ClassVar, Collection, Union
 import msgpack
 import numpy as np
 
+from shared.msgpack_scan import ScanError, is_str_head, scan
+
 __all__ = [
     "PROTOCOL_VERSION", "ErrorCode", "ProtocolError",
     "Frame", "AudioWindow", "InferRequest", "Result", "ErrorReply",
@@ -628,84 +630,18 @@ def encode(msg: Message) -> bytes:
 
 
 # -------------------------------------------------- bounded pre-scan ------
-# Walks the msgpack bytes without building objects, before msgpack.unpackb
-# runs, so that hostile input costs at most MAX_OBJECTS header reads: length
-# headers are checked against the limits (a bin32 claiming 4 GiB is refused
-# from its 5 header bytes), nesting depth is counted iteratively (no
-# recursion), ext types and non-str map keys are refused. msgpack.unpackb
-# then runs with the same limits as a second line of defence.
+# shared/msgpack_scan.py walks the headers before msgpack.unpackb runs (which
+# then applies the same limits as a second line of defence).
 
-_FIXED_WIDTH = {0xCA: 4, 0xCB: 8, 0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8,
-                0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8}
-_SIZED = {0xC4: (1, "bin"), 0xC5: (2, "bin"), 0xC6: (4, "bin"),
-          0xD9: (1, "str"), 0xDA: (2, "str"), 0xDB: (4, "str"),
-          0xDC: (2, "array"), 0xDD: (4, "array"), 0xDE: (2, "map"), 0xDF: (4, "map")}
 _LIMIT = {"bin": MAX_BIN_BYTES, "str": MAX_STR_BYTES, "array": MAX_ARRAY_LEN, "map": MAX_MAP_LEN}
-_EXT = frozenset({0xC7, 0xC8, 0xC9, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8})
-
-
-def _is_str_head(head: int) -> bool:
-    return 0xA0 <= head <= 0xBF or 0xD9 <= head <= 0xDB
 
 
 def _skip(buf: memoryview, pos: int, max_objects: int) -> tuple[int, int]:
     """Check one msgpack value at ``buf[pos]``; return (end offset, values seen)."""
-    n = len(buf)
-    left = [1]          # values still to read per open container (bottom: the value itself)
-    in_map = [False]
-    objects = 0
-    while left:
-        if left[-1] == 0:
-            left.pop()
-            in_map.pop()
-            continue
-        is_key = in_map[-1] and left[-1] % 2 == 0
-        left[-1] -= 1
-        objects += 1
-        if objects > max_objects:
-            raise _large("", f"more than {max_objects} msgpack values")
-        if pos >= n:
-            raise _bad("", f"truncated msgpack at byte {pos}")
-        start, head = pos, buf[pos]
-        pos += 1
-        if is_key and not _is_str_head(head):
-            raise _bad("", f"map key at byte {start} is not a str")
-        if head <= 0x7F or head >= 0xE0 or head in (0xC0, 0xC2, 0xC3):
-            continue                                  # fixint, nil, bool
-        if head in _FIXED_WIDTH:
-            pos += _FIXED_WIDTH[head]
-            if pos > n:
-                raise _bad("", f"truncated msgpack at byte {start}")
-            continue
-        if head <= 0x8F:
-            family, length = "map", head & 0x0F
-        elif head <= 0x9F:
-            family, length = "array", head & 0x0F
-        elif head <= 0xBF:
-            family, length = "str", head & 0x1F
-        elif head in _SIZED:
-            width, family = _SIZED[head]
-            if pos + width > n:
-                raise _bad("", f"truncated msgpack at byte {start}")
-            length = int.from_bytes(buf[pos:pos + width], "big")
-            pos += width
-        elif head in _EXT:
-            raise _bad("", f"msgpack ext type at byte {start} is not allowed")
-        else:
-            raise _bad("", f"invalid msgpack byte 0xc1 at byte {start}")
-        if length > _LIMIT[family]:
-            raise _large("", f"{family} of length {length} at byte {start} exceeds the limit of {_LIMIT[family]}")
-        if family in ("str", "bin"):
-            pos += length
-            if pos > n:
-                raise _bad("", f"truncated msgpack: {family} at byte {start} runs past the end")
-        else:
-            if len(left) > MAX_DEPTH:
-                raise _large("", f"containers nested deeper than {MAX_DEPTH} at byte {start}")
-            if length:
-                left.append(2 * length if family == "map" else length)
-                in_map.append(family == "map")
-    return pos, objects
+    try:
+        return scan(buf, pos, max_objects, limits=_LIMIT, max_depth=MAX_DEPTH)
+    except ScanError as exc:
+        raise (_large if exc.too_large else _bad)("", str(exc)) from None
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -835,7 +771,7 @@ def peek_id(data: bytes) -> int | None:
             return None
         budget = MAX_OBJECTS
         for _ in range(min(pairs, MAX_MAP_LEN)):
-            if not _is_str_head(buf[pos]):
+            if not is_str_head(buf[pos]):
                 return None
             key_end, _ = _skip(buf, pos, 1)
             header = 1 if buf[pos] <= 0xBF else {0xD9: 2, 0xDA: 3, 0xDB: 5}[buf[pos]]
