@@ -63,6 +63,7 @@ from cloud.model.io import VOCAB_FILE, WEIGHTS_FILE, save_teacher
 from cloud.model.teacher import AVTeacher
 from cloud.model.tokenizer import Tokenizer
 from cloud.verbs import TrainConfig
+from cloud.checkpoint import load_optimizer, save_optimizer
 from shared.config import UserError
 
 __all__ = ["CHECKPOINTS_DIR", "MODEL_DIR", "TrainRecipe", "run", "latest_checkpoint"]
@@ -70,7 +71,6 @@ __all__ = ["CHECKPOINTS_DIR", "MODEL_DIR", "TrainRecipe", "run", "latest_checkpo
 CHECKPOINTS_DIR = "checkpoints"
 MODEL_DIR = "model"
 STATE_FILE = "state.json"
-OPTIMIZER_FILE = "optimizer.safetensors"
 _STEP_DIR = re.compile(r"^step_(\d{7})$")
 # Config keys a resumed run may change: they steer logging and evaluation, not the maths.
 _RESUME_MAY_CHANGE = {
@@ -299,21 +299,13 @@ class TrainRecipe:
             tmp = root / f".tmp_step_{self.step:07d}"
             shutil.rmtree(tmp, ignore_errors=True)
             save_teacher(tmp, self.model, self.tokenizer, self._card_extra())
-            tensors, rest = {}, {}
-            opt_state = self.optimizer.state_dict()
-            for pid, state in opt_state["state"].items():
-                for key, value in state.items():
-                    if torch.is_tensor(value):
-                        tensors[f"state.{pid}.{key}"] = value.contiguous()
-                    else:
-                        rest.setdefault(str(pid), {})[key] = value
-            safetensors.torch.save_file(tensors, str(tmp / OPTIMIZER_FILE))
+            optimizer_state = save_optimizer(self.optimizer, tmp)
             state = {
                 "step": self.step,
                 "seed": self.seed,
                 "world_size": self.world_size,
                 "mlflow_run_id": self.mlflow_run_id,
-                "optimizer": {"param_groups": opt_state["param_groups"], "plain_state": rest},
+                "optimizer": optimizer_state,
                 "config": dataclasses.asdict(self.cfg),
             }
             (tmp / STATE_FILE).write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
@@ -338,14 +330,7 @@ class TrainRecipe:
         missing, unexpected = safetensors.torch.load_model(self.model, str(folder / WEIGHTS_FILE))
         if missing or unexpected:
             raise UserError(f"{folder / WEIGHTS_FILE}: missing {missing}, unexpected {unexpected}")
-        tensors = safetensors.torch.load_file(str(folder / OPTIMIZER_FILE))
-        opt_state: dict[int, dict[str, Any]] = {}
-        for key, value in tensors.items():
-            _, pid, name = key.split(".", 2)
-            opt_state.setdefault(int(pid), {})[name] = value
-        for pid, extra in state["optimizer"]["plain_state"].items():
-            opt_state.setdefault(int(pid), {}).update(extra)
-        self.optimizer.load_state_dict({"state": opt_state, "param_groups": state["optimizer"]["param_groups"]})
+        load_optimizer(self.optimizer, folder, state["optimizer"])
         self.step = self.resumed_from = int(state["step"])
         self.mlflow_run_id = state.get("mlflow_run_id")
 

@@ -64,6 +64,7 @@ from distill.metrics import auroc, macro_f1
 from distill.students import example_inputs, labels_of, make_student, num_parameters
 from distill.tracking import Tracker, flatten
 from distill.verbs import DistillConfig
+from cloud.checkpoint import load_optimizer, save_optimizer
 from shared.config import UserError
 from shared.dataset import load_dataset
 
@@ -75,7 +76,6 @@ TARGETS_FILE = "teacher_targets.safetensors"
 TARGETS_KEY_FILE = "teacher_targets.json"
 STATE_FILE = "state.json"
 WEIGHTS_FILE = "weights.safetensors"
-OPTIMIZER_FILE = "optimizer.safetensors"
 _STEP_DIR = re.compile(r"^step_(\d{7})$")
 # Config keys a resumed run may change: they steer logging and evaluation, not the maths.
 _RESUME_MAY_CHANGE = {
@@ -335,19 +335,11 @@ class DistillRecipe:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         safetensors.torch.save_file(self._trained_state(), str(tmp / WEIGHTS_FILE))
-        tensors, rest = {}, {}
-        opt_state = self.optimizer.state_dict()
-        for pid, state in opt_state["state"].items():
-            for key, value in state.items():
-                if torch.is_tensor(value):
-                    tensors[f"state.{pid}.{key}"] = value.contiguous()
-                else:
-                    rest.setdefault(str(pid), {})[key] = value
-        safetensors.torch.save_file(tensors, str(tmp / OPTIMIZER_FILE))
+        optimizer_state = save_optimizer(self.optimizer, tmp)
         state = {
             "step": self.step,
             "mlflow_run_id": self.mlflow_run_id,
-            "optimizer": {"param_groups": opt_state["param_groups"], "plain_state": rest},
+            "optimizer": optimizer_state,
             "config": dataclasses.asdict(self.cfg),
         }
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
@@ -370,14 +362,7 @@ class DistillRecipe:
         self.student.load_state_dict({k[8:]: v for k, v in weights.items() if k.startswith("student.")})
         if self.adapter is not None:
             self.adapter.load_state_dict({k[8:]: v for k, v in weights.items() if k.startswith("adapter.")})
-        tensors = safetensors.torch.load_file(str(folder / OPTIMIZER_FILE))
-        opt_state: dict[int, dict[str, Any]] = {}
-        for key, value in tensors.items():
-            _, pid, name = key.split(".", 2)
-            opt_state.setdefault(int(pid), {})[name] = value
-        for pid, extra in state["optimizer"]["plain_state"].items():
-            opt_state.setdefault(int(pid), {}).update(extra)
-        self.optimizer.load_state_dict({"state": opt_state, "param_groups": state["optimizer"]["param_groups"]})
+        load_optimizer(self.optimizer, folder, state["optimizer"])
         self.step = self.resumed_from = int(state["step"])
         self.mlflow_run_id = state.get("mlflow_run_id")
 
