@@ -4,6 +4,7 @@ Usage::
 
     earshot --help                 # the verbs this installation has
     earshot <verb> key=value ...   # run a verb (Hydra overrides)
+    earshot sim train ...          # two words name the verb sim_train
     earshot <verb> --help          # the verb's config, from Hydra
     earshot <verb> --cfg job       # print the composed config and exit
 
@@ -40,11 +41,12 @@ def _usage(verbs: dict[str, object]) -> str:
     ]
     width = max((len(v) for v in verbs), default=0)
     for name, ep in verbs.items():
+        shown = name.replace("_", " ")
         try:
             summary = getattr(ep.load(), "summary", "")
         except Exception as exc:  # a broken verb must not hide the others
             summary = f"(unavailable: {type(exc).__name__}: {exc})"
-        lines.append(f"  {name.ljust(width)}  {summary}")
+        lines.append(f"  {shown.ljust(width)}  {summary}")
     lines += ["", "Run 'earshot <verb> --help' for a verb's options."]
     return "\n".join(lines)
 
@@ -66,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage(verbs))
         return 0
     name, rest = argv[0], argv[1:]
+    # Two-word verbs: ``earshot sim train`` is the verb ``sim_train``.
+    if name not in verbs and rest and f"{name}_{rest[0]}" in verbs:
+        name, rest = f"{name}_{rest[0]}", rest[1:]
     if name not in verbs:
         print(f"earshot: unknown verb {name!r}; verbs: {', '.join(verbs) or '(none installed)'}", file=sys.stderr)
         return 2
@@ -73,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     # Hydra reads sys.argv itself; present it the verb's view of the command line.
     # Our defaults go first: Hydra's argparse refuses overrides after flags
     # such as `--cfg job`.
-    sys.argv = [f"earshot {name}", *_default_overrides(name, rest), *rest]
+    sys.argv = [f"earshot {name.replace('_', ' ')}", *_default_overrides(name, rest), *rest]
     app()
     return 0
 

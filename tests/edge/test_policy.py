@@ -1,0 +1,116 @@
+"""The offloading policies: menu, decisions per step, parameters, observation vector."""
+import math
+
+import numpy as np
+import pytest
+
+from edge.policy import (ACTIONS, LOOK, OFF, OFFLOAD_AUDIO, OFFLOAD_FULL, OFFLOAD_LIGHT, POLICIES, Action,
+                         Observation, make_policy, observation_size, observation_vector)
+
+HOP = 0.25
+LABELS = ("speech", "timer_beep", "doorbell")
+
+
+def _obs(i, fired=(), **kw):
+    scores = {lab: (0.9 if lab in fired else 0.1) for lab in LABELS}
+    return Observation(t_s=(i + 1) * HOP, trigger_scores=scores, trigger_fired=tuple(fired), **kw)
+
+
+def test_action_menu_is_fixed_and_valid():
+    assert ACTIONS == (OFF, LOOK, OFFLOAD_LIGHT, OFFLOAD_FULL, OFFLOAD_AUDIO)
+    assert [a.index for a in ACTIONS] == list(range(5))
+    with pytest.raises(ValueError, match="camera"):
+        Action(camera=False, student=True)
+    with pytest.raises(ValueError, match="camera must be on"):
+        Action(camera=False, student=False, offload="full")
+    with pytest.raises(ValueError, match="offload"):
+        Action(camera=True, student=True, offload="half")
+
+
+def test_registry_has_the_six_policies_and_checks_parameters():
+    assert set(POLICIES) == {"always_local", "always_cloud", "periodic", "audio_trigger",
+                             "confidence_threshold", "context_aware"}
+    with pytest.raises(ValueError, match="unknown 'nope'"):
+        make_policy("nope")
+    with pytest.raises(ValueError, match=r"unknown parameters \['hold'\]"):
+        make_policy("audio_trigger", hold=1.0)
+    with pytest.raises(ValueError, match="threshold"):
+        make_policy("confidence_threshold", threshold=1.5)
+    assert make_policy("audio_trigger", hold_s=1.0).params() == {"hold_s": 1.0}
+
+
+def test_always_local_never_offloads_and_always_cloud_always_does():
+    local, cloud = make_policy("always_local"), make_policy("always_cloud")
+    for i in range(8):
+        q = "what was that?" if i == 3 else None
+        assert local.act(_obs(i, query=q, query_id="q" if q else None)) == LOOK
+        assert cloud.act(_obs(i)) == OFFLOAD_FULL
+
+
+def test_periodic_wakes_once_per_period():
+    p = make_policy("periodic", period_s=1.0)
+    acts = [p.act(_obs(i)) for i in range(12)]  # t = 0.25 .. 3.0
+    wakes = [(i + 1) * HOP for i, a in enumerate(acts) if a == OFFLOAD_LIGHT]
+    assert wakes == [0.25, 1.0, 2.0, 3.0]
+    assert all(a in (OFF, OFFLOAD_LIGHT) for a in acts)
+
+
+def test_audio_trigger_turns_camera_on_at_the_rising_edge_and_holds():
+    p = make_policy("audio_trigger", hold_s=1.0)
+    fired = {4: ("timer_beep",), 5: ("timer_beep",), 6: ("timer_beep",), 12: ("doorbell",)}
+    acts = [p.act(_obs(i, fired.get(i, ()))) for i in range(20)]
+    assert acts[4] == OFFLOAD_FULL  # the rising edge: camera on at once, moment offloaded
+    assert acts[5:8] == [LOOK] * 3  # held for hold_s = 4 hops after t=1.25 (until 2.25)
+    assert acts[8] == OFF
+    assert acts[12] == OFFLOAD_FULL
+    assert acts[3] == OFF and acts[0] == OFF
+    # a label joining an already-fired set is a new rising edge
+    p.reset()
+    assert p.act(_obs(0, ("speech",))) == OFFLOAD_FULL
+    assert p.act(_obs(1, ("speech",))) == LOOK
+    assert p.act(_obs(2, ("speech", "doorbell"))) == OFFLOAD_FULL
+
+
+def test_confidence_threshold_offloads_only_unsure_moments():
+    p = make_policy("confidence_threshold", threshold=0.6, hold_s=1.0)
+    assert p.act(_obs(0, ("doorbell",))) == LOOK  # the student has not looked yet
+    sure = dict(student_scores={"doorbell": 0.9}, student_confidence=0.9, student_age_s=0.25, camera_on=True)
+    assert p.act(_obs(1, ("doorbell",), **sure)) == LOOK
+    p.reset()
+    p.act(_obs(0, ("doorbell",)))
+    unsure = dict(student_scores={"doorbell": 0.5}, student_confidence=0.3, student_age_s=0.25, camera_on=True)
+    assert p.act(_obs(1, ("doorbell",), **unsure)) == OFFLOAD_FULL
+    # a query is answered locally when the student is sure, offloaded otherwise
+    assert p.act(_obs(2, query="what was that?", query_id="q0", **sure)) == LOOK
+    assert p.act(_obs(3, query="what was that?", query_id="q0", **unsure)) == OFFLOAD_FULL
+
+
+def test_context_aware_respects_link_battery_and_noise():
+    p = make_policy("context_aware", threshold=0.6)
+    unsure = dict(student_confidence=0.3, student_scores={}, student_age_s=0.25, camera_on=True)
+    q = dict(query="why did I stop?", query_id="q0")
+    assert p.act(_obs(0, **q, **unsure)) == OFFLOAD_FULL
+    assert p.act(_obs(1, **q, **unsure, link_up=False)) == LOOK  # cloud down: answer locally
+    assert p.act(_obs(2, **q, **unsure, link_mbps=1.0)) == OFFLOAD_LIGHT  # slow uplink: one frame
+    # low battery lowers the bar: 0.3 is sure enough at 10% battery (threshold 0.6 * 0.5)
+    assert p.act(_obs(3, **q, **unsure, battery_frac=0.1)) == LOOK
+    # noisy audio: the camera probes periodically even without a trigger
+    p.reset()
+    noisy = [p.act(_obs(i, snr_db=0.0)) for i in range(40)]
+    quiet = [make_policy("context_aware").act(_obs(i, snr_db=30.0)) for i in range(40)]
+    assert sum(a.camera for a in noisy) >= 3 and not any(a.camera for a in quiet)
+
+
+def test_observation_vector_layout():
+    t, s = ("speech", "doorbell"), ("speech", "doorbell", "walk")
+    obs = Observation(t_s=1.0, trigger_scores={"speech": 0.2, "doorbell": 0.7}, trigger_fired=("doorbell",),
+                      student_scores={"walk": 0.5}, student_confidence=0.8, student_age_s=0.5,
+                      snr_db=80.0, battery_frac=0.5, since_offload_s=math.inf, pending=8, query="x", query_id="q")
+    v = observation_vector(obs, t, s)
+    assert v.dtype == np.float32 and v.shape == (observation_size(t, s),)
+    np.testing.assert_allclose(v[:5], [0.2, 0.7, 0.0, 0.0, 0.5])
+    extra = v[5:]
+    assert extra[0] == 1.0 and extra[1] == pytest.approx(0.8) and extra[2] == 1.0
+    assert extra[3] == 1.0 and extra[4] == 0.5 and extra[8] == 1.0 and extra[9] == 1.0
+    assert extra[10] == 1.0 and extra[12] == 1.0
+    assert np.all(v >= -1) and np.all(v <= 1)
