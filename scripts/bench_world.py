@@ -25,6 +25,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
     os.environ[_var] = "1"  # before numpy is imported: one thread, one core
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-scenario", type=int, default=2, help="recordings per scenario")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-save", action="store_true", help="skip writing the recording folders")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args(argv)
 
     cfg = WorldConfig(duration_s=args.duration)
@@ -94,6 +96,17 @@ def main(argv: list[str] | None = None) -> int:
     console.print(table)
     console.print(f"generation: {audio_s / gw:.1f}x real time per core (aim >= 20x)"
                   + ("" if args.no_save else f"; with writing the folders: {audio_s / (gw + sw):.1f}x"))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "args": {k: v for k, v in vars(args).items() if k != "json"},
+            "scenarios": [{"scenario": sc, "recordings": n_, "audio_s": a_, "stages_s": st, "generate_s": g_,
+                           "generate_cpu_s": c_, "save_s": s_} for sc, n_, a_, st, g_, c_, s_ in rows],
+            "realtime_factor": audio_s / gw,
+            "realtime_factor_cpu": audio_s / gc,
+            "realtime_factor_with_save": None if args.no_save else audio_s / (gw + sw),
+        }, indent=1) + "\n")
+        console.print(f"wrote {args.json}")
     return 0
 
 
