@@ -202,6 +202,10 @@ def run(cfg) -> dict[str, Any]:
         for r, p in zip(records, predictions):
             f.write(json.dumps({**p, "answer": r.answer, "category": r.category, "score": score(r, p["prediction"])}) + "\n")
     print(f"predictions: {out}  ({seconds:.1f} s, {len(records) / max(seconds, 1e-9):.1f} records/s)")
+    scores_path = out.with_suffix(".scores.json")
+    scores_path.write_text(json.dumps({"checkpoint": str(folder), "split": cfg.split, "fusion": model.cfg.fusion,
+                                       "audio_history_s": spec.audio_history_s, "scores": scores}, indent=1) + "\n")
+    print(f"scores: {scores_path}")
 
     if cfg.mlflow.enabled:
         import mlflow

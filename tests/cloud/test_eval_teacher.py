@@ -69,6 +69,8 @@ def test_earshot_eval_prints_the_table_writes_predictions_and_logs_to_mlflow(qa_
     assert run.data.params["split"] == "bench" and run.data.params["n_records"] == str(len(records))
     assert run.data.metrics["bench/acc/TR"] == pytest.approx(sum(tr) / len(tr))
     assert {"bench/acc/SSA", "bench/acc/AVDN", "bench/acc/AVH", "bench/acc/overall"} <= set(run.data.metrics)
+    saved = json.loads((folder / "eval_bench.scores.json").read_text())
+    assert saved["split"] == "bench" and saved["scores"]["category"]["TR"] == pytest.approx(sum(tr) / len(tr))
 
 
 def test_eval_reports_a_missing_checkpoint_as_one_line(tmp_path, qa_dir):
