@@ -1,0 +1,273 @@
+#!/usr/bin/env python
+"""Write ``<run>/report.html``: one self-contained page from one demo run's files.
+
+    python scripts/report.py runs/demo            # what scripts/demo's last stage runs
+    python scripts/report.py runs/demo --out /tmp/report.html
+
+Sections (each reads files the run wrote; nothing is typed in by hand):
+
+1. **Teacher benchmark**: accuracy per EgoAVU-Bench category for the three
+   teachers (AV + gate, vision-only + gate, AV + context-blind), by evidence
+   type and by SNR bin (``teacher/<variant>/model/eval_bench.scores.json``).
+2. **Students vs teacher**: each exported program's model card (size,
+   parameters, MACs, macro-F1 against the labels, the teacher's, retention).
+3. **Edge size and latency**: the edge-model benchmark
+   (``bench/edge_models.json``) and the Python and native runtimes' runs on
+   held-out recordings (``edge/*.jsonl``, ``native/*.jsonl`` event logs).
+4. **Policies**: the simulator's evaluation table and Pareto plot (``sim/``).
+5. **Timeline** of one held-out recording from the Python runtime's event log.
+
+Images are embedded as base64 PNG, styles inline: the file opens anywhere.
+A section whose inputs are missing says so in red, and ``--strict`` (the demo
+uses it) then exits 1 naming them.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import html
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+CATEGORIES = ("SSA", "AVDN", "AVSN", "TR", "AVH")
+TEACHER_NAMES = {"av_gate": "AV narrations + gate", "visual_gate": "vision-only narrations + gate",
+                 "av_blind": "AV narrations + context-blind"}
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;color:#1d1d1f;padding:0 1rem}
+h1{margin-bottom:.2rem} h2{border-bottom:2px solid #e5e5ea;padding-bottom:.3rem;margin-top:2.2rem}
+table{border-collapse:collapse;margin:.8rem 0;font-size:.9rem}
+th,td{border:1px solid #d2d2d7;padding:.3rem .6rem;text-align:right} th{background:#f5f5f7}
+td:first-child,th:first-child{text-align:left} .missing{color:#c00;font-weight:600}
+.note{color:#555;font-size:.85rem} img{max-width:100%;border:1px solid #e5e5ea}
+"""
+
+
+class Report:
+    def __init__(self, run: Path) -> None:
+        self.run = run
+        self.parts: list[str] = []
+        self.missing: list[str] = []
+
+    def h2(self, text: str) -> None:
+        self.parts.append(f"<h2>{html.escape(text)}</h2>")
+
+    def p(self, text: str, cls: str = "note") -> None:
+        self.parts.append(f'<p class="{cls}">{html.escape(text)}</p>')
+
+    def miss(self, what: str) -> None:
+        self.missing.append(what)
+        self.parts.append(f'<p class="missing">missing: {html.escape(what)}</p>')
+
+    def table(self, header: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
+        out = ["<table><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>"]
+        for row in rows:
+            out.append("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>")
+        out.append("</table>")
+        self.parts.append("\n".join(out))
+
+    def image(self, png: bytes, alt: str) -> None:
+        self.parts.append(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">')
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.3g}" if abs(x) < 1e-2 or abs(x) >= 1e4 else f"{x:.2f}"
+    return str(x)
+
+
+def _pct(x: Any) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def _load(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+# ----------------------------------------------------------------------------- sections
+def section_teachers(r: Report) -> None:
+    r.h2("1. Teacher benchmark (held-out recordings)")
+    scores = {}
+    for name in TEACHER_NAMES:
+        path = r.run / "teacher" / name / "model" / "eval_bench.scores.json"
+        if path.exists():
+            scores[name] = _load(path)["scores"]
+        else:
+            r.miss(str(path.relative_to(r.run)))
+    if not scores:
+        return
+    names = list(scores)
+    r.p("Accuracy (%) per category; exact scoring of closed-form answers (docs/data_engine.md).")
+    rows = [[cat, scores[names[0]]["count"]["category"].get(cat, 0),
+             *(_pct(scores[n]["category"].get(cat)) for n in names)] for cat in CATEGORIES]
+    rows.append(["overall (macro)", scores[names[0]]["n"], *(_pct(scores[n]["overall"]) for n in names)])
+    r.table(["category", "questions", *(TEACHER_NAMES[n] for n in names)], rows)
+    evid = sorted({k for n in names for k in scores[n]["evidence"]})
+    r.p("By the evidence a question needs: 'visual' questions are the ones vision-only training should not lose.")
+    r.table(["evidence", *(TEACHER_NAMES[n] for n in names)],
+            [[e, *(_pct(scores[n]["evidence"].get(e)) for n in names)] for e in evid])
+    bins = sorted({k for n in names for k in scores[n]["snr"]})
+    r.p("By recording SNR: context-aware gate vs context-blind fusion (audio / visual trust is the gate's mean weight).")
+    r.table(["SNR bin", *(TEACHER_NAMES[n] for n in names), "gate audio trust", "gate visual trust"],
+            [[b, *(_pct(scores[n]["snr"].get(b)) for n in names),
+              *((scores.get("av_gate", {}).get("gate", {}).get(b) or [None, None])[:2])] for b in bins])
+
+
+def section_students(r: Report) -> None:
+    r.h2("2. Students vs teacher")
+    cards = sorted((r.run / "kd").glob("*/export/*.json"))
+    if not cards:
+        r.miss("kd/*/export/*.json (model cards)")
+        return
+    rows = []
+    for path in cards:
+        c = _load(path)
+        m = c["metrics"]
+        rows.append([c["program"], c["precision"], f"{c['size_bytes'] / 1024:.0f}", f"{c['num_parameters'] / 1e3:.1f}",
+                     f"{c['macs'] / 1e6:.2f}", m.get("macro_f1"), m.get("teacher_macro_f1"), _pct(m.get("retention")),
+                     m.get("agreement_f1"), m.get("n_windows")])
+    r.p("Macro-F1 on held-out windows against the annotation labels; retention = student / teacher.")
+    r.table(["program", "precision", "size kB", "params k", "MMAC/call", "student F1", "teacher F1",
+             "retention %", "agreement F1", "windows"], rows)
+
+
+def _event_logs(folder: Path) -> dict[str, list[dict]]:
+    from report_timeline import read_event_log
+
+    return {p.stem: read_event_log(p) for p in sorted(folder.glob("*.jsonl"))}
+
+
+def _runtime_rows(name: str, logs: dict[str, list[dict]]) -> list[list[Any]]:
+    rows = []
+    for rec, events in logs.items():
+        end = next((e for e in reversed(events) if e.get("kind") == "end"), None)
+        if end is None:
+            continue
+        lat = sorted(e["latency_ms"] for e in events if e.get("kind") == "local_inference" and "latency_ms" in e)
+        cloud = sorted(e["latency_ms"] for e in events if e.get("kind") == "result")
+        med = lat[len(lat) // 2] if lat else None
+        cmed = cloud[len(cloud) // 2] if cloud else None
+        steps = end.get("steps") or 0
+        rows.append([name, rec, steps, end.get("frames_captured"), end.get("offloads"), end.get("bytes_sent"),
+                     f"{end.get('answers_correct')}/{end.get('queries')}", med, cmed,
+                     end.get("energy_mj"), (end.get("energy_mj") or 0) / max(steps * 0.25, 1e-9)])
+    return rows
+
+
+def section_edge(r: Report) -> None:
+    r.h2("3. Edge: size and latency")
+    bench = r.run / "bench" / "edge_models.json"
+    if bench.exists():
+        b = _load(bench)
+        rows = []
+        for s in b["students"]:
+            for row in s["rows"]:
+                rows.append([s["student"], row["variant"], None if row["size_bytes"] is None else f"{row['size_bytes'] / 1024:.0f}",
+                             row["median_ms"], row["p90_ms"], row["speedup_vs_eager"],
+                             f"{row['realtime_factor']:.0f}x" if "realtime_factor" in row else "-"])
+        r.p(f"One thread, median (p90) of {b['calls']} calls per variant, interleaved (scripts/bench_edge_models.py).")
+        r.table(["program", "variant", "size kB", "median ms", "p90 ms", "x eager", "real-time factor"], rows)
+    else:
+        r.miss("bench/edge_models.json")
+    rows = []
+    for name, folder in (("python", r.run / "edge"), ("native", r.run / "native")):
+        logs = _event_logs(folder) if folder.exists() else {}
+        got = _runtime_rows(name, logs)
+        if not got:
+            r.miss(f"{folder.name}/*.jsonl (event logs with an 'end' line)")
+        rows += got
+    if rows:
+        r.p("Held-out recordings through each runtime against the live server (event logs, docs/edge.md).")
+        r.table(["runtime", "recording", "hops", "frames", "offloads", "bytes sent", "queries right",
+                 "student ms (median)", "cloud ms (median)", "energy mJ", "mean mW"], rows)
+
+
+def section_policies(r: Report) -> None:
+    r.h2("4. Offloading policies (simulator)")
+    table = r.run / "sim" / "eval.json"
+    if not table.exists():
+        r.miss("sim/eval.json")
+    else:
+        data = _load(table)
+        rows = data["rows"]
+        cols = data.get("columns") or list(rows[0])
+        r.p(data.get("note", "Policies x budgets x held-out recordings (earshot sim eval)."))
+        r.table(cols, [[row.get(c) for c in cols] for row in rows])
+    pareto = r.run / "sim" / "pareto.png"
+    if pareto.exists():
+        r.image(pareto.read_bytes(), "task success vs energy")
+    else:
+        r.miss("sim/pareto.png")
+
+
+def section_timeline(r: Report) -> None:
+    r.h2("5. Timeline of one held-out recording")
+    logs = sorted((r.run / "edge").glob("*.jsonl")) if (r.run / "edge").exists() else []
+    if not logs:
+        r.miss("edge/*.jsonl")
+        return
+    from report_timeline import read_event_log, render_timeline
+
+    log = logs[0]
+    events = read_event_log(log)
+    start = next((e for e in events if e.get("kind") == "start"), {})
+    rec_dir = r.run / "world" / "recordings" / log.stem
+    if not rec_dir.exists():
+        r.miss(str(rec_dir.relative_to(r.run)))
+        return
+    r.p(f"Recording {log.stem}, policy {start.get('policy')}: spectrogram, frames, trigger rising edges, camera, "
+        "offloads (blue: answered, orange: fallback), the wearer's queries and the answers given.")
+    r.image(render_timeline(rec_dir, events), f"timeline of {log.stem}")
+
+
+SECTIONS = (section_teachers, section_students, section_edge, section_policies, section_timeline)
+
+
+def build(run: Path) -> Report:
+    r = Report(run)
+    stages = run / "stages.json"
+    info = _load(stages) if stages.exists() else {}
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = ""
+    r.parts.append("<h1>Earshot demo report</h1>")
+    r.p(f"run {run.name} (preset {info.get('preset', '?')}), written {dt.datetime.now().isoformat(timespec='seconds')}, "
+        f"commit {commit or '?'}; every number below comes from this run's files.")
+    if info.get("seconds"):
+        r.table(["stage", "seconds"], [[k, round(v)] for k, v in info["seconds"].items()])
+    for section in SECTIONS:
+        section(r)
+    return r
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path, help="a scripts/demo output folder")
+    ap.add_argument("--out", type=Path, default=None, help="default: <run>/report.html")
+    ap.add_argument("--strict", action="store_true", help="exit 1 if any section's inputs are missing")
+    args = ap.parse_args(argv)
+    r = build(args.run)
+    out = args.out or args.run / "report.html"
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>Earshot report: {html.escape(args.run.name)}</title>"
+            f"<style>{CSS}</style></head><body>{''.join(r.parts)}</body></html>")
+    out.write_text(page, encoding="utf-8")
+    print(f"wrote {out} ({len(page) / 1024:.0f} kB)")
+    if r.missing:
+        print("missing inputs: " + "; ".join(r.missing), file=sys.stderr)
+        return 1 if args.strict else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
