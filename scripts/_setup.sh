@@ -69,3 +69,31 @@ setup_venv() {
 install_system_packages
 setup_venv
 export PATH="$VENV/bin:$PATH"
+
+# The native edge binary (edge/native, C++17): its Debian build dependencies
+# (installed when root and missing) and edge/native/build.sh. Called by
+# scripts/test after the venv exists (the build links the executorch wheel's
+# runtime). In CI (CI=true) a failed build fails the run; elsewhere it warns and
+# the tests in tests/edge/native fail with the build command to run.
+build_native_edge() {
+    local want=(cmake g++ make pkg-config libzmq3-dev cppzmq-dev libmsgpack-cxx-dev nlohmann-json3-dev
+                libjpeg-dev libyaml-cpp-dev) missing=()
+    for pkg in "${want[@]}"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        say "installing native build dependencies: ${missing[*]}"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } >/dev/null \
+            || say "could not install ${missing[*]}"
+    fi
+    say "building edge/native (earshot-edge)"
+    local t0=$SECONDS
+    if PY="$PY" "$REPO/edge/native/build.sh" >/dev/null; then
+        say "built edge/native/build/earshot-edge in $((SECONDS - t0)) s"
+    elif [ "${CI:-}" = "true" ]; then
+        say "edge/native build failed (log: edge/native/build.log)"
+        return 1
+    else
+        say "WARNING: edge/native build failed (log: edge/native/build.log); tests/edge/native will fail"
+    fi
+}

@@ -1,0 +1,65 @@
+#include "card.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+namespace earshot {
+
+const TensorSpec* ModelCard::input(const std::string& n) const {
+  for (auto& t : inputs)
+    if (t.name == n) return &t;
+  return nullptr;
+}
+const TensorSpec* ModelCard::output(const std::string& n) const {
+  for (auto& t : outputs)
+    if (t.name == n) return &t;
+  return nullptr;
+}
+
+static std::vector<TensorSpec> tensor_specs(const nlohmann::json& arr) {
+  std::vector<TensorSpec> out;
+  for (auto& t : arr) {
+    TensorSpec s;
+    s.name = t.at("name").get<std::string>();
+    s.dtype = t.at("dtype").get<std::string>();
+    s.shape = t.at("shape").get<std::vector<int64_t>>();
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+ModelCard load_model_card(const std::string& pte_path) {
+  std::string stem = pte_path;
+  auto dot = stem.rfind('.');
+  auto slash = stem.rfind('/');
+  if (dot != std::string::npos && (slash == std::string::npos || dot > slash)) stem.resize(dot);
+  ModelCard card;
+  card.path = stem + ".json";
+  std::ifstream in(card.path);
+  if (!in) throw std::runtime_error(card.path + ": model card not found (expected next to " + pte_path + ")");
+  nlohmann::json j;
+  try {
+    in >> j;
+    card.name = j.at("name").get<std::string>();
+    card.program = j.value("program", std::string());
+    card.inputs = tensor_specs(j.at("inputs"));
+    card.outputs = tensor_specs(j.at("outputs"));
+    card.labels = j.at("labels").get<std::vector<std::string>>();
+    auto& th = j.at("thresholds");
+    for (auto& label : card.labels) card.thresholds.push_back(th.at(label).get<double>());
+    card.macs = j.value("macs", int64_t{0});
+    card.size_bytes = j.value("size_bytes", int64_t{0});
+    card.sha256 = j.value("sha256", std::string());
+    card.precision = j.value("precision", std::string("fp32"));
+    if (j.contains("audio_window_s") && !j["audio_window_s"].is_null())
+      card.audio_window_s = j["audio_window_s"].get<double>();
+    if (j.contains("frame_size_px") && !j["frame_size_px"].is_null())
+      card.frame_size_px = j["frame_size_px"].get<int>();
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(card.path + ": " + e.what());
+  }
+  return card;
+}
+
+}  // namespace earshot

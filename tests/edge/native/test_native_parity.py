@@ -1,0 +1,106 @@
+"""Parity: the native binary and the Python runtime on the same recording and programs.
+
+Both run with realtime off, no endpoint (every offload falls back with
+link_down, every query is answered on the device) and the same policy, so
+every decision depends only on the recording and the programs. Compared per
+step: trigger rising edges (label, time), camera switches, student runs,
+offloads (kind, frames, query), fallbacks and answers exactly; scores,
+confidences and energy within a tolerance (the two runtimes run the same
+.pte through different ExecuTorch front ends); JPEG sizes within a band (the
+Python runtime encodes with FFmpeg's mjpeg, the binary with libjpeg).
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from conftest import make_runtime, read_jsonl  # tests/edge/conftest.py
+from native_harness import native_bin, native_world, run_native  # noqa: F401  (fixtures)
+
+SCORE_TOL = 1e-4
+ENERGY_REL_TOL = 0.02  # differs only through the JPEG bytes sent (radio energy)
+
+
+def _python_events(recording, programs, log, policy, **params):
+    runtime, client = make_runtime(recording, programs, log, policy=policy, **params)
+    runtime.run()
+    runtime.log.close()
+    return read_jsonl(log)
+
+
+def _decisions(events):
+    """The exact part of a log: (kind, t_s, key fields) per event, scores left out."""
+    out = []
+    for e in events:
+        k = e["kind"]
+        if k == "trigger":
+            out.append((k, e["t_s"], e["label"]))
+        elif k == "camera":
+            out.append((k, e["t_s"], e["on"]))
+        elif k == "local_inference":
+            out.append((k, e["t_s"], tuple(lab for lab, _ in e["top"])))
+        elif k == "offload":
+            out.append((k, e["t_s"], e["request_id"], e["offload"], e["frames"], e["jpeg_quality"], e["audio_s"],
+                        e["query_id"]))
+        elif k == "fallback":
+            out.append((k, e["t_s"], e["request_id"], e["reason"], e["query_id"]))
+        elif k == "answer":
+            out.append((k, e["t_s"], e["query_id"], e["answer"], e["source"], e["correct"]))
+        elif k == "end":
+            out.append((k, e["t_s"], e["steps"], e["offloads"], e["frames_captured"], e["queries"],
+                        e["answers_correct"]))
+        elif k == "start":
+            out.append((k, e["recording_id"], e["policy"], tuple(sorted(e["policy_params"].items())), e["hop_s"],
+                        e["device"], e["network"]))
+    return out
+
+
+@pytest.mark.parametrize("policy,params", [("audio_trigger", {}), ("confidence_threshold", {"threshold": 0.6})])
+@pytest.mark.parametrize("index", [0, 1])
+def test_native_matches_python_runtime(native_bin, native_world, programs, tmp_path, policy, params, index):
+    rec = native_world[index]
+    py = _python_events(rec, programs, tmp_path / "py.jsonl", policy, **params)
+    args = ["--policy", policy] + [a for k, v in params.items() for a in ("--param", f"{k}={v}")]
+    rc, nat, err = run_native(native_bin, rec, programs, tmp_path / "native.jsonl", *args)
+    assert rc == 0, err
+    assert _decisions(nat) == _decisions(py)
+    # Same keys in the same order on every line: the schema of contract section 3.
+    assert [list(e) for e in nat] == [list(e) for e in py]
+    assert sum(e["kind"] == "trigger" for e in nat) >= 2, "the tones must fire the trigger"
+    for n, p in zip(nat, py):
+        if n["kind"] == "trigger":
+            assert n["score"] == pytest.approx(p["score"], abs=SCORE_TOL)
+        if n["kind"] == "local_inference":
+            assert n["confidence"] == pytest.approx(p["confidence"], abs=SCORE_TOL)
+            for (_, a), (_, b) in zip(n["top"], p["top"]):
+                assert a == pytest.approx(b, abs=SCORE_TOL)
+        if n["kind"] == "offload":
+            assert 0.5 * p["bytes"] <= n["bytes"] <= 2.0 * p["bytes"]
+        assert math.isclose(n["energy_mj"], p["energy_mj"], rel_tol=ENERGY_REL_TOL)
+
+
+def test_native_trigger_edges_follow_the_annotated_onsets(native_bin, native_world, programs, tmp_path):
+    rc, events, err = run_native(native_bin, native_world[0], programs, tmp_path / "n.jsonl")
+    assert rc == 0, err
+    fired = [(e["label"], e["t_s"]) for e in events if e["kind"] == "trigger"]
+    labels = [lab for lab, _ in fired]
+    assert labels[:2] == ["timer_beep", "doorbell"], fired
+    assert 1.3 < fired[0][1] <= 1.3 + 0.25 + 1e-9 and 3.6 < fired[1][1] <= 3.6 + 0.25 + 1e-9
+
+
+def test_stdin_pcm_gives_the_same_trigger_edges(native_bin, native_world, programs, tmp_path):
+    import subprocess
+
+    from shared.recording import read_wav
+
+    rec = native_world[1]
+    pcm, rate = read_wav(rec / "audio.wav")
+    log = tmp_path / "stdin.jsonl"
+    proc = subprocess.run([str(native_bin), "--stdin-pcm", "--trigger", str(programs["trigger"]), "--log", str(log),
+                           "--threads", "1"], input=pcm.astype("<i2").tobytes(), capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode()
+    _, rec_events, _ = run_native(native_bin, rec, programs, tmp_path / "rec.jsonl", "--no-video", student=False)
+    edges = lambda evs: [(e["label"], e["t_s"]) for e in evs if e["kind"] == "trigger"]  # noqa: E731
+    stdin_events = read_jsonl(log)
+    assert edges(stdin_events) and edges(stdin_events) == edges(rec_events)
