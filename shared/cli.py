@@ -61,6 +61,37 @@ def _default_overrides(verb: str, args: list[str]) -> list[str]:
     return extra
 
 
+#: Hydra flags that take a value (the next argument unless written --flag=value).
+_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+                "--config-dir", "-cd", "--experimental-rerun"}
+#: Hydra flags whose value is optional (taken when the next argument is not an override).
+_OPTIONAL_VALUE_FLAGS = {"--info", "-i"}
+
+
+def _split_flags(args: list[str]) -> tuple[list[str], list[str]]:
+    """(flags with their values, overrides), each in the user's order.
+
+    A Hydra override never starts with "-" (``key=v``, ``+key=v``, ``~key``),
+    so every argument that does is a flag.
+    """
+    flags, overrides = [], []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a.startswith("-"):
+            flags.append(a)
+            nxt = args[i + 1] if i + 1 < len(args) else None
+            takes = a in _VALUE_FLAGS or (a in _OPTIONAL_VALUE_FLAGS and nxt is not None
+                                          and "=" not in nxt and not nxt.startswith("-"))
+            if takes and nxt is not None:
+                flags.append(nxt)
+                i += 1
+        else:
+            overrides.append(a)
+        i += 1
+    return flags, overrides
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbs = available_verbs()
@@ -75,10 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"earshot: unknown verb {name!r}; verbs: {', '.join(verbs) or '(none installed)'}", file=sys.stderr)
         return 2
     app = verbs[name].load()
-    # Hydra reads sys.argv itself; present it the verb's view of the command line.
-    # Our defaults go first: Hydra's argparse refuses overrides after flags
-    # such as `--cfg job`.
-    sys.argv = [f"earshot {name.replace('_', ' ')}", *_default_overrides(name, rest), *rest]
+    # Hydra reads sys.argv itself; present it the verb's view of the command line:
+    # its flags first (with their values), then our defaults, then the user's
+    # overrides. Hydra's argparse takes the overrides as one positional list, so
+    # an override after a flag (`-m a=1,2`, `a=1 --cfg job b=2`) must not split it.
+    flags, overrides = _split_flags(rest)
+    sys.argv = [f"earshot {name.replace('_', ' ')}", *flags, *_default_overrides(name, rest), *overrides]
     app()
     return 0
 

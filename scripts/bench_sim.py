@@ -1,0 +1,78 @@
+"""Benchmark the simulator: env steps per second on one core, and the evaluation sweep's wall time.
+
+    .venv/bin/python scripts/bench_sim.py                       # traces: the tests' trace double (3 x 10 s)
+    .venv/bin/python scripts/bench_sim.py --traces traces       # real traces from 'earshot trace'
+
+Steps/s is measured on the unwrapped env with integer actions (the PPO hot
+path), including the resets at each episode end; the target is >= 20,000 on
+one core. The sweep is `earshot sim eval`'s body over the default policies and
+a 2 x 2 budget grid.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "sim")]
+
+import numpy as np  # noqa: E402
+
+
+def steps_per_second(traces: str, n: int) -> float:
+    import gymnasium as gym
+
+    import sim  # noqa: F401
+    from sim.env import ENV_ID
+
+    env = gym.make(ENV_ID, traces=traces).unwrapped
+    actions = np.random.default_rng(0).integers(0, env.action_space.n, n).tolist()
+    env.reset(seed=0)
+    t0 = time.perf_counter()
+    for a in actions:
+        _, _, term, _, _ = env.step(a)
+        if term:
+            env.reset()
+    return n / (time.perf_counter() - t0)
+
+
+def sweep_seconds(traces: str, out: str) -> float:
+    from hydra import compose, initialize_config_dir
+
+    import sim.verbs  # noqa: F401
+    from shared.config import CONFIG_DIR, to_schema
+    from sim.config import SimEvalConfig
+    from sim.evaluate import run
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = to_schema(compose("sim_eval", [f"env.traces={traces}", f"out={out}", "plot=false",
+                                             "grid.power_cap_mw=[300,1000]", "grid.deadline_ms=[300,800]"]), SimEvalConfig)
+    t0 = time.perf_counter()
+    run(cfg)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--traces", default=None, help="trace folder (default: build the test double)")
+    ap.add_argument("--steps", type=int, default=200_000)
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="bench_sim_")
+    traces = args.traces
+    if traces is None:
+        from trace_double import make_trace_dir
+
+        traces = str(make_trace_dir(Path(tmp) / "traces", n=3))
+    sps = max(steps_per_second(traces, args.steps) for _ in range(3))
+    wall = sweep_seconds(traces, str(Path(tmp) / "eval"))
+    print(f"env steps/s (one core, best of 3 x {args.steps}): {sps:,.0f}  (target >= 20,000)")
+    print(f"evaluation sweep (8 policies x 4 budgets x recordings of {traces}): {wall:.2f} s wall")
+
+
+if __name__ == "__main__":
+    main()

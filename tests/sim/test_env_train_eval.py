@@ -1,0 +1,114 @@
+"""`earshot sim train` (PPO -> safetensors + .pte) and `earshot sim eval` (vectorized sweep, multirun)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from edge.learned_policy import LearnedPolicy, PolicyProgramError
+from shared.config import CONFIG_DIR, to_schema
+from sim.config import SimEvalConfig, SimTrainConfig
+from sim.evaluate import pareto_front
+
+sys.path.insert(0, str(Path(__file__).parent))
+from trace_double import make_trace_dir  # noqa: E402
+
+EARSHOT = Path(sys.executable).parent / "earshot"
+
+
+def _cfg(name, schema, overrides):
+    import sim.verbs  # noqa: F401  (registers the schemas)
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return to_schema(compose(config_name=name, overrides=overrides), schema)
+
+
+@pytest.fixture(scope="module")
+def traces(tmp_path_factory):
+    return make_trace_dir(tmp_path_factory.mktemp("traces"), n=3)
+
+
+@pytest.fixture(scope="module")
+def trained(traces, tmp_path_factory):
+    from sim.train import run
+
+    out = tmp_path_factory.mktemp("sim_train")
+    cfg = _cfg("sim_train", SimTrainConfig, ["sim/train=tiny", f"env.traces={traces}", f"out={out}"])
+    return run(cfg)
+
+
+def test_ppo_beats_random_and_exports_a_pte(trained):
+    out = Path(trained["out"])
+    assert trained["eval_return_mean"] > trained["random_return_mean"] + 0.3, trained
+    assert (out / "policy.safetensors").is_file() and (out / "policy_xnnpack_fp32.pte").is_file()
+    assert not list(out.glob("*.zip")) and not list(out.glob("*.pkl"))  # no pickle anywhere
+    assert trained["max_abs_logit_diff_pte_vs_torch"] < 1e-4
+    assert len(trained["reward_curve"]) > 10
+
+
+def test_safetensors_reload_gives_the_same_actor(trained):
+    import torch
+
+    from sim.train import load_actor
+
+    actor, meta = load_actor(Path(trained["out"]) / "policy.safetensors")
+    policy = LearnedPolicy(trained["program"])
+    x = np.random.default_rng(0).uniform(0, 1, (1, meta["obs_size"])).astype(np.float32)
+    with torch.no_grad():
+        ref = actor(torch.from_numpy(x)).numpy()[0]
+    assert np.allclose(ref, policy.logits(x[0]), atol=1e-5)
+
+
+def test_learned_policy_refuses_a_changed_program(trained, tmp_path):
+    import shutil
+
+    pte = tmp_path / "policy_xnnpack_fp32.pte"
+    shutil.copy(trained["program"], pte)
+    shutil.copy(Path(trained["program"]).with_suffix(".json"), pte.with_suffix(".json"))
+    pte.write_bytes(pte.read_bytes() + b"\0")
+    with pytest.raises(PolicyProgramError, match="sha256"):
+        LearnedPolicy(str(pte))
+
+
+def test_eval_table_files_and_targets(traces, trained, tmp_path):
+    from sim.evaluate import run
+
+    out = tmp_path / "eval"
+    cfg = _cfg("sim_eval", SimEvalConfig, [f"env.traces={traces}", f"out={out}", "grid.power_cap_mw=[300,1000]"])
+    cfg.policies.append(type(cfg.policies[0])(name="learned", params={"program": trained["program"]}))
+    summary = run(cfg)
+    rows = json.loads((out / "results.json").read_text())
+    assert len(rows) == 2 * len(cfg.policies) and summary["rows"] == len(rows)
+    assert (out / "pareto.png").stat().st_size > 5000 and (out / "results.csv").is_file()
+    by = {(r["policy"], r["power_cap_mw"]): r for r in rows}
+    assert by[("always_local", 1000.0)]["mb_sent"] == 0.0
+    assert by[("always_cloud", 1000.0)]["frames_share"] == pytest.approx(1.0)
+    assert by[("oracle", 1000.0)]["success"] >= by[("always_cloud", 1000.0)]["success"] - 1e-9
+    assert all(0.0 <= r["success"] <= 1.0 and r["power_mw"] > 0 for r in rows)
+    assert summary["targets"] and "energy_vs_cloud" in summary["targets"][0]
+
+
+def test_pareto_front():
+    pts = [(1.0, 0.5), (2.0, 0.9), (3.0, 0.8), (0.5, 0.1), (2.0, 0.7)]
+    assert pareto_front(pts) == [3, 0, 1]
+
+
+def test_multirun_over_budgets_with_joblib(traces, tmp_path):
+    proc = subprocess.run(
+        # (-m last: shared/cli.py puts its default hydra.* overrides before the user's arguments)
+        [str(EARSHOT), "sim", "eval", "budget.power_cap_mw=300,600", f"env.traces={traces}",
+         f"out={tmp_path / 'sweep'}", "plot=false", "policies=[{name: always_local},{name: audio_trigger}]",
+         "hydra/launcher=joblib", f"hydra.sweep.dir={tmp_path / 'multirun'}", "-m"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted(p.name for p in (tmp_path / "sweep").iterdir())
+    assert jobs == ["budget.power_cap_mw=300", "budget.power_cap_mw=600"]
+    caps = {json.loads((tmp_path / "sweep" / j / "results.json").read_text())[0]["power_cap_mw"] for j in jobs}
+    assert caps == {300.0, 600.0}
+    assert "JoblibLauncher" in proc.stdout + proc.stderr or (tmp_path / "multirun").is_dir()
