@@ -11,6 +11,7 @@ a 2 x 2 budget grid.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -61,6 +62,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--traces", default=None, help="trace folder (default: build the test double)")
     ap.add_argument("--steps", type=int, default=200_000)
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="bench_sim_")
     traces = args.traces
@@ -72,6 +74,10 @@ def main() -> None:
     wall = sweep_seconds(traces, str(Path(tmp) / "eval"))
     print(f"env steps/s (one core, best of 3 x {args.steps}): {sps:,.0f}  (target >= 20,000)")
     print(f"evaluation sweep (8 policies x 4 budgets x recordings of {traces}): {wall:.2f} s wall")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"traces": traces, "steps": args.steps, "steps_per_s": sps,
+                                         "target_steps_per_s": 20_000, "sweep_wall_s": wall}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,212 @@
+"""``earshot bench``: every part's benchmark in one run, one JSON file and one markdown summary.
+
+    earshot bench run=runs/demo                       # all parts, on the demo's models and recordings
+    earshot bench run=runs/demo parts=[native,sim] quick=true
+
+Each part is a script in ``scripts/`` (run as a subprocess with this Python,
+its output streamed to ``<out>/<part>.log``); it writes its own JSON, which
+this verb gathers into ``<out>/bench.json`` and summarises in
+``<out>/bench.md`` with the figures that have targets. Speeds are quoted as
+ratios measured inside the same script run (int8 program vs eager, native vs
+Python runtime, batch 16 vs batch 1), because this machine is shared and
+absolute times drift with the neighbours' load.
+
+The artefacts come from a ``scripts/demo`` run (``run=``): the teacher, the
+exported students, a held-out recording and the traces. What a part needs is
+checked before anything runs, and a missing file is named.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from shared.config import ConfigError, check, verb
+
+__all__ = ["BenchConfig", "PARTS", "bench_main"]
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+@dataclass
+class BenchConfig:
+    run: str = "runs/demo"  # a scripts/demo output folder
+    out: str = "runs/bench"  # <part>.json, <part>.log, bench.json, bench.md
+    parts: list[str] = field(default_factory=lambda: list(PARTS))
+    quick: bool = False  # shorter measurements (a smoke run); the figures are noisier
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.parts) - set(PARTS))
+        check(not unknown, "parts", f"unknown parts {unknown}; known: {list(PARTS)}")
+        check(bool(self.parts), "parts", "name at least one part")
+
+
+def _held_out_recording(run: Path) -> Path:
+    """The first test-split recording of the demo's world."""
+    manifest = run / "world" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    rec = data["recordings"]
+    tests = [r for r in rec if r.get("split") == "test"] or rec
+    first = tests[0]
+    return run / "world" / (first.get("path") or f"recordings/{first['id']}")
+
+
+def _pick(run: Path, pattern: str) -> Path:
+    hits = sorted(run.glob(pattern))
+    if not hits:
+        raise ConfigError(f"run: {run} has no {pattern} (run scripts/demo first, or point run= at a demo output)")
+    return hits[0]
+
+
+@dataclass(frozen=True)
+class Part:
+    script: str
+    needs: tuple[str, ...]  # globs under run/ that must match
+    argv: Callable[[Path, Path, bool], list[str]]  # (run, json_out, quick) -> script arguments
+    summary: Callable[[dict], list[tuple[str, str, str]]]  # json -> [(figure, value, target)]
+
+
+def _world_summary(d: dict) -> list[tuple[str, str, str]]:
+    rows = [("generation, x real time per core", f"{d['realtime_factor']:.1f}x", ">= 20x")]
+    if d.get("realtime_factor_with_save"):
+        rows.append(("with writing the folders", f"{d['realtime_factor_with_save']:.1f}x", ""))
+    return rows
+
+
+def _server_summary(d: dict) -> list[tuple[str, str, str]]:
+    sat = d["saturation"]
+    best = max(sat, key=lambda r: r["throughput_rps"])
+    one = next(r for r in sat if r["max_batch"] == 1)
+    return [
+        ("batching speed-up (best max batch vs 1)", f"x{best['speedup']:.2f} at batch {best['max_batch']}", "> 1"),
+        ("throughput at max batch 1", f"{one['throughput_rps']:.1f} req/s", ""),
+        *[(f"{r['message']} message encode / decode ({r['bytes'] / 1024:.0f} kB)",
+           f"{r['encode_us']:.0f} / {r['decode_us']:.0f} µs", "") for r in d.get("codec", []) if r["message"].startswith("infer")],
+    ]
+
+
+def _edge_models_summary(d: dict) -> list[tuple[str, str, str]]:
+    rows = []
+    for s in d["students"]:
+        by = {r["variant"]: r for r in s["rows"]}
+        int8 = next((r for k, r in by.items() if "int8" in k), None)
+        if int8:
+            rows.append((f"{s['student']}: int8 .pte vs eager fp32", f"x{int8['speedup_vs_eager']:.1f}", ""))
+            if "realtime_factor" in int8:
+                rows.append((f"{s['student']}: int8 real-time factor (1 thread)", f"{int8['realtime_factor']:.0f}x", ""))
+    return rows
+
+
+def _native_summary(d: dict) -> list[tuple[str, str, str]]:
+    rows = d["rows"]
+    nat = rows.get("native (earshot-edge)", {})
+    py = rows.get("python (edge.runtime)")
+    out = [("native trigger, x real time (1 thread)", f"{nat.get('trigger_rtf', 0):.0f}x", ">= 1000x"),
+           ("native peak RSS", f"{nat.get('peak_rss_mb', 0):.1f} MB", "< 50 MB"),
+           ("native binary size", f"{d['sizes']['binary_bytes'] / 1024:.0f} KiB", "")]
+    if py and nat.get("step_p50_ms"):
+        out.append(("Python vs native per-hop p50", f"x{py['step_p50_ms'] / nat['step_p50_ms']:.1f}", ""))
+    return out
+
+
+def _sim_summary(d: dict) -> list[tuple[str, str, str]]:
+    return [("env steps/s, one core", f"{d['steps_per_s']:,.0f}", ">= 20,000"),
+            ("evaluation sweep wall time", f"{d['sweep_wall_s']:.2f} s", "")]
+
+
+def _edge_runtime_summary(d: dict) -> list[tuple[str, str, str]]:
+    return [(str(k), str(v), "") for k, v in d.get("summary", {}).items()]
+
+
+PARTS: dict[str, Part] = {
+    "world": Part("bench_world.py", (), lambda run, js, q: ["--duration", "12" if q else "30", "--per-scenario", "1",
+                                                             "--json", str(js)], _world_summary),
+    "server": Part("bench_server.py", ("teacher/av_gate/model/model.safetensors",),
+                   lambda run, js, q: ["--checkpoint", str(run / "teacher/av_gate/model"), "--out", str(js),
+                                       *(["--quick"] if q else ["--batch-sizes", "1,4,16", "--loads", "1,4"])],
+                   _server_summary),
+    "edge_models": Part("bench_edge_models.py", ("kd/trigger/export/*.pte", "kd/av/export/*.pte"),
+                        lambda run, js, q: [str(run / "kd/trigger"), str(run / "kd/av"),
+                                            "--calls", "60" if q else "300", "--json", str(js)], _edge_models_summary),
+    "edge_runtime": Part("bench_edge_runtime.py", ("kd/trigger/export/*int8.pte", "kd/av/export/*int8.pte",
+                                                   "teacher/av_gate/model/model.safetensors"),
+                         lambda run, js, q: ["--run", str(run), *(["--quick"] if q else []), "--json", str(js)],
+                         _edge_runtime_summary),
+    "native": Part("bench_native.py", ("kd/trigger/export/*int8.pte", "kd/av/export/*int8.pte"),
+                   lambda run, js, q: ["--recording", str(_held_out_recording(run)),
+                                       "--trigger", str(_pick(run, "kd/trigger/export/*int8.pte")),
+                                       "--student", str(_pick(run, "kd/av/export/*int8.pte")), "--json", str(js)],
+                   _native_summary),
+    "sim": Part("bench_sim.py", ("traces/*.jsonl",),
+                lambda run, js, q: ["--traces", str(run / "traces"), "--steps", "50000" if q else "200000",
+                                    "--json", str(js)], _sim_summary),
+}
+
+
+def _check_inputs(cfg: BenchConfig) -> Path:
+    run = Path(cfg.run)
+    needs = [g for p in cfg.parts for g in PARTS[p].needs]
+    if needs and not run.is_dir():
+        raise ConfigError(f"run: {run} is not a folder (run scripts/demo first, or point run= at a demo output)")
+    for p in cfg.parts:
+        for g in PARTS[p].needs:
+            if not any(run.glob(g)):
+                raise ConfigError(f"run: part {p!r} needs {run / g}, which is missing (run scripts/demo first)")
+        if not (SCRIPTS / PARTS[p].script).is_file():
+            raise ConfigError(f"parts: {p!r} runs scripts/{PARTS[p].script}, which is missing (a source checkout is needed)")
+    return run
+
+
+@verb("bench", BenchConfig)
+def bench_main(cfg: BenchConfig) -> None:
+    """Run every part's benchmark; write bench.json and bench.md."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    run = _check_inputs(cfg)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {"run": str(run.resolve()), "quick": cfg.quick, "parts": {}}
+    rows: list[tuple[str, str, str, str]] = []
+    for k, name in enumerate(cfg.parts, 1):
+        part = PARTS[name]
+        js, log = out / f"{name}.json", out / f"{name}.log"
+        cmd = [sys.executable, str(SCRIPTS / part.script), *part.argv(run, js, cfg.quick)]
+        t0 = time.perf_counter()
+        with console.status(f"[bold]bench {k}/{len(cfg.parts)}: {name}[/] (log: {log})"), open(log, "w") as f:
+            f.write("$ " + " ".join(cmd) + "\n")
+            f.flush()
+            rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
+        wall = time.perf_counter() - t0
+        if rc != 0 or not js.exists():
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+            console.print(f"[bold red]bench {name} failed (exit {rc})[/]; last lines of {log}:\n{tail}")
+            results["parts"][name] = {"ok": False, "exit": rc, "wall_s": wall}
+            continue
+        data = json.loads(js.read_text())
+        summary = part.summary(data)
+        results["parts"][name] = {"ok": True, "wall_s": wall, "summary": summary, "data": data}
+        rows += [(name, *s) for s in summary]
+        console.print(f"[green]✓[/] {name} [dim]{wall:.0f} s[/]")
+    (out / "bench.json").write_text(json.dumps(results, indent=1) + "\n")
+    lines = [f"# Earshot benchmarks ({'quick' if cfg.quick else 'full'} run on {run})", "",
+             "| part | figure | value | target |", "| --- | --- | ---: | ---: |"]
+    lines += [f"| {p} | {fig} | {val} | {tgt} |" for p, fig, val, tgt in rows]
+    failed = [n for n, r in results["parts"].items() if not r["ok"]]
+    if failed:
+        lines += ["", f"Failed parts: {', '.join(failed)} (see their logs)."]
+    (out / "bench.md").write_text("\n".join(lines) + "\n")
+    table = Table(title=f"earshot bench ({run})")
+    for col in ("part", "figure", "value", "target"):
+        table.add_column(col, justify="right" if col in ("value", "target") else "left")
+    for r in rows:
+        table.add_row(*r)
+    console.print(table)
+    console.print(f"wrote {out / 'bench.json'} and {out / 'bench.md'}")
+    if failed:
+        raise SystemExit(1)
