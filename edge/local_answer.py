@@ -1,0 +1,158 @@
+"""Answer a wearer's question on the device, from what the trigger and student heard.
+
+When the cloud is not asked (the policy chose to answer locally) or does not
+answer in time, the glasses still answer, from a small memory of detections:
+each trigger rising edge and each student label over its card threshold, with
+its time and score. No language model runs here; the answerer reads the
+question's kind and the sound labels it mentions from the text with a few
+fixed patterns, and answers with a label name (or yes/no, a count), the same
+closed forms the gold answers use (``sim/world/queries.py`` documents them).
+
+| kind       | recognised by                 | answer                                                 |
+| ---        | ---                           | ---                                                    |
+| sound_id   | "what was that ..."           | the most recent sound heard within ``LOOKBACK_S``      |
+| why        | "why did I ..."               | the most recent sound within ``LOOKBACK_S`` (the cause)|
+| why_stop   | "why did I stop ..."          | same                                                   |
+| order      | "which came first, A or B"    | of the sounds A and B names, the one heard first       |
+| yes_no     | "did ..."                     | "yes" if the sound it names was heard, else "no"       |
+| count      | "how many ..."                | detection episodes of the sound it names               |
+| other      | anything else                 | the most recent sound, or UNKNOWN                      |
+
+This is deliberately simple and honest: it can only be right about sounds the
+on-device programs detected, and it guesses (the first-named sound) when they
+detected neither of two named sounds. Its accuracy is what the cloud adds to.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from shared.labels import names
+
+__all__ = ["LOOKBACK_S", "UNKNOWN", "Detection", "LocalMemory", "query_kind", "labels_named", "answer_locally"]
+
+#: How far back (s) "what was that?" and "why did I ...?" look for the sound.
+LOOKBACK_S = 10.0
+#: The answer when there is nothing to answer from.
+UNKNOWN = "unknown"
+#: Detections of the same label closer than this (s) are one episode (for counts).
+_EPISODE_GAP_S = 1.0
+
+# Words people use for a sound that its label name does not contain.
+_SYNONYMS = {
+    "timer_beep": ("timer", "oven timer", "beep"),
+    "microwave_beep": ("microwave",),
+    "doorbell": ("ring the doorbell", "doorbell", "bell"),
+    "kettle_whistle": ("kettle", "whistle"),
+    "phone_ring": ("phone ring", "phone rang", "phone ringing"),
+    "phone_notification": ("notification", "message"),
+    "car_horn": ("horn", "honk"),
+    "door_sound": ("the door",),
+    "running_water": ("water", "tap"),
+    "keyboard_typing": ("keyboard", "typing"),
+    "footsteps": ("steps", "footsteps"),
+    "speech": ("speech", "someone talk", "someone speak", "said", "say"),
+}
+_AUDIO = tuple(names("audio_event"))
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A sound the device noticed: ``label`` at ``t_s`` with ``score``, by ``source`` (trigger|student)."""
+
+    t_s: float
+    label: str
+    score: float
+    source: str
+
+
+class LocalMemory:
+    """Detections of audio events, in time order (non-audio labels are ignored)."""
+
+    def __init__(self) -> None:
+        self.detections: list[Detection] = []
+
+    def add(self, t_s: float, label: str, score: float, source: str) -> None:
+        if label in _AUDIO:
+            self.detections.append(Detection(float(t_s), label, float(score), source))
+
+    def before(self, t_s: float, lookback_s: float | None = None) -> list[Detection]:
+        lo = -float("inf") if lookback_s is None else t_s - lookback_s
+        return [d for d in self.detections if lo <= d.t_s <= t_s + 1e-9]
+
+
+def query_kind(text: str) -> str:
+    """The question's kind from its wording (see the module table)."""
+    t = text.lower().strip()
+    if t.startswith("which came first") or " first," in t:
+        return "order"
+    if t.startswith("why did i stop"):
+        return "why_stop"
+    if t.startswith("why"):
+        return "why"
+    if t.startswith("what was that"):
+        return "sound_id"
+    if t.startswith("how many"):
+        return "count"
+    if t.startswith(("did ", "was there", "is there")):
+        return "yes_no"
+    return "other"
+
+
+def _phrases(label: str) -> tuple[str, ...]:
+    own = label.replace("_", " ")
+    return (own, *_SYNONYMS.get(label, ()))
+
+
+def labels_named(text: str) -> list[str]:
+    """Sound labels mentioned in ``text``, in the order they appear.
+
+    Every label's name ("microwave beep") and synonyms ("microwave") are
+    looked for; overlapping matches keep the longest phrase, so "the microwave
+    beep" names microwave_beep and not also timer_beep ("beep").
+    """
+    t = re.sub(r"[^a-z ]+", " ", text.lower())
+    spans = []
+    for label in _AUDIO:
+        for phrase in _phrases(label):
+            m = re.search(r"\b" + re.escape(phrase), t)
+            if m:
+                spans.append((m.start(), m.start() + len(phrase), label))
+    taken: list[tuple[int, int, str]] = []
+    for a, b, label in sorted(spans, key=lambda s: s[0] - s[1]):  # longest first
+        if all(b <= x or y <= a for x, y, _ in taken) and label not in {s[2] for s in taken}:
+            taken.append((a, b, label))
+    return [label for _, _, label in sorted(taken)]
+
+
+def _most_recent(memory: LocalMemory, t_s: float) -> str | None:
+    recent = memory.before(t_s, LOOKBACK_S)
+    if not recent:
+        return None
+    latest = max(d.t_s for d in recent)
+    # Among the detections of the latest moment, the most confident one.
+    return max((d for d in recent if d.t_s >= latest - 0.5), key=lambda d: d.score).label
+
+
+def _episodes(memory: LocalMemory, t_s: float, label: str) -> int:
+    times = [d.t_s for d in memory.before(t_s) if d.label == label]
+    return sum(1 for i, x in enumerate(times) if i == 0 or x - times[i - 1] > _EPISODE_GAP_S)
+
+
+def answer_locally(memory: LocalMemory, text: str, t_s: float) -> str:
+    """The device's answer to the question ``text`` asked at ``t_s`` (see the module table)."""
+    kind = query_kind(text)
+    named = labels_named(text)
+    if kind == "order" and named:
+        firsts = {}
+        for d in memory.before(t_s):
+            if d.label in named[:2]:
+                firsts.setdefault(d.label, d.t_s)
+        return min(firsts, key=firsts.get) if firsts else named[0]
+    if kind == "yes_no" and named:
+        heard = {d.label for d in memory.before(t_s)}
+        return "yes" if heard & set(named) else "no"
+    if kind == "count" and named:
+        return str(_episodes(memory, t_s, named[0]))
+    return _most_recent(memory, t_s) or UNKNOWN
+

@@ -1,0 +1,79 @@
+"""The runtime against a live `earshot serve`: queries answered by the cloud end to end,
+and local answers while the server is down, with offloading resumed once it is back."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+from conftest import EARSHOT, free_port, make_runtime, read_jsonl, start_server, wait_until
+from server_harness import procs, time_limit  # noqa: F401
+
+
+@time_limit(120)
+def test_earshot_edge_answers_queries_through_the_cloud(edge_world, programs, server, tmp_path):
+    log = tmp_path / "events.jsonl"
+    out = subprocess.run(
+        [str(EARSHOT), "edge", f"recording={edge_world[0]}", f"trigger={programs['trigger']}",
+         f"student={programs['student']}", f"endpoint={server}", f"log={log}", "deadline_ms=3000",
+         f"hydra.run.dir={tmp_path / 'hydra'}"],
+        capture_output=True, text=True, timeout=110, cwd=tmp_path, env={**os.environ, "COLUMNS": "120"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    for row in ("camera on", "frames captured", "bytes sent", "answers local / cloud", "mean power",
+                "projected battery life"):
+        assert row in out.stdout
+    events = read_jsonl(log)
+    start = events[0]
+    assert start["kind"] == "start" and start["endpoint"] == server and start["policy"] == "audio_trigger"
+    results = {e["request_id"]: e for e in events if e["kind"] == "result"}
+    offloads = [e for e in events if e["kind"] == "offload"]
+    assert offloads and set(results) == {o["request_id"] for o in offloads}  # every offload answered
+    assert all(r["model_id"].startswith("avlm-") and r["latency_ms"] > 0 for r in results.values())
+    answers = {e["query_id"]: e for e in events if e["kind"] == "answer"}
+    assert set(answers) == {"q000", "q001"}
+    assert all(a["source"] == "cloud" and isinstance(a["answer"], str) for a in answers.values())
+    # A query's offload carries it (full: frames + 5 s of audio).
+    for q in ("q000", "q001"):
+        (o,) = [o for o in offloads if o["query_id"] == q]
+        audio_bytes = min(5.0, o["t_s"]) * 16000 * 2  # 5 s of history, or all there is
+        assert o["offload"] == "full" and o["frames"] >= 1 and o["bytes"] > audio_bytes
+    end = events[-1]
+    assert end["kind"] == "end" and end["bytes_sent"] == sum(o["bytes"] for o in offloads)
+
+
+@time_limit(150)
+def test_server_killed_mid_run_then_restarted(edge_world, programs, teacher, procs, tmp_path):  # noqa: F811
+    port = free_port()
+    endpoint = f"tcp://127.0.0.1:{port}"
+    server = start_server(procs, teacher, tmp_path, port)
+    # periodic: a light offload every 0.5 s whatever the trigger says, so every phase offloads.
+    runtime, client = make_runtime(edge_world[0], programs, tmp_path / "events.jsonl", policy="periodic",
+                                   endpoint=endpoint, deadline_ms=1500, period_s=0.5)
+    try:
+        runtime.begin()
+        times = runtime.step_times()
+        kill_at, restart_at = 1.5, 4.0  # q000 (t = 2.85) falls while the server is down
+        for t in times:
+            if t == kill_at:
+                server.kill9()
+            if t == restart_at:
+                start_server(procs, teacher, tmp_path, port)
+                assert wait_until(lambda: client.connected, timeout=20), "client did not reconnect"
+            runtime.step(t)
+        runtime.finish()
+    finally:
+        client.close()
+        runtime.log.close()
+    events = read_jsonl(tmp_path / "events.jsonl")
+    by = lambda kind: [e for e in events if e["kind"] == kind]  # noqa: E731
+    before = [r for r in by("result") if r["t_s"] <= kill_at]
+    down = [f for f in by("fallback") if kill_at <= f["t_s"] <= restart_at + 1.0]
+    after = [r for r in by("result") if r["t_s"] > restart_at]
+    assert before, "no results before the kill"
+    assert down and {f["reason"] for f in down} <= {"link_down", "unavailable", "deadline_exceeded", "too_many_in_flight"}
+    answers = {a["query_id"]: a for a in by("answer")}
+    assert answers["q000"]["source"] == "local" and answers["q000"]["correct"] is True
+    assert after, "offloads did not resume after the restart"
+    assert answers["q001"]["source"] == "cloud"  # asked at 4.9 s, after the restart
+    # every offload is accounted for exactly once: a result or a fallback
+    settled = [r["request_id"] for r in by("result")] + [f["request_id"] for f in by("fallback")]
+    assert sorted(settled) == [o["request_id"] for o in by("offload")]
