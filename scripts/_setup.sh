@@ -18,10 +18,11 @@ EXTRAS="${EARSHOT_EXTRAS:-}"
 
 say() { printf '\033[1m[earshot]\033[0m %s\n' "$*"; }
 
-# System packages: real sounds and speech for the synthetic world. Optional:
-# without them the world uses procedural fallbacks and says so in annotations.
+# System packages: real sounds and speech for the synthetic world (without
+# them the world uses procedural fallbacks and says so in annotations), and
+# headless Chromium, which the tests use to render the demo's report page.
 install_system_packages() {
-    local want=(espeak-ng sound-theme-freedesktop) missing=()
+    local want=(espeak-ng sound-theme-freedesktop chromium) missing=()
     for pkg in "${want[@]}"; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done

@@ -118,11 +118,23 @@ def main() -> None:
     ap.add_argument("--trigger", default="runs/kd/export/trigger_xnnpack_int8.pte")
     ap.add_argument("--student", default="runs/kd_av/export/av_xnnpack_int8.pte")
     ap.add_argument("--teacher", default="runs/teacher/model")
+    ap.add_argument("--run", default=None, help="a scripts/demo output: its world, students and teacher "
+                                                "(overrides --data/--trigger/--student/--teacher)")
+    ap.add_argument("--quick", action="store_true", help="the first two recordings only")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
+    if args.run:
+        run_dir = Path(args.run)
+        args.data = str(run_dir / "world")
+        args.trigger = str(sorted(run_dir.glob("kd/trigger/export/*int8.pte"))[0])
+        args.student = str(sorted(run_dir.glob("kd/av/export/*int8.pte"))[0])
+        args.teacher = str(run_dir / "teacher" / "av_gate" / "model")
     import torch
 
     torch.set_num_threads(1)
     folders = recording_folders(args.data)
+    if args.quick:
+        folders = folders[:2]
     trigger, student = load_program(args.trigger, expect="trigger"), load_program(args.student, expect="av")
     tmp = Path(tempfile.mkdtemp(prefix="bench_edge_"))
     rows = []
@@ -172,6 +184,15 @@ def main() -> None:
     for name, p50, p95, n in rows:
         table.add_row(name, f"{p50:.2f}", f"{p95:.2f}", str(n))
     Console().print(table)
+    if args.json:
+        import json
+
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "recordings": len(folders), "trigger": str(args.trigger), "student": str(args.student),
+            "rows": [{"measure": n, "p50": a, "p95": b, "n": k} for n, a, b, k in rows],
+            "summary": {n: f"p50 {a:.2f} / p95 {b:.2f}" for n, a, b, k in rows},
+        }, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from rich.console import Console
 from rich.table import Table
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 console = Console()
 
 
@@ -49,7 +50,9 @@ PRESETS: dict[str, dict] = {
         "export": ["max_eval_windows=256", "tflite=off"],
         "edge_recordings": 2,
         "trace_recordings": 2,
-        "sim_train": ["sim_train/preset=demo"] if False else [],
+        "sim_train": [],
+        "edge_policy": "confidence_threshold",
+        "bench_calls": 200,
     },
     "tiny": {
         "synth": ["synth/preset=tiny"],
@@ -59,7 +62,9 @@ PRESETS: dict[str, dict] = {
         "export": ["max_eval_windows=32", "tflite=off"],
         "edge_recordings": 1,
         "trace_recordings": 1,
-        "sim_train": [],
+        "sim_train": ["sim/train=tiny"],
+        "edge_policy": "confidence_threshold",
+        "bench_calls": 30,
     },
 }
 
@@ -156,6 +161,119 @@ def stage_students(ctx: Ctx) -> None:
     run_parallel(ctx, "export", cmds)
 
 
+def held_out(ctx: Ctx, n: int) -> list[Path]:
+    """The first ``n`` test-split recordings of the demo's world (held out from every training step)."""
+    manifest = json.loads((ctx.out / "world" / "manifest.json").read_text())
+    recs = [r for r in manifest["recordings"] if r["split"] == "test"] or manifest["recordings"]
+    return [ctx.out / "world" / r["path"] for r in recs[:n]]
+
+
+def program(ctx: Ctx, student: str) -> Path:
+    return sorted((ctx.out / "kd" / student / "export").glob(f"{student}_xnnpack_int8.pte"))[0]
+
+
+class Server:
+    """``earshot serve`` with the main teacher on a free loopback port, for the edge stages."""
+
+    def __init__(self, ctx: Ctx) -> None:
+        self.ctx = ctx
+        ep_file = ctx.out / "serve.endpoint"
+        ep_file.unlink(missing_ok=True)
+        self.log = open(ctx.logs / "serve.log", "w")
+        self.proc = subprocess.Popen(
+            earshot("serve", f"checkpoint={ctx.out / 'teacher' / 'av_gate' / 'model'}", "bind=tcp://127.0.0.1:*",
+                    f"endpoint_file={ep_file}", f"hydra.run.dir={ctx.logs / 'hydra' / 'serve'}"),
+            stdout=self.log, stderr=subprocess.STDOUT, cwd=ctx.out)
+        t0 = time.monotonic()
+        while not (ep_file.exists() and ep_file.read_text().strip()):
+            if self.proc.poll() is not None or time.monotonic() - t0 > 120:
+                self.stop()
+                raise StageFailed(f"earshot serve did not start; see {ctx.logs / 'serve.log'}")
+            time.sleep(0.2)
+        self.endpoint = ep_file.read_text().splitlines()[0].strip()
+        from edge.client import Client, ClientError
+
+        with Client(self.endpoint) as client:
+            while True:
+                try:
+                    if client.ping(timeout_ms=1000).ready:
+                        break
+                except ClientError:
+                    pass
+                if time.monotonic() - t0 > 180:
+                    self.stop()
+                    raise StageFailed("earshot serve never reported ready")
+                time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+
+NATIVE = REPO / "edge" / "native" / "build" / "earshot-edge"
+
+
+def stage_edge(ctx: Ctx) -> None:
+    """Serve the teacher; run both edge runtimes on held-out recordings; trace them for the simulator."""
+    if not NATIVE.is_file():
+        raise StageFailed(f"{NATIVE} is not built (scripts/demo builds it; or run edge/native/build.sh)")
+    recs = held_out(ctx, max(ctx.p["edge_recordings"], ctx.p["trace_recordings"]))
+    trigger, student = program(ctx, "trigger"), program(ctx, "av")
+    for d in ("edge", "native", "traces"):
+        (ctx.out / d).mkdir(exist_ok=True)
+    server = Server(ctx)
+    try:
+        policy = ctx.p["edge_policy"]
+        python_runs = [earshot("edge", f"recording={r}", f"trigger={trigger}", f"student={student}",
+                               f"endpoint={server.endpoint}", f"policy={policy}", f"log={ctx.out / 'edge' / (r.name + '.jsonl')}",
+                               f"hydra.run.dir={ctx.logs / 'hydra' / ('edge-' + r.name)}")
+                       for r in recs[: ctx.p["edge_recordings"]]]
+        run_parallel(ctx, "edge-python", python_runs, max_parallel=1)
+        run_parallel(ctx, "edge-frames", [[sys.executable, str(REPO / "edge" / "native" / "decode_frames.py"), str(r)]
+                                          for r in recs[: ctx.p["edge_recordings"]]])
+        native_runs = [[str(NATIVE), "--recording", str(r), "--trigger", str(trigger), "--student", str(student),
+                        "--endpoint", server.endpoint, "--policy", policy, "--threads", "1",
+                        "--log", str(ctx.out / "native" / (r.name + ".jsonl")),
+                        "--summary-json", str(ctx.out / "native" / (r.name + ".summary.json"))]
+                       for r in recs[: ctx.p["edge_recordings"]]]
+        run_parallel(ctx, "edge-native", native_runs, max_parallel=1)
+        traces = [earshot("trace", f"recording={r}", f"trigger={trigger}", f"student={student}",
+                          f"endpoint={server.endpoint}", f"out={ctx.out / 'traces'}",
+                          f"hydra.run.dir={ctx.logs / 'hydra' / ('trace-' + r.name)}")
+                  for r in recs[: ctx.p["trace_recordings"]]]
+        run_parallel(ctx, "trace", traces)
+    finally:
+        server.stop()
+
+
+def stage_sim(ctx: Ctx) -> None:
+    """Train PPO on the traces, then evaluate every policy (the learned one too) under a budget grid."""
+    run_parallel(ctx, "sim-train", [earshot("sim", "train", *ctx.p["sim_train"], f"env.traces={ctx.out / 'traces'}",
+                                            f"out={ctx.out / 'sim_train'}", f"hydra.run.dir={ctx.logs / 'hydra' / 'sim-train'}")])
+    learned = ctx.out / "sim_train" / "policy_xnnpack_fp32.pte"
+    policies = ("[{name: always_local}, {name: always_cloud, params: {offload: full}}, {name: periodic},"
+                " {name: audio_trigger}, {name: confidence_threshold}, {name: context_aware},"
+                f" {{name: learned, params: {{program: '{learned}'}}}}, {{name: random}}, {{name: oracle}}]")
+    run_parallel(ctx, "sim-eval", [earshot("sim", "eval", f"env.traces={ctx.out / 'traces'}", f"out={ctx.out / 'sim'}",
+                                           f"policies={policies}", "grid.deadline_ms=[300,800]",
+                                           f"hydra.run.dir={ctx.logs / 'hydra' / 'sim-eval'}")])
+
+
+def stage_report(ctx: Ctx) -> None:
+    """Benchmark the exported programs (one thread), then write report.html from this run's files."""
+    (ctx.out / "bench").mkdir(exist_ok=True)
+    run_parallel(ctx, "bench-edge-models", [[sys.executable, str(REPO / "scripts" / "bench_edge_models.py"),
+                                             str(ctx.out / "kd" / "trigger"), str(ctx.out / "kd" / "av"),
+                                             "--calls", str(ctx.p["bench_calls"]), "--json",
+                                             str(ctx.out / "bench" / "edge_models.json")]])
+    run_parallel(ctx, "report", [[sys.executable, str(REPO / "scripts" / "report.py"), str(ctx.out), "--strict"]])
+
+
 @dataclass
 class Stage:
     name: str
@@ -168,12 +286,27 @@ STAGES = [
     Stage("instruct", "instruction data: narrations + QA", stage_instruct),
     Stage("teachers", "teacher x3 (AV+gate, visual+gate, AV+blind) and the benchmark", stage_teachers),
     Stage("students", "distil + export the trigger and the AV student", stage_students),
+    Stage("edge", "serve; Python + native edge runtimes; traces", stage_edge),
+    Stage("sim", "simulator: PPO, then policies x budgets", stage_sim),
+    Stage("report", "edge-model benchmark and report.html", stage_report),
 ]
 
 
 # ----------------------------------------------------------------------------- driver
 def _fingerprint(ctx: Ctx, stage: Stage) -> str:
     return hashlib.sha256(json.dumps([ctx.preset, ctx.p, stage.name, str(ctx.out)], default=str).encode()).hexdigest()[:16]
+
+
+def record(out: Path, preset: str, seconds: dict[str, float], invocation_s: float | None = None) -> None:
+    """Merge stage times into <out>/stages.json (stages skipped or run by another invocation keep theirs)."""
+    path = out / "stages.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    merged = {**data.get("seconds", {}), **seconds}
+    merged = {s.name: merged[s.name] for s in STAGES if s.name in merged}
+    data.update({"preset": preset, "seconds": merged, "total_s": sum(merged.values())})
+    if invocation_s is not None:
+        data["last_invocation_s"] = invocation_s
+    path.write_text(json.dumps(data, indent=1) + "\n")
 
 
 def _init_mlflow_store(uri: str) -> None:
@@ -230,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         times[stage.name] = time.perf_counter() - t0
         marker.write_text(fp)
+        record(out, args.preset, {stage.name: times[stage.name]})  # the report stage reads it
         console.print(f"[green]✓[/] {label} [dim]{times[stage.name]:.0f} s[/]")
     total = time.perf_counter() - t_all
     table = Table(title=f"demo ({args.preset}) in {total:.0f} s")
@@ -239,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row(s.title, f"{times[s.name]:.0f}")
     table.add_row("total", f"{total:.0f}", style="bold")
     console.print(table)
-    (out / "stages.json").write_text(json.dumps({"preset": args.preset, "seconds": times, "total_s": total}, indent=1) + "\n")
+    record(out, args.preset, {}, total)
     console.print(f"demo finished in {total:.0f} s; outputs in {out}")
     return 0
 

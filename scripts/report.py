@@ -47,7 +47,7 @@ h1{margin-bottom:.2rem} h2{border-bottom:2px solid #e5e5ea;padding-bottom:.3rem;
 table{border-collapse:collapse;margin:.8rem 0;font-size:.9rem}
 th,td{border:1px solid #d2d2d7;padding:.3rem .6rem;text-align:right} th{background:#f5f5f7}
 td:first-child,th:first-child{text-align:left} .missing{color:#c00;font-weight:600}
-.note{color:#555;font-size:.85rem} img{max-width:100%;border:1px solid #e5e5ea}
+.note{color:#555;font-size:.85rem} .wide{overflow-x:auto} img{max-width:100%;border:1px solid #e5e5ea}
 """
 
 
@@ -68,10 +68,10 @@ class Report:
         self.parts.append(f'<p class="missing">missing: {html.escape(what)}</p>')
 
     def table(self, header: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
-        out = ["<table><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>"]
+        out = ["<div class='wide'><table><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>"]
         for row in rows:
             out.append("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>")
-        out.append("</table>")
+        out.append("</table></div>")
         self.parts.append("\n".join(out))
 
     def image(self, png: bytes, alt: str) -> None:
@@ -194,15 +194,25 @@ def section_edge(r: Report) -> None:
 
 def section_policies(r: Report) -> None:
     r.h2("4. Offloading policies (simulator)")
-    table = r.run / "sim" / "eval.json"
-    if not table.exists():
-        r.miss("sim/eval.json")
+    results, summary = r.run / "sim" / "results.json", r.run / "sim" / "summary.json"
+    if not results.exists():
+        r.miss("sim/results.json")
     else:
-        data = _load(table)
-        rows = data["rows"]
-        cols = data.get("columns") or list(rows[0])
-        r.p(data.get("note", "Policies x budgets x held-out recordings (earshot sim eval)."))
+        rows = _load(results)
+        cols = ["policy", "power_cap_mw", "deadline_ms", "success", "query_acc", "event_recall", "power_mw",
+                "battery_h", "p50_ms", "p95_ms", "mb_sent", "frames", "misses"]
+        cols = [c for c in cols if c in rows[0]]
+        info = _load(summary) if summary.exists() else {}
+        r.p(f"Policies x budgets on the traces of {len(info.get('recordings', []))} held-out recording(s) "
+            "(earshot sim eval); "
+            "success = correct answers within the deadline + important events notified, per opportunity.")
         r.table(cols, [[row.get(c) for c in cols] for row in rows])
+        for t in info.get("targets", []):
+            vs = t["success_vs_cloud"]
+            vs = "n/a (always_cloud scored 0)" if vs != vs else f"{100 * vs:.0f}%"
+            r.p(f"budget {t['budget']}: best non-oracle policy {t['best']} reaches {vs} "
+                f"of always_cloud's success at {100 * t['energy_vs_cloud']:.0f}% of its energy and captures "
+                f"{100 * t['fewer_frames_than_always_on']:.0f}% fewer frames than an always-on camera.", cls="")
     pareto = r.run / "sim" / "pareto.png"
     if pareto.exists():
         r.image(pareto.read_bytes(), "task success vs energy")
