@@ -73,7 +73,7 @@ def test_report_renders_in_headless_chromium(demo, tmp_path):
     assert chromium, "chromium is not installed (scripts/_setup.sh installs it when root)"
     shot = tmp_path / "report.png"
     subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    f"--screenshot={shot}", "--window-size=1280,2000", (folder / "report.html").as_uri()],
+                    f"--screenshot={shot}", "--window-size=1280,6000", (folder / "report.html").as_uri()],
                    capture_output=True, timeout=120)
     assert shot.is_file() and shot.stat().st_size > 10_000
     from matplotlib.image import imread
