@@ -167,7 +167,7 @@ def bench_main(cfg: BenchConfig) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=max(140, Console().width))  # keep the summary table whole in logs and pipes
     run = _check_inputs(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -4,12 +4,14 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+EARSHOT = shutil.which("earshot", path=str(Path(sys.executable).parent)) or shutil.which("earshot")
 SECTIONS = ("1. Teacher benchmark", "2. Students vs teacher", "3. Edge: size and latency",
             "4. Offloading policies", "5. Timeline of one held-out recording")
 
@@ -90,3 +92,26 @@ def test_demo_refuses_a_bad_preset(tmp_path):
     out = subprocess.run(["bash", str(ROOT / "scripts" / "demo")], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "must be demo or tiny" in out.stdout
+
+
+def test_bench_runs_every_part_on_the_demo_output(demo, tmp_path):
+    folder, _ = demo
+    out = subprocess.run([EARSHOT, "bench", f"run={folder}", "quick=true", f"out={tmp_path / 'bench'}"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=1200)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    results = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert set(results["parts"]) == {"world", "server", "edge_models", "edge_runtime", "native", "sim"}
+    assert all(p["ok"] for p in results["parts"].values())
+    md = (tmp_path / "bench" / "bench.md").read_text()
+    for figure in ("x real time per core", "batching speed-up", "int8 .pte vs eager", "native trigger",
+                   "env steps/s", "loop per hop"):
+        assert figure in md, md
+    # the figures are the scripts' own: e.g. the simulator's steps/s
+    sim = results["parts"]["sim"]["data"]
+    assert f"{sim['steps_per_s']:,.0f}" in md and sim["steps_per_s"] > 0
+
+
+def test_bench_names_what_is_missing_before_running(tmp_path):
+    out = subprocess.run([EARSHOT, "bench",
+                          f"run={tmp_path}", "parts=[sim]"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "traces/*.jsonl" in out.stderr and "missing" in out.stderr
