@@ -47,7 +47,7 @@ PRESETS: dict[str, dict] = {
         "instruct": ["bench_per_category=60"],
         "train": ["train/preset=demo"],
         "distill": ["distill/preset=demo"],
-        "export": ["max_eval_windows=256", "tflite=off"],
+        "export": ["max_eval_windows=128", "tflite=off"],
         "edge_recordings": 2,
         "trace_recordings": 2,
         "sim_train": [],
@@ -142,7 +142,7 @@ def stage_teachers(ctx: Ctx) -> None:
     cmds = [earshot("train", *ctx.p["train"], *extra, f"data.qa_dir={ctx.out / 'qa'}", f"out={ctx.out / 'teacher' / name}",
                     "threads=1", f"mlflow.run_name=demo-{name}", f"hydra.run.dir={ctx.logs / 'hydra' / ('train-' + name)}")
             for name, extra in TEACHERS.items()]
-    run_parallel(ctx, "teachers", cmds)
+    run_parallel(ctx, "teachers", cmds, max_parallel=len(cmds))  # one thread each; no idle tail on 2 cores
     cmds = [earshot("eval", f"checkpoint={ctx.out / 'teacher' / name / 'model'}", f"qa_dir={ctx.out / 'qa'}", "split=bench",
                     f"mlflow.run_name=demo-{name}", f"hydra.run.dir={ctx.logs / 'hydra' / ('eval-' + name)}")
             for name in TEACHERS]

@@ -240,6 +240,56 @@ def section_timeline(r: Report) -> None:
     r.image(render_timeline(rec_dir, events), f"timeline of {log.stem}")
 
 
+def readme_markdown(run: Path) -> str:
+    """The demo's headline results as Markdown (for the README's demo-results block)."""
+    out = []
+    scores = {n: _load(run / "teacher" / n / "model" / "eval_bench.scores.json")["scores"]
+              for n in TEACHER_NAMES if (run / "teacher" / n / "model" / "eval_bench.scores.json").exists()}
+    if scores:
+        names = list(scores)
+        out += ["Teacher accuracy (%) on held-out recordings:", "",
+                "| category | " + " | ".join(TEACHER_NAMES[n] for n in names) + " |",
+                "| --- |" + " ---: |" * len(names)]
+        for cat in CATEGORIES:
+            out.append(f"| {cat} | " + " | ".join(_pct(scores[n]["category"].get(cat)) for n in names) + " |")
+        out.append("| overall | " + " | ".join(_pct(scores[n]["overall"]) for n in names) + " |")
+        out.append("")
+    cards = [_load(p) for p in sorted((run / "kd").glob("*/export/*int8.json"))]
+    if cards:
+        out += ["| int8 program | size | params | MMAC/call | macro-F1 (teacher) | retention |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for c in cards:
+            m = c["metrics"]
+            out.append(f"| {c['program']} | {c['size_bytes'] / 1024:.0f} kB | {c['num_parameters'] / 1e3:.1f} k | "
+                       f"{c['macs'] / 1e6:.2f} | {_fmt(m.get('macro_f1'))} ({_fmt(m.get('teacher_macro_f1'))}) | "
+                       f"{_pct(m.get('retention'))}{'%' if m.get('retention') is not None else ''} |")
+        out.append("")
+    summary = run / "sim" / "summary.json"
+    if summary.exists():
+        for t in _load(summary).get("targets", []):
+            vs = t["success_vs_cloud"]
+            out.append(f"- Simulator, deadline {t['budget']['deadline_ms']:.0f} ms: best non-oracle policy "
+                       f"`{t['best']}` reaches {'n/a' if vs != vs else f'{100 * vs:.0f}%'} of always-cloud task success "
+                       f"at {100 * t['energy_vs_cloud']:.0f}% of its energy, with "
+                       f"{100 * t['fewer_frames_than_always_on']:.0f}% fewer frames than an always-on camera.")
+    stages = run / "stages.json"
+    if stages.exists():
+        info = _load(stages)
+        out.append(f"- Demo wall time: {info['total_s'] / 60:.1f} min ({info.get('preset')} preset), "
+                   + ", ".join(f"{k} {v:.0f} s" for k, v in info["seconds"].items()) + ".")
+    return "\n".join(out)
+
+
+def update_readme(readme: Path, run: Path) -> None:
+    text = readme.read_text()
+    start, end = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
+    if start not in text or end not in text:
+        raise SystemExit(f"{readme}: no {start} ... {end} block")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{readme_markdown(run)}\n{end}{tail}")
+    print(f"updated the demo results in {readme}")
+
+
 SECTIONS = (section_teachers, section_students, section_edge, section_policies, section_timeline)
 
 
@@ -266,7 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("run", type=Path, help="a scripts/demo output folder")
     ap.add_argument("--out", type=Path, default=None, help="default: <run>/report.html")
     ap.add_argument("--strict", action="store_true", help="exit 1 if any section's inputs are missing")
+    ap.add_argument("--readme", type=Path, default=None,
+                    help="also rewrite the <!-- demo-results --> block of this README from the run")
     args = ap.parse_args(argv)
+    if args.readme:
+        update_readme(args.readme, args.run)
     r = build(args.run)
     out = args.out or args.run / "report.html"
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>Earshot report: {html.escape(args.run.name)}</title>"

@@ -5,6 +5,7 @@ fresh directory after the fixture ``SETUP[NAME]`` has made their inputs.
 ``scripts/demo`` has its own test (tests/test_demo.py); ``scripts/test`` is
 what runs this suite, and CI runs it through ``.ci/run``.
 """
+import json
 import re
 import shlex
 import subprocess
@@ -60,7 +61,8 @@ def test_every_documented_verb_exists():
     for line in all_command_lines():
         words = line.split()
         if words[0] == "earshot" and not words[1].startswith(("-", "<")):
-            assert words[1] in verbs, f"README documents 'earshot {words[1]}', which is not installed"
+            name = words[1] if words[1] in verbs or len(words) < 3 else f"{words[1]}_{words[2]}"  # earshot sim train
+            assert name in verbs, f"README documents 'earshot {words[1]}', which is not installed"
 
 
 @pytest.mark.parametrize("name", sorted(readme_blocks()))
@@ -68,12 +70,19 @@ def test_readme_block_runs(name, tmp_path):
     SETUP[name](tmp_path)
     for line in readme_blocks()[name]:
         argv = shlex.split(line)
-        assert argv[0] == "earshot", line
+        assert argv[0] == "earshot" and "&" not in argv, line
         out = subprocess.run([str(BIN / "earshot"), *argv[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert out.returncode == 0, f"README command failed: {line}\n{out.stderr}"
     if name == "pipeline":
         assert (tmp_path / "runs" / "teacher" / "model" / "model.safetensors").is_file()
         assert list((tmp_path / "runs" / "kd").rglob("*int8.pte")), "export wrote no int8 program"
+        (log,) = (tmp_path / "runs" / "edge").glob("*.jsonl")
+        kinds = [json.loads(line)["kind"] for line in log.read_text().splitlines()]
+        assert kinds[0] == "start" and kinds[-1] == "end" and "answer" in kinds
+        assert len(list((tmp_path / "traces").glob("*.jsonl"))) == 4
+        assert (tmp_path / "runs" / "sim_train" / "policy_xnnpack_fp32.pte").is_file()
+        rows = json.loads((tmp_path / "runs" / "sim_eval" / "results.json").read_text())
+        assert {"always_local", "audio_trigger", "context_aware"} <= {r["policy"] for r in rows}
     if name == "world":
         assert (tmp_path / "kitchen.png").stat().st_size > 10_000
 
