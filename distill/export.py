@@ -40,7 +40,7 @@ from distill.metrics import auroc, choose_thresholds, f1_per_label, macro_f1
 from distill.programs import EagerProgram, PteProgram, delegation_summary, lower_to_pte, program_outputs, quantize_int8
 from distill.students import example_inputs, io_spec, labels_of, num_parameters
 from distill.tflite import TfliteProgram, convert_tflite, tflite_status
-from distill.tracking import Tracker
+from shared.tracking import Tracker
 from distill.verbs import ExportConfig
 from shared.config import UserError
 from shared.dataset import load_dataset

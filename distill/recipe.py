@@ -62,7 +62,7 @@ from distill.losses import binary_kd_loss, confidence_loss, confidence_targets, 
 from distill.macs import count_macs
 from distill.metrics import auroc, macro_f1
 from distill.students import example_inputs, labels_of, make_student, num_parameters
-from distill.tracking import Tracker, flatten
+from shared.tracking import Tracker, flatten
 from distill.verbs import DistillConfig
 from cloud.checkpoint import load_optimizer, save_optimizer
 from shared.config import UserError

@@ -156,7 +156,7 @@ def run(cfg: SimTrainConfig) -> dict[str, Any]:
     from stable_baselines3.common.callbacks import BaseCallback
 
     from edge.learned_policy import LearnedPolicy
-    from sim.tracking import Tracker
+    from shared.tracking import Tracker
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

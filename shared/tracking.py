@@ -1,4 +1,4 @@
-"""MLflow plumbing shared by ``earshot distill`` and ``earshot export``.
+"""MLflow plumbing shared by ``earshot distill``, ``earshot export`` and ``earshot sim train``.
 
 Store: ``sqlite:///mlflow.db`` in the working directory unless the config's
 ``tracking_uri`` or ``MLFLOW_TRACKING_URI`` names another (as ``earshot
