@@ -1,0 +1,548 @@
+"""`earshot experiment`: the seed's claims as experiments with a results table.
+
+    earshot experiment experiment=data        # vision-only vs joint AV narrations
+    earshot experiment experiment=temporal    # 10 s of audio history vs the co-occurring second
+    earshot experiment experiment=trust       # context-aware gate vs context-blind fusion
+    earshot experiment experiment=trust experiment/preset=tiny out=/tmp/exp results_doc=/tmp/results.md
+    earshot experiment report_only=true       # regenerate docs/results.md only
+
+An experiment (``configs/experiment/<name>.yaml``) names two variants as
+``earshot train`` overrides (baseline first), the world and QA it needs, and
+its targets. `run` does, top to bottom:
+
+1. compose every variant's train config and validate it, so a bad override
+   fails before any data is made or any step is trained;
+2. make the world (``earshot synth``) and the QA (``earshot instruct``) if
+   they are missing, or check that the existing ones were made with the
+   settings the experiment asks for;
+3. open (or reopen) a parent MLflow run for the experiment;
+4. per variant: train with ``cloud.train``'s recipe in this process (skipped
+   when ``<out>/<name>/<variant>`` already holds a finished run of the same
+   config, reused when another experiment under ``out`` trained it (the
+   treatments of all three are the default teacher); resumed from its newest
+   checkpoint when interrupted), nest its MLflow run under the parent, answer
+   the bench (cached next to the model);
+5. break the bench down (``cloud/experiment_analysis.py``), check the
+   targets, write ``<out>/<name>/results.json``, log it to the parent run;
+6. regenerate ``results_doc`` from every results.json under ``out``
+   (``cloud/results_doc.py``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import MISSING
+
+from cloud.experiment_analysis import KINDS, TARGET_KEYS
+from cloud.verbs import MlflowConfig
+from shared.config import CONFIG_DIR, ConfigError, UserError, check, verb
+
+__all__ = ["DataSpec", "ExperimentSpec", "ExperimentConfig", "compose_variants", "run", "experiment_main"]
+
+# Train keys the experiment sets itself: a variant or the shared `train` list may not.
+_RESERVED_TRAIN_KEYS = ("out", "data.qa_dir", "data.dataset", "mlflow")
+_EVAL_CACHE = "bench_predictions.json"
+_STATE_FILE = "experiment_state.json"
+
+
+@dataclass
+class DataSpec:
+    """The world and QA an experiment needs; made when missing, checked when present."""
+
+    world: str = "data/experiments/world"
+    synth: list[str] = field(default_factory=list)  # 'earshot synth' overrides (out= is added)
+    qa: str = "data/experiments/qa"
+    instruct: list[str] = field(default_factory=list)  # 'earshot instruct' overrides (dataset=, out= added)
+
+    def __post_init__(self) -> None:
+        for key in ("synth", "instruct"):
+            for o in getattr(self, key):
+                name = o.split("=", 1)[0]
+                check("=" in o and not name.startswith(("+", "~")) and "/" not in name,
+                      f"experiment.data.{key}", f"{o!r}: give plain key=value overrides (they are checked "
+                      "against the recorded config of an existing folder)")
+                check(name not in ("out", "dataset", "progress"), f"experiment.data.{key}", f"{o!r}: set by the experiment")
+
+
+@dataclass
+class ExperimentSpec:
+    """One experiment: two train variants, the data they need, the targets."""
+
+    name: str = MISSING  # data | temporal | trust: decides the breakdowns and targets
+    claim: str = ""
+    reference: str = ""  # published numbers the claim comes from, if any
+    variants: dict[str, list[str]] = field(default_factory=dict)  # name -> train overrides; baseline first
+    targets: dict[str, float] = field(default_factory=dict)
+    data: DataSpec = field(default_factory=DataSpec)
+
+    def __post_init__(self) -> None:
+        p = "experiment."
+        check(self.name in KINDS, p + "name", f"must be one of {KINDS}, got {self.name!r}")
+        check(len(self.variants) == 2, p + "variants", f"must name exactly two (baseline, treatment), got {list(self.variants)}")
+        for v, overrides in self.variants.items():
+            check(v.isidentifier(), p + "variants", f"{v!r}: variant names are folder names: letters, digits, _")
+            _check_train_overrides(overrides, f"{p}variants.{v}")
+        want = set(TARGET_KEYS[self.name])
+        check(set(self.targets) == want, p + "targets", f"{self.name} needs exactly {sorted(want)}, got {sorted(self.targets)}")
+
+
+def _check_train_overrides(overrides: list[str], key: str) -> None:
+    for o in overrides:
+        name = o.split("=", 1)[0].lstrip("+~")
+        check("=" in o, key, f"{o!r} is not a key=value override")
+        check(not any(name == r or name.startswith(r + ".") for r in _RESERVED_TRAIN_KEYS), key,
+              f"{o!r}: {name} is set by the experiment")
+
+
+@dataclass
+class ExperimentConfig:
+    """``earshot experiment``: train two variants, score them, write the results table."""
+
+    experiment: ExperimentSpec = MISSING  # the group configs/experiment/<name>.yaml
+    out: str = "runs/experiments"
+    results_doc: str | None = "docs/results.md"
+    results_root: str | None = None  # where results_doc collects results.json from; None = out
+    report_only: bool = False
+    scale: str = "default"  # a label for the report
+    train_overrides: list[str] = field(default_factory=list)  # earshot train overrides shared by every variant
+    eval_batch_size: int = 32
+    eval_max_records: int = 0
+    threads: int = 1
+    mlflow: MlflowConfig = field(default_factory=lambda: MlflowConfig(experiment="earshot-experiments"))
+
+    def __post_init__(self) -> None:
+        check(bool(str(self.out).strip()), "out", "must name a folder")
+        _check_train_overrides(self.train_overrides, "train_overrides")
+        check(1 <= self.eval_batch_size <= 4096, "eval_batch_size", f"must be in [1, 4096], got {self.eval_batch_size}")
+        check(self.eval_max_records >= 0, "eval_max_records", f"must be >= 0, got {self.eval_max_records}")
+        check(0 <= self.threads <= 256, "threads", f"must be in [0, 256], got {self.threads}")
+
+
+# --- 1. variants -------------------------------------------------------------------
+
+
+def _compose_train(overrides: list[str]):
+    """Compose ``configs/train.yaml`` with ``overrides`` into a TrainConfig (inside or outside a Hydra app)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from cloud.verbs import TrainConfig  # registers train_schema
+    from shared.config import to_schema
+
+    if GlobalHydra.instance().is_initialized():  # inside 'earshot experiment': same config tree
+        return to_schema(compose(config_name="train", overrides=overrides), TrainConfig)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return to_schema(compose(config_name="train", overrides=overrides), TrainConfig)
+
+
+def compose_variants(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Variant name -> validated TrainConfig, in config order (baseline first).
+
+    Raises:
+        ConfigError: a variant's overrides do not compose or fail validation,
+            named ``experiment.variants.<name>``.
+    """
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    exp = cfg.experiment
+    out = {}
+    for name, overrides in exp.variants.items():
+        fixed = [
+            f"out={Path(cfg.out) / exp.name / name}",
+            f"data.qa_dir={exp.data.qa}",
+            f"data.dataset={exp.data.world}",
+            f"mlflow.enabled={str(cfg.mlflow.enabled).lower()}",
+            f"mlflow.experiment={cfg.mlflow.experiment}",
+            f"mlflow.run_name={exp.name}/{name}",
+        ]
+        if cfg.mlflow.tracking_uri:
+            fixed.append(f"mlflow.tracking_uri={cfg.mlflow.tracking_uri}")
+        try:
+            out[name] = _compose_train([*cfg.train_overrides, *overrides, *fixed])
+        except ConfigError as exc:
+            raise ConfigError(f"experiment.variants.{name}: {exc}") from None
+        except (HydraException, OmegaConfBaseException) as exc:
+            msg = str(exc).splitlines()[0].rstrip(".")  # "Could not override 'model.fusionn'"
+            if exc.__cause__ is not None:
+                msg += ": " + str(exc.__cause__).splitlines()[0]  # "Key 'fusionn' not in 'ModelConfig'"
+            raise ConfigError(f"experiment.variants.{name}: {msg}") from None
+    return out
+
+
+# --- 2. data -----------------------------------------------------------------------
+
+
+def _earshot(verb_name: str, args: list[str]) -> None:
+    exe = Path(sys.executable).parent / "earshot"
+    cmd = [str(exe), verb_name, *args] if exe.exists() else [sys.executable, "-m", "shared.cli", verb_name, *args]
+    print("$ " + " ".join(["earshot", verb_name, *args]), flush=True)
+    done = subprocess.run(cmd)
+    if done.returncode != 0:
+        raise UserError(f"earshot {verb_name} failed (exit {done.returncode})")
+
+
+def _mismatches(overrides: list[str], recorded: dict[str, Any]) -> list[str]:
+    """Overrides whose value differs from the recorded config of an existing folder."""
+    import yaml
+
+    bad = []
+    for o in overrides:
+        key, value = o.split("=", 1)
+        node: Any = recorded
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        want = yaml.safe_load(value)
+        if node != want:
+            bad.append(f"{key}={value} (recorded: {node!r})")
+    return bad
+
+
+def prepare_data(spec: DataSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Make or check the world and the QA; returns their manifest and info.json.
+
+    Raises:
+        UserError: an existing folder was made with other settings.
+    """
+    world, qa = Path(spec.world), Path(spec.qa)
+    made_world = False
+    if not (world / "manifest.json").is_file():
+        _earshot("synth", [f"out={world}", *spec.synth, "progress=false"])
+        made_world = True
+    manifest = json.loads((world / "manifest.json").read_text(encoding="utf-8"))
+    bad = _mismatches(spec.synth, manifest.get("config", {}))
+    if bad:
+        raise UserError(f"experiment.data.world: {world} was made with other settings: {', '.join(bad)}; "
+                        "delete it (it is regenerated) or point experiment.data.world elsewhere")
+    if made_world or not (qa / "info.json").is_file():
+        _earshot("instruct", [f"dataset={world}", f"out={qa}", *spec.instruct, "progress=false"])
+    info = json.loads((qa / "info.json").read_text(encoding="utf-8"))
+    bad = _mismatches(spec.instruct, info.get("config", {}))
+    named = info.get("dataset")
+    if named and Path(named).resolve() != world.resolve():
+        bad.append(f"dataset={world} (recorded: {named!r})")
+    if bad:
+        raise UserError(f"experiment.data.qa: {qa} was made with other settings: {', '.join(bad)}; "
+                        "delete it (it is regenerated) or point experiment.data.qa elsewhere")
+    return manifest, info
+
+
+# --- 4. train and answer the bench -------------------------------------------------
+
+
+def _finished(tcfg) -> dict[str, Any] | None:
+    """The final checkpoint's state if ``tcfg.out`` holds a finished run of exactly ``tcfg``."""
+    from cloud.train import _RESUME_MAY_CHANGE, MODEL_DIR, STATE_FILE, latest_checkpoint
+
+    ck = latest_checkpoint(tcfg.out)
+    if ck is None or not (Path(tcfg.out) / MODEL_DIR / "model.safetensors").is_file():
+        return None
+    state = json.loads((ck / STATE_FILE).read_text(encoding="utf-8"))
+    # Logging, evaluation and tracking keys do not change the weights (the keys a resume may change).
+    ignored = _RESUME_MAY_CHANGE - {"max_steps"}
+    then, now = _flatten(state["config"]), _flatten(json.loads(json.dumps(dataclasses.asdict(tcfg))))
+    same = all(then.get(k) == now.get(k) for k in set(then) | set(now)
+               if k not in ignored and k.split(".")[0] not in ignored)
+    return state if same and state["step"] >= tcfg.max_steps else None
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def _same_run_elsewhere(tcfg, root: Path) -> Path | None:
+    """Another variant folder under ``root`` (``<root>/<experiment>/<variant>``) that holds a
+    finished run of the same config: the experiments share their treatment (the default
+    teacher), and a seeded single-process run is deterministic, so it is not trained twice."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return None
+    for checkpoints in sorted(root.glob("*/*/checkpoints")):
+        out = checkpoints.parent
+        if out.resolve() != Path(tcfg.out).resolve() and _finished(dataclasses.replace(tcfg, out=str(out))):
+            return out
+    return None
+
+
+def train_variant(tcfg, root: Path) -> dict[str, Any]:
+    """Train, resume, skip (finished here) or reuse (finished under another experiment) one
+    variant; returns its training folder, steps, seconds and MLflow run id."""
+    import time
+
+    from cloud.train import run as train_run
+
+    done_here = _finished(tcfg)
+    elsewhere = None if done_here else _same_run_elsewhere(tcfg, root)
+    if done_here or elsewhere:
+        out = Path(tcfg.out) if done_here else elsewhere
+        state = done_here or _finished(dataclasses.replace(tcfg, out=str(out)))
+        print(f"{out}: finished run of the same config, step {state['step']}; not retrained", flush=True)
+        summary = out / "experiment_train.json"
+        seconds = json.loads(summary.read_text(encoding="utf-8")).get("train_seconds") if summary.is_file() else None
+        return {"out": str(out), "reused": elsewhere is not None, "steps": state["step"],
+                "train_seconds": seconds, "mlflow_run_id": state.get("mlflow_run_id")}
+    from cloud.train import STATE_FILE, latest_checkpoint
+
+    ck = latest_checkpoint(tcfg.out)
+    if ck is not None:
+        then = json.loads((ck / STATE_FILE).read_text(encoding="utf-8"))["config"]["max_steps"]
+        # cloud.train resumes across a max_steps change (the schedule then differs from a
+        # fresh run's); an experiment compares fresh runs, so refuse instead.
+        if then != tcfg.max_steps:
+            raise UserError(f"{tcfg.out} holds a run with max_steps={then}, this one asks for {tcfg.max_steps}; "
+                            "pick another out (e.g. out=runs/experiments/<scale> results_root=runs/experiments) or delete the folder")
+    t0 = time.perf_counter()
+    recipe = train_run(tcfg)
+    seconds = time.perf_counter() - t0
+    # Wall time of this process only (a resumed run counts its last leg).
+    (Path(tcfg.out) / "experiment_train.json").write_text(json.dumps({"train_seconds": seconds}) + "\n", encoding="utf-8")
+    return {"out": str(tcfg.out), "reused": False, "steps": recipe.step, "train_seconds": seconds,
+            "mlflow_run_id": recipe.mlflow_run_id}
+
+
+def answer_bench(model_dir: Path, qa: Path, world: Path, batch_size: int, max_records: int) -> tuple[list, list]:
+    """(bench records, predictions), predictions cached in ``model_dir/../bench_predictions.json``
+    while the weights and the bench file are unchanged."""
+    from cloud.data import load_records
+
+    records = load_records(qa, "bench", max_records)
+    bench = qa / "bench.jsonl"
+    key = {"weights_mtime_ns": (model_dir / "model.safetensors").stat().st_mtime_ns,
+           "bench": str(bench.resolve()), "bench_mtime_ns": bench.stat().st_mtime_ns, "max_records": max_records,
+           "fields": ["prediction", "reliability", "tag_probs"]}
+    cache = model_dir.parent / _EVAL_CACHE
+    if cache.is_file():
+        cached = json.loads(cache.read_text(encoding="utf-8"))
+        if cached.get("key") == key:
+            return records, cached["predictions"]
+
+    from cloud.data import QADataset, RecordingStore, WindowSpec
+    from cloud.eval import predict
+    from cloud.model.io import load_teacher
+
+    model, tokenizer, card = load_teacher(model_dir)
+    spec = WindowSpec(**card["data"])
+    store = RecordingStore(world, spec.frame_size_px, spec.n_mels)
+    dataset = QADataset(records, store, tokenizer, spec, model.cfg.max_question_tokens, model.cfg.max_answer_tokens)
+    predictions = predict(model, tokenizer, dataset, batch_size)
+    cache.write_text(json.dumps({"key": key, "predictions": predictions}) + "\n", encoding="utf-8")
+    return records, predictions
+
+
+def _sound_offsets(world: Path):
+    """record -> offsets of the sound events it asks about (from the recording's annotations)."""
+    from shared.dataset import load_dataset
+
+    dataset = load_dataset(world, check_files=False)
+    events: dict[str, dict[str, Any]] = {}
+
+    def offsets(r) -> list[float]:
+        if r.recording_id not in events:
+            events[r.recording_id] = {e.id: e for e in dataset.annotations(r.recording_id).events}
+        evs = [events[r.recording_id].get(i) for i in r.meta.get("event_ids", [])]
+        return [e.offset_s for e in evs if e is not None and e.modality in ("audio", "audiovisual")]
+
+    return offsets
+
+
+# --- 3 and 5. tracking and results -------------------------------------------------
+
+
+def _git_commit() -> str:
+    """HEAD of the repository this code runs from, read from .git (no git process)."""
+    root = Path(__file__).resolve().parents[1]
+    git = root / ".git"
+    try:
+        if git.is_file():  # a worktree: "gitdir: <path>"
+            git = Path(git.read_text(encoding="utf-8").split(":", 1)[1].strip())
+        head = (git / "HEAD").read_text(encoding="utf-8").strip()
+        if not head.startswith("ref:"):
+            return head[:12]
+        ref = head.split(" ", 1)[1]
+        for base in (git, Path((git / "commondir").read_text().strip()) if (git / "commondir").is_file() else git):
+            base = base if base.is_absolute() else git / base
+            if (base / ref).is_file():
+                return (base / ref).read_text(encoding="utf-8").strip()[:12]
+            packed = base / "packed-refs"
+            if packed.is_file():
+                for line in packed.read_text(encoding="utf-8").splitlines():
+                    if line.endswith(" " + ref):
+                        return line.split()[0][:12]
+    except (OSError, IndexError):
+        pass
+    return "unknown"
+
+
+class _Tracker:
+    """The experiment's parent MLflow run (children: the variants' training runs)."""
+
+    def __init__(self, cfg: ExperimentConfig, folder: Path) -> None:
+        self.run_id: str | None = None
+        if not cfg.mlflow.enabled:
+            return
+        import mlflow
+
+        from cloud.eval import start_mlflow_experiment
+
+        start_mlflow_experiment(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
+        self.client = mlflow.MlflowClient()
+        state_path = folder / _STATE_FILE
+        state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.is_file() else {}
+        run_id = state.get("mlflow_parent_run_id")
+        if run_id is not None:
+            try:
+                self.client.get_run(run_id)
+                self.run_id = run_id
+            except Exception:  # a different store: start afresh
+                run_id = None
+        if self.run_id is None:
+            exp_id = mlflow.get_experiment_by_name(cfg.mlflow.experiment).experiment_id
+            run = self.client.create_run(exp_id, run_name=cfg.mlflow.run_name or cfg.experiment.name,
+                                         tags={"earshot.experiment": cfg.experiment.name, "earshot.scale": cfg.scale})
+            self.run_id = run.info.run_id
+            params = {"experiment": cfg.experiment.name, "scale": cfg.scale, "train_overrides": " ".join(cfg.train_overrides),
+                      "world": cfg.experiment.data.world, "qa": cfg.experiment.data.qa}
+            params.update({f"variant.{n}": " ".join(o) for n, o in cfg.experiment.variants.items()})
+            for k, v in params.items():
+                self.client.log_param(self.run_id, k, v[:500])
+            folder.mkdir(parents=True, exist_ok=True)
+            state_path.write_text(json.dumps({"mlflow_parent_run_id": self.run_id}) + "\n", encoding="utf-8")
+
+    def adopt(self, child_run_id: str | None) -> None:
+        if self.run_id and child_run_id:
+            self.client.set_tag(child_run_id, "mlflow.parentRunId", self.run_id)
+
+    def finish(self, results: dict[str, Any], results_path: Path, failed: bool = False) -> None:
+        if not self.run_id:
+            return
+        from mlflow.entities import Metric
+        import time
+
+        now = int(time.time() * 1000)
+        metrics = []
+        for name, v in results.get("variants", {}).items():
+            for group, cells in v["scores"].items():
+                for key, cell in cells.items():
+                    if cell["value"] is not None:
+                        metrics.append(Metric(f"{name}/{group}/{key}", float(cell["value"]), now, 0))
+        for i, t in enumerate(results.get("targets", [])):
+            metrics.append(Metric(f"target_met/{i}", float(t["met"]), now, 0))
+        for i in range(0, len(metrics), 1000):
+            self.client.log_batch(self.run_id, metrics=metrics[i : i + 1000])
+        if results_path.is_file():
+            self.client.log_artifact(self.run_id, str(results_path))
+        self.client.set_terminated(self.run_id, "FAILED" if failed else "FINISHED")
+
+
+def run(cfg: ExperimentConfig, command: str | None = None) -> dict[str, Any] | None:
+    """The verb's body (module docstring). Returns the results, or None for ``report_only``."""
+    from cloud.results_doc import RESULTS_FILE, RESULTS_SCHEMA_VERSION, write_doc
+
+    if cfg.report_only:
+        if cfg.results_doc:
+            print(f"wrote {write_doc(cfg.results_root or cfg.out, cfg.results_doc)}")
+        return None
+
+    exp = cfg.experiment
+    variants = compose_variants(cfg)  # 1: every config error before any work
+    manifest, info = prepare_data(exp.data)  # 2
+    folder = Path(cfg.out) / exp.name
+    folder.mkdir(parents=True, exist_ok=True)
+    tracker = _Tracker(cfg, folder)  # 3
+
+    import torch
+
+    from cloud.data import load_records
+    from cloud.experiment_analysis import TABLES, breakdown, check_targets, no_look_baselines, prior_agreement, table
+    from cloud.train import MODEL_DIR
+
+    offsets = _sound_offsets(Path(exp.data.world))
+    train_av = load_records(exp.data.qa, "train_av")  # for the question-prior baselines
+    roles = dict(zip(exp.variants, ("baseline", "treatment")))
+    results: dict[str, Any] = {"variants": {}}
+    try:
+        for name, tcfg in variants.items():  # 4
+            print(f"=== {exp.name}: variant {name} ({roles[name]}): {' '.join(exp.variants[name])}", flush=True)
+            trained = train_variant(tcfg, Path(cfg.out))
+            if not trained["reused"]:  # a reused run stays nested under the experiment that trained it
+                tracker.adopt(trained["mlflow_run_id"])
+            torch.set_num_threads(cfg.threads or 1)
+            model_dir = Path(trained.pop("out")) / MODEL_DIR
+            records, predictions = answer_bench(model_dir, Path(exp.data.qa), Path(exp.data.world),
+                                                cfg.eval_batch_size, cfg.eval_max_records)
+            results["variants"][name] = {
+                "role": roles[name],
+                "overrides": list(exp.variants[name]),
+                "train_overrides": [*cfg.train_overrides, *exp.variants[name]],
+                **trained,
+                "model": str(model_dir),
+                "scores": {**breakdown(records, predictions, offsets),
+                           "avh_prior": prior_agreement(train_av, records, predictions)},
+            }
+    except BaseException:
+        tracker.finish(results, folder / RESULTS_FILE, failed=True)
+        raise
+
+    baseline, treatment = list(exp.variants)  # 5
+    scores = {n: v["scores"] for n, v in results["variants"].items()}
+    splits: dict[str, int] = {}
+    for r in manifest.get("recordings", []):
+        splits[r["split"]] = splits.get(r["split"], 0) + 1
+    results = {
+        "schema_version": RESULTS_SCHEMA_VERSION,
+        "experiment": exp.name,
+        "claim": exp.claim,
+        "reference": exp.reference,
+        "command": command or f"earshot experiment experiment={exp.name}",
+        "scale": cfg.scale,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "git_commit": _git_commit(),
+        "config": json.loads(json.dumps(dataclasses.asdict(cfg))),
+        "world": {"path": exp.data.world, "recordings": len(manifest.get("recordings", [])), "splits": splits},
+        "qa": {"path": exp.data.qa, "bench_records": len(records)},
+        "variants": results["variants"],
+        "targets": check_targets(exp.name, exp.targets, baseline, treatment, scores),
+        # What a model that never looks at the clip scores (cloud/experiment_analysis.py).
+        "no_look_baselines": no_look_baselines(train_av, records),
+        "mlflow_parent_run_id": tracker.run_id,
+    }
+    path = folder / RESULTS_FILE
+    path.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    tracker.finish(results, path)
+
+    print(f"\n{exp.name}: {exp.claim}")
+    for title, columns in TABLES[exp.name]:
+        print(f"\n{title}\n{table(exp.name, scores, columns)}")
+    print()
+    for t in results["targets"]:
+        print(f"[{'met' if t['met'] else 'NOT met'}] {t['target']}: {t['measured']}")
+    print(f"results: {path}")
+    if cfg.results_doc:  # 6
+        print(f"wrote {write_doc(cfg.results_root or cfg.out, cfg.results_doc)}")
+    return results
+
+
+def _command_line() -> str:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        task = list(HydraConfig.get().overrides.task)
+    except Exception:  # not inside a Hydra app
+        task = sys.argv[1:]
+    return " ".join(["earshot experiment", *task])
+
+
+@verb("experiment", ExperimentConfig)
+def experiment_main(cfg: ExperimentConfig) -> None:
+    """Train an experiment's two variants, score them, write docs/results.md."""
+    run(cfg, _command_line())
