@@ -240,14 +240,14 @@ def prepare_data(spec: DataSpec) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _finished(tcfg) -> dict[str, Any] | None:
     """The final checkpoint's state if ``tcfg.out`` holds a finished run of exactly ``tcfg``."""
-    from cloud.train import _RESUME_MAY_CHANGE, MODEL_DIR, STATE_FILE, latest_checkpoint
+    from cloud.train import RESUME_MAY_CHANGE, MODEL_DIR, STATE_FILE, latest_checkpoint
 
     ck = latest_checkpoint(tcfg.out)
     if ck is None or not (Path(tcfg.out) / MODEL_DIR / "model.safetensors").is_file():
         return None
     state = json.loads((ck / STATE_FILE).read_text(encoding="utf-8"))
     # Logging, evaluation and tracking keys do not change the weights (the keys a resume may change).
-    ignored = _RESUME_MAY_CHANGE - {"max_steps"}
+    ignored = RESUME_MAY_CHANGE - {"max_steps"}
     then, now = _flatten(state["config"]), _flatten(json.loads(json.dumps(dataclasses.asdict(tcfg))))
     same = all(then.get(k) == now.get(k) for k in set(then) | set(now)
                if k not in ignored and k.split(".")[0] not in ignored)

@@ -73,7 +73,7 @@ MODEL_DIR = "model"
 STATE_FILE = "state.json"
 _STEP_DIR = re.compile(r"^step_(\d{7})$")
 # Config keys a resumed run may change: they steer logging and evaluation, not the maths.
-_RESUME_MAY_CHANGE = {
+RESUME_MAY_CHANGE = {
     "max_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "resume", "threads",
     "mlflow", "data.val_split", "data.max_val_records",
 }
@@ -320,7 +320,7 @@ class TrainRecipe:
         then, now = _flatten(state["config"]), _flatten(dataclasses.asdict(self.cfg))
         changed = sorted(
             k for k in set(then) | set(now)
-            if then.get(k) != now.get(k) and k not in _RESUME_MAY_CHANGE and k.split(".")[0] not in _RESUME_MAY_CHANGE
+            if then.get(k) != now.get(k) and k not in RESUME_MAY_CHANGE and k.split(".")[0] not in RESUME_MAY_CHANGE
         )
         if changed:
             raise UserError(
