@@ -20,6 +20,9 @@ SECTIONS = ("1. Teacher benchmark", "2. Students vs teacher", "3. Edge: size and
 def demo(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("demo")
     env = {**os.environ, "EARSHOT_DEMO_PRESET": "tiny", "EARSHOT_DEMO_DIR": str(tmp / "demo")}
+    # mlflow.set_tracking_uri() in earlier in-process tests exports MLFLOW_TRACKING_URI; the
+    # demo must fall back to its own store, as it does for a user who has not set one.
+    env.pop("MLFLOW_TRACKING_URI", None)
     # Run from another directory: the script must find the repo by itself.
     out = subprocess.run(["bash", str(ROOT / "scripts" / "demo")], cwd=tmp, env=env,
                          capture_output=True, text=True, timeout=1500)

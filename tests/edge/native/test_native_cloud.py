@@ -95,14 +95,15 @@ def test_malformed_replies_become_fallbacks_and_the_run_completes(native_bin, na
 
 def test_curve_keys_allowed_client_gets_results_and_a_stranger_falls_back(native_bin, native_world, programs,
                                                                           teacher, procs, tmp_path):
-    import sys
-    from pathlib import Path
-
     from cloud.server.security import create_keypair
     from server_harness import EARSHOT, Proc, wait_for_lines  # noqa: F401  (tests/cloud on sys.path via conftest)
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from conftest import free_port
+    import socket
+
+    def free_port() -> int:  # not "from conftest import": tests/sim/conftest may own that name by now
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
 
     keys = tmp_path / "keys"
     server_pub, server_sec = create_keypair(keys, "server")
