@@ -148,7 +148,7 @@ PARTS: dict[str, Part] = {
 
 
 def _check_inputs(cfg: BenchConfig) -> Path:
-    run = Path(cfg.run)
+    run = Path(cfg.run).resolve()  # the scripts start servers in their own temporary folders
     needs = [g for p in cfg.parts for g in PARTS[p].needs]
     if needs and not run.is_dir():
         raise ConfigError(f"run: {run} is not a folder (run scripts/demo first, or point run= at a demo output)")
