@@ -381,14 +381,9 @@ class TrainRecipe:
         # One batched write per flush: a sqlite transaction per scalar would cost more than a step.
         if self.mlflow_run_id is None or not self._metrics:
             return
-        from mlflow import MlflowClient
-        from mlflow.entities import Metric
+        from shared.tracking import log_metric_batch
 
-        now = int(time.time() * 1000)
-        batch = [Metric(k, v, now, s) for k, v, s in self._metrics]
-        client = MlflowClient()
-        for i in range(0, len(batch), 1000):  # MLflow's per-request limit
-            client.log_batch(self.mlflow_run_id, metrics=batch[i : i + 1000])
+        log_metric_batch(self.mlflow_run_id, self._metrics)
         self._metrics = []
 
     def _barrier(self) -> None:

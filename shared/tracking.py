@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["flatten", "resolve_uri", "Tracker"]
+__all__ = ["flatten", "resolve_uri", "log_metric_batch", "Tracker"]
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -31,6 +31,18 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def resolve_uri(tracking_uri: str | None) -> str:
     return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def log_metric_batch(run_id: str, pending: list[tuple[str, float, int]]) -> None:
+    """Write buffered ``(key, value, step)`` metrics to ``run_id`` in batched requests."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [Metric(k, v, now, s) for k, v, s in pending]
+    client = MlflowClient()
+    for i in range(0, len(batch), 1000):  # MLflow's per-request limit
+        client.log_batch(run_id, metrics=batch[i : i + 1000])
 
 
 class Tracker:
@@ -89,14 +101,7 @@ class Tracker:
     def flush(self) -> None:
         if self.run_id is None or not self._pending:
             return
-        from mlflow import MlflowClient
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        batch = [Metric(k, v, now, s) for k, v, s in self._pending]
-        client = MlflowClient()
-        for i in range(0, len(batch), 1000):  # MLflow's per-request limit
-            client.log_batch(self.run_id, metrics=batch[i : i + 1000])
+        log_metric_batch(self.run_id, self._pending)
         self._pending = []
 
     def artifacts(self, folder: str | Path, artifact_path: str) -> None:
