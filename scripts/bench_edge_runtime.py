@@ -134,10 +134,9 @@ def main() -> None:
     torch.set_num_threads(1)
     folders = recording_folders(args.data)
     if args.run:  # the demo's held-out (test split) recordings: what the runtimes run on in the demo
-        import json
+        from shared.dataset import load_dataset
 
-        manifest = json.loads((Path(args.data) / "manifest.json").read_text())
-        test = {r["id"] for r in manifest["recordings"] if r.get("split") == "test"}
+        test = {e.id for e in load_dataset(args.data).split("test")}
         folders = [f for f in folders if f.name in test] or folders
     if args.quick:
         folders = folders[:2]

@@ -163,9 +163,10 @@ def stage_students(ctx: Ctx) -> None:
 
 def held_out(ctx: Ctx, n: int) -> list[Path]:
     """The first ``n`` test-split recordings of the demo's world (held out from every training step)."""
-    manifest = json.loads((ctx.out / "world" / "manifest.json").read_text())
-    recs = [r for r in manifest["recordings"] if r["split"] == "test"] or manifest["recordings"]
-    return [ctx.out / "world" / r["path"] for r in recs[:n]]
+    from shared.dataset import load_dataset
+
+    world = load_dataset(ctx.out / "world")
+    return [e.path for e in (world.split("test") or world.entries)[:n]]
 
 
 def program(ctx: Ctx, student: str) -> Path:

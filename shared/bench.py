@@ -47,12 +47,10 @@ class BenchConfig:
 
 def _held_out_recording(run: Path) -> Path:
     """The first test-split recording of the demo's world."""
-    manifest = run / "world" / "manifest.json"
-    data = json.loads(manifest.read_text())
-    rec = data["recordings"]
-    tests = [r for r in rec if r.get("split") == "test"] or rec
-    first = tests[0]
-    return run / "world" / (first.get("path") or f"recordings/{first['id']}")
+    from shared.dataset import load_dataset
+
+    world = load_dataset(run / "world")
+    return (world.split("test") or world.entries)[0].path
 
 
 def _pick(run: Path, pattern: str) -> Path:
