@@ -1,0 +1,68 @@
+"""Recording-level bootstrap intervals and paired differences (shared/stats.py)."""
+import numpy as np
+import pytest
+
+from shared.stats import Interval, bootstrap_mean, bootstrap_ratio, format_interval, paired_difference
+
+
+def test_mean_value_counts_and_interval_brackets_it():
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(40), 10)
+    values = (rng.random(400) < 0.7).astype(float)
+    ci = bootstrap_mean(values, groups, seed=0)
+    assert ci.value == pytest.approx(values.mean())
+    assert (ci.n, ci.n_groups) == (400, 40)
+    assert ci.lo < ci.value < ci.hi
+    # binomial half-width at n=400 is ~4.5 points; clusters of independent items stay close to it
+    assert 0.02 < (ci.hi - ci.lo) / 2 < 0.08
+
+
+def test_clustered_items_widen_the_interval():
+    # every recording all right or all wrong: 40 effective samples, not 400
+    rng = np.random.default_rng(2)
+    per_rec = (rng.random(40) < 0.5).astype(float)
+    groups = np.repeat(np.arange(40), 10)
+    clustered = bootstrap_mean(np.repeat(per_rec, 10), groups, seed=0)
+    independent = bootstrap_mean(np.repeat(per_rec, 10), np.arange(400), seed=0)
+    assert (clustered.hi - clustered.lo) > 2.5 * (independent.hi - independent.lo)
+
+
+def test_single_group_has_no_spread_and_same_seed_same_interval():
+    ci = bootstrap_mean([1, 0, 1], ["r", "r", "r"])
+    assert ci.lo == ci.hi == ci.value
+    a = bootstrap_mean([1, 0, 1, 1, 0], list("aabbc"), seed=3)
+    b = bootstrap_mean([1, 0, 1, 1, 0], list("aabbc"), seed=3)
+    assert a == b
+
+
+def test_ratio_is_a_rate():
+    ci = bootstrap_ratio([3, 1, 0, 2], [1.0, 1.0, 0.5, 0.5], ["a", "b", "c", "d"])
+    assert ci.value == pytest.approx(6 / 3)
+
+
+def test_paired_difference_detects_a_real_gain_and_not_a_null_one():
+    rng = np.random.default_rng(4)
+    groups = np.repeat(np.arange(50), 8)
+    base = (rng.random(400) < 0.5).astype(float)
+    better = np.maximum(base, (rng.random(400) < 0.4).astype(float))
+    gain = paired_difference(better, base, groups, seed=0)
+    assert gain.value > 0.15 and gain.excludes_zero and gain.p_value < 0.01
+    same = paired_difference(base, base[::-1].copy(), groups, seed=0)
+    assert not same.excludes_zero or abs(same.value) < 0.05
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(ValueError, match="lengths differ"):
+        bootstrap_mean([1, 0], ["a"])
+    with pytest.raises(ValueError, match="nothing to average"):
+        bootstrap_mean([], [])
+    with pytest.raises(ValueError, match="no items"):
+        paired_difference([], [], [])
+
+
+def test_format_and_round_trip():
+    ci = Interval(0.625, 0.551, 0.698, 80, 40)
+    assert format_interval(ci) == "62.5 [55.1, 69.8]"
+    assert format_interval(ci.to_dict()) == "62.5 [55.1, 69.8]"
+    assert format_interval(Interval(0.1, 0.05, 0.2, 3, 2), signed=True) == "+10.0 [+5.0, +20.0]"
+    assert format_interval(None) == "-"
