@@ -23,17 +23,16 @@ class InstructConfig:
     out: str = MISSING  # QA folder to write (replaced if it is an earlier instruct output)
     seed: int = 0
     window_s: float = 10.0
+    grid_s: float = 0.5
     windows_per_recording: int = 6
     bench_windows_per_recording: int = 16
-    bench_per_category: int = 100
+    pairs_per_probe: int = 2
+    bench_pairs_per_category: int = 100
+    bench_per_category: int = 50
     min_overlap_s: float = 0.5
-    ssa_per_window: int = 2
-    tr_per_window: int = 3
-    avh_positives_per_window: int = 2
-    negatives_ratio: float = 1.0
-    hard_negative_share: float = 0.5
     negative_margin_s: float = 1.0
     tr_min_gap_s: float = 1.0
+    response_wait_s: float = 6.0
     avdn_max_items: int = 6
     avsn_max_labels: int = 4
     noisy_below_db: float = 10.0
@@ -45,24 +44,22 @@ class InstructConfig:
         check(bool(str(self.out).strip()), "out", "must name a folder")
         check(0 <= self.seed < 2**63, "seed", f"must be a non-negative int, got {self.seed}")
         check(2.0 <= self.window_s <= 10.0, "window_s", f"must be in [2, 10] s (the model's clip), got {self.window_s}")
-        check(1 <= self.windows_per_recording <= 1000, "windows_per_recording",
-              f"must be in [1, 1000], got {self.windows_per_recording}")
-        check(1 <= self.bench_windows_per_recording <= 1000, "bench_windows_per_recording",
-              f"must be in [1, 1000], got {self.bench_windows_per_recording}")
-        check(1 <= self.bench_per_category <= 100_000, "bench_per_category",
-              f"must be in [1, 100000], got {self.bench_per_category}")
+        check(0.1 <= self.grid_s <= self.window_s, "grid_s", f"must be in [0.1, window_s] s, got {self.grid_s}")
+        for key in ("windows_per_recording", "bench_windows_per_recording"):
+            v = getattr(self, key)
+            check(1 <= v <= 1000, key, f"must be in [1, 1000], got {v}")
+        check(1 <= self.pairs_per_probe <= 20, "pairs_per_probe", f"must be in [1, 20], got {self.pairs_per_probe}")
+        for key in ("bench_pairs_per_category", "bench_per_category"):
+            v = getattr(self, key)
+            check(1 <= v <= 100_000, key, f"must be in [1, 100000], got {v}")
         check(0.0 < self.min_overlap_s <= self.window_s / 2, "min_overlap_s",
               f"must be in (0, window_s / 2], got {self.min_overlap_s}")
-        for key in ("ssa_per_window", "tr_per_window", "avh_positives_per_window"):
-            v = getattr(self, key)
-            check(0 <= v <= 20, key, f"must be in [0, 20], got {v}")
-        check(0.0 <= self.negatives_ratio <= 5.0, "negatives_ratio", f"must be in [0, 5], got {self.negatives_ratio}")
-        check(0.0 <= self.hard_negative_share <= 1.0, "hard_negative_share",
-              f"must be in [0, 1], got {self.hard_negative_share}")
         check(0.0 <= self.negative_margin_s <= 10.0, "negative_margin_s",
               f"must be in [0, 10] s, got {self.negative_margin_s}")
         check(0.0 <= self.tr_min_gap_s < self.window_s, "tr_min_gap_s",
               f"must be in [0, window_s), got {self.tr_min_gap_s}")
+        check(0.0 <= self.response_wait_s <= self.window_s, "response_wait_s",
+              f"must be in [0, window_s] s, got {self.response_wait_s}")
         # A small decoder generates the answer: keep narrations within ~12 words.
         check(1 <= self.avdn_max_items <= 6, "avdn_max_items", f"must be in [1, 6], got {self.avdn_max_items}")
         check(1 <= self.avsn_max_labels <= 4, "avsn_max_labels", f"must be in [1, 4], got {self.avsn_max_labels}")
@@ -71,23 +68,16 @@ class InstructConfig:
 
 
 def make_params(cfg: InstructConfig):
-    """The QA parameters of a config."""
+    """The narration QA parameters and the pair parameters of a config."""
+    from cloud.data_engine.pairs import PairParams
     from cloud.data_engine.qa import QAParams
 
-    return QAParams(
-        window_s=cfg.window_s,
-        min_overlap_s=cfg.min_overlap_s,
-        ssa_per_window=cfg.ssa_per_window,
-        tr_per_window=cfg.tr_per_window,
-        avh_positives_per_window=cfg.avh_positives_per_window,
-        negatives_ratio=cfg.negatives_ratio,
-        hard_negative_share=cfg.hard_negative_share,
-        negative_margin_s=cfg.negative_margin_s,
-        tr_min_gap_s=cfg.tr_min_gap_s,
-        avdn_max_items=cfg.avdn_max_items,
-        avsn_max_labels=cfg.avsn_max_labels,
-        noisy_below_db=cfg.noisy_below_db,
-    )
+    qa = QAParams(window_s=cfg.window_s, min_overlap_s=cfg.min_overlap_s, avdn_max_items=cfg.avdn_max_items,
+                  avsn_max_labels=cfg.avsn_max_labels, noisy_below_db=cfg.noisy_below_db)
+    pairs = PairParams(window_s=cfg.window_s, grid_s=cfg.grid_s, min_overlap_s=cfg.min_overlap_s,
+                       negative_margin_s=cfg.negative_margin_s, tr_min_gap_s=cfg.tr_min_gap_s,
+                       response_wait_s=cfg.response_wait_s)
+    return qa, pairs
 
 
 def make_plan(cfg: InstructConfig):
@@ -97,6 +87,8 @@ def make_plan(cfg: InstructConfig):
         seed=cfg.seed,
         windows_per_recording=cfg.windows_per_recording,
         bench_windows_per_recording=cfg.bench_windows_per_recording,
+        pairs_per_probe=cfg.pairs_per_probe,
+        bench_pairs_per_category=cfg.bench_pairs_per_category,
         bench_per_category=cfg.bench_per_category,
     )
 
@@ -108,7 +100,8 @@ def instruct_main(cfg: InstructConfig) -> None:
 
     # The output location is not content: leave it out so two runs compare byte for byte.
     config = {k: v for k, v in asdict(cfg).items() if k not in ("out", "progress")}
-    info = build_instruct(cfg.dataset, cfg.out, make_params(cfg), make_plan(cfg), config=config, progress=cfg.progress)
+    qa, pairs = make_params(cfg)
+    info = build_instruct(cfg.dataset, cfg.out, qa, make_plan(cfg), pairs, config=config, progress=cfg.progress)
     print(f"wrote {cfg.out}")
     print_summary(info)
 
@@ -136,9 +129,9 @@ def print_summary(info: dict[str, Any]) -> None:
                       f"{d['dropped']} dropped (not in the vision-only narration)")
     console.print(f"answer vocabulary: {info['answer_vocab_size']} tokens")
     bench = info["bench"]
-    if bench["complete"]:
-        console.print(f"bench: {bench['per_category']} per category")
-    else:
+    pairs = ", ".join(f"{c} {n}" for c, n in bench["pairs"].items())
+    console.print(f"bench: {bench['recordings']} held-out recordings; counterfactual pairs: {pairs}")
+    if not bench["complete"]:
         short = ", ".join(f"{c} {bench['available'][c]}" for c in bench["shortfall"])
-        console.print(f"[yellow]bench incomplete: wanted {bench['per_category']} per category; only {short} "
-                      f"available (add test recordings or bench_windows_per_recording)[/yellow]")
+        console.print(f"[yellow]bench incomplete: wanted {bench['wanted']}; only {short} available "
+                      f"(add test recordings)[/yellow]")
