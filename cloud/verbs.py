@@ -131,6 +131,8 @@ class EvalConfig:
     max_records: int = 0  # 0 = all
     predictions: str | None = None  # JSONL of predictions; default <checkpoint>/eval_<split>.jsonl
     threads: int = 1  # 0 = all cores (see configs/train.yaml on why 1)
+    controls: bool = True  # blind, scene, shuffled and constant beside the model
+    seed: int = 0  # the shuffled clips and the bootstrap resamples
     mlflow: MlflowConfig = field(default_factory=lambda: MlflowConfig(experiment="earshot-eval"))
 
     def __post_init__(self) -> None:
