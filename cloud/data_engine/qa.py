@@ -22,6 +22,7 @@ both inside), the rest stratified over the recording.
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,7 @@ __all__ = [
     "noise_of",
     "make_windows",
     "window_questions",
+    "WINDOW_GRID_S",
     "answer_in",
     "event_ids_of",
 ]
@@ -89,8 +91,17 @@ def noise_of(snr_db: float | None, noisy_below_db: float) -> str:
 # --- windows -------------------------------------------------------------------
 
 
+#: Window starts (and so ends) lie on this grid: the teacher's 0.5 s audio tokens,
+#: so cached per-recording token features line up with every window.
+WINDOW_GRID_S = 0.5
+
+
+def _on_grid(x: float) -> float:
+    return round(round(x / WINDOW_GRID_S) * WINDOW_GRID_S, 3)
+
+
 def make_windows(g: ContextGraph, n: int, window_s: float, rng: random.Random) -> list[Window]:
-    """Up to ``n`` windows, sorted by start, on a 0.1 s grid.
+    """Up to ``n`` windows, sorted by start, starting on the 0.5 s grid.
 
     At most half (rounded up) are anchored on cause links whose cause is a
     sound: the window starts at or before the cause and ends at least 1 s
@@ -100,24 +111,26 @@ def make_windows(g: ContextGraph, n: int, window_s: float, rng: random.Random) -
     """
     if g.duration_s <= window_s:
         return [Window(0, 0.0, round(g.duration_s, 3))]
-    last = g.duration_s - window_s
+    last = math.floor(round((g.duration_s - window_s) / WINDOW_GRID_S, 6)) * WINDOW_GRID_S
     starts: list[float] = []
     anchors, done = [], set()
     for l in g.links:
         cause, effect = g.node(l.cause), g.node(l.effect)
         if cause.kind != SOUND or cause.id in done:
             continue
-        lo, hi = max(0.0, effect.onset_s + 1.0 - window_s), min(cause.onset_s, last)
+        lo = math.ceil(round(max(0.0, effect.onset_s + 1.0 - window_s) / WINDOW_GRID_S, 6)) * WINDOW_GRID_S
+        hi = math.floor(round(min(cause.onset_s, last) / WINDOW_GRID_S, 6)) * WINDOW_GRID_S
         if lo <= hi:
             anchors.append((lo, hi))
             done.add(cause.id)
     rng.shuffle(anchors)
     for lo, hi in anchors[: (n + 1) // 2]:
-        starts.append(min(max(round(rng.uniform(lo, hi), 1), round(lo + 0.05, 1)), hi))
+        k = int(round((hi - lo) / WINDOW_GRID_S))
+        starts.append(round(lo + WINDOW_GRID_S * rng.randint(0, k), 3))
     m = n - len(starts)
     for i in range(m):
-        starts.append(round(rng.uniform(last * i / m, last * (i + 1) / m), 1))
-    starts = sorted({round(min(max(s, 0.0), last), 1) for s in starts})
+        starts.append(_on_grid(rng.uniform(last * i / m, last * (i + 1) / m)))
+    starts = sorted({round(min(max(s, 0.0), last), 3) for s in starts})
     return [Window(i, s, round(s + window_s, 3)) for i, s in enumerate(starts)]
 
 
