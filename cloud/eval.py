@@ -38,9 +38,10 @@ from cloud.model.io import load_teacher
 from cloud.model.teacher import AVTeacher
 from cloud.model.tokenizer import Tokenizer
 from shared.config import UserError
+from shared.tracking import make_tracker
 
-__all__ = ["SNR_BINS", "snr_bin", "predict", "score_predictions", "evaluate", "flat_metrics", "print_table",
-           "print_bench", "start_mlflow_experiment", "run"]
+__all__ = ["SNR_BINS", "snr_bin", "predict", "score_predictions", "evaluate", "flat_metrics", "bench_metrics",
+           "print_table", "print_bench", "run"]
 
 #: Recording SNR bins (dB, lower edge inclusive) and their metric-safe names.
 SNR_BINS = (
@@ -239,30 +240,6 @@ def print_table(scores: dict[str, Any], title: str) -> None:
     console.print(table)
 
 
-def start_mlflow_experiment(tracking_uri: str | None, experiment: str) -> str:
-    """Point MLflow at the store and experiment; returns the tracking URI.
-
-    The store is ``tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else
-    ``sqlite:///mlflow.db`` in the working directory. A new experiment in an
-    sqlite store keeps its artifacts in ``mlruns/`` next to the database file
-    (MLflow's own default is the working directory of whoever creates it,
-    which scatters artifacts when runs start from different directories).
-    """
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(experiment) is None:
-        artifacts = Path(uri[len("sqlite:///") :]).resolve().parent / "mlruns"
-        try:
-            mlflow.create_experiment(experiment, artifact_location=artifacts.as_uri())
-        except MlflowException:  # another process created it first
-            pass
-    mlflow.set_experiment(experiment)
-    return uri
-
-
 def run(cfg) -> dict[str, Any]:
     """The verb: load, predict, score, print, log. Returns the scores."""
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
@@ -303,17 +280,12 @@ def run(cfg) -> dict[str, Any]:
                                        "figures": result["figures"]}, indent=1) + "\n")
     print(f"scores: {scores_path}")
 
-    if cfg.mlflow.enabled:
-        import mlflow
-
-        start_mlflow_experiment(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
-        with mlflow.start_run(run_name=cfg.mlflow.run_name):
-            mlflow.log_params(
-                {"checkpoint": str(folder.resolve()), "split": cfg.split, "qa_dir": str(cfg.qa_dir), "n_records": len(records),
-                 "fusion": model.cfg.fusion, "audio_history_s": spec.audio_history_s,
-                 "trained_run_id": card.get("mlflow_run_id") or ""}
-            )
-            mlflow.log_metrics(flat_metrics(scores, cfg.split))
-            mlflow.log_metrics(bench_metrics(result["figures"], cfg.split))
-            mlflow.log_artifact(str(out))
+    tracker = make_tracker(cfg.mlflow)
+    tracker.start(run_name=cfg.mlflow.run_name)
+    tracker.params({"checkpoint": str(folder.resolve()), "split": cfg.split, "qa_dir": str(cfg.qa_dir),
+                    "n_records": len(records), "fusion": model.cfg.fusion, "audio_history_s": spec.audio_history_s,
+                    "trained_run_id": card.get("mlflow_run_id") or ""})
+    tracker.metrics({**flat_metrics(scores, cfg.split), **bench_metrics(result["figures"], cfg.split)}, step=0)
+    tracker.artifact(out)
+    tracker.end()
     return scores

@@ -1,101 +1,22 @@
 """``earshot instruct``: the instruction data engine as a verb.
 
     earshot instruct dataset=data/world out=data/qa
+
+The schema lives in ``cloud/data_engine/instruct_config.py``.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
-from omegaconf import MISSING
+from cloud.data_engine.instruct_config import InstructConfig, make_params, make_plan
+from shared.config import verb
 
-from shared.config import check, verb
-
-__all__ = ["InstructConfig", "instruct_main", "make_params", "make_plan", "print_summary"]
-
-
-@dataclass
-class InstructConfig:
-    """``earshot instruct``: annotations of a dataset -> instruction QA (configs/instruct.yaml)."""
-
-    dataset: str = MISSING  # dataset folder (manifest.json + recordings/)
-    out: str = MISSING  # QA folder to write (replaced if it is an earlier instruct output)
-    seed: int = 0
-    window_s: float = 10.0
-    grid_s: float = 0.5
-    windows_per_recording: int = 6
-    bench_windows_per_recording: int = 16
-    pairs_per_probe: int = 2
-    bench_pairs_per_category: int = 100
-    bench_per_category: int = 50
-    min_overlap_s: float = 0.5
-    negative_margin_s: float = 1.0
-    tr_min_gap_s: float = 1.0
-    response_wait_s: float = 6.0
-    avdn_max_items: int = 6
-    avsn_max_labels: int = 4
-    noisy_below_db: float = 10.0
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        check(Path(self.dataset, "manifest.json").is_file(), "dataset",
-              f"no manifest.json in {self.dataset!r} (make a dataset with 'earshot synth')")
-        check(bool(str(self.out).strip()), "out", "must name a folder")
-        check(0 <= self.seed < 2**63, "seed", f"must be a non-negative int, got {self.seed}")
-        check(2.0 <= self.window_s <= 10.0, "window_s", f"must be in [2, 10] s (the model's clip), got {self.window_s}")
-        check(0.1 <= self.grid_s <= self.window_s, "grid_s", f"must be in [0.1, window_s] s, got {self.grid_s}")
-        for key in ("windows_per_recording", "bench_windows_per_recording"):
-            v = getattr(self, key)
-            check(1 <= v <= 1000, key, f"must be in [1, 1000], got {v}")
-        check(1 <= self.pairs_per_probe <= 20, "pairs_per_probe", f"must be in [1, 20], got {self.pairs_per_probe}")
-        for key in ("bench_pairs_per_category", "bench_per_category"):
-            v = getattr(self, key)
-            check(1 <= v <= 100_000, key, f"must be in [1, 100000], got {v}")
-        check(0.0 < self.min_overlap_s <= self.window_s / 2, "min_overlap_s",
-              f"must be in (0, window_s / 2], got {self.min_overlap_s}")
-        check(0.0 <= self.negative_margin_s <= 10.0, "negative_margin_s",
-              f"must be in [0, 10] s, got {self.negative_margin_s}")
-        check(0.0 <= self.tr_min_gap_s < self.window_s, "tr_min_gap_s",
-              f"must be in [0, window_s), got {self.tr_min_gap_s}")
-        check(0.0 <= self.response_wait_s <= self.window_s, "response_wait_s",
-              f"must be in [0, window_s] s, got {self.response_wait_s}")
-        # A small decoder generates the answer: keep narrations within ~12 words.
-        check(1 <= self.avdn_max_items <= 6, "avdn_max_items", f"must be in [1, 6], got {self.avdn_max_items}")
-        check(1 <= self.avsn_max_labels <= 4, "avsn_max_labels", f"must be in [1, 4], got {self.avsn_max_labels}")
-        check(-30.0 <= self.noisy_below_db <= 60.0, "noisy_below_db",
-              f"must be in [-30, 60] dB, got {self.noisy_below_db}")
+__all__ = ["instruct_main", "run_instruct", "print_summary"]
 
 
-def make_params(cfg: InstructConfig):
-    """The narration QA parameters and the pair parameters of a config."""
-    from cloud.data_engine.pairs import PairParams
-    from cloud.data_engine.qa import QAParams
-
-    qa = QAParams(window_s=cfg.window_s, min_overlap_s=cfg.min_overlap_s, avdn_max_items=cfg.avdn_max_items,
-                  avsn_max_labels=cfg.avsn_max_labels, noisy_below_db=cfg.noisy_below_db)
-    pairs = PairParams(window_s=cfg.window_s, grid_s=cfg.grid_s, min_overlap_s=cfg.min_overlap_s,
-                       negative_margin_s=cfg.negative_margin_s, tr_min_gap_s=cfg.tr_min_gap_s,
-                       response_wait_s=cfg.response_wait_s)
-    return qa, pairs
-
-
-def make_plan(cfg: InstructConfig):
-    from cloud.data_engine.engine import RunPlan
-
-    return RunPlan(
-        seed=cfg.seed,
-        windows_per_recording=cfg.windows_per_recording,
-        bench_windows_per_recording=cfg.bench_windows_per_recording,
-        pairs_per_probe=cfg.pairs_per_probe,
-        bench_pairs_per_category=cfg.bench_pairs_per_category,
-        bench_per_category=cfg.bench_per_category,
-    )
-
-
-@verb("instruct", InstructConfig)
-def instruct_main(cfg: InstructConfig) -> None:
-    """Build instruction QA (SSA, AVDN, AVSN, TR, AVH) from a dataset's annotations."""
+def run_instruct(cfg: InstructConfig) -> dict[str, Any]:
+    """The verb's body: build the QA folder, print its summary, return its info.json."""
     from cloud.data_engine.engine import build_instruct
 
     # The output location is not content: leave it out so two runs compare byte for byte.
@@ -104,6 +25,13 @@ def instruct_main(cfg: InstructConfig) -> None:
     info = build_instruct(cfg.dataset, cfg.out, qa, make_plan(cfg), pairs, config=config, progress=cfg.progress)
     print(f"wrote {cfg.out}")
     print_summary(info)
+    return info
+
+
+@verb("instruct", InstructConfig)
+def instruct_main(cfg: InstructConfig) -> None:
+    """Build instruction QA (SSA, AVDN, AVSN, TR, AVH) from a dataset's annotations."""
+    run_instruct(cfg)
 
 
 def print_summary(info: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from shared.config import ConfigError
 from shared.dataset import load_dataset
 
 from cloud.data_engine.records import CATEGORIES, SPLIT_FILES, read_jsonl
-from cloud.data_engine.verbs import InstructConfig
+from cloud.data_engine.instruct_config import InstructConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_data_engine import check_records, write_dataset  # noqa: E402
