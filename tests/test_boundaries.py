@@ -8,6 +8,7 @@
 | edge/    | shared                      |
 """
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,7 @@ def test_the_checker_catches_a_violation(tmp_path, monkeypatch):
     fake_root = tmp_path
     (fake_root / "edge").mkdir()
     (fake_root / "edge" / "bad.py").write_text("def f():\n    from cloud.model import Teacher\n")
-    monkeypatch.setattr(__import__(__name__), "ROOT", fake_root)
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", fake_root)
     assert violations("edge", ALLOWED["edge"]) == ["edge/bad.py:2 imports cloud"]
 
 
