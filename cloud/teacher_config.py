@@ -88,9 +88,12 @@ class EvalConfig:
     max_records: int = 0  # 0 = all
     predictions: str | None = None  # JSONL of predictions; default <checkpoint>/eval_<split>.jsonl
     threads: int = 1  # 0 = all cores (see configs/train.yaml on why 1)
+    controls: bool = True  # blind, scene, shuffled and constant beside the model
+    seed: int = 0  # the shuffled clips and the bootstrap resamples
     mlflow: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="earshot-eval"))
 
     def __post_init__(self) -> None:
+        check_range("seed", self.seed, 0, 2**63, hi_open=True)
         check_choice("split", self.split, EVAL_SPLITS)
         check_range("batch_size", self.batch_size, 1, 4096)
         check_range("max_records", self.max_records, 0)

@@ -21,7 +21,8 @@ def run_instruct(cfg: InstructConfig) -> dict[str, Any]:
 
     # The output location is not content: leave it out so two runs compare byte for byte.
     config = {k: v for k, v in asdict(cfg).items() if k not in ("out", "progress")}
-    info = build_instruct(cfg.dataset, cfg.out, make_params(cfg), make_plan(cfg), config=config, progress=cfg.progress)
+    qa, pairs = make_params(cfg)
+    info = build_instruct(cfg.dataset, cfg.out, qa, make_plan(cfg), pairs, config=config, progress=cfg.progress)
     print(f"wrote {cfg.out}")
     print_summary(info)
     return info
@@ -56,9 +57,9 @@ def print_summary(info: dict[str, Any]) -> None:
                       f"{d['dropped']} dropped (not in the vision-only narration)")
     console.print(f"answer vocabulary: {info['answer_vocab_size']} tokens")
     bench = info["bench"]
-    if bench["complete"]:
-        console.print(f"bench: {bench['per_category']} per category")
-    else:
+    pairs = ", ".join(f"{c} {n}" for c, n in bench["pairs"].items())
+    console.print(f"bench: {bench['recordings']} held-out recordings; counterfactual pairs: {pairs}")
+    if not bench["complete"]:
         short = ", ".join(f"{c} {bench['available'][c]}" for c in bench["shortfall"])
-        console.print(f"[yellow]bench incomplete: wanted {bench['per_category']} per category; only {short} "
-                      f"available (add test recordings or bench_windows_per_recording)[/yellow]")
+        console.print(f"[yellow]bench incomplete: wanted {bench['wanted']}; only {short} available "
+                      f"(add test recordings)[/yellow]")
