@@ -14,6 +14,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from cloud.train import run
 from shared.training import latest_checkpoint
+import cloud.verbs  # noqa: F401  (registers train_schema)
 from cloud.teacher_config import TrainConfig
 from shared.config import CONFIG_DIR, to_schema
 

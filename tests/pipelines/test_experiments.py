@@ -12,10 +12,12 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 
+import pipelines.verbs  # noqa: F401  (registers experiment_schema)
 from cloud.data_engine.records import QARecord
 from cloud.experiment_analysis import breakdown, check_targets, prior_agreement, question_prior
-from cloud.experiments import ExperimentConfig, run
 from cloud.results_doc import NOTES_BEGIN, NOTES_END, RESULTS_FILE, load_results, write_doc
+from pipelines.experiment_config import ExperimentConfig
+from pipelines.experiments import run
 from shared.config import CONFIG_DIR, ConfigError, to_schema
 
 EARSHOT = str(Path(sys.executable).parent / "earshot")
@@ -138,7 +140,7 @@ def tiny_run(tmp_path_factory):
     """The tiny trust experiment, from no world to results.json and a doc (in a tmp dir)."""
     root = tmp_path_factory.mktemp("experiment")
     cwd = os.getcwd()
-    os.chdir(root)  # the synth and instruct subprocesses keep their Hydra logs here
+    os.chdir(root)  # whatever the run writes relative to the working directory stays here
     try:
         results = run(compose_experiment(tiny_overrides(root)), command="earshot experiment experiment=trust (test)")
     finally:
