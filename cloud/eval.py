@@ -81,7 +81,7 @@ def predict(model: AVTeacher, tokenizer: Tokenizer, dataset: QADataset, batch_si
         enc = model.encode(batch)
         records = [dataset.records[j] for j in rows]
         options = [r.meta.get("options") or [] for r in records]
-        scored = model.option_logprobs(batch, [[tokenizer.encode(o) for o in opts] for opts in options], enc=enc)
+        scored = model.option_logprobs(batch, [[tokenizer.encode_answer(o) for o in opts] for opts in options], enc=enc)
         free = [k for k, opts in enumerate(options) if not opts]
         generated = {}
         if free:

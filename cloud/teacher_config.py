@@ -71,6 +71,7 @@ class TrainConfig:
     """``earshot train``: train the audio-visual teacher on instruction QA."""
 
     out: str = "runs/teacher"
+    phase: str = "all"  # all: perception then QA; perception: phase 1 only (runs that share it: perception.init)
     seed: int = 0
     max_steps: int = 1200
     batch_size: int = 32  # global: split evenly over torchrun processes
@@ -88,6 +89,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_recipe_loop(self)
+        check_choice("phase", self.phase, ("all", "perception"))
         frames = self.data.audio_history_s * 100 / self.model.mel_frames_per_token
         check(
             abs(frames - round(frames)) < 1e-6,

@@ -145,7 +145,8 @@ class TrainRecipe:
         else:
             # every perception label is a word, so each can be mixed into the prefix (label_word_ids)
             labels = " ".join((*SOUND_LABELS, *FRAME_LABELS))
-            self.tokenizer = Tokenizer.build([labels, *(t for r in self.train_records for t in (r.question, r.answer))])
+            self.tokenizer = Tokenizer.build([r.question for r in self.train_records],
+                                             answers=[labels, *(r.answer for r in self.train_records)])
 
         # Datasets share one store, so each recording is decoded once per process.
         self.spec = WindowSpec(
@@ -486,8 +487,9 @@ def perception_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
 
 
 def label_word_ids(tokenizer: Tokenizer) -> list[int]:
-    """Token id of every perception label as an answer word (no leading space), -1 if unknown."""
-    return [tokenizer.ids.get(l, tokenizer.ids.get(" " + l, -1)) for l in (*SOUND_LABELS, *FRAME_LABELS)]
+    """Token id of every perception label's word (" label", as questions and answers
+    write it), -1 if unknown."""
+    return [tokenizer.ids.get(" " + l, -1) for l in (*SOUND_LABELS, *FRAME_LABELS)]
 
 
 def run_perception(cfg: TrainConfig) -> Path:
@@ -506,8 +508,14 @@ def run_perception(cfg: TrainConfig) -> Path:
     return recipe.out / PERCEPTION_DIR
 
 
-def run(cfg: TrainConfig) -> TrainRecipe:
-    """The verb's body: setup, train, cleanup. Returns the finished recipe."""
+def run(cfg: TrainConfig) -> TrainRecipe | None:
+    """The verb's body: setup, train, cleanup. Returns the finished recipe.
+
+    ``phase=perception`` stops after phase 1 (``run_perception``)."""
+    if cfg.phase == "perception":
+        folder = run_perception(cfg)
+        print(f"perception: {folder}", flush=True)
+        return None
     recipe = TrainRecipe(cfg)
     recipe.setup()
     try:
