@@ -49,6 +49,7 @@ from edge.snr import estimate_snr_db
 from edge.source import AudioRing, RecordingSource
 from shared.profiles import EnergyMeter, inference_mj
 from shared.protocol import AudioWindow, Frame, InferRequest, Result, encode
+from shared.queries import answer_matches  # re-exported: edge.trace scores with it too
 
 __all__ = ["NO_ENDPOINT", "RING_S", "Summary", "EdgeRuntime", "answer_matches", "build_request", "step_times",
            "resize_frame"]
@@ -69,13 +70,6 @@ def step_times(duration_s: float, hop_s: float) -> list[float]:
     """End times of the steps of a recording: ``(i + 1) * hop_s`` for i < floor(duration / hop)."""
     n = int(math.floor(duration_s / hop_s + 1e-9))
     return [round((i + 1) * hop_s, 9) for i in range(n)]
-
-
-def answer_matches(answer: str | None, gold: str | None) -> bool | None:
-    """Exact match after trimming and lower-casing (None without a gold answer)."""
-    if gold is None or gold == "":
-        return None
-    return answer is not None and answer.strip().lower() == gold.strip().lower()
 
 
 def _top(scores: dict[str, float], k: int = TOP_K) -> list[list]:

@@ -31,6 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from shared.config import UserError
+from shared.queries import answer_matches
 
 __all__ = ["KINDS", "TRACE_VERSION", "TraceError", "Trace", "TraceSet", "load_trace", "load_traces"]
 
@@ -194,8 +195,9 @@ def load_trace(path: str | Path, important: Sequence[str]) -> Trace:
                 if qid not in gold:
                     raise _bad(path, ln, f"local_answer names query {qid!r}, which the header does not list")
                 q_hop[qid] = i
-                q_local[qid] = answer == gold[qid]
-                q_cloud[qid] = [bool(h["cloud"][kind]["ok"]) and h["cloud"][kind].get("answer") == gold[qid] for kind in KINDS]
+                q_local[qid] = bool(answer_matches(answer, gold[qid]))
+                q_cloud[qid] = [bool(h["cloud"][kind]["ok"]) and bool(answer_matches(h["cloud"][kind].get("answer"), gold[qid]))
+                                for kind in KINDS]
         except TraceError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
