@@ -5,7 +5,8 @@ One step per hop (default 250 ms) of the recording clock; step ``i`` ends at
 
 1. take the hop's audio from the source into the ring buffer;
 2. run the trigger on the last second (every step: it is the always-on part);
-   labels newly over their card threshold are logged as ``trigger`` events;
+   the card's thresholds and refractory hold (``shared/trigger.py``) decide
+   which labels are held on; a label newly held is a ``trigger`` event;
 3. merge the cloud results (and failures) that have arrived by ``t``;
 4. build the `Observation` (trigger scores, the student's latest output, SNR
    estimate, battery, link, the user query that falls in this step) and ask
@@ -165,7 +166,7 @@ class EdgeRuntime:
         self._events: list[tuple[str, float, dict[str, Any]]] = []  # this step's, written after charging
         self._in_flight: list[_InFlight] = []
         self._next_request_id = 1
-        self._prev_fired: set[str] = set()
+        self._hold = trigger.card.trigger_hold()
         self._camera_on = False
         self._captured: list[int] = []          # indices of frames the camera captured, in time order
         self._student_scores: dict[str, float] | None = None
@@ -252,12 +253,10 @@ class EdgeRuntime:
         self._compute_mj += self._trigger_mj
         card = self.trigger.card
         scores = {lab: float(p) for lab, p in zip(card.labels, probs)}
-        fired = card.decide(probs)
-        for lab in fired:
-            if lab not in self._prev_fired:
-                self._emit("trigger", t, label=lab, score=scores[lab])
-                self.memory.add(t, lab, scores[lab], "trigger")
-        self._prev_fired = set(fired)
+        fired, new = self._hold.step(t, probs)
+        for lab in new:
+            self._emit("trigger", t, label=lab, score=scores[lab])
+            self.memory.add(t, lab, scores[lab], "trigger")
         return scores, fired
 
     def _query_for(self, t: float):

@@ -15,6 +15,7 @@
 #include "media.h"
 #include "policy.h"
 #include "program.h"
+#include "trigger.h"
 
 namespace earshot {
 
@@ -114,7 +115,7 @@ class Runtime {
   std::vector<InFlight> in_flight_;
   std::map<uint64_t, std::pair<Outcome, double>> outcomes_;  // call -> (outcome, wall time resolved)
   long long next_request_id_ = 1;
-  std::vector<std::string> prev_fired_;
+  TriggerHold hold_;
   bool camera_on_ = false;
   std::vector<size_t> captured_;
   std::optional<std::vector<double>> student_scores_;
