@@ -91,7 +91,7 @@ class WindowSet:
         audio_s: float,
         stride_s: float,
         visual_span_s: float,
-        teacher_view: TeacherView,
+        teacher_view: TeacherView | None,
         with_frames: bool,
     ) -> None:
         self.recordings = recordings
@@ -105,7 +105,7 @@ class WindowSet:
         self.windows = np.asarray(rows, np.float64).reshape(-1, 2)
         self.labels = np.stack([self._labels(int(i), t) for i, t in self.windows]) if rows else np.zeros((0, len(TAG_NAMES)), np.float32)
         # Teacher frame slots: one per 1 / frame_hz back from the end, inside the audio span.
-        self._n_slots = max(1, int(round(audio_s * teacher_view.frame_hz)))
+        self._n_slots = max(1, int(round(audio_s * teacher_view.frame_hz))) if teacher_view else 0
         self._n_mel = int(round(audio_s * MEL_HZ))
 
     def __len__(self) -> int:
@@ -188,13 +188,15 @@ def load_split(
     audio_s: float,
     stride_s: float,
     visual_span_s: float,
-    teacher_view: TeacherView,
+    teacher_view: TeacherView | None,
     frame_size_px: int | None,
     max_recordings: int = 0,
 ) -> WindowSet:
     """Decode the recordings of ``split`` and window them.
 
     Args:
+        teacher_view: what the teacher reads; None when there is no teacher (labels
+            only): the teacher's log-mel and frames are then not computed.
         frame_size_px: the student's frame size; None for an audio-only student
             (its frames are then not kept).
         max_recordings: > 0 keeps the first that many recordings of the split.
@@ -202,20 +204,23 @@ def load_split(
     entries = dataset.split(split)
     if max_recordings > 0:
         entries = entries[:max_recordings]
-    front_end = LogMel(FeatureConfig(n_mels=teacher_view.n_mels))
+    front_end = LogMel(FeatureConfig(n_mels=teacher_view.n_mels if teacher_view else 64))
     recordings = []
     for entry in entries:
-        rec = dataset.load(entry)
+        # An audio-only student with no teacher never looks at a frame: skip decoding them.
+        rec = dataset.load(entry, video=bool(frame_size_px or teacher_view))
         if rec.sample_rate_hz != front_end.cfg.sample_rate_hz:
             raise UserError(f"{entry.id}: audio at {rec.sample_rate_hz} Hz; students and teacher read 16000 Hz")
         recordings.append(
             LoadedRecording(
                 id=entry.id,
                 audio=rec.audio,
-                frame_times_s=rec.frame_times_s.astype(np.float64),
+                frame_times_s=np.asarray(rec.frame_times_s, np.float64),
                 frames=resize_frames(rec.frames, frame_size_px) if frame_size_px and len(rec.frames) else None,
-                teacher_frames=resize_frames(rec.frames, teacher_view.frame_size_px) if len(rec.frames) else rec.frames,
-                teacher_mel=recording_log_mel(rec.audio, front_end),
+                teacher_frames=(resize_frames(rec.frames, teacher_view.frame_size_px)
+                                if teacher_view and len(rec.frames) else rec.frames[:0]),
+                teacher_mel=(recording_log_mel(rec.audio, front_end) if teacher_view
+                             else np.zeros((0, front_end.cfg.n_mels), np.float32)),
                 annotations=rec.annotations,
                 sample_rate_hz=rec.sample_rate_hz,
             )

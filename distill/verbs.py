@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from distill.student_config import StudentConfig
+from distill.trigger_config import TriggerEvalConfig
 from shared.config import check, verb
 
 __all__ = [
@@ -35,12 +36,14 @@ class DistillDataConfig:
     stride_s: float = 0.25  # window ends on this grid
     visual_span_s: float = 0.5  # a visual action labels a window if on screen in the last this-many seconds
     max_recordings: int = 0  # per split; 0 = all
+    pos_weight: float = 1.0  # weight of positive windows in the hard loss (> 1: fewer missed events)
 
     def __post_init__(self) -> None:
         p = "data."
         check(0.05 <= self.stride_s <= 10.0, p + "stride_s", f"must be in [0.05, 10] s, got {self.stride_s}")
         check(0.1 <= self.visual_span_s <= 10.0, p + "visual_span_s", f"must be in [0.1, 10] s, got {self.visual_span_s}")
         check(self.max_recordings >= 0, p + "max_recordings", f"must be >= 0, got {self.max_recordings}")
+        check(0.1 <= self.pos_weight <= 100.0, p + "pos_weight", f"must be in [0.1, 100], got {self.pos_weight}")
 
 
 @dataclass
@@ -100,7 +103,7 @@ class TrackingConfig:
 class DistillConfig:
     """``earshot distill``: distil the teacher's tag head into an on-device student."""
 
-    teacher: str = "runs/teacher/model"  # a teacher model folder (earshot train's out/model)
+    teacher: str | None = "runs/teacher/model"  # a teacher model folder; None: labels only (kd_weight 0)
     out: str = "runs/distill/trigger"
     seed: int = 0
     max_steps: int = 1500
@@ -118,7 +121,15 @@ class DistillConfig:
     mlflow: TrackingConfig = field(default_factory=TrackingConfig)
 
     def __post_init__(self) -> None:
-        check(bool(str(self.teacher).strip()), "teacher", "must name a teacher model folder")
+        if self.teacher is None:
+            # Labels only: nothing to distil from, so every teacher-side term must be off.
+            check(self.kd.kd_weight == 0.0, "kd.kd_weight", "must be 0 without a teacher (teacher=null)")
+            check(self.kd.feature_weight == 0.0, "kd.feature_weight", "must be 0 without a teacher (teacher=null)")
+            check(self.student.name == "trigger" or self.kd.confidence_target == "labels", "kd.confidence_target",
+                  "must be 'labels' without a teacher (teacher=null)")
+            check(bool(self.data.dataset), "data.dataset", "must name the recordings when there is no teacher")
+        else:
+            check(bool(str(self.teacher).strip()), "teacher", "must name a teacher model folder")
         check(bool(str(self.out).strip()), "out", "must name a folder")
         check(0 <= self.seed < 2**31, "seed", f"must be in [0, 2^31), got {self.seed}")
         check(1 <= self.max_steps <= 10_000_000, "max_steps", f"must be in [1, 1e7], got {self.max_steps}")
@@ -142,6 +153,7 @@ class ExportConfig:
     max_eval_windows: int = 0  # per split (val thresholds, test metrics); 0 = all
     threads: int = 0  # 0 = all cores
     register: bool = True  # register each program as an MLflow model version
+    trigger: TriggerEvalConfig = field(default_factory=TriggerEvalConfig)  # the trigger as a detector
     mlflow: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="earshot-export"))
 
     def __post_init__(self) -> None:
