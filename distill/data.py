@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from cloud.data import MEL_HZ, recording_log_mel, resize_frames, tag_targets
+from shared.frames import resize_frames as student_frames
 from cloud.model.teacher import TAG_NAMES, AVTeacher
 from shared.annotations import Annotations
 from shared.config import UserError
@@ -70,10 +71,12 @@ class LoadedRecording:
     audio: np.ndarray  # int16 (n,)
     frame_times_s: np.ndarray  # float64 (f,)
     frames: np.ndarray | None  # uint8 (f, S, S, 3) at the student's size; None for audio-only students
+    camera_frames: np.ndarray | None  # uint8 (f, C, C, 3) as recorded (what a program reads); None unless kept
     teacher_frames: np.ndarray  # uint8 (f, St, St, 3) at the teacher's size
     teacher_mel: np.ndarray  # float32 (T, n_mels), 100 Hz grid
     annotations: Annotations
     sample_rate_hz: int
+    camera_shape: tuple[int, int] | None = None  # (h, w) of the recorded frames, None without video
 
 
 class WindowSet:
@@ -132,16 +135,24 @@ class WindowSet:
             out[lo - (stop - n) : hi - (stop - n)] = rec.audio[lo:hi]
         return out
 
-    def student_inputs(self, idx: list[int] | np.ndarray) -> tuple[torch.Tensor, ...]:
-        """The program's inputs for windows ``idx``: (pcm,) or (frame, pcm), batched."""
+    def student_inputs(self, idx: list[int] | np.ndarray, *, camera: bool = False) -> tuple[torch.Tensor, ...]:
+        """The student's inputs for windows ``idx``: (pcm,) or (frame, pcm), batched.
+
+        ``camera``: the frame as recorded (what the exported program and ``forward`` read,
+        resizing in the graph) instead of the resized one ``forward_train`` reads; needs
+        ``load_split(..., keep_camera=True)``.
+        """
         pcm = np.stack([self._pcm(int(self.windows[k, 0]), self.windows[k, 1]) for k in idx])
         if not self.with_frames:
             return (torch.from_numpy(pcm),)
         frames = []
         for k in idx:
             rec = self.recordings[int(self.windows[k, 0])]
+            source = rec.camera_frames if camera else rec.frames
+            if camera and source is None:
+                raise ValueError("camera frames were not kept: load_split(..., keep_camera=True)")
             j = int(np.searchsorted(rec.frame_times_s, self.windows[k, 1] + 1e-9, side="right")) - 1
-            frames.append(rec.frames[max(j, 0)] if rec.frames is not None and len(rec.frames) else None)
+            frames.append(source[max(j, 0)] if source is not None and len(source) else None)
         if any(f is None for f in frames):
             raise UserError("the AV student needs video: a recording has no frames")
         return torch.from_numpy(np.stack(frames)), torch.from_numpy(pcm)
@@ -191,6 +202,7 @@ def load_split(
     teacher_view: TeacherView | None,
     frame_size_px: int | None,
     max_recordings: int = 0,
+    keep_camera: bool = False,
 ) -> WindowSet:
     """Decode the recordings of ``split`` and window them.
 
@@ -200,6 +212,7 @@ def load_split(
         frame_size_px: the student's frame size; None for an audio-only student
             (its frames are then not kept).
         max_recordings: > 0 keeps the first that many recordings of the split.
+        keep_camera: also keep the frames as recorded (``student_inputs(camera=True)``).
     """
     entries = dataset.split(split)
     if max_recordings > 0:
@@ -216,13 +229,16 @@ def load_split(
                 id=entry.id,
                 audio=rec.audio,
                 frame_times_s=np.asarray(rec.frame_times_s, np.float64),
-                frames=resize_frames(rec.frames, frame_size_px) if frame_size_px and len(rec.frames) else None,
+                # The student's frames through the same module its graph runs (shared/frames.py).
+                frames=student_frames(rec.frames, frame_size_px) if frame_size_px and len(rec.frames) else None,
+                camera_frames=rec.frames if keep_camera and frame_size_px else None,
                 teacher_frames=(resize_frames(rec.frames, teacher_view.frame_size_px)
                                 if teacher_view and len(rec.frames) else rec.frames[:0]),
                 teacher_mel=(recording_log_mel(rec.audio, front_end) if teacher_view
                              else np.zeros((0, front_end.cfg.n_mels), np.float32)),
                 annotations=rec.annotations,
                 sample_rate_hz=rec.sample_rate_hz,
+                camera_shape=tuple(rec.frames.shape[1:3]) if len(rec.frames) else None,
             )
         )
     return WindowSet(

@@ -75,11 +75,12 @@ def evenly(n: int, k: int) -> np.ndarray:
 
 
 def _per_window(windows: WindowSet):
-    return (windows.student_inputs([k]) for k in range(len(windows)))
+    return (windows.student_inputs([k], camera=True) for k in range(len(windows)))
 
 
 def _eager_outputs(model: torch.nn.Module, windows: WindowSet) -> list[np.ndarray]:
-    batches = (windows.student_inputs(np.arange(i, min(i + _EAGER_BATCH, len(windows)))) for i in range(0, len(windows), _EAGER_BATCH))
+    batches = (windows.student_inputs(np.arange(i, min(i + _EAGER_BATCH, len(windows))), camera=True)
+               for i in range(0, len(windows), _EAGER_BATCH))
     return program_outputs(EagerProgram(model), batches)
 
 
@@ -120,11 +121,11 @@ def run(cfg: ExportConfig) -> dict[str, ModelCard]:
     data = scard["data"]
     split_kw = dict(audio_s=scfg.audio_s, stride_s=data["stride_s"], visual_span_s=data["visual_span_s"],
                     teacher_view=TeacherView.from_card(tcard) if teacher else None,
-                    frame_size_px=scfg.frame_size_px if name == "av" else None)
+                    frame_size_px=scfg.frame_size_px if name == "av" else None, keep_camera=True)
     val, test = load_split(dataset, "val", **split_kw), load_split(dataset, "test", **split_kw)
     if not len(val) or not len(test):
         raise UserError(f"{dataset.root}: export needs val and test recordings (val {len(val)}, test {len(test)} windows)")
-    calibration = [val.student_inputs([k]) for k in evenly(len(val), cfg.calibration_windows)]
+    calibration = [val.student_inputs([k], camera=True) for k in evenly(len(val), cfg.calibration_windows)]
     val, test = val.subset(evenly(len(val), cfg.max_eval_windows)), test.subset(evenly(len(test), cfg.max_eval_windows))
     teacher_ref = None
     if teacher is not None:
@@ -208,7 +209,7 @@ def run(cfg: ExportConfig) -> dict[str, ModelCard]:
             labels=labels, thresholds={k: float(v) for k, v in zip(labels, thresholds)}, threshold_rule=rule,
             refractory_s=refractory_s,
             features={**scfg.features.feature_kwargs(), "trim_bins": scfg.features.trim_bins},
-            audio_window_s=scfg.audio_s, frame_size_px=scfg.frame_size_px if name == "av" else None,
+            audio_window_s=scfg.audio_s, frame_size_px=scfg.camera_px if name == "av" else None,
             num_parameters=num_parameters(model), macs=macs.total, metrics=metrics,
             teacher={} if teacher is None else {
                 "folder": str(Path(teacher_dir).resolve()), "num_parameters": teacher.num_parameters(),

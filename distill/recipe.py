@@ -168,6 +168,11 @@ class DistillRecipe:
         self.val_set = load_split(dataset, "val", **common)
         if not len(self.train_set):
             raise UserError(f"{self.dataset_root}: the train split has no window of {s.audio_s} s")
+        if s.name == "av":  # the exported program reads the camera frame as recorded (shared/frames.py)
+            recorded = {tuple(r.camera_shape) for r in self.train_set.recordings if r.camera_shape}
+            if recorded - {(s.camera_px, s.camera_px)}:
+                raise UserError(f"student.camera_px: {s.camera_px}, but {self.dataset_root} stores frames of "
+                                f"{sorted(recorded)} px: set student.camera_px to the recorded size")
 
         # Teacher targets after the windows (they are per window), before the student
         # (nothing about the student changes them).

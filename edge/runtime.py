@@ -51,8 +51,7 @@ from edge.source import AudioRing, RecordingSource
 from shared.profiles import EnergyMeter, inference_mj
 from shared.protocol import AudioWindow, Frame, InferRequest, Result, encode
 
-__all__ = ["NO_ENDPOINT", "RING_S", "Summary", "EdgeRuntime", "answer_matches", "build_request", "step_times",
-           "resize_frame"]
+__all__ = ["NO_ENDPOINT", "RING_S", "Summary", "EdgeRuntime", "answer_matches", "build_request", "step_times"]
 
 #: Fallback reason when there is no connection to the cloud at the moment of an offload (no
 #: endpoint configured, or the client is reconnecting): nothing is sent.
@@ -156,7 +155,6 @@ class EdgeRuntime:
                                         trigger.card.size_bytes)
         if student is not None:
             self._student_n = next(s.shape[-1] for s in student.card.inputs if s.dtype == "int16")
-            self._student_px = int(student.card.frame_size_px or 64)
             self._student_mj = inference_mj(meter.device, student.card.macs, student.card.precision,
                                             student.card.size_bytes)
         ann = source.recording.annotations
@@ -283,7 +281,9 @@ class EdgeRuntime:
         if not self._captured:
             return  # nothing seen yet (the camera just turned on before the first frame)
         rec = self.source.recording
-        frame = resize_frame(rec.frames[self._captured[-1]], self._student_px)
+        # The camera frame as captured: the program resizes it inside its graph (shared/frames.py),
+        # and its card's input shape says which size it reads (a wrong size is a ProgramError).
+        frame = rec.frames[self._captured[-1]]
         pcm = self.ring.last(self._student_n)
         outs = self.student(frame[None], pcm[None])
         card = self.student.card
@@ -468,15 +468,3 @@ def build_request(rec, ring: AudioRing, t: float, spec, captured: list[int], *, 
                        query=query.text if query is not None else None,
                        query_t_s=query.t_s if query is not None else None, audio=audio, frames=frames)
     return req, len(encode(req)), len(frames)
-
-
-def resize_frame(rgb: np.ndarray, px: int) -> np.ndarray:
-    """Area-resize (block mean) to ``px`` x ``px`` uint8, as the students were trained (cloud.data.resize_frames)."""
-    h, w = rgb.shape[:2]
-    if (h, w) == (px, px):
-        return np.ascontiguousarray(rgb)
-    if h % px == 0 and w % px == 0:
-        x = rgb.reshape(px, h // px, px, w // px, 3).astype(np.float32).mean(axis=(1, 3))
-        return np.clip(x.round(), 0, 255).astype(np.uint8)
-    rows, cols = (np.arange(px) * h / px).astype(int), (np.arange(px) * w / px).astype(int)
-    return np.ascontiguousarray(rgb[rows][:, cols])  # nearest, for sizes that do not divide (rare)

@@ -35,7 +35,7 @@ import numpy as np
 
 from edge.local_answer import LocalMemory, answer_locally
 from edge.policy import OFFLOAD_SPECS, Observation
-from edge.runtime import answer_matches, build_request, resize_frame, step_times
+from edge.runtime import answer_matches, build_request, step_times
 from edge.snr import estimate_snr_db
 from edge.source import AudioRing
 
@@ -99,7 +99,6 @@ def trace_recording(rec, trigger, student, client, *, hop_s: float = 0.25, deadl
     ring = AudioRing(int(8.0 * rate))
     n_trig = trigger.card.inputs[0].shape[-1]
     n_stud = next(s.shape[-1] for s in student.card.inputs if s.dtype == "int16")
-    px = int(student.card.frame_size_px or 64)
     model_id = None
     if client is not None:
         from edge.client import ClientError
@@ -143,7 +142,7 @@ def trace_recording(rec, trigger, student, client, *, hop_s: float = 0.25, deadl
         k = rec.frame_index_at(t) if len(rec.frames) else -1
         captured = list(range(k + 1))
         if k >= 0:
-            outs = student(resize_frame(rec.frames[k], px)[None], ring.last(n_stud)[None])
+            outs = student(rec.frames[k][None], ring.last(n_stud)[None])  # the program resizes in its graph
             s_probs = outs[0].reshape(-1)
             conf = float(outs[1].reshape(-1)[0]) if len(outs) > 1 else float(s_probs.max())
             for lab in student.card.decide(s_probs):

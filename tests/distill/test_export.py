@@ -35,9 +35,9 @@ def _test_windows(run, world):
     _, cfg, card = load_student(run.out)
     windows = load_split(load_dataset(world), "test", audio_s=cfg.audio_s, stride_s=card["data"]["stride_s"],
                          visual_span_s=card["data"]["visual_span_s"], teacher_view=TeacherView(1.0, 32, 64),
-                         frame_size_px=cfg.frame_size_px if cfg.name == "av" else None)
+                         frame_size_px=cfg.frame_size_px if cfg.name == "av" else None, keep_camera=True)
     idx = np.linspace(0, len(windows) - 1, N_WINDOWS).round().astype(int)
-    return [windows.student_inputs([k]) for k in idx]
+    return [windows.student_inputs([k], camera=True) for k in idx]
 
 
 # The AV export fixture builds the int8 program only (conftest: lowering time).

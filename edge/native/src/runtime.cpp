@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <stdexcept>
 #include <thread>
 
 #include "snr.h"
@@ -50,8 +51,14 @@ Runtime::Runtime(Source& source, Program& trigger, Program* student, Policy& pol
       if (sc.inputs[i].dtype == "int16") student_n_ = static_cast<size_t>(sc.inputs[i].shape.back());
       if (sc.inputs[i].dtype == "uint8") student_frame_input_ = static_cast<int>(i);
     }
-    student_px_ = sc.frame_size_px ? sc.frame_size_px : 64;
     student_mj_ = inference_mj(meter_.device(), sc.macs, sc.precision, sc.size_bytes);
+    if (student_frame_input_ >= 0 && src_.frames) {
+      auto& shape = sc.inputs[student_frame_input_].shape;  // [1, H, W, 3]
+      if (shape.size() != 4 || shape[1] != src_.frames->height || shape[2] != src_.frames->width)
+        throw std::runtime_error(student_->path() + ": reads " + std::to_string(shape.size() == 4 ? shape[1] : 0) + "x" +
+                                 std::to_string(shape.size() == 4 ? shape[2] : 0) + " frames, the camera gives " +
+                                 std::to_string(src_.frames->height) + "x" + std::to_string(src_.frames->width));
+    }
   }
   queries_ = src_.annotations.queries;
 }
@@ -226,12 +233,13 @@ void Runtime::capture(double t) {
 
 void Runtime::run_student(double t) {
   if (captured_.empty()) return;  // nothing seen yet
-  const Frames& f = *src_.frames;
-  auto frame = resize_square(f.frame(captured_.back()), f.height, f.width, student_px_);
+  // The camera frame as captured: the program resizes it inside its graph (shared/frames.py);
+  // the constructor checked that its size is the one the card's input reads.
+  const uint8_t* frame = src_.frames->frame(captured_.back());
   auto pcm = last(student_n_);
   const ModelCard& card = student_->card();
   std::vector<const void*> inputs;
-  for (auto& spec : card.inputs) inputs.push_back(spec.dtype == "uint8" ? static_cast<const void*>(frame.data())
+  for (auto& spec : card.inputs) inputs.push_back(spec.dtype == "uint8" ? static_cast<const void*>(frame)
                                                                           : static_cast<const void*>(pcm.data()));
   auto t0 = std::chrono::steady_clock::now();
   auto outs = student_->run(inputs);

@@ -107,7 +107,6 @@ class Runtime {
   uint64_t written_ = 0;
   double trigger_mj_ = 0, student_mj_ = 0;
   size_t trigger_n_ = 16000, student_n_ = 32000;
-  int student_px_ = 64;
   int student_frame_input_ = -1;
   std::vector<Query> queries_;
   LocalMemory memory_;
