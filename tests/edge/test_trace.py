@@ -14,7 +14,7 @@ from shared.config import CONFIG_DIR, to_schema
 
 
 def _trace_config(overrides):
-    from edge.verbs import TraceConfig
+    from edge.edge_config import TraceConfig
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
