@@ -249,24 +249,31 @@ def load_split(
 
 @torch.no_grad()
 def teacher_targets(teacher: AVTeacher, windows: WindowSet, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """The teacher's tag logits (N, len(TAG_NAMES)) and tag-head inputs (N, 2 * d_model).
+    """The teacher's tag logits (N, len(TAG_NAMES)) and a pooled feature per window (N, D).
 
-    The tag-head input (pooled fused tokens) is what feature distillation
-    matches; it is read with a forward pre-hook, so the teacher's code is used
-    as is.
+    The tag logits are ``AVTeacher.encode``'s (per-token logits max-pooled). The
+    feature is what feature distillation matches: the tag head's input where the
+    teacher has one (read with a forward pre-hook, so the teacher's code is used
+    as is), else the mean of the encoder's prefix tokens (the per-token teacher).
     """
+    head = getattr(teacher, "tag_head", None)
     captured: list[torch.Tensor] = []
-    handle = teacher.tag_head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach()))
+    handle = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach())) if head else None
     logits = []
     try:
         teacher.eval()
         for i in range(0, len(windows), batch_size):
             idx = np.arange(i, min(i + batch_size, len(windows)))
-            logits.append(teacher.encode(windows.teacher_batch(idx)).tag_logits.float())
+            enc = teacher.encode(windows.teacher_batch(idx))
+            logits.append(enc.tag_logits.float())
+            if head is None:
+                mask = enc.prefix_mask.unsqueeze(-1).float()
+                captured.append(((enc.prefix * mask).sum(1) / mask.sum(1).clamp_min(1.0)).detach())
     finally:
-        handle.remove()
+        if handle is not None:
+            handle.remove()
     if not logits:
-        return torch.zeros(0, len(TAG_NAMES)), torch.zeros(0, teacher.tag_head.in_features)
+        return torch.zeros(0, len(TAG_NAMES)), torch.zeros(0, head.in_features if head else 1)
     return torch.cat(logits), torch.cat(captured).float()
 
 
