@@ -20,6 +20,14 @@ Two parts, one JSON:
    sha256 and the policy parameters, so the simulator's capture-aware query
    success for the same recordings can be joined to it by ``recording_id``.
 
+The same is measured with the camera woken only by the *important* sounds
+(``--wake-labels``, default: the simulator's ``env.important_labels``): the
+trigger program is unchanged, its card copy sets the other labels' thresholds
+to 1 (never held), so the other sounds no longer turn the camera on. In a
+world where something sounds most of the time (the oracle for all 18 labels
+needs the camera on about three quarters of the time), this is the setting
+the 30% target can apply to.
+
 Target (issue 17): camera on <= 30% of the recording under audio_trigger.
 """
 from __future__ import annotations
@@ -74,7 +82,26 @@ def oracle_share(annotations, hold_s: float, hop_s: float, labels: set[str]) -> 
     return float(on.mean()) if steps else 0.0
 
 
-def run_camera(trigger_path: Path, dataset_root: Path, n: int, logs: Path, hold_s: float) -> dict[str, Any]:
+def wake_only(trigger_path: Path, labels: list[str], folder: Path) -> Path:
+    """A copy of the program whose card holds only ``labels`` (the others' thresholds set to 1)."""
+    import shutil
+
+    from shared.model_card import card_path_for, load_model_card, save_model_card
+
+    card = load_model_card(card_path_for(trigger_path), check_program=True)
+    unknown = sorted(set(labels) - set(card.labels))
+    if unknown:
+        raise SystemExit(f"--wake-labels: {unknown} are not labels of {trigger_path.name}")
+    card.thresholds = {lab: (th if lab in labels else 1.0) for lab, th in card.thresholds.items()}
+    card.threshold_rule += f"; camera wake-up restricted to {', '.join(labels)} (others set to 1)"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(trigger_path, folder / trigger_path.name)
+    save_model_card(card, card_path_for(folder / trigger_path.name))
+    return folder / trigger_path.name
+
+
+def run_camera(trigger_path: Path, dataset_root: Path, n: int, logs: Path, hold_s: float,
+               oracle_labels: set[str] | None = None) -> dict[str, Any]:
     import torch
 
     from edge.eventlog import EventLog
@@ -106,7 +133,7 @@ def run_camera(trigger_path: Path, dataset_root: Path, n: int, logs: Path, hold_
         ann = rt.source.recording.annotations
         rows.append({"recording_id": entry.id, "scenario": ann.environment, "snr_db": ann.snr_db, "steps": steps,
                      "camera_on_share": share, "triggers": sum(e["kind"] == "trigger" for e in events),
-                     "oracle_share": oracle_share(ann, hold_s, rt.hop_s, set(trigger.card.labels)),
+                     "oracle_share": oracle_share(ann, hold_s, rt.hop_s, oracle_labels or set(trigger.card.labels)),
                      "policy": "audio_trigger", "policy_params": policy.params(),
                      "trigger_sha256": trigger.card.sha256})
     ids = [r["recording_id"] for r in rows]
@@ -127,6 +154,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--recordings", type=int, default=0, help="test recordings for the camera share; 0 = all")
     ap.add_argument("--hold-s", type=float, default=2.0, help="audio_trigger's camera hold after a trigger")
     ap.add_argument("--logs", type=Path, default=None, help="keep the event logs here")
+    ap.add_argument("--wake-labels", default=None,
+                    help="comma-separated labels that wake the camera in the second run (default: sim's important labels)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     program = args.export / args.program
@@ -137,8 +166,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         logs = args.logs or Path(tmp)
         logs.mkdir(parents=True, exist_ok=True)
-        camera = run_camera(program, args.dataset, args.recordings, logs, args.hold_s)
-    out = {"program": program.name, "detector": detector, "camera": camera}
+        camera = run_camera(program, args.dataset, args.recordings, logs / "all", args.hold_s)
+        if args.wake_labels is None:
+            from sim.config import EnvConfig
+
+            wake = list(EnvConfig().important_labels)
+        else:
+            wake = [x for x in args.wake_labels.split(",") if x]
+        important = run_camera(wake_only(program, wake, Path(tmp) / "wake"), args.dataset, args.recordings,
+                               logs / "important", args.hold_s, set(wake))
+        important["wake_labels"] = wake
+    out = {"program": program.name, "detector": detector, "camera": camera, "camera_important": important}
     if detector:
         t = detector["test"]
         print(f"event recall {format_interval(t['event_recall'])}% at "
@@ -151,6 +189,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"(oracle trigger {format_interval(camera['oracle_share'])}%, always-on 100%) over "
           f"{len(camera['recordings'])} held-out recordings; target <= {100 * CAMERA_SHARE_TARGET:.0f}%: "
           f"{'met' if camera['met'] else 'NOT met'}")
+    print(f"camera on when only {len(wake)} important sounds wake it ({', '.join(wake)}): "
+          f"{format_interval(important['camera_on_share'])}% (oracle {format_interval(important['oracle_share'])}%); "
+          f"target <= {100 * CAMERA_SHARE_TARGET:.0f}%: {'met' if important['met'] else 'NOT met'}")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     return out

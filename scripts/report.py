@@ -186,6 +186,11 @@ def section_trigger(r: Report) -> None:
         r.p(f"Camera on under audio_trigger ({len(cam['recordings'])} held-out recordings, earshot edge event logs): "
             f"{fi(cam['camera_on_share'])}% of the recording; an oracle trigger needs {fi(cam['oracle_share'])}%, an "
             f"always-on camera 100%; target <= {100 * cam['target']:.0f}%: {'met' if cam['met'] else 'NOT met'}.", cls="")
+        imp = _load(bench).get("camera_important")
+        if imp:
+            r.p(f"Camera woken only by the important sounds ({', '.join(imp['wake_labels'])}): "
+                f"{fi(imp['camera_on_share'])}% (oracle {fi(imp['oracle_share'])}%); target: "
+                f"{'met' if imp['met'] else 'NOT met'}.", cls="")
     else:
         r.miss("bench/trigger.json (scripts/bench_trigger.py: camera-on share)")
 

@@ -124,6 +124,11 @@ def _trigger_summary(d: dict) -> list[tuple[str, str, str]]:
     cam = d["camera"]
     rows.append(("camera on under audio_trigger", f"{format_interval(cam['camera_on_share'])}% "
                  f"(oracle {format_interval(cam['oracle_share'])}%)", f"<= {100 * cam['target']:.0f}%"))
+    imp = d.get("camera_important")
+    if imp:
+        rows.append((f"camera on, woken by {len(imp['wake_labels'])} important sounds only",
+                     f"{format_interval(imp['camera_on_share'])}% (oracle {format_interval(imp['oracle_share'])}%)",
+                     f"<= {100 * imp['target']:.0f}%"))
     return rows
 
 
