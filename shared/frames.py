@@ -8,7 +8,9 @@ same module once, ahead of time (``distill/data.py``), so what the student
 learned from is bit for bit what the program computes on the device.
 
 The operation: an integer-factor block mean (area resize) rounded to the
-nearest integer, half to even (``torch.round``), on uint8 RGB NHWC.
+nearest integer, halves up (``floor(x + 0.5)``: XNNPACK delegates it with
+the pooling in one block, where ``torch.round`` would leave a portable op
+between two delegates), on uint8 RGB NHWC.
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ class FrameResize(nn.Module):
         x = frame.to(torch.float32).permute(0, 3, 1, 2)
         if self.factor == 1:
             return x
-        return torch.round(nn.functional.avg_pool2d(x, self.factor, self.factor))
+        return torch.floor(nn.functional.avg_pool2d(x, self.factor, self.factor) + 0.5)
 
 
 def resize_frames(frames: np.ndarray, size_px: int, batch: int = 256) -> np.ndarray:
