@@ -17,7 +17,15 @@ The loss (``distill/losses.py``), per batch of windows::
       + confidence_weight * BCE(confidence, student agrees with the teacher on every tag)   [av]
 
 The trigger learns the audio-event columns of the teacher's tags, the AV
-student all of them.
+student all of them. ``data.pos_weight`` weighs the positive labels of the
+hard term (a trigger that misses a sound costs more than one that fires
+twice: the hold and the operating point trim the rest).
+
+Without a teacher (``teacher=null``, ``kd.kd_weight=0``; ``distill/preset=trigger``)
+the student learns the world's exact labels alone: no teacher targets, no KD
+term, and the val metrics against the teacher are left out. Pointing
+``teacher=`` at a teacher and raising ``kd.kd_weight`` adds its soft targets
+back; nothing else changes.
 
 Teacher targets are computed once per run: the teacher's tag logits and
 tag-head inputs for every train and val window go to
