@@ -202,7 +202,8 @@ def render_det(report: dict[str, Any], title: str) -> bytes:
     ax.axvline(tg["fa_per_hour"], color="grey", ls="--", lw=1)
     ax.axhline(100 * tg["recall"], color="grey", ls="--", lw=1, label="target")
     ax.set_xscale("log")
-    ax.set_xlabel("false triggers per hour (background, test)")
+    hours = report["test"]["hours_background"]
+    ax.set_xlabel(f"false triggers per hour ({hours:.2f} h of background, test; 0 drawn at 0.05)")
     ax.set_ylabel("event recall, % (test)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
