@@ -114,5 +114,6 @@ def test_programs_are_logged_and_registered_in_mlflow(trigger_export, av_export,
             assert version.run_id == card.extra["mlflow_run_id"] and version.tags["precision"] == card.precision
             assert version.source.endswith(stem)
             listed = sorted(a.path for a in client.list_artifacts(version.run_id, stem))
-            assert listed == sorted([f"{stem}/{file}", f"{stem}/{stem}.json"])
+            extra = [f"{stem}/{card.extra[k]}" for k in ("trigger_eval", "det_curve") if k in card.extra]
+            assert listed == sorted([f"{stem}/{file}", f"{stem}/{stem}.json", *extra])
             assert client.get_run(version.run_id).data.metrics[f"{stem}/macro_f1"] == pytest.approx(card.metrics["macro_f1"])
