@@ -125,7 +125,8 @@ def section_teachers(r: Report) -> None:
 
 def section_students(r: Report) -> None:
     r.h2("2. Students vs teacher")
-    cards = sorted((r.run / "kd").glob("*/export/*.json"))
+    # Model cards only: the trigger's detector report (*.trigger_eval.json) sits beside them.
+    cards = sorted(p for p in (r.run / "kd").glob("*/export/*.json") if not p.name.endswith(".trigger_eval.json"))
     if not cards:
         r.miss("kd/*/export/*.json (model cards)")
         return
