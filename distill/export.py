@@ -116,7 +116,9 @@ def run(cfg: ExportConfig) -> dict[str, ModelCard]:
 
     # Held-out windows: val picks thresholds and calibrates int8, test measures.
     teacher_dir = cfg.teacher or (scard.get("teacher") or {}).get("folder")  # None: distilled from labels only
-    teacher, tcard = (load_teacher(teacher_dir)[::2]) if teacher_dir else (None, None)
+    teacher, tcard = None, None
+    if teacher_dir:
+        teacher, _, tcard = load_teacher(teacher_dir)
     dataset = load_dataset(cfg.dataset or scard["data"]["dataset"])
     data = scard["data"]
     split_kw = dict(audio_s=scfg.audio_s, stride_s=data["stride_s"], visual_span_s=data["visual_span_s"],
