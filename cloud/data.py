@@ -32,6 +32,7 @@ frames that end at a window's end are exactly ``LogMel`` of
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ __all__ = [
     "MEL_HZ",
     "FeatureCache",
     "CachedFeatures",
+    "PerceptionWindows",
+    "window_targets",
     "WindowSpec",
     "CachedRecording",
     "RecordingStore",
@@ -154,7 +157,10 @@ def resize_frames(frames: np.ndarray, size_px: int) -> np.ndarray:
 
 
 class RecordingStore:
-    """Recordings of a dataset folder, decoded on first use and kept in memory."""
+    """Recordings of a dataset folder, decoded on first use and kept in memory.
+
+    A key ``<recording id>@<corruption>`` (``cloud/corrupt.py``) gives the
+    recording with one modality corrupted, made once from the clean one."""
 
     def __init__(self, dataset_root: str | Path, frame_size_px: int, n_mels: int) -> None:
         self.dataset = load_dataset(dataset_root)
@@ -166,6 +172,15 @@ class RecordingStore:
 
     def get(self, recording_id: str) -> CachedRecording:
         cached = self._cache.get(recording_id)
+        if cached is None and "@" in recording_id:
+            from cloud.corrupt import corrupt
+
+            base, kind = recording_id.split("@", 1)
+            try:
+                cached = corrupt(self.get(base), base, kind, self.front_end.cfg.log_offset)
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
+            self._cache[recording_id] = cached
         if cached is None:
             try:
                 rec = self.dataset.load(recording_id)
@@ -189,8 +204,9 @@ class RecordingStore:
 def load_records(qa_dir: str | Path, split: str, limit: int = 0) -> list[QARecord]:
     """Records of one split file (``train_av``, ``val_visual``, ``bench`` ...).
 
-    ``limit`` > 0 keeps an evenly spaced subset of that many (every category
-    stays represented, unlike a prefix of a file written recording by recording).
+    ``limit`` > 0 keeps an evenly spaced subset of about that many (every
+    category stays represented, unlike a prefix of a file written recording by
+    recording); the two records of a counterfactual pair are kept together.
 
     Raises:
         UserError: unknown split or missing file.
@@ -202,8 +218,14 @@ def load_records(qa_dir: str | Path, split: str, limit: int = 0) -> list[QARecor
         raise UserError(f"{path}: no such file (make the QA folder with 'earshot instruct')")
     records = read_jsonl(path)
     if 0 < limit < len(records):
-        step = len(records) / limit
-        records = [records[int(i * step)] for i in range(limit)]
+        # both windows of a counterfactual pair, or neither: a half pair scores nothing per pair
+        units: dict[str, list[QARecord]] = {}
+        for r in records:
+            units.setdefault(str(r.meta.get("pair_id", r.id)), []).append(r)
+        groups = list(units.values())
+        n_units = max(1, round(limit * len(groups) / len(records)))
+        step = len(groups) / n_units
+        records = [r for i in range(n_units) for r in groups[int(i * step)]]
     return records
 
 
@@ -272,10 +294,14 @@ class QADataset:
         max_answer_tokens: int,
         cache: "FeatureCache | None" = None,
         token_s: float = 0.5,
+        corrupt_share: float = 0.0,
     ) -> None:
         self.records, self.store, self.tokenizer, self.spec = list(records), store, tokenizer, spec
         self.max_question_tokens, self.max_answer_tokens = max_question_tokens, max_answer_tokens
         self.cache, self.token_s = cache, token_s
+        # Where each record's signals come from: its recording, or a corrupted copy
+        # (meta "corrupt", or drawn for a share of the records when training for trust).
+        self.keys = [signal_key(r, corrupt_share) for r in self.records]
         self._silence = float(math.log(store.front_end.cfg.log_offset))
         # Tokenise once: the same records are read every epoch.
         self._text = [self._encode_text(r) for r in self.records]
@@ -294,17 +320,35 @@ class QADataset:
         )
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        r = self.records[i]
+        r, key = self.records[i], self.keys[i]
         start, end = float(r.window_s[0]), float(r.window_s[1])
-        rec = self.store.get(r.recording_id)
+        rec = self.store.get(key)
         if self.cache is not None:
-            item = self.cache.window(r.recording_id, start, end, self.spec, self.token_s)
+            item = self.cache.window(key, start, end, self.spec, self.token_s)
         else:
             item = window_signals(rec.mel, 0.0, rec.frames, rec.frame_times_s, start, end, self.spec, self._silence)
         question, answer_in, answer_out = self._text[i]
+        targets = window_targets(rec.annotations, item, self.spec, self.token_s)
+        if "@" in key:  # nothing to learn per token from a destroyed modality
+            targets["sound_mask" if key.split("@", 1)[1].startswith("audio") else "frame_mask"][:] = 0.0
         item.update(t_query_s=float(r.t_query_s), question_ids=question, answer_in=answer_in, answer_out=answer_out,
-                    **window_targets(rec.annotations, item, self.spec, self.token_s))
+                    **targets)
         return item
+
+
+def signal_key(r: QARecord, corrupt_share: float = 0.0) -> str:
+    """The store key of a record's signals: ``meta["corrupt"]`` if set; else, for
+    ``corrupt_share`` of the records (a hash of the record id decides), an audio or a
+    video corruption at equal odds (``cloud/corrupt.py``); else the recording itself."""
+    kind = r.meta.get("corrupt")
+    if kind is None and corrupt_share > 0:
+        from cloud.corrupt import AUDIO_CORRUPTIONS, VIDEO_CORRUPTIONS
+
+        h = int.from_bytes(hashlib.sha256(r.id.encode()).digest()[:8], "big") / 2**64
+        if h < corrupt_share:
+            pool = AUDIO_CORRUPTIONS if h < corrupt_share / 2 else VIDEO_CORRUPTIONS
+            kind = pool[int(h * 1e6) % len(pool)]
+    return f"{r.recording_id}@{kind}" if kind else r.recording_id
 
 
 def window_targets(ann: Annotations, item: dict[str, Any], spec: WindowSpec, token_s: float) -> dict[str, np.ndarray]:
@@ -506,3 +550,61 @@ class FeatureCache:
         ], dim=-1)[0].numpy()
         return {"audio_feat": audio, "audio_valid": a_valid, "audio_end_s": e / MEL_HZ, "frame_feat": frames,
                 "frame_valid": f_valid, "frame_times_s": times.astype(np.float64), "context": context}
+
+
+# --- windows for perception pre-training -----------------------------------------------
+
+
+class PerceptionWindows:
+    """Random full windows of whole recordings, with per-token targets (no questions).
+
+    The window of (step, i) is a pure function of (seed, step, i), so
+    pre-training needs no sampler state. With ``augment`` (pre-training), a
+    window ends anywhere on the 10 ms grid (token boundaries move against the
+    events), and its signals are perturbed the way a recording can differ
+    without changing what happened in it: a gain of -6..+6 dB, one time and one
+    frequency band masked in the log-mel (SpecAugment), a frame brightness and
+    contrast change and a shift of up to 2 px. Without it (evaluation) windows
+    end on the token grid and are left as they are.
+    """
+
+    def __init__(self, store: RecordingStore, recording_ids: Sequence[str], spec: WindowSpec, seed: int,
+                 token_s: float = 0.5, augment: bool = False) -> None:
+        if not recording_ids:
+            raise UserError("perception: no training recordings to pre-train on")
+        self.store, self.ids, self.spec, self.seed, self.token_s = store, list(recording_ids), spec, seed, token_s
+        self.augment = augment
+        self._log_offset = store.front_end.cfg.log_offset
+        self._silence = float(math.log(self._log_offset))
+
+    def batch(self, step: int, size: int) -> list[dict[str, Any]]:
+        rng = np.random.default_rng([self.seed, step])
+        items = []
+        for _ in range(size):
+            rec = self.store.get(self.ids[int(rng.integers(len(self.ids)))])
+            duration = len(rec.mel) / MEL_HZ
+            lo = min(self.spec.max_window_s, duration)
+            grid = 1.0 / MEL_HZ if self.augment else self.token_s
+            first, last = math.ceil(lo / grid - 1e-9), math.floor(duration / grid + 1e-9)
+            end = round(grid * int(rng.integers(first, max(first, last) + 1)), 3)
+            start = max(0.0, end - self.spec.max_window_s)
+            item = window_signals(rec.mel, 0.0, rec.frames, rec.frame_times_s, start, end, self.spec, self._silence)
+            if self.augment:
+                self._perturb(item, rng)
+            item.update(t_query_s=end, **window_targets(rec.annotations, item, self.spec, self.token_s))
+            items.append(item)
+        return items
+
+    def _perturb(self, item: dict[str, Any], rng: np.random.Generator) -> None:
+        mel = item["mel"]
+        gain = 10 ** (rng.uniform(-6, 6) / 20)
+        mel[:] = np.log(np.maximum(np.exp(mel) - self._log_offset, 0.0) * gain + self._log_offset)
+        t0 = int(rng.integers(0, max(1, mel.shape[0] - 20)))
+        mel[t0 : t0 + int(rng.integers(0, 20))] = self._silence  # up to 0.2 s
+        f0 = int(rng.integers(0, max(1, mel.shape[1] - 8)))
+        mel[:, f0 : f0 + int(rng.integers(0, 8))] = self._silence  # up to 8 bands
+        frames = item["frames"].astype(np.float32)
+        frames = (frames - 128.0) * rng.uniform(0.8, 1.2) + 128.0 + rng.uniform(-20, 20)
+        dy, dx = (int(v) for v in rng.integers(-2, 3, size=2))
+        frames = np.roll(frames, (dy, dx), axis=(1, 2))
+        item["frames"] = np.clip(frames, 0, 255).astype(np.uint8)

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import compose_config  # tests/distill/conftest.py
+from tests.helpers.distill_world import compose_config
 from shared.config import ConfigError
 from shared.model_card import load_model_card
 

@@ -1,16 +1,19 @@
 """The camera-on share under audio_trigger, read from earshot edge's event log (scripts/bench_trigger.py)."""
 from __future__ import annotations
 
+import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import make_runtime, read_jsonl  # tests/edge/conftest.py
+from tests.helpers.edge_world import make_runtime, read_jsonl
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-from bench_trigger import camera_on_share, oracle_share, run_camera  # noqa: E402
+_SPEC = importlib.util.spec_from_file_location(
+    "bench_trigger", Path(__file__).resolve().parents[2] / "scripts" / "bench_trigger.py")
+_BENCH = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(_BENCH)
+camera_on_share, oracle_share, run_camera = _BENCH.camera_on_share, _BENCH.oracle_share, _BENCH.run_camera
 
 
 def test_the_share_read_from_the_log_is_the_runtimes_camera_steps(edge_world, programs, tmp_path):

@@ -7,8 +7,9 @@ import shutil
 
 import pytest
 
-from native_harness import native_bin, native_world, run_native  # noqa: F401  (fixtures)
-from test_native_parity import _decisions, _python_events
+from tests.helpers.native import decisions as _decisions
+from tests.helpers.native import python_events as _python_events
+from tests.helpers.native import run_native
 
 
 def _with_card(programs, tmp_path, **changes):
