@@ -56,6 +56,7 @@ class PerceptionConfig:
     lr: float = 2e-3
     weight: float = 1.0  # per-token loss next to the per-record answer loss in the QA phase
     cache: bool = True  # QA phase: encoders frozen, their per-token outputs cached per recording
+    init: str | None = None  # a finished run's out/ (or its perception/ folder) to take phase 1 from
 
     def __post_init__(self) -> None:
         p = "perception."
