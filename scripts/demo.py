@@ -271,7 +271,12 @@ def stage_report(ctx: Ctx) -> None:
     run_parallel(ctx, "bench-edge-models", [[sys.executable, str(REPO / "scripts" / "bench_edge_models.py"),
                                              str(ctx.out / "kd" / "trigger"), str(ctx.out / "kd" / "av"),
                                              "--calls", str(ctx.p["bench_calls"]), "--json",
-                                             str(ctx.out / "bench" / "edge_models.json")]])
+                                             str(ctx.out / "bench" / "edge_models.json")],
+                                            # the trigger's camera-on share from earshot edge's event logs
+                                            [sys.executable, str(REPO / "scripts" / "bench_trigger.py"),
+                                             "--export", str(ctx.out / "kd" / "trigger" / "export"),
+                                             "--dataset", str(ctx.out / "world"),
+                                             "--json", str(ctx.out / "bench" / "trigger.json")]])
     run_parallel(ctx, "report", [[sys.executable, str(REPO / "scripts" / "report.py"), str(ctx.out), "--strict"]])
 
 

@@ -125,7 +125,8 @@ def section_teachers(r: Report) -> None:
 
 def section_students(r: Report) -> None:
     r.h2("2. Students vs teacher")
-    cards = sorted((r.run / "kd").glob("*/export/*.json"))
+    # Model cards only: the trigger's detector report (*.trigger_eval.json) sits beside them.
+    cards = sorted(p for p in (r.run / "kd").glob("*/export/*.json") if not p.name.endswith(".trigger_eval.json"))
     if not cards:
         r.miss("kd/*/export/*.json (model cards)")
         return
@@ -139,6 +140,60 @@ def section_students(r: Report) -> None:
     r.p("Macro-F1 on held-out windows against the annotation labels; retention = student / teacher.")
     r.table(["program", "precision", "size kB", "params k", "MMAC/call", "student F1", "teacher F1",
              "retention %", "agreement F1", "windows"], rows)
+
+
+def section_trigger(r: Report) -> None:
+    """The trigger as a detector (earshot export's report) and the camera it turns on (bench_trigger.py)."""
+    from shared.stats import format_interval as fi
+
+    r.h2("2b. The always-on trigger as a detector (held-out recordings)")
+    reports = sorted((r.run / "kd" / "trigger" / "export").glob("*int8.trigger_eval.json"))
+    if not reports:
+        r.miss("kd/trigger/export/*int8.trigger_eval.json (earshot export of the trigger)")
+        return
+    rep = _load(reports[0])
+    t, op, tg = rep["test"], rep["operating_point"], rep["targets"]
+    r.p(f"{reports[0].name.split('.')[0]}: operating point chosen on val ({op['rule']} thresholds, budget "
+        f"{op['fa_per_hour_budget']:g} false triggers per val hour), refractory hold {rep['refractory_s']:g} s, one "
+        f"call per {rep['hop_s']:g} s hop. False triggers per hour on {t['background_source']} "
+        f"({t['hours_background']:.2f} h); 95% intervals resample recordings.")
+    single = t["single_threshold"]
+    r.table(["setting", "event recall %", "false triggers / h", "false / h on labelled recordings", "events",
+             "event F1 (sed_eval, onset collar)", "target"],
+            [[f"card ({op['rule']})", fi(t["event_recall"]), fi(t["fa_per_hour_background"], scale=1.0),
+              fi(t["fa_per_hour_labelled"], scale=1.0), t["n_events"],
+              _fmt(t["event_f1"]["micro_f1"]), f"recall >= {100 * tg['recall']:.0f}% at <= {tg['fa_per_hour']:g}/h: "
+              + ("met" if tg["met"] else "NOT met")],
+             [f"control: one threshold {single['threshold']:g}", fi(single["event_recall"]),
+              fi(single["fa_per_hour_background"], scale=1.0), "-", t["n_events"], "-", ""]])
+    det = reports[0].with_name(reports[0].name.replace(".trigger_eval.json", ".det.png"))
+    if det.exists():
+        r.image(det.read_bytes(), "DET curve: event recall vs false triggers per hour")
+    r.p("Per class (label must match; a trigger of another label during a sound is a false trigger).")
+    r.table(["label", "threshold", "events", "recall %", "false triggers / h"],
+            [[c["label"], c["threshold"], c["n_events"], fi(c["recall"]), fi(c["fa_per_hour_background"], scale=1.0)]
+             for c in rep["per_class"]])
+    r.p("Robustness: recall per event SNR (dB, the event against the scene noise), and per scene.")
+    r.table(["event SNR bin", "events", "recall %"], [[b["snr_bin"], b["n_events"], fi(b["recall"])] for b in rep["snr_bins"]])
+    r.table(["scene", "background h", "false triggers / h", "recall %"],
+            [[sc["scenario"], f"{sc['hours_background']:.2f}", fi(sc["fa_per_hour_background"], scale=1.0),
+              fi(sc["recall"])] for sc in rep["scenes"]])
+    n = rep["noisiest"]
+    r.p(f"Noisiest scenes ({n['rule']}): recall {fi(n['recall'])}%, false triggers / h "
+        f"{fi(n['fa_per_hour_background'], scale=1.0)}.", cls="")
+    bench = r.run / "bench" / "trigger.json"
+    if bench.exists():
+        cam = _load(bench)["camera"]
+        r.p(f"Camera on under audio_trigger ({len(cam['recordings'])} held-out recordings, earshot edge event logs): "
+            f"{fi(cam['camera_on_share'])}% of the recording; an oracle trigger needs {fi(cam['oracle_share'])}%, an "
+            f"always-on camera 100%; target <= {100 * cam['target']:.0f}%: {'met' if cam['met'] else 'NOT met'}.", cls="")
+        imp = _load(bench).get("camera_important")
+        if imp:
+            r.p(f"Camera woken only by the important sounds ({', '.join(imp['wake_labels'])}): "
+                f"{fi(imp['camera_on_share'])}% (oracle {fi(imp['oracle_share'])}%); target: "
+                f"{'met' if imp['met'] else 'NOT met'}.", cls="")
+    else:
+        r.miss("bench/trigger.json (scripts/bench_trigger.py: camera-on share)")
 
 
 def _event_logs(folder: Path) -> dict[str, list[dict]]:
@@ -263,6 +318,15 @@ def readme_markdown(run: Path) -> str:
                        f"{c['macs'] / 1e6:.2f} | {_fmt(m.get('macro_f1'))} ({_fmt(m.get('teacher_macro_f1'))}) | "
                        f"{_pct(m.get('retention'))}{'%' if m.get('retention') is not None else ''} |")
         out.append("")
+    trig = sorted((run / "kd" / "trigger" / "export").glob("*int8.trigger_eval.json"))
+    if trig:
+        from shared.stats import format_interval as fi
+
+        t = _load(trig[0])["test"]
+        cam = _load(run / "bench" / "trigger.json")["camera"] if (run / "bench" / "trigger.json").exists() else None
+        out.append(f"- Trigger on held-out recordings: event recall {fi(t['event_recall'])}% at "
+                   f"{fi(t['fa_per_hour_background'], scale=1.0)} false triggers per hour ({t['background_source']})"
+                   + (f"; camera on {fi(cam['camera_on_share'])}% of the time under `audio_trigger`" if cam else "") + ".")
     summary = run / "sim" / "summary.json"
     if summary.exists():
         for t in _load(summary).get("targets", []):
@@ -290,7 +354,7 @@ def update_readme(readme: Path, run: Path) -> None:
     print(f"updated the demo results in {readme}")
 
 
-SECTIONS = (section_teachers, section_students, section_edge, section_policies, section_timeline)
+SECTIONS = (section_teachers, section_students, section_trigger, section_edge, section_policies, section_timeline)
 
 
 def build(run: Path) -> Report:
