@@ -55,9 +55,9 @@ def test_shapes():
     assert out["reliability"].shape == (3, 2)
     enc = model.encode(batch)
     n_audio, n_question = 4.0 / 0.5, batch["question_ids"].shape[1]
-    # <av>, the time-sorted tokens, then one label-pointer slot per question word
-    assert enc.prefix.shape == (3, 1 + n_audio + 4 + n_question, 32)
-    assert enc.prefix_mask.shape == (3, 1 + n_audio + 4 + n_question)
+    # <av>, the time-sorted tokens, one label-pointer slot per question word, one relation slot
+    assert enc.prefix.shape == (3, 1 + n_audio + 4 + n_question + 1, 32)
+    assert enc.prefix_mask.shape == (3, 1 + n_audio + 4 + n_question + 1)
     assert not enc.prefix_mask[:, 1 + int(n_audio) + 4:].any()  # no question word names a label (no label ids)
     assert model.num_parameters() < 100_000
 
@@ -90,7 +90,7 @@ def test_a_label_pointer_reads_where_its_label_was_perceived():
     model.perceive = perceive
     enc = model.encode(batch)
     slot = 1 + n_audio + batch["frame_valid"].shape[1] + 2
-    assert enc.prefix_mask[:, slot].all() and enc.prefix_mask[:, slot + 1:].sum() == 0
+    assert enc.prefix_mask[:, slot].all() and enc.prefix_mask[:, slot + 1:].sum() == 0  # one label: no relation
     ptr_a = enc.prefix[:, slot].clone()
     # change every audio token but the knock's and its two neighbours on each side (the token
     # context's reach): the knock's pointer does not move
