@@ -107,8 +107,8 @@ def _check_queries(queries: dict[str, Any]) -> None:
             raise ValueError(f"answer type {t!r}: not a C++ name (a-z, digits, _)")
     for rule in queries["kind_rules"]:
         for text in (*rule["starts_with"], *rule["contains"]):
-            # The rules run on lower-cased, stripped text: a rule that is not lower-case ASCII could
-            # never match there, and the binary compares bytes.
+            # The rules run on lower-cased, stripped text, so a rule with upper case never matches;
+            # ASCII keeps the binary's byte comparison plainly equal to Python's on code points.
             if not text or not text.isascii() or text != text.lower():
                 raise ValueError(f"kind rule {rule['kind']!r}: {text!r} is not lower-case ASCII")
     for label, phrases in queries["label_phrases"].items():
