@@ -24,16 +24,6 @@ Json top_json(const std::vector<std::pair<std::string, double>>& scores) {
   return Json::array(items);
 }
 
-bool answer_matches_ci(const std::string& a, const std::string& b) {
-  auto norm = [](const std::string& s) {
-    auto x = s.find_first_not_of(" \t\n\r\f\v"), y = s.find_last_not_of(" \t\n\r\f\v");
-    std::string t = x == std::string::npos ? "" : s.substr(x, y - x + 1);
-    for (auto& c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return t;
-  };
-  return norm(a) == norm(b);
-}
-
 }  // namespace
 
 Runtime::Runtime(Source& source, Program& trigger, Program* student, Policy& policy, EnergyMeter& meter,
@@ -440,8 +430,7 @@ void Runtime::answer_local(double t, const Query& q, double t_known) {
 }
 
 void Runtime::answer(double t, const Query& q, const std::string& text, const std::string& source, double latency_ms) {
-  std::optional<bool> correct;
-  if (q.answer && !q.answer->empty()) correct = answer_matches_ci(text, *q.answer);
+  std::optional<bool> correct = answer_matches(text, q.answer);  // the contract's scoring rule (queries.h)
   (source == "cloud" ? summary_.answers_cloud : summary_.answers_local) += 1;
   summary_.answers_correct += correct.value_or(false) ? 1 : 0;
   emit("answer", t,
