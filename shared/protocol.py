@@ -32,12 +32,13 @@ from typing import Any, ClassVar, Collection, Union
 import msgpack
 import numpy as np
 
+from shared.jpeg_header import JpegHeaderError, jpeg_size
 from shared.msgpack_scan import ScanError, is_str_head, scan
 
 __all__ = [
     "PROTOCOL_VERSION", "ErrorCode", "ProtocolError",
     "Frame", "AudioWindow", "InferRequest", "Result", "ErrorReply",
-    "Ping", "Pong", "StatsRequest", "Stats", "Message",
+    "Ping", "Pong", "StatsRequest", "Stats", "Hello", "Capabilities", "ModelInput", "AnswerFormat", "Message",
     "KINDS", "REQUEST_KINDS", "REPLY_KINDS",
     "encode", "decode", "peek_id", "pcm_to_bytes", "pcm_from_bytes", "truncate_utf8",
     "CLIENT_SOCKET_OPTIONS", "SERVER_SOCKET_OPTIONS",
@@ -59,7 +60,10 @@ MAX_STR_BYTES = 16384                 # any str, including unknown keys' values
 MAX_BIN_BYTES = 4 * 1024 * 1024       # any bin; >= 30 s of 48 kHz PCM (2.88 MB)
 MAX_FRAMES = 64                       # 6.4 s of video at 10 fps
 MAX_JPEG_BYTES = 1024 * 1024
+MAX_JPEG_PIXELS = 4096 * 4096         # width x height in a frame header; more is refused before decoding
 MAX_AUDIO_S = 30.0
+MAX_TIME_S = 1e10                     # any recording-clock time (s); admits Unix time, and float64
+                                      # still resolves 2 us there (a 48 kHz sample is 21 us)
 AUDIO_RATES_HZ = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 MAX_LABELS = 1024                     # entries in a label -> score map
 MAX_LABEL_BYTES = 128
@@ -301,19 +305,29 @@ def _short_bin(value: bytes | memoryview) -> str:
     return f"<{len(value)} bytes>"
 
 
+def _time(value: Any, path: str) -> float:
+    """A recording-clock time: finite, in [0, MAX_TIME_S] seconds."""
+    return _float(value, path, 0.0, MAX_TIME_S)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Frame:
-    """One video frame: ``t_s`` (seconds, recording clock, finite >= 0) and
-    ``jpeg`` (JPEG bytes starting with FF D8, at most MAX_JPEG_BYTES)."""
+    """One video frame: ``t_s`` (seconds, recording clock, 0 .. MAX_TIME_S) and
+    ``jpeg`` (at most MAX_JPEG_BYTES: FF D8, then a marker chain that reaches
+    a frame header of at most MAX_JPEG_PIXELS pixels; ``shared.jpeg_header``)."""
 
     t_s: float
     jpeg: bytes | memoryview
 
     def __post_init__(self) -> None:
-        _set(self, "t_s", _float(self.t_s, "t_s"))
+        _set(self, "t_s", _time(self.t_s, "t_s"))
         jpeg = _binary(self.jpeg, "jpeg", MAX_JPEG_BYTES)
-        if bytes(jpeg[:2]) != b"\xff\xd8":
-            raise _bad("jpeg", "not a JPEG (missing FFD8 header)")
+        try:
+            width, height = jpeg_size(jpeg)
+        except JpegHeaderError as exc:
+            raise _bad("jpeg", str(exc)) from None
+        if width * height > MAX_JPEG_PIXELS:
+            raise _large("jpeg", f"{width}x{height} pixels exceeds the limit of {MAX_JPEG_PIXELS}")
         _set(self, "jpeg", jpeg)
 
     def __repr__(self) -> str:
@@ -322,16 +336,16 @@ class Frame:
 
 @dataclass(frozen=True, kw_only=True)
 class AudioWindow:
-    """Mono int16 little-endian PCM: ``start_s`` (seconds, recording clock) of
-    the first sample, ``rate_hz`` from AUDIO_RATES_HZ, ``pcm`` of 1 ..
-    rate_hz * MAX_AUDIO_S samples (2 bytes each)."""
+    """Mono int16 little-endian PCM: ``start_s`` (seconds, recording clock,
+    0 .. MAX_TIME_S) of the first sample, ``rate_hz`` from AUDIO_RATES_HZ,
+    ``pcm`` of 1 .. rate_hz * MAX_AUDIO_S samples (2 bytes each)."""
 
     start_s: float
     rate_hz: int
     pcm: bytes | memoryview  # a memoryview when built from a numpy array (no copy)
 
     def __post_init__(self) -> None:
-        _set(self, "start_s", _float(self.start_s, "start_s"))
+        _set(self, "start_s", _time(self.start_s, "start_s"))
         rate = _int(self.rate_hz, "rate_hz", 0, UINT64_MAX)
         if rate not in AUDIO_RATES_HZ:
             raise _bad("rate_hz", f"must be one of {AUDIO_RATES_HZ}, got {rate}")
@@ -393,7 +407,7 @@ class InferRequest:
         _set(self, "student_scores", _scores(self.student_scores, "student_scores"))
         _set(self, "student_confidence", _float(self.student_confidence, "student_confidence", 0.0, 1.0))
         _set(self, "query", _opt(_text, self.query, "query", MAX_QUERY_BYTES, 1))
-        _set(self, "query_t_s", _opt(_float, self.query_t_s, "query_t_s"))
+        _set(self, "query_t_s", _opt(_time, self.query_t_s, "query_t_s"))
         if (self.query is None) != (self.query_t_s is None):
             raise _bad("query_t_s", "query and query_t_s must be both set or both nil")
         _set(self, "model", _opt(_text, self.model, "model", MAX_MODEL_ID_BYTES, 1))
@@ -587,16 +601,137 @@ class Stats:
                 raise _bad(names[i], f"must be >= {names[i - 1]} (p50 <= p95 <= p99)")
 
 
-Message = Union[InferRequest, Result, ErrorReply, Ping, Pong, StatsRequest, Stats]
+@dataclass(frozen=True, kw_only=True)
+class Hello:
+    """``hello``, client -> server: ask what the server and its model take
+    (answered by :class:`Capabilities`). ``client`` is an optional name and
+    version for the server's log, e.g. ``"earshot-edge/1.0"``."""
+
+    KIND: ClassVar[str] = "hello"
+    id: int
+    client: str | None = None
+
+    def __post_init__(self) -> None:
+        _set(self, "id", _int(self.id, "id", 0, UINT64_MAX))
+        _set(self, "client", _opt(_text, self.client, "client", MAX_MODEL_ID_BYTES, 1))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelInput:
+    """What the model reads of an ``infer`` (docs/protocol.md 6.9).
+
+    The window ends at the request's latest time (audio end, last frame,
+    ``query_t_s``). ``audio_s``: seconds of audio the model reads, ending
+    there (earlier samples are unused, missing ones are silence).
+    ``sample_rate_hz``: the model's rate (other AUDIO_RATES_HZ are resampled).
+    ``frame_hz`` and ``frames``: one frame slot every ``1 / frame_hz`` s
+    counted back from the end, ``frames`` slots; each takes the newest frame
+    at or before it (frames older than ``frames / frame_hz`` s are unused).
+    ``frame_size_px``: frames are centre-cropped to a square and resized to it.
+    """
+
+    audio_s: float
+    sample_rate_hz: int
+    frame_hz: float
+    frames: int
+    frame_size_px: int
+
+    def __post_init__(self) -> None:
+        _set(self, "audio_s", _float(self.audio_s, "audio_s", 0.0, MAX_AUDIO_S))
+        rate = _int(self.sample_rate_hz, "sample_rate_hz", 0, UINT64_MAX)
+        if rate not in AUDIO_RATES_HZ:
+            raise _bad("sample_rate_hz", f"must be one of {AUDIO_RATES_HZ}, got {rate}")
+        _set(self, "sample_rate_hz", rate)
+        _set(self, "frame_hz", _float(self.frame_hz, "frame_hz", 0.0, 1000.0))
+        _set(self, "frames", _int(self.frames, "frames", 0, MAX_FRAMES))
+        _set(self, "frame_size_px", _int(self.frame_size_px, "frame_size_px", 1, 65535))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnswerFormat:
+    """One form ``result.answer`` can take: ``kind`` (a name such as
+    ``summary`` or ``yes_no``), ``when`` (which requests get it), ``format``
+    (its grammar) and an ``example``."""
+
+    kind: str
+    when: str
+    format: str
+    example: str
+
+    def __post_init__(self) -> None:
+        _set(self, "kind", _text(self.kind, "kind", MAX_LABEL_BYTES, 1))
+        for name in ("when", "format", "example"):
+            _set(self, name, _text(getattr(self, name), name, MAX_QUERY_BYTES))
+
+
+def _names(value: Any, path: str) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise _bad(path, f"expected array, got {_wire_type(value)}")
+    if len(value) > MAX_LABELS:
+        raise _large(path, f"{len(value)} entries exceeds the limit of {MAX_LABELS}")
+    return tuple(_text(x, f"{path}[{i}]", MAX_LABEL_BYTES, 1) for i, x in enumerate(value))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Capabilities:
+    """``capabilities``, server -> client: the reply to :class:`Hello`.
+
+    ``server``: software name and version. ``versions``: protocol versions
+    spoken. ``kinds``: request kinds taken. ``ready`` as in :class:`Pong`.
+    ``model_id`` and ``input`` (:class:`ModelInput`) are None until a model
+    is loaded. ``labels``: taxonomy group -> label names the model knows
+    (``trigger_label`` and ``student_scores`` keys; other labels are
+    accepted and ignored). ``tags``: the labels of ``result.tags``.
+    ``answers``: the forms ``result.answer`` takes (:class:`AnswerFormat`).
+    """
+
+    KIND: ClassVar[str] = "capabilities"
+    id: int
+    server: str
+    versions: tuple[int, ...]
+    kinds: tuple[str, ...]
+    ready: bool
+    model_id: str | None = None
+    input: ModelInput | None = None
+    labels: dict[str, tuple[str, ...]]
+    tags: tuple[str, ...]
+    answers: tuple[AnswerFormat, ...]
+
+    def __post_init__(self) -> None:
+        _set(self, "id", _int(self.id, "id", 0, UINT64_MAX))
+        _set(self, "server", _text(self.server, "server", MAX_MODEL_ID_BYTES, 1))
+        _set(self, "versions", _uints(self.versions, "versions", 64))
+        _set(self, "kinds", _names(self.kinds, "kinds"))
+        _set(self, "ready", _bool(self.ready, "ready"))
+        _set(self, "model_id", _opt(_text, self.model_id, "model_id", MAX_MODEL_ID_BYTES, 1))
+        if self.input is not None and not isinstance(self.input, ModelInput):
+            raise _bad("input", f"expected ModelInput or None, got {type(self.input).__name__}")
+        groups = {}
+        for group, members in _map(self.labels, "labels", 64).items():
+            group = _text(group, f"labels[{group!r:.40}]", MAX_LABEL_BYTES, 1)
+            groups[group] = _names(members, f"labels[{group!r:.40}]")
+        _set(self, "labels", groups)
+        _set(self, "tags", _names(self.tags, "tags"))
+        if not isinstance(self.answers, (list, tuple)):
+            raise _bad("answers", f"expected array, got {_wire_type(self.answers)}")
+        if len(self.answers) > 64:
+            raise _large("answers", f"{len(self.answers)} entries exceeds the limit of 64")
+        for i, fmt in enumerate(self.answers):
+            if not isinstance(fmt, AnswerFormat):
+                raise _bad(f"answers[{i}]", f"expected AnswerFormat, got {type(fmt).__name__}")
+        _set(self, "answers", tuple(self.answers))
+
+
+Message = Union[InferRequest, Result, ErrorReply, Ping, Pong, StatsRequest, Stats, Hello, Capabilities]
 KINDS: dict[str, type] = {cls.KIND: cls for cls in Message.__args__}
-REQUEST_KINDS = frozenset({"infer", "ping", "stats_request"})
-REPLY_KINDS = frozenset({"result", "error", "pong", "stats"})
+REQUEST_KINDS = frozenset({"infer", "ping", "stats_request", "hello"})
+REPLY_KINDS = frozenset({"result", "error", "pong", "stats", "capabilities"})
 
 
 # -------------------------------------------------------------- encoding --
 
 def _to_wire(value: Any) -> Any:
-    if isinstance(value, (Frame, AudioWindow)):
+    if isinstance(value, (Frame, AudioWindow, ModelInput, AnswerFormat)):
         return {f.name: _to_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, (list, tuple)):
         return [_to_wire(v) for v in value]
@@ -678,9 +813,11 @@ def decode(data: bytes, *, accept: Collection[str] | None = None) -> Message:
     except ProtocolError:
         raise
     except _MALFORMED as exc:
-        raise _bad("", f"malformed message ({type(exc).__name__}: {str(exc):.80})") from exc
+        # The pre-scan catches every defect we know of first, with a message in msgpack's
+        # terms; this is the second line, and its text must not leak host-language details.
+        raise _bad("", "malformed msgpack") from exc
     except Exception as exc:  # a decoder bug must not take a server down; 'internal' says whose fault
-        raise ProtocolError(ErrorCode.INTERNAL, f"decoder failure ({type(exc).__name__})") from exc
+        raise ProtocolError(ErrorCode.INTERNAL, "decoder failure") from exc
 
 
 def _decode(data: bytes, accept: Collection[str] | None) -> Message:
@@ -716,6 +853,8 @@ def _decode(data: bytes, accept: Collection[str] | None) -> Message:
         raise _bad("kind", f"{kind!r} is not accepted here (expected one of {sorted(accept)})")
     if kind == InferRequest.KIND:
         return _infer_from_wire(raw)
+    if kind == Capabilities.KIND:
+        return _capabilities_from_wire(raw)
     return _build(KINDS[kind], raw, kind)
 
 
@@ -749,6 +888,18 @@ def _infer_from_wire(raw: dict) -> InferRequest:
     if audio is not None:
         audio = _build(AudioWindow, audio, "infer.audio")
     return _build(InferRequest, {**raw, "frames": frames, "audio": audio}, "infer")
+
+
+def _capabilities_from_wire(raw: dict) -> Capabilities:
+    nested = {}
+    if raw.get("input") is not None:
+        nested["input"] = _build(ModelInput, raw["input"], "capabilities.input")
+    answers = raw.get("answers")
+    if isinstance(answers, list):
+        if len(answers) > 64:
+            raise _large("capabilities.answers", f"{len(answers)} entries exceeds the limit of 64")
+        nested["answers"] = [_build(AnswerFormat, a, f"capabilities.answers[{i}]") for i, a in enumerate(answers)]
+    return _build(Capabilities, {**raw, **nested}, "capabilities")
 
 
 def peek_id(data: bytes) -> int | None:

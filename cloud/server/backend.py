@@ -6,6 +6,7 @@ The serving machinery (queue, batching, deadlines, workers) only needs::
     backend.max_batch_size    the largest batch ``infer`` takes
     backend.warmup()          run once before the worker reports READY
     backend.infer(requests)   -> BatchOutput: one Answer or ProtocolError per request
+    backend.capabilities()    optional: the model half of 'capabilities' (cloud/server/capabilities.py)
 
 ``infer`` returns answers, not protocol ``Result`` messages: a result's
 ``timing_ms.total_ms`` runs from the server's receive time to its reply, which
@@ -24,7 +25,6 @@ summary question) as word ids.
 """
 from __future__ import annotations
 
-import fractions
 import hashlib
 import logging
 import time
@@ -34,19 +34,15 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from shared.protocol import (MAX_ANSWER_BYTES, MAX_MODEL_ID_BYTES, AudioWindow, ErrorCode, Frame, InferRequest,
-                             ProtocolError, truncate_utf8)
+from cloud.server.jpeg import decode_frame, encode_jpeg
+from shared.protocol import (MAX_ANSWER_BYTES, MAX_JPEG_PIXELS, MAX_MODEL_ID_BYTES, AudioWindow, ErrorCode, Frame,
+                             InferRequest, ModelInput, ProtocolError, truncate_utf8)
 
-__all__ = ["Answer", "BatchOutput", "Backend", "TeacherBackend", "load_teacher_backend",
-           "jpeg_size", "decode_jpeg", "encode_jpeg", "warmup_request", "MAX_JPEG_PIXELS"]
+__all__ = ["Answer", "BatchOutput", "Backend", "TeacherBackend", "load_teacher_backend", "warmup_request",
+           "encode_jpeg"]
 
 log = logging.getLogger("earshot.server.backend")
 
-#: Frames larger than this (pixels) are refused before decoding: a 1 MiB JPEG
-#: may claim 65535 x 65535 pixels, and the decoder would try to allocate them.
-MAX_JPEG_PIXELS = 4096 * 4096
-_JPEG_MAX_SEGMENTS = 256  # markers scanned for the frame header before giving up
-_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 
 
 @dataclass(frozen=True)
@@ -80,89 +76,6 @@ class Backend(Protocol):
     def infer(self, requests: Sequence[InferRequest]) -> BatchOutput:
         """Answer 1 .. ``max_batch_size`` validated requests."""
         ...
-
-
-# --- JPEG ----------------------------------------------------------------------
-
-
-def jpeg_size(data: bytes | memoryview) -> tuple[int, int]:
-    """(width, height) from a JPEG's frame header, without decoding.
-
-    Raises:
-        ValueError: no SOI, a broken marker chain, or no frame header among
-            the first segments.
-    """
-    buf = memoryview(data).cast("B")
-    n = len(buf)
-    if n < 4 or buf[0] != 0xFF or buf[1] != 0xD8:
-        raise ValueError("missing SOI marker")
-    pos = 2
-    for _ in range(_JPEG_MAX_SEGMENTS):
-        while pos < n and buf[pos] == 0xFF and pos + 1 < n and buf[pos + 1] == 0xFF:
-            pos += 1  # fill bytes
-        if pos + 4 > n or buf[pos] != 0xFF:
-            break
-        marker = buf[pos + 1]
-        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
-            pos += 2
-            continue
-        if marker in (0xD9, 0xDA):
-            break  # end of image or scan data before any frame header
-        length = (buf[pos + 2] << 8) | buf[pos + 3]
-        if length < 2:
-            break
-        if marker in _SOF_MARKERS:
-            if pos + 9 > n:
-                break
-            height = (buf[pos + 5] << 8) | buf[pos + 6]
-            width = (buf[pos + 7] << 8) | buf[pos + 8]
-            if not (width and height):
-                raise ValueError(f"frame header claims {width}x{height} pixels")
-            return width, height
-        pos += 2 + length
-    raise ValueError("no frame header (SOF) found")
-
-
-def decode_jpeg(data: bytes | memoryview, max_pixels: int = MAX_JPEG_PIXELS) -> np.ndarray:
-    """JPEG -> (h, w, 3) uint8 RGB with PyAV's mjpeg decoder (one thread).
-
-    Raises:
-        ValueError: not decodable, or larger than ``max_pixels``.
-    """
-    import av
-
-    width, height = jpeg_size(data)
-    if width * height > max_pixels:
-        raise ValueError(f"{width}x{height} pixels exceeds the server's limit of {max_pixels}")
-    ctx = av.CodecContext.create("mjpeg", "r")
-    ctx.thread_count = 1
-    try:
-        frames = ctx.decode(av.Packet(bytes(data)))
-    except av.error.FFmpegError as exc:
-        raise ValueError(f"cannot decode JPEG ({exc})") from None
-    if not frames:
-        raise ValueError("cannot decode JPEG (no picture)")
-    return frames[0].to_ndarray(format="rgb24")
-
-
-def encode_jpeg(rgb: np.ndarray) -> bytes:
-    """(h, w, 3) uint8 RGB -> baseline JPEG bytes (PyAV mjpeg; odd sizes are cropped to even)."""
-    import av
-
-    rgb = np.ascontiguousarray(rgb[: rgb.shape[0] // 2 * 2, : rgb.shape[1] // 2 * 2], dtype=np.uint8)
-    ctx = av.CodecContext.create("mjpeg", "w")
-    ctx.width, ctx.height, ctx.pix_fmt = rgb.shape[1], rgb.shape[0], "yuvj420p"
-    ctx.time_base = fractions.Fraction(1, 10)
-    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuvj420p")
-    return b"".join(bytes(p) for p in ctx.encode(frame) + ctx.encode(None))
-
-
-def _square(rgb: np.ndarray) -> np.ndarray:
-    """Centre crop to a square, as the importer does before resizing."""
-    h, w = rgb.shape[:2]
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    return rgb[top : top + s, left : left + s]
 
 
 def warmup_request(seed: int = 0, request_id: int = 0, n_frames: int = 2, audio_s: float = 1.0) -> InferRequest:
@@ -211,7 +124,7 @@ class TeacherBackend:
     # The one place that knows how a request maps onto the training item layout
     # (cloud.data.QADataset.__getitem__); keep the two in step.
     def _item(self, req: InferRequest) -> dict:
-        from cloud.data import recording_log_mel, resize_frames
+        from cloud.data import recording_log_mel
 
         spec, cfg = self.spec, self.model.cfg
         audio_end = req.audio.start_s + req.audio.duration_s if req.audio is not None else 0.0
@@ -230,25 +143,26 @@ class TeacherBackend:
             mel[mel_valid] = rec_mel[j[mel_valid]]
             audio_end_s = req.audio.start_s + e / self.mel_hz
 
-        # One frame slot every 1 / frame_hz, counted back from the end; each takes
-        # the newest frame at or before it, and only the frames used are decoded.
+        # One frame slot every 1 / frame_hz, counted back from the end; each takes the
+        # newest frame at or before it, if that frame is inside the window (a frame far
+        # older than the window, e.g. 1e9 s before the audio, is unused, not stretched).
         size = spec.frame_size_px
         slot_t = end - np.arange(spec.n_frames - 1, -1, -1) / spec.frame_hz
         times = np.asarray([f.t_s for f in req.frames], np.float64)
         idx = np.searchsorted(times, slot_t + 1e-9, side="right") - 1
-        valid = (slot_t >= end - spec.max_window_s - 1e-6) & (idx >= 0)
+        picked_t = times[np.clip(idx, 0, None)] if len(times) else slot_t
+        valid = (idx >= 0) & (picked_t >= end - spec.n_frames / spec.frame_hz - 1e-6)
         frames = np.zeros((spec.n_frames, size, size, 3), np.uint8)
         decoded: dict[int, np.ndarray] = {}
         for slot in np.flatnonzero(valid):
             k = int(idx[slot])
             if k not in decoded:
                 try:
-                    rgb = _square(decode_jpeg(req.frames[k].jpeg, self.max_jpeg_pixels))
+                    decoded[k] = decode_frame(req.frames[k].jpeg, size, self.max_jpeg_pixels)
                 except ValueError as exc:
                     raise ProtocolError(ErrorCode.BAD_REQUEST, str(exc), f"infer.frames[{k}].jpeg") from None
-                decoded[k] = resize_frames(rgb[None], size)[0]
             frames[slot] = decoded[k]
-        frame_times = np.where(valid, times[np.clip(idx, 0, max(len(times) - 1, 0))] if len(times) else slot_t, slot_t)
+        frame_times = np.where(valid, picked_t, slot_t)
 
         tok = self.tokenizer
         question = tok.encode(req.query or self.default_question)[: cfg.max_question_tokens] or [tok.unk_id]
@@ -304,6 +218,15 @@ class TeacherBackend:
                 items[slots[k]] = Answer(text, dict(zip(names, probs[k])))
         t2 = time.perf_counter()
         return BatchOutput(items, {"decode_ms": 1e3 * (t1 - t0), "model_ms": 1e3 * (t2 - t1)})
+
+    def capabilities(self) -> dict:
+        """The model half of ``capabilities`` (cloud/server/capabilities.py): input contract, tags, answers."""
+        from cloud.server.capabilities import TEACHER_ANSWERS, model_capabilities
+
+        spec = self.spec
+        model_input = ModelInput(audio_s=spec.audio_history_s, sample_rate_hz=self.sample_rate_hz,
+                                 frame_hz=spec.frame_hz, frames=spec.n_frames, frame_size_px=spec.frame_size_px)
+        return model_capabilities(model_input, self._tag_names(), TEACHER_ANSWERS)
 
     def warmup(self) -> None:
         """Batch of one, then a full batch: allocator and kernels see both shapes."""

@@ -53,8 +53,8 @@ def real_request(label: str, rate_hz: int = 16000, query: str | None = None, bad
 
     rng = np.random.default_rng(len(label))
     jpegs = [encode_jpeg((rng.random((96, 128, 3)) * 255).astype(np.uint8)) for _ in range(3)]
-    if bad_jpeg:
-        jpegs[-1] = JPEG_STUB  # starts with FF D8, so the protocol accepts it; it does not decode
+    if bad_jpeg:  # a valid header (the protocol accepts it) and scan data cut short: it does not decode
+        jpegs[-1] = jpegs[-1][: len(jpegs[-1]) // 2]
     t = np.arange(int(1.5 * rate_hz)) / rate_hz
     pcm = (8000 * np.sin(2 * np.pi * 1000 * t)).astype(np.int16)
     return InferRequest(id=0, deadline_ms=1000, trigger_label=label, trigger_score=0.8,
