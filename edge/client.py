@@ -59,8 +59,9 @@ import zmq
 import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
-from shared.protocol import (CLIENT_SOCKET_OPTIONS, MAX_DEADLINE_MS, REPLY_KINDS, ErrorCode, ErrorReply,
-                             InferRequest, Ping, Pong, ProtocolError, Result, Stats, StatsRequest, decode, encode)
+from shared.protocol import (CLIENT_SOCKET_OPTIONS, MAX_DEADLINE_MS, REPLY_KINDS, Capabilities, ErrorCode, ErrorReply,
+                             Hello, InferRequest, Ping, Pong, ProtocolError, Result, Stats, StatsRequest, decode,
+                             encode)
 
 __all__ = [
     "Client", "ClientError", "UNAVAILABLE", "TOO_MANY_IN_FLIGHT", "CLOSED",
@@ -103,6 +104,8 @@ REOPEN_BACKOFF_MAX_MS = CLIENT_SOCKET_OPTIONS["RECONNECT_IVL_MAX"]
 RTT_EWMA = 0.25
 #: Longest poll (ms) of the I/O thread.
 _POLL_MAX_MS = 100
+#: What ``hello`` tells the server about this client (its log shows it).
+CLIENT_NAME = "earshot-edge-python/1"
 
 
 class ClientError(Exception):
@@ -127,7 +130,7 @@ class ClientError(Exception):
 
 @dataclass(eq=False)
 class _Call:
-    kind: str                 # infer | ping | stats
+    kind: str                 # infer | ping | stats | hello
     request: InferRequest | None
     future: Future
     deadline: float           # monotonic: the caller's full budget
@@ -246,6 +249,13 @@ class Client:
     def stats(self, timeout_ms: int = PING_TIMEOUT_MS) -> Stats:
         """The server's counters. Raises `ClientError`."""
         return self._start(_Call("stats", None, Future(), time.monotonic() + timeout_ms / 1000, 1), None).result()
+
+    def hello(self, timeout_ms: int = PING_TIMEOUT_MS) -> Capabilities:
+        """What the server and its model take (input contract, labels, answer forms).
+
+        Raises `ClientError` (``unsupported_kind`` from a server older than protocol revision 1.1).
+        """
+        return self._start(_Call("hello", None, Future(), time.monotonic() + timeout_ms / 1000, 1), None).result()
 
     @property
     def counters(self) -> dict[str, int]:
@@ -443,6 +453,8 @@ class Client:
             return wire_id, Ping(id=wire_id, t_client_s=max(0.0, time.monotonic()))
         if call.kind == "stats":
             return wire_id, StatsRequest(id=wire_id)
+        if call.kind == "hello":
+            return wire_id, Hello(id=wire_id, client=CLIENT_NAME)
         one_way_ms = (self.rtt_ms or 0.0) / 2
         budget = int(min(MAX_DEADLINE_MS, max(1.0, 1000 * (call.deadline - now) - one_way_ms)))
         return wire_id, dataclasses.replace(call.request, id=wire_id, deadline_ms=budget)
@@ -501,7 +513,7 @@ class Client:
             self._resolve(call, error=ClientError(msg.code.value, msg.message, retry_after_ms=msg.retry_after_ms,
                                                   from_server=True))
             return
-        expected = {"infer": Result, "ping": Pong, "stats": Stats}[call.kind]
+        expected = {"infer": Result, "ping": Pong, "stats": Stats, "hello": Capabilities}[call.kind]
         if not isinstance(msg, expected):
             self._resolve(call, error=ClientError(ErrorCode.BAD_REQUEST.value,
                                                   f"server answered {call.kind} with {msg.KIND}", from_server=True))

@@ -84,6 +84,7 @@ CLIENT_SOCKET_OPTIONS = {
     "MAXMSGSIZE": ZMQ_MAXMSGSIZE,
     "LINGER": 0,              # never block exit on requests nobody will answer
     "IMMEDIATE": 1,           # no queueing while disconnected: send fails, edge falls back
+    "SNDTIMEO": 0,            # ... at once: with IMMEDIATE and no peer, a blocking send would wait forever
     "SNDHWM": 64,
     "RCVHWM": 64,
     "RECONNECT_IVL": 100,

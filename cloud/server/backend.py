@@ -78,15 +78,16 @@ class Backend(Protocol):
         ...
 
 
-def warmup_request(seed: int = 0, request_id: int = 0, n_frames: int = 2, audio_s: float = 1.0) -> InferRequest:
+def warmup_request(seed: int = 0, request_id: int = 0, n_frames: int = 2, audio_s: float = 1.0,
+                   rate_hz: int = 16000) -> InferRequest:
     """A plausible request (grey-ish noise frames + quiet noise audio) for warm-up and tests."""
     rng = np.random.default_rng(seed)
     jpeg = encode_jpeg((96 + 64 * rng.random((64, 64, 3))).astype(np.uint8))
-    pcm = (300 * rng.standard_normal(int(16000 * audio_s))).astype(np.int16)
+    pcm = (300 * rng.standard_normal(int(rate_hz * audio_s))).astype(np.int16)
     return InferRequest(
         id=request_id, deadline_ms=60_000, trigger_label="timer_beep", trigger_score=0.5,
         student_scores={"timer_beep": 0.5}, student_confidence=0.5,
-        audio=AudioWindow.from_samples(pcm, start_s=9.0, rate_hz=16000),
+        audio=AudioWindow.from_samples(pcm, start_s=9.0, rate_hz=rate_hz),
         frames=[Frame(t_s=9.0 + k * 0.5, jpeg=jpeg) for k in range(n_frames)],
     )
 
@@ -229,10 +230,13 @@ class TeacherBackend:
         return model_capabilities(model_input, self._tag_names(), TEACHER_ANSWERS)
 
     def warmup(self) -> None:
-        """Batch of one, then a full batch: allocator and kernels see both shapes."""
+        """Batch of one, then a full batch: allocator and kernels see both shapes. The batch of
+        one is at 48 kHz, so the resampler (scipy, ~1 s to import) is loaded before READY, not
+        during the first client's budget."""
         t0 = time.perf_counter()
         for n in sorted({1, self.max_batch_size}):
-            out = self.infer([warmup_request(seed=k, request_id=k) for k in range(n)])
+            out = self.infer([warmup_request(seed=k, request_id=k, rate_hz=48000 if n == 1 else 16000)
+                              for k in range(n)])
             bad = [x for x in out.items if not isinstance(x, Answer)]
             if bad:
                 raise RuntimeError(f"warm-up request failed: {bad[0]}")
