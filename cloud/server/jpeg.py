@@ -61,7 +61,10 @@ def decode_frame(data: bytes | memoryview, size_px: int, max_pixels: int = MAX_J
             rgb = np.asarray(image.convert("RGB"))
     except (OSError, ValueError, SyntaxError) as exc:  # Pillow's ways of saying "corrupt"
         raise ValueError(f"cannot decode JPEG ({exc})") from None
-    return resize_frames(np.ascontiguousarray(square(rgb))[None], size_px)[0]
+    rgb = square(rgb)
+    if rgb.shape[0] != size_px:
+        rgb = np.array(rgb)  # Pillow's array is read-only; torch (resize_frames) wants a writable one
+    return resize_frames(rgb[None], size_px)[0]
 
 
 def encode_jpeg(rgb: np.ndarray) -> bytes:
