@@ -479,6 +479,7 @@ class Client:
             self._unsent.popleft()
             call.sends += 1
             call.wire_id, call.t_sent = wire_id, now
+            call.future.sent_at = now  # latency stages (edge/runtime.py): on the wire
             self._by_id[wire_id] = call
             self._count("sent")
 
@@ -542,9 +543,15 @@ class Client:
             self._reset(f"{self._silent_timeouts} requests in a row got no reply", now)
 
     def _resolve(self, call: _Call, *, result=None, error: ClientError | None = None) -> None:
-        """Deliver exactly once (the only place a Future is completed)."""
+        """Deliver exactly once (the only place a Future is completed).
+
+        The future carries two monotonic timestamps for latency accounting:
+        ``sent_at`` (the last send on the wire, or absent if never sent) and
+        ``resolved_at`` (now: the reply was read, or the call failed).
+        """
         if call.future.done():
             return
+        call.future.resolved_at = time.monotonic()
         with self._lock:
             self._unresolved -= 1
         if error is not None:

@@ -90,6 +90,8 @@ class _InFlight:
     future: concurrent.futures.Future
     query: Any | None          # shared.annotations.Query
     wall_done: float | None = None
+    wall_step: float = 0.0     # time.monotonic() when the sending step's audio was in hand
+    wall_trigger: float = 0.0  # ... and when that step's trigger had answered
 
 
 @dataclass
@@ -173,6 +175,7 @@ class EdgeRuntime:
         self._student_t = -math.inf
         self._last_offload_t = -math.inf
         self._t = 0.0
+        self._wall_step = self._wall_trigger = 0.0  # this step's audio in hand / trigger answered (monotonic)
         # per-step accumulators
         self._tx = self._rx = self._jpeg_frames = 0
         self._compute_mj = 0.0
@@ -219,7 +222,9 @@ class EdgeRuntime:
         """One step ending at recording time ``t`` (see the module docstring)."""
         self._t = t
         self.ring.push(self.source.read_until(t))
+        self._wall_step = time.monotonic()
         scores, fired = self._run_trigger(t)
+        self._wall_trigger = time.monotonic()
         self._merge(t)
         query = self._query_for(t)
         obs = Observation(
@@ -326,7 +331,8 @@ class EdgeRuntime:
             # background): answer at once instead of holding the wearer for the whole deadline.
             self._fallback(t, request_id, NO_ENDPOINT, query)
             return
-        item = _InFlight(request_id, t, time.monotonic(), None, query)  # type: ignore[arg-type]
+        item = _InFlight(request_id, t, time.monotonic(), None, query,  # type: ignore[arg-type]
+                         wall_step=self._wall_step, wall_trigger=self._wall_trigger)
         fut = self.client.submit(req, deadline_ms=self.deadline_ms)
         item.future = fut
         fut.add_done_callback(lambda _f, it=item: setattr(it, "wall_done", time.monotonic()))
@@ -346,17 +352,19 @@ class EdgeRuntime:
             fut = item.future
             budget_s = t - item.t_sent_s
             if not fut.done() and (final or not realtime):
-                wait_s = 1e9 if final else budget_s - (time.monotonic() - item.wall_sent)
+                wait_s = 1e9 if final else budget_s - (time.monotonic() - item.wall_step)
                 if wait_s > 0:
                     concurrent.futures.wait([fut], timeout=min(wait_s, self.deadline_ms / 1000 + 5.0))
             if not fut.done():
                 keep.append(item)
                 continue
-            latency_s = (item.wall_done or time.monotonic()) - item.wall_sent
-            if not (final or realtime) and latency_s > budget_s + 1e-3:
+            done = item.wall_done or time.monotonic()
+            # On the virtual clock the step's own compute (trigger, student, JPEG) counts too:
+            # the reply arrives at t_sent + (done - the moment the sending step began).
+            if not (final or realtime) and done - item.wall_step > budget_s + 1e-3:
                 keep.append(item)  # resolved, but on the virtual clock it arrives after this step
                 continue
-            self._resolve(t, item, latency_s)
+            self._resolve(t, item, done - item.wall_sent)
         self._in_flight = keep
 
     def _resolve(self, t: float, item: _InFlight, latency_s: float) -> None:
@@ -374,10 +382,39 @@ class EdgeRuntime:
         self.summary.results += 1
         latency_ms = 1000 * latency_s
         self._emit("result", t, request_id=item.request_id, latency_ms=latency_ms, answer=result.answer,
-                   top=_top(result.tags), model_id=result.model_id)
+                   top=_top(result.tags), model_id=result.model_id, stages_ms=self._stages_ms(t, item, result))
         if item.query is not None:
             q = item.query
             self._answer(t, q, result.answer, "cloud", 1000 * (item.t_sent_s - q.t_s) + latency_ms)
+
+    def _stages_ms(self, t: float, item: _InFlight, result: Result) -> dict[str, float]:
+        """Where the time of one offload went, from its step's audio in hand to the answer shown.
+
+        Wall intervals on the device (``trigger_ms``, ``build_ms``, ``send_ms``), the round trip
+        split into the server's own ``total_ms`` and the rest (``network_ms``), and ``shown_ms``:
+        reply received -> answer shown. The answer is shown when the step loop merges it: in a
+        real-time replay that is a wall interval; as fast as possible it is the virtual wait from
+        the reply's arrival (its step's ``t`` plus the wall offset since that step began) to the
+        merging step's ``t``. docs/edge.md lists them.
+        """
+        fut = item.future
+        sent = getattr(fut, "sent_at", item.wall_sent)
+        replied = getattr(fut, "resolved_at", item.wall_done or time.monotonic())
+        server_ms = float(result.timing_ms.get("total_ms", 0.0))
+        if self.source.realtime:
+            shown_ms = 1000 * (time.monotonic() - replied)
+        else:
+            shown_ms = 1000 * (t - (item.t_sent_s + replied - item.wall_step))
+        return {
+            "trigger_ms": 1000 * (item.wall_trigger - item.wall_step),
+            "build_ms": 1000 * (item.wall_sent - item.wall_trigger),
+            "send_ms": 1000 * (sent - item.wall_sent),
+            "network_ms": max(0.0, 1000 * (replied - sent) - server_ms),
+            "server_ms": server_ms,
+            "server_queue_ms": float(result.timing_ms.get("queue_ms", 0.0)),
+            "server_model_ms": float(result.timing_ms.get("worker_ms", result.timing_ms.get("model_ms", 0.0))),
+            "shown_ms": max(0.0, shown_ms),
+        }
 
     def _fallback(self, t: float, request_id: int | None, reason: str, query, t_known: float | None = None) -> None:
         """Log a failed offload; its query is answered from what the device knew when it was asked

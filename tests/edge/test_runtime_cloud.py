@@ -28,6 +28,14 @@ def test_earshot_edge_answers_queries_through_the_cloud(edge_world, programs, se
     offloads = [e for e in events if e["kind"] == "offload"]
     assert offloads and set(results) == {o["request_id"] for o in offloads}  # every offload answered
     assert all(r["model_id"].startswith("avlm-") and r["latency_ms"] > 0 for r in results.values())
+    for r in results.values():  # latency stages (docs/edge.md): all there, and they add up
+        st = r["stages_ms"]
+        assert set(st) == {"trigger_ms", "build_ms", "send_ms", "network_ms", "server_ms", "server_queue_ms",
+                           "server_model_ms", "shown_ms"} and min(st.values()) >= 0
+        assert st["server_queue_ms"] + st["server_model_ms"] <= st["server_ms"] + 1e-3
+        # submit -> reply (latency_ms) = client hand-off + network + server, up to rounding
+        assert abs(st["send_ms"] + st["network_ms"] + st["server_ms"] - r["latency_ms"]) <= 0.05 * r["latency_ms"] + 1
+        assert st["shown_ms"] <= 1000 * 0.25 + 1  # merged at the first step after its arrival (one hop)
     answers = {e["query_id"]: e for e in events if e["kind"] == "answer"}
     assert set(answers) == {"q000", "q001"}
     assert all(a["source"] == "cloud" and isinstance(a["answer"], str) for a in answers.values())
