@@ -27,6 +27,12 @@ trigger- and student-driven inputs depend only on the recording and the
 programs, never on wall time; only ``pending`` and ``link_up`` (used by
 ``context_aware``) can differ between runs.
 
+Answers are shown when they arrive, not at the next step: the client's
+callback hands each cloud result to ``display`` at once (a hop is 250 ms; a
+merge-time display made the wearer wait half a hop on average). Every
+``result`` event carries ``stages_ms``: where the time went from the sending
+step's audio in hand to the answer shown (docs/edge.md).
+
 Failures never stop the loop: a request that fails (deadline, server down,
 busy, too many in flight, no endpoint) is logged as ``fallback`` and its
 query, if any, is answered on the device (edge/local_answer.py).
@@ -37,7 +43,7 @@ import concurrent.futures
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -92,6 +98,7 @@ class _InFlight:
     wall_done: float | None = None
     wall_step: float = 0.0     # time.monotonic() when the sending step's audio was in hand
     wall_trigger: float = 0.0  # ... and when that step's trigger had answered
+    wall_shown: float | None = None  # ... and when its answer was shown (on arrival, see EdgeRuntime)
 
 
 @dataclass
@@ -139,16 +146,22 @@ class EdgeRuntime:
         deadline_ms: budget of each offload.
         link_rtt_ms, link_mbps: the link estimate the policy sees (from the network profile).
         run_info: extra fields of the ``start`` event (device, network, endpoint, program paths).
+        display: called with each cloud `Result` (and its offload's ``request_id``) the moment it
+            arrives, on the client's I/O thread (keep it short): the wearer sees an answer when it
+            comes, not at the next hop. The step loop still merges it at the next step for the
+            policy, the energy account and the log (``stages_ms.shown_ms`` is the display time).
     """
 
     def __init__(self, source: RecordingSource, trigger, student, policy, meter: EnergyMeter, log: EventLog, *,
                  client=None, hop_s: float = 0.25, deadline_ms: int = 800, link_rtt_ms: float = 40.0,
-                 link_mbps: float = 80.0, run_info: dict[str, Any] | None = None) -> None:
+                 link_mbps: float = 80.0, run_info: dict[str, Any] | None = None,
+                 display: Callable[[int, Result], None] | None = None) -> None:
         self.source, self.trigger, self.student, self.policy = source, trigger, student, policy
         self.meter, self.log, self.client = meter, log, client
         self.hop_s, self.deadline_ms = float(hop_s), int(deadline_ms)
         self.link_rtt_ms, self.link_mbps = float(link_rtt_ms), float(link_mbps)
         self.run_info = dict(run_info or {})
+        self.display = display
         rate = source.sample_rate_hz
         self.rate = rate
         self.ring = AudioRing(int(RING_S * rate))
@@ -335,7 +348,7 @@ class EdgeRuntime:
                          wall_step=self._wall_step, wall_trigger=self._wall_trigger)
         fut = self.client.submit(req, deadline_ms=self.deadline_ms)
         item.future = fut
-        fut.add_done_callback(lambda _f, it=item: setattr(it, "wall_done", time.monotonic()))
+        fut.add_done_callback(lambda _f, it=item: self._arrived(it))
         if fut.done() and fut.exception() is not None:
             err = fut.exception()
             self._fallback(t, request_id, err.code if isinstance(err, ClientError) else "internal", query)
@@ -343,6 +356,19 @@ class EdgeRuntime:
         self._tx += n_bytes
         self.summary.bytes_sent += n_bytes
         self._in_flight.append(item)
+
+    def _arrived(self, item: _InFlight) -> None:
+        """On the client's I/O thread, when an offload resolves: show a result at once."""
+        item.wall_done = time.monotonic()
+        fut = item.future
+        if fut.exception() is None and self.display is not None:
+            try:
+                self.display(item.request_id, fut.result())
+            except Exception:  # a display bug must not take the client thread down
+                import logging
+
+                logging.getLogger("earshot.edge").exception("display failed")
+        item.wall_shown = time.monotonic()
 
     def _merge(self, t: float, *, final: bool = False) -> None:
         """Merge the requests that have resolved by ``t`` (all of them when ``final``), in send order."""
@@ -392,19 +418,14 @@ class EdgeRuntime:
 
         Wall intervals on the device (``trigger_ms``, ``build_ms``, ``send_ms``), the round trip
         split into the server's own ``total_ms`` and the rest (``network_ms``), and ``shown_ms``:
-        reply received -> answer shown. The answer is shown when the step loop merges it: in a
-        real-time replay that is a wall interval; as fast as possible it is the virtual wait from
-        the reply's arrival (its step's ``t`` plus the wall offset since that step began) to the
-        merging step's ``t``. docs/edge.md lists them.
+        reply read -> answer shown, which happens on arrival (``display``, `_arrived`), not when
+        the step loop merges the result. docs/edge.md lists them.
         """
         fut = item.future
         sent = getattr(fut, "sent_at", item.wall_sent)
         replied = getattr(fut, "resolved_at", item.wall_done or time.monotonic())
         server_ms = float(result.timing_ms.get("total_ms", 0.0))
-        if self.source.realtime:
-            shown_ms = 1000 * (time.monotonic() - replied)
-        else:
-            shown_ms = 1000 * (t - (item.t_sent_s + replied - item.wall_step))
+        shown_ms = 1000 * ((item.wall_shown or replied) - replied)  # the same on both clocks: a wall interval
         return {
             "trigger_ms": 1000 * (item.wall_trigger - item.wall_step),
             "build_ms": 1000 * (item.wall_sent - item.wall_trigger),

@@ -35,7 +35,7 @@ def test_earshot_edge_answers_queries_through_the_cloud(edge_world, programs, se
         assert st["server_queue_ms"] + st["server_model_ms"] <= st["server_ms"] + 1e-3
         # submit -> reply (latency_ms) = client hand-off + network + server, up to rounding
         assert abs(st["send_ms"] + st["network_ms"] + st["server_ms"] - r["latency_ms"]) <= 0.05 * r["latency_ms"] + 1
-        assert st["shown_ms"] <= 1000 * 0.25 + 1  # merged at the first step after its arrival (one hop)
+        assert st["shown_ms"] < 50  # shown on arrival, not at the next step (a hop is 250 ms)
     answers = {e["query_id"]: e for e in events if e["kind"] == "answer"}
     assert set(answers) == {"q000", "q001"}
     assert all(a["source"] == "cloud" and isinstance(a["answer"], str) for a in answers.values())
