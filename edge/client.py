@@ -18,8 +18,9 @@ Guarantees:
   edge should answer locally rather than queue work that will be late.
 - **Deadlines.** Every call resolves by its deadline: a ``Result`` (or
   ``Pong``/``Stats``), or a `ClientError`. The server gets the remaining
-  budget minus half the smoothed ping RTT (its clock starts when the request
-  arrives), and the client keeps its own timer for the full budget.
+  budget minus the smoothed ping RTT and ``VERDICT_MARGIN_MS`` (its clock
+  starts when the request arrives, and its verdict must travel back before
+  the caller's deadline), and the client keeps its own timer for the full budget.
 - **At most once.** A future is resolved exactly once, and each request id is
   used once: a reply to a request that already failed (late, or from before a
   reconnect) is dropped and counted (``counters["late_replies"]``).
@@ -66,6 +67,7 @@ from shared.protocol import (CLIENT_SOCKET_OPTIONS, MAX_DEADLINE_MS, REPLY_KINDS
 __all__ = [
     "Client", "ClientError", "UNAVAILABLE", "TOO_MANY_IN_FLIGHT", "CLOSED",
     "DEFAULT_DEADLINE_MS", "PING_TIMEOUT_MS", "MIN_RETRY_BUDGET_MS", "MAX_SENDS", "SILENT_TIMEOUTS_BEFORE_RESET",
+    "VERDICT_MARGIN_MS",
     "REOPEN_BACKOFF_INITIAL_MS", "REOPEN_BACKOFF_MAX_MS",
 ]
 
@@ -100,6 +102,10 @@ SILENT_TIMEOUTS_BEFORE_RESET = 3
 REOPEN_BACKOFF_INITIAL_MS = CLIENT_SOCKET_OPTIONS["RECONNECT_IVL"]
 #: ... up to this (ms). libzmq's own reconnect backoff uses the same pair.
 REOPEN_BACKOFF_MAX_MS = CLIENT_SOCKET_OPTIONS["RECONNECT_IVL_MAX"]
+#: Milliseconds the server's budget ends before the client's own timer, besides a round
+#: trip: the server's reply must be sent and read (two event-loop turns, a few ms on a
+#: busy host) before the caller's deadline, or a verdict the server did send is counted late.
+VERDICT_MARGIN_MS = 10
 #: Weight of the newest ping in the smoothed RTT.
 RTT_EWMA = 0.25
 #: Longest poll (ms) of the I/O thread.
@@ -455,8 +461,11 @@ class Client:
             return wire_id, StatsRequest(id=wire_id)
         if call.kind == "hello":
             return wire_id, Hello(id=wire_id, client=CLIENT_NAME)
-        one_way_ms = (self.rtt_ms or 0.0) / 2
-        budget = int(min(MAX_DEADLINE_MS, max(1.0, 1000 * (call.deadline - now) - one_way_ms)))
+        # The server's clock starts when the request arrives (one way later) and its verdict
+        # (a result, or deadline_exceeded) needs another one way back: give it the remaining
+        # budget minus a round trip and a margin, so its answer lands before our own timer.
+        rtt_ms = self.rtt_ms or 0.0
+        budget = int(min(MAX_DEADLINE_MS, max(1.0, 1000 * (call.deadline - now) - rtt_ms - VERDICT_MARGIN_MS)))
         return wire_id, dataclasses.replace(call.request, id=wire_id, deadline_ms=budget)
 
     def _flush(self, now: float) -> None:

@@ -48,6 +48,7 @@ import itertools
 import logging
 import math
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -82,6 +83,8 @@ POLL_MAX_MS = 100
 NOT_READY_RETRY_AFTER_MS = 1000
 #: Weight of the newest batch in the moving average of batch round-trip time.
 BATCH_TIME_EWMA = 0.2
+#: Python's GIL switch interval in ``earshot serve`` (one process: poll loop + model thread).
+GIL_SWITCH_INTERVAL_S = 0.0005
 #: Early refusal rests on measured batch times; when nothing has run for this
 #: long (s) and every worker is idle, the next request is tried whatever the
 #: estimate says (a circuit breaker's half-open probe), so an estimate learned
@@ -510,6 +513,10 @@ def run_server(options: ServerOptions, backend_factory: Callable[[], Backend]) -
     Returns the exit status: 0 after a drain, 1 if the model failed to load.
     """
     server = Server(options)
+    # The model thread holds the GIL between torch ops; at Python's default 5 ms switch
+    # interval the poll loop could wait that long for it on every message, which is what a
+    # 'busy' reply under overload is made of. 0.5 ms keeps protocol replies prompt.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     worker = Worker(server.worker_endpoint, backend_factory, ctx=server.ctx, name="local")
     thread = threading.Thread(target=_run_quietly, args=(worker,), name="earshot-worker", daemon=True)
     thread.start()
