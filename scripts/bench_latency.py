@@ -248,11 +248,11 @@ def main() -> int:
     ap.add_argument("--deadline-ms", type=int, default=800)
     ap.add_argument("--realtime", action="store_true", help="pace by the wall clock (slow: 1x real time)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the server")
-    ap.add_argument("--quick", action="store_true", help="8 recordings of 12 s, no minimum (a smoke run)")
+    ap.add_argument("--quick", action="store_true", help="4 recordings of 12 s, no minimum (a smoke run)")
     ap.add_argument("--json", type=Path, default=Path("runs/bench/latency.json"))
     args = ap.parse_args()
     if args.quick:
-        args.recordings, args.duration_s, args.min_onsets = 8, 12.0, 0
+        args.recordings, args.duration_s, args.min_onsets = 4, 12.0, 0
     if args.run:
         run = Path(args.run)
         args.trigger = args.trigger or str(sorted(run.glob("kd/trigger/export/*int8.pte"))[0])
