@@ -6,7 +6,7 @@
     python scripts/bench_latency.py --trigger T.pte --student S.pte --teacher runs/teacher/model
 
 What runs, all of it the product: ``earshot serve`` with the teacher; the
-link emulator (scripts/netem.py) with a network profile (``--network wifi``:
+link emulator (pipelines/link_emulator.py) with a network profile (``--network wifi``:
 40 ms RTT, jitter, 80 Mbit/s, rare loss) between it and the edge; the Python
 edge runtime (``--policy audio_trigger``, as fast as possible on its virtual
 clock, or ``--realtime``) over every recording of a world generated for this
@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from netem import LinkEmulator  # noqa: E402
+from pipelines.link_emulator import LinkEmulator  # noqa: E402
 
 from shared.stats import Interval, bootstrap_mean, format_interval, group_index  # noqa: E402
 

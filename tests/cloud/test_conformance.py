@@ -1,6 +1,6 @@
 """docs/protocol.md against a live `earshot serve`: worked examples and every conformance vector.
 
-The client is `spec_client.py`: pyzmq and msgpack only, every number taken
+The client is `tests/helpers/spec_client.py`: pyzmq and msgpack only, every number taken
 from the document. The server is the product (`earshot serve` with a tiny
 freshly initialised teacher, real JPEG decoding, log-mel and decoding), so
 the spec cannot drift from the server again: section 10's examples, the
@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import spec_client as spec  # noqa: E402
-from server_harness import EARSHOT, Proc, make_tiny_teacher, wait_for_lines  # noqa: E402
+import tests.helpers.spec_client as spec
+from tests.helpers.server_harness import EARSHOT, Proc, make_tiny_teacher, wait_for_lines
 
 TEXT = spec.doc_text()
 EXAMPLES = spec.hex_examples(TEXT)

@@ -1,14 +1,11 @@
-"""scripts/netem.py: the loopback link emulator adds the profile's round trip and serialization, keeps order."""
+"""pipelines/link_emulator.py: the loopback link emulator adds the profile's round trip and serialization, keeps order."""
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import zmq
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-from netem import LinkEmulator, LinkModel  # noqa: E402
+from pipelines.link_emulator import LinkEmulator, LinkModel
 
 
 def _echo_pair(model: LinkModel):

@@ -1,20 +1,15 @@
 """The teacher backend's inputs: FFT log-mel, JPEG decoding at the model's size, the frame window, capabilities."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from server_harness import make_tiny_teacher  # noqa: E402
-
-from cloud.server.audio import FftLogMel  # noqa: E402
-from cloud.server.jpeg import decode_frame, encode_jpeg, square  # noqa: E402
-from shared.features import FeatureConfig, LogMel  # noqa: E402
-from shared.jpeg_header import EXAMPLE_JPEG  # noqa: E402
-from shared.protocol import MAX_TIME_S, AudioWindow, Capabilities, Frame, InferRequest, ProtocolError  # noqa: E402
+from cloud.server.audio import FftLogMel
+from cloud.server.jpeg import decode_frame, encode_jpeg, square
+from shared.features import FeatureConfig, LogMel
+from shared.jpeg_header import EXAMPLE_JPEG
+from shared.protocol import MAX_TIME_S, AudioWindow, Capabilities, Frame, InferRequest, ProtocolError
+from tests.helpers.server_harness import make_tiny_teacher
 
 
 @pytest.mark.parametrize("n", [0, 100, 239, 240, 401, 16000, 32123])

@@ -3,21 +3,19 @@ loopback) and `earshot serve mode=broker` + `earshot worker`, each serving a
 tiny, freshly initialised teacher checkpoint saved with cloud.model.io.
 
 The product path is exercised as shipped: the verbs, Hydra configs, the
-teacher backend (JPEG decoding with PyAV, log-mel, resampling, greedy
+teacher backend (JPEG decoding at the model's size, log-mel, resampling, greedy
 decoding, tag head) and the client library.
 """
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from server_harness import (EARSHOT, Proc, make_tiny_teacher, ping_until_ready, procs,  # noqa: E402,F401
-                            time_limit, wait_for_lines)
+from tests.helpers.server_harness import (EARSHOT, Proc, make_tiny_teacher, ping_until_ready, procs,  # noqa: F401
+                                          time_limit, wait_for_lines)
 
 from shared.protocol import AudioWindow, Frame, InferRequest  # noqa: E402
 
@@ -57,6 +55,7 @@ def check_result(result) -> None:
 
 
 @time_limit(90)
+@pytest.mark.slow  # real teacher processes
 def test_serve_real_teacher_with_curve_keys_then_sigterm(procs, tmp_path, checkpoint):
     from edge.client import Client, ClientError
 
@@ -102,6 +101,7 @@ def test_serve_real_teacher_with_curve_keys_then_sigterm(procs, tmp_path, checkp
 
 
 @time_limit(90)
+@pytest.mark.slow  # real teacher processes
 def test_broker_with_real_worker_and_non_loopback_refusal(procs, tmp_path, checkpoint):
     from edge.client import Client
 

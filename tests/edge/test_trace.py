@@ -6,15 +6,14 @@ import math
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from conftest import SECONDS
-from server_harness import time_limit
-
 from edge.policy import make_policy
 from shared.config import CONFIG_DIR, to_schema
+from tests.helpers.edge_world import SECONDS
+from tests.helpers.server_harness import time_limit
 
 
 def _trace_config(overrides):
-    from edge.verbs import TraceConfig
+    from edge.edge_config import TraceConfig
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):

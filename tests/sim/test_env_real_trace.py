@@ -3,12 +3,15 @@ import math
 
 import gymnasium as gym
 import numpy as np
+import pytest
 from gymnasium.utils.env_checker import check_env
 
 import sim  # noqa: F401
 from edge.policy import make_policy, observation_vector
 from sim.env import ENV_ID
 from sim.traces import load_traces
+
+pytestmark = pytest.mark.slow  # earshot trace against a live server first
 
 
 def test_real_traces_replay(real_traces):

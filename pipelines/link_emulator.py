@@ -1,4 +1,4 @@
-"""A TCP proxy that makes loopback behave like a network profile (for benchmarks and reliability runs).
+"""A TCP proxy that makes loopback behave like a network profile (benchmark infrastructure).
 
     with LinkEmulator("tcp://127.0.0.1:5555", load_network_profile("wifi")) as link:
         client = Client(link.endpoint)        # ~40 ms RTT, 80 Mbit/s, jitter, rare loss

@@ -4,7 +4,7 @@ It imports nothing of the project, only pyzmq and msgpack, the way a client in
 another language uses its own libraries, and it takes every number it needs
 from the document itself: the limits of section 8, the socket options of
 section 2, the worked examples of section 10 (hex dumps) and the vectors of
-section 11. `tests/cloud/test_conformance.py` runs it against a live
+section 11. ``tests/cloud/test_conformance.py`` runs it against a live
 ``earshot serve``; if the spec and the server drift apart, that test fails.
 """
 from __future__ import annotations
