@@ -41,17 +41,14 @@ TEACHER_ANSWERS: tuple[AnswerFormat, ...] = (
                  format="<second>s <event>; <second>s <event>... in time order, seconds from the window "
                         "start; 'none' if nothing happened",
                  example="0s chop; 4s timer_beep"),
-    AnswerFormat(kind="yes_no", when="'did you hear/see ...?', 'did you <action> ...?', 'was there a ...?', "
-                                     "'was the source of the ... in view?', 'did A start before B?' (AVH, SSA, TR)",
+    AnswerFormat(kind="yes_no", when="'did you hear <sound>?', 'did you <action> in this clip?', "
+                                     "'did you see <state>?' (AVH), 'was the source of the <sound> sound in "
+                                     "view?' (SSA), 'did <a> start before <b>?' (TR)",
                  format="yes | no", example="yes"),
-    AnswerFormat(kind="label", when="'what made the ... sound?', 'what sound did the ... make?', "
-                                    "'what caused ...?', 'what happened because of ...?', "
-                                    "'which came first: A or B?' (SSA, TR)",
-                 format="<label>, or '<label> at <second>s' when the label recurs in the window",
+    AnswerFormat(kind="label", when="'what made the <sound> sound?', 'what sound did the <source> make?' (SSA), "
+                                    "'what caused <effect>?', 'what happened because of <cause>?' (TR)",
+                 format="<label> (a taxonomy label or source name), or 'none' when there is no such event",
                  example="microwave"),
-    AnswerFormat(kind="order", when="'put in time order: x, y, z' (TR)",
-                 format="<label>, <label>, <label> (the given labels, earliest first)",
-                 example="doorbell, open_door, footsteps"),
 )
 
 
