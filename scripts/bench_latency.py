@@ -25,7 +25,8 @@ sent from its onset to its offset + 2 hops that got a result, split with the
 3. network + queue + model: the round trip (link + the server's ``total_ms``);
 4. reply -> answer shown: until the loop merges the answer.
 
-Events with no such offload are counted as missed. Every figure comes with a
+Events with no such offload are counted as missed; the stage split needs
+``--min-onsets`` (200) answered ones, or the script exits 1. Every figure comes with a
 recording-level bootstrap 95% interval (shared/stats.py). Writes ``--json``.
 """
 from __future__ import annotations
@@ -237,10 +238,11 @@ def main() -> int:
     ap.add_argument("--student")
     ap.add_argument("--teacher")
     ap.add_argument("--world", help="held-out recordings (default: generate --recordings with --seed)")
-    ap.add_argument("--recordings", type=int, default=40)
+    ap.add_argument("--recordings", type=int, default=50)
     ap.add_argument("--duration-s", type=float, default=30.0)
     ap.add_argument("--seed", type=int, default=1000, help="world seed; the demo's world uses 0")
-    ap.add_argument("--min-onsets", type=int, default=200, help="fail (exit 1) with fewer onsets than this")
+    ap.add_argument("--min-onsets", type=int, default=200,
+                    help="fail (exit 1) with fewer answered onsets than this (the stage split needs an answer)")
     ap.add_argument("--network", default="wifi", help="network profile for the link emulator; 'none': raw loopback")
     ap.add_argument("--policy", default="audio_trigger")
     ap.add_argument("--hops", default="0.25", help="edge hop sizes (s) to compare, e.g. 0.25,0.1 (the first is the "
@@ -281,6 +283,7 @@ def main() -> int:
     link = None
     hops = [float(h) for h in args.hops.split(",")]
     variants: dict[float, list[dict]] = {}
+    power: dict[float, list[float]] = {h: [] for h in hops}  # mean device power per recording (mW)
     try:
         if args.network != "none":
             link = LinkEmulator(endpoint, network, seed=args.seed).__enter__()
@@ -298,8 +301,11 @@ def main() -> int:
                     log = workdir / f"{folder.name}-hop{hop}.jsonl"
                     run_recording(folder, trigger, student, target, log, args, network)
                     ann = Annotations.from_dict(json.loads((folder / "annotations.json").read_text()))
-                    for row in onset_stages(list(read_events(log)), ann, labels, hop):
+                    events = list(read_events(log))
+                    for row in onset_stages(events, ann, labels, hop):
                         rows.append({**row, "recording": folder.name})
+                    end = events[-1]  # the device energy of the run: what a shorter hop costs
+                    power[hop].append(end["energy_mj"] / max(end["t_s"], 1e-9))
                     progress.advance(task)
             variants[hop] = rows
         wall_s = time.monotonic() - t0
@@ -316,7 +322,9 @@ def main() -> int:
                  f"{hop} s, {args.policy}, {'loopback' if args.network == 'none' else args.network + ' (emulated)'}, "
                  f"{'real time' if args.realtime else 'virtual clock'}")
         print_table(summary, title)
-        out["variants"][str(hop)] = {"hop_s": hop, "summary": summary, "rows": rows}
+        mean_mw = float(np.mean(power[hop]))
+        print(f"mean device power over the run: {mean_mw:.1f} mW (glasses_2025 profile, {args.policy})")
+        out["variants"][str(hop)] = {"hop_s": hop, "summary": summary, "rows": rows, "mean_power_mw": mean_mw}
     if len(hops) > 1:
         out["comparison"] = compare(variants, hops)
     base = out["variants"][str(hops[0])]["summary"]
@@ -324,8 +332,8 @@ def main() -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {args.json}")
-    if base["onsets"] < args.min_onsets:
-        print(f"only {base['onsets']} onsets (< --min-onsets {args.min_onsets}): add --recordings")
+    if base["answered"] < args.min_onsets:
+        print(f"only {base['answered']} answered onsets (< --min-onsets {args.min_onsets}): add --recordings")
         return 1
     return 0
 
