@@ -104,7 +104,7 @@ def run_recording(folder: Path, trigger, student, endpoint: str, log_path: Path,
     from edge.policy import make_policy
     from edge.runtime import EdgeRuntime
     from edge.source import RecordingSource
-    from edge.verbs import make_client
+    from edge.edge_config import make_client
     from shared.profiles import EnergyMeter, load_device_profile
 
     device = load_device_profile("glasses_2025")
@@ -267,7 +267,7 @@ def main() -> int:
 
     from edge.eventlog import read_events
     from edge.programs import load_program
-    from edge.verbs import recording_folders
+    from edge.edge_config import recording_folders
     from shared.annotations import Annotations
     from shared.profiles import load_network_profile
 
