@@ -18,6 +18,8 @@ import pytest
 import tests.helpers.spec_client as spec
 from tests.helpers.server_harness import EARSHOT, Proc, make_tiny_teacher, wait_for_lines
 
+pytestmark = pytest.mark.slow  # a live earshot serve with a real (tiny) teacher
+
 TEXT = spec.doc_text()
 EXAMPLES = spec.hex_examples(TEXT)
 LIMITS = spec.limits(TEXT)

@@ -1,11 +1,15 @@
 """pipelines/link_emulator.py: the loopback link emulator adds the profile's round trip and serialization, keeps order."""
 from __future__ import annotations
 
+import pytest
+
 import time
 
 import zmq
 
 from pipelines.link_emulator import LinkEmulator, LinkModel
+
+pytestmark = pytest.mark.slow  # real sockets through the emulated link, with its delays
 
 
 def _echo_pair(model: LinkModel):

@@ -211,6 +211,7 @@ def test_silent_worker_expires_and_its_batch_is_requeued(tmp_path):
         server.close()
 
 
+@pytest.mark.slow  # server processes
 @time_limit(60)
 def test_worker_killed_mid_batch_is_noticed_at_once_and_its_batch_requeued(procs, tmp_path):
     """kill -9 closes the worker's connection; the broker's socket monitor sees it and a probe
@@ -236,6 +237,7 @@ def test_worker_killed_mid_batch_is_noticed_at_once_and_its_batch_requeued(procs
     assert "connection gone" in broker.text() and "re-queued 1 request(s)" in broker.text()
 
 
+@pytest.mark.slow  # server processes
 @time_limit(30)
 def test_closed_worker_connection_is_noticed_without_waiting_for_a_heartbeat(tmp_path):
     """The monitor path alone: heartbeats 30 s apart, a worker takes a batch and its socket closes

@@ -233,6 +233,7 @@ def test_kill9_and_restart_every_request_answered_once_or_failed(procs, tmp_path
     assert counters["results"] + sum(v for k, v in counters.items() if k.startswith("errors.")) == len(futs)
 
 
+@pytest.mark.slow  # server processes
 @time_limit(60)
 def test_requests_made_while_disconnected_never_reach_a_restarted_server(procs, tmp_path):
     """docs/protocol.md 9, "Reconnects and stale requests": with IMMEDIATE (this client) a request
@@ -274,6 +275,7 @@ def test_requests_made_while_disconnected_never_reach_a_restarted_server(procs, 
     assert "stale-immediate" not in labels and labels.count("stale-careless") == 1, labels
 
 
+@pytest.mark.slow  # server processes
 @time_limit(40)
 def test_hello_returns_the_model_input_contract_through_a_broker(procs, tmp_path):
     broker, (client_ep, worker_ep) = start_double(procs, tmp_path, "broker", ready=False)
