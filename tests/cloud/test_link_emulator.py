@@ -1,10 +1,9 @@
 """pipelines/link_emulator.py: the loopback link emulator adds the profile's round trip and serialization, keeps order."""
 from __future__ import annotations
 
-import pytest
-
 import time
 
+import pytest
 import zmq
 
 from pipelines.link_emulator import LinkEmulator, LinkModel
