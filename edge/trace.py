@@ -35,9 +35,10 @@ import numpy as np
 
 from edge.local_answer import LocalMemory, answer_locally
 from edge.policy import OFFLOAD_SPECS, Observation
-from edge.runtime import answer_matches, build_request, resize_frame, step_times
+from edge.runtime import answer_matches, build_request, step_times
 from edge.snr import estimate_snr_db
 from edge.source import AudioRing
+from shared.trigger import TriggerHold
 
 __all__ = ["TRACE_VERSION", "CLOUD_TOP_K", "LAPLACIAN_SHARP", "frame_blur", "trace_recording", "run_trace",
            "load_trace", "replay_trace", "TraceError"]
@@ -68,8 +69,8 @@ def frame_blur(rgb: np.ndarray) -> float:
 def _program_info(program) -> dict[str, Any]:
     c = program.card
     return {"program": program.path.name, "sha256": c.sha256, "labels": list(c.labels),
-            "thresholds": c.threshold_vector(), "macs": c.macs, "size_bytes": c.size_bytes,
-            "precision": c.precision}
+            "thresholds": c.threshold_vector(), "refractory_s": c.refractory_s, "macs": c.macs,
+            "size_bytes": c.size_bytes, "precision": c.precision}
 
 
 def _cloud_entry(fut: concurrent.futures.Future, t_submit: float, bytes_up: int) -> dict[str, Any]:
@@ -99,7 +100,6 @@ def trace_recording(rec, trigger, student, client, *, hop_s: float = 0.25, deadl
     ring = AudioRing(int(8.0 * rate))
     n_trig = trigger.card.inputs[0].shape[-1]
     n_stud = next(s.shape[-1] for s in student.card.inputs if s.dtype == "int16")
-    px = int(student.card.frame_size_px or 64)
     model_id = None
     if client is not None:
         from edge.client import ClientError
@@ -123,7 +123,7 @@ def trace_recording(rec, trigger, student, client, *, hop_s: float = 0.25, deadl
     times = step_times(rec.duration_s, hop_s)
     queries = sorted(ann.queries, key=lambda q: q.t_s)
     memory = LocalMemory()
-    prev_fired: set[str] = set()
+    hold = trigger.card.trigger_hold()  # the card's thresholds and refractory hold, as the runtime
     lines = []
     pos = 0
     for i, t in enumerate(times):
@@ -132,18 +132,16 @@ def trace_recording(rec, trigger, student, client, *, hop_s: float = 0.25, deadl
         pos = stop
         # trigger
         probs = trigger(ring.last(n_trig)[None])[0].reshape(-1)
-        fired = trigger.card.decide(probs)
-        for lab in fired:
-            if lab not in prev_fired:
-                memory.add(t, lab, float(probs[trigger.card.labels.index(lab)]), "trigger")
-        prev_fired = set(fired)
+        fired, new = hold.step(t, probs)
+        for lab in new:
+            memory.add(t, lab, float(probs[trigger.card.labels.index(lab)]), "trigger")
         line: dict[str, Any] = {"i": i, "t_s": t, "trigger": [float(p) for p in probs], "trigger_ms": trigger.last_ms,
                                 "snr_db": estimate_snr_db(ring.last(n_trig), rate)}
         # student on the hop's newest frame
         k = rec.frame_index_at(t) if len(rec.frames) else -1
         captured = list(range(k + 1))
         if k >= 0:
-            outs = student(resize_frame(rec.frames[k], px)[None], ring.last(n_stud)[None])
+            outs = student(rec.frames[k][None], ring.last(n_stud)[None])  # the program resizes in its graph
             s_probs = outs[0].reshape(-1)
             conf = float(outs[1].reshape(-1)[0]) if len(outs) > 1 else float(s_probs.max())
             for lab in student.card.decide(s_probs):
@@ -267,7 +265,7 @@ def replay_trace(path: str | Path, policy, *, cloud_ok: bool = True) -> dict[str
     """
     header, hops = load_trace(path)
     t_labels, s_labels = header["trigger"]["labels"], header["student"]["labels"]
-    thresholds = header["trigger"]["thresholds"]
+    hold = TriggerHold(t_labels, header["trigger"]["thresholds"], header["trigger"].get("refractory_s", 0.0))
     queries = {q["id"]: q for q in header["queries"]}
     policy.reset(seed=0)
     camera_on, student, s_conf, s_t, last_off = False, None, None, -math.inf, -math.inf
@@ -276,7 +274,7 @@ def replay_trace(path: str | Path, policy, *, cloud_ok: bool = True) -> dict[str
     for hop in hops:
         t = hop["t_s"]
         scores = dict(zip(t_labels, hop["trigger"]))
-        fired = tuple(lab for lab, p, th in zip(t_labels, hop["trigger"], thresholds) if p >= th)
+        fired = tuple(hold.step(t, hop["trigger"])[0])  # the card's thresholds and hold, as the runtime
         qid = next(iter(hop.get("local_answer", {})), None)
         arrived = [p for p in pending if p[0] <= t + _TIE_EPS]
         pending = [p for p in pending if p[0] > t + _TIE_EPS]

@@ -31,6 +31,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from shared.config import UserError
+from shared.queries import answer_matches
+from shared.trigger import hold_runs
 
 __all__ = ["KINDS", "TRACE_VERSION", "TraceError", "Trace", "TraceSet", "load_trace", "load_traces"]
 
@@ -57,7 +59,7 @@ class Trace:
     """One recording's trace as arrays (``T`` hops, ``K = len(KINDS)`` kinds).
 
     Attributes (shapes; units):
-        trigger [T, Nt] float32 probabilities; trigger_fired [T, Nt] bool (>= card threshold)
+        trigger [T, Nt] float32 probabilities; trigger_fired [T, Nt] bool (held under the card's thresholds and refractory hold, shared/trigger.py)
         student [T, Ns] float32; student_confidence [T] float32; student_ms, trigger_ms [T]
         snr_db [T]; frame_blur [T] (nan where the trace has null)
         cloud_ok, cloud_latency_ms, bytes_up, bytes_down: [K, T]
@@ -194,8 +196,9 @@ def load_trace(path: str | Path, important: Sequence[str]) -> Trace:
                 if qid not in gold:
                     raise _bad(path, ln, f"local_answer names query {qid!r}, which the header does not list")
                 q_hop[qid] = i
-                q_local[qid] = answer == gold[qid]
-                q_cloud[qid] = [bool(h["cloud"][kind]["ok"]) and h["cloud"][kind].get("answer") == gold[qid] for kind in KINDS]
+                q_local[qid] = bool(answer_matches(answer, gold[qid]))
+                q_cloud[qid] = [bool(h["cloud"][kind]["ok"]) and bool(answer_matches(h["cloud"][kind].get("answer"), gold[qid]))
+                                for kind in KINDS]
         except TraceError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
@@ -217,7 +220,9 @@ def load_trace(path: str | Path, important: Sequence[str]) -> Trace:
         hop_s=hop_s, header=header, trigger_labels=t_labels, student_labels=s_labels,
         trigger_thresholds=t_thr, student_thresholds=s_thr,
         trigger_macs=int(trig.get("macs") or 0), student_macs=int(stud.get("macs") or 0),
-        trigger_fired=a["trigger"] >= t_thr[None, :], query_ids=qids, query_texts=[texts[q] for q in qids],
+        # The card's thresholds and refractory hold, as both runtimes apply them (shared/trigger.py).
+        trigger_fired=hold_runs(a["trigger"], t_thr[None, :], float(trig.get("refractory_s") or 0.0), hop_s)[1][0],
+        query_ids=qids, query_texts=[texts[q] for q in qids],
         query_gold=[gold[q] for q in qids], query_hop=np.array([q_hop[q] for q in qids], np.int64), query_at=query_at,
         local_correct=np.array([q_local[q] for q in qids], bool),
         cloud_correct=np.array([q_cloud[q] for q in qids], bool).reshape(len(qids), K).T.copy(),

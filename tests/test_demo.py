@@ -108,11 +108,12 @@ def test_bench_runs_every_part_on_the_demo_output(demo, tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     results = json.loads((tmp_path / "bench" / "bench.json").read_text())
     assert set(results["parts"]) == {"world", "server", "latency", "reliability", "edge_models", "edge_runtime",
-                                     "native", "sim"}
+                                     "native", "trigger", "sim"}
     assert all(p["ok"] for p in results["parts"].values())
     md = (tmp_path / "bench" / "bench.md").read_text()
     for figure in ("x real time per core", "batching speed-up", "int8 .pte vs eager", "native trigger",
-                   "env steps/s", "loop per hop", "audio onset -> cloud answer p95", "silently lost"):
+                   "env steps/s", "loop per hop", "trigger event recall", "camera on under audio_trigger",
+                   "audio onset -> cloud answer p95", "silently lost"):
         assert figure in md, md
     # the figures are the scripts' own: e.g. the simulator's steps/s
     sim = results["parts"]["sim"]["data"]

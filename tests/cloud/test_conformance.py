@@ -16,7 +16,11 @@ from pathlib import Path
 import pytest
 
 import tests.helpers.spec_client as spec
-from tests.helpers.server_harness import EARSHOT, Proc, make_tiny_teacher, wait_for_lines
+from tests.helpers.server_harness import EARSHOT, Proc, wait_for_lines
+from tests.helpers.teacher_world import make_tiny_teacher
+
+#: The tiny teacher's vocabulary (tests/helpers/teacher_world.py).
+TEACHER_TEXTS = ["kitchen; heard: timer_beep; did: open_oven", "what was that?"]
 
 pytestmark = pytest.mark.slow  # a live earshot serve with a real (tiny) teacher
 
@@ -30,7 +34,7 @@ TIMING_STAGES = {"queue_ms", "decode_ms", "model_ms", "worker_ms", "total_ms"}  
 def server(tmp_path_factory):
     """A live `earshot serve` and a spec client connected to it, ready."""
     tmp = tmp_path_factory.mktemp("conformance")
-    checkpoint = make_tiny_teacher(tmp / "teacher")
+    checkpoint = make_tiny_teacher(tmp / "teacher", TEACHER_TEXTS, max_answer_tokens=6, frame_size_px=48)
     ep_file = tmp / "ep.txt"
     proc = Proc([str(EARSHOT), "serve", f"checkpoint={checkpoint}", "bind=tcp://127.0.0.1:*",
                  f"endpoint_file={ep_file}", "max_batch_size=4", f"hydra.run.dir={tmp / 'hydra'}"],

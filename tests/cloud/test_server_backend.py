@@ -9,7 +9,10 @@ from cloud.server.jpeg import decode_frame, encode_jpeg, square
 from shared.features import FeatureConfig, LogMel
 from shared.jpeg_header import EXAMPLE_JPEG
 from shared.protocol import MAX_TIME_S, AudioWindow, Capabilities, Frame, InferRequest, ProtocolError
-from tests.helpers.server_harness import make_tiny_teacher
+from tests.helpers.teacher_world import make_tiny_teacher
+
+#: The tiny teacher's vocabulary (tests/helpers/teacher_world.py).
+TEACHER_TEXTS = ["kitchen; heard: timer_beep; did: open_oven", "what was that?"]
 
 
 @pytest.mark.parametrize("n", [0, 100, 239, 240, 401, 16000, 32123])
@@ -55,7 +58,9 @@ def test_jpeg_that_does_not_decode_is_refused_with_a_reason():
 def backend(tmp_path_factory):
     from cloud.server.backend import load_teacher_backend
 
-    return load_teacher_backend(make_tiny_teacher(tmp_path_factory.mktemp("t") / "model"), max_batch_size=4)
+    folder = make_tiny_teacher(tmp_path_factory.mktemp("t") / "model", TEACHER_TEXTS, max_answer_tokens=6,
+                               frame_size_px=48)
+    return load_teacher_backend(folder, max_batch_size=4)
 
 
 def _request(t0: float, frame_times: list[float], audio_s: float = 1.0) -> InferRequest:

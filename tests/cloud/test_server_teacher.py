@@ -14,15 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers.server_harness import (EARSHOT, Proc, make_tiny_teacher, ping_until_ready, procs,  # noqa: F401
+from tests.helpers.server_harness import (EARSHOT, Proc, ping_until_ready, procs,  # noqa: F401
                                           time_limit, wait_for_lines)
 
 from shared.protocol import AudioWindow, Frame, InferRequest  # noqa: E402
+from tests.helpers.teacher_world import make_tiny_teacher  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    return make_tiny_teacher(tmp_path_factory.mktemp("teacher") / "model")
+    return make_tiny_teacher(tmp_path_factory.mktemp("teacher") / "model",
+                             ["kitchen; heard: timer_beep; did: open_oven", "what was that?"],
+                             max_answer_tokens=6, frame_size_px=48)
 
 
 def earshot(*args, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:

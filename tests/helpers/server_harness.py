@@ -6,7 +6,6 @@
 - `start_double(...)`: a server/broker/worker process around the test-double
   backend (tests/helpers/server_double.py); `start_earshot(...)`: the real verbs.
 - `request(label)`: a small valid infer request whose trigger label the double echoes.
-- `make_tiny_teacher(folder)`: a tiny, freshly initialised teacher checkpoint for the real server.
 """
 from __future__ import annotations
 
@@ -168,23 +167,3 @@ def rss_mb(pid: int) -> float:
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmRSS")
 
-
-def make_tiny_teacher(folder: Path) -> Path:
-    """A tiny, freshly initialised AV-LM teacher saved with cloud.model.io (seconds to load)."""
-    import torch
-
-    from cloud.data import WindowSpec
-    from cloud.data_engine.qa import SUMMARY_QUESTION
-    from cloud.model.config import ModelConfig
-    from cloud.model.io import save_teacher
-    from cloud.model.teacher import AVTeacher
-    from cloud.model.tokenizer import Tokenizer
-
-    torch.manual_seed(0)
-    tok = Tokenizer.build([SUMMARY_QUESTION, "kitchen; heard: timer_beep; did: open_oven", "what was that?"])
-    cfg = ModelConfig(d_model=32, n_heads=2, fusion_layers=1, decoder_layers=1, audio_channels=8,
-                      visual_channels=4, max_answer_tokens=6)
-    model = AVTeacher(cfg, len(tok), tok.pad_id, tok.bos_id, tok.eos_id)
-    spec = WindowSpec(audio_history_s=2.0, frame_hz=2.0, max_window_s=4.0, frame_size_px=48, n_mels=64)
-    save_teacher(folder, model, tok, extra={"data": spec.__dict__})
-    return folder
