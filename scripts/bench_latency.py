@@ -86,14 +86,16 @@ def start_server(teacher: Path, workdir: Path, threads: int) -> tuple[subprocess
     from edge.client import Client, ClientError
 
     with Client(endpoint) as client:
-        while time.monotonic() < t_end:
+        while time.monotonic() < t_end and proc.poll() is None:
             try:
                 if client.ping(timeout_ms=1000).ready:
                     return proc, endpoint
             except ClientError:
                 pass
             time.sleep(0.2)
-    raise SystemExit(f"earshot serve not ready in 120 s; see {workdir / 'serve.log'}")
+    tail = (workdir / "serve.log").read_text(errors="replace").strip().splitlines()[-3:]
+    raise SystemExit(f"earshot serve {'exited' if proc.poll() is not None else 'not ready in 120 s'}: "
+                     + " / ".join(tail))
 
 
 # --- one recording -----------------------------------------------------------------------------

@@ -111,17 +111,20 @@ def worker(workdir: Path, name: str, connect: str, checkpoint: Path, threads: in
                  f"threads={threads}", f"hydra.run.dir={workdir / 'hydra' / name}"], workdir / f"{name}.log", workdir)
 
 
-def wait_ready(endpoint: str, timeout_s: float = 180.0) -> None:
+def wait_ready(endpoint: str, proc: Proc, timeout_s: float = 180.0) -> None:
+    """Ping until ready; fail at once (with the log's last lines) if ``proc`` exits."""
     with Client(endpoint) as client:
         t_end = time.monotonic() + timeout_s
-        while time.monotonic() < t_end:
+        while time.monotonic() < t_end and proc.alive():
             try:
                 if client.ping().ready:
                     return
             except ClientError:
                 pass
             time.sleep(0.2)
-    raise SystemExit(f"{endpoint} not ready in {timeout_s} s")
+    tail = proc.log.read_text(errors="replace").strip().splitlines()[-3:]
+    raise SystemExit(f"{endpoint} {'exited' if not proc.alive() else f'not ready in {timeout_s} s'}: "
+                     + " / ".join(tail))
 
 
 # --- 1. fuzz ------------------------------------------------------------------------------------
@@ -423,7 +426,7 @@ def chaos(workdir: Path, checkpoint: Path, req, args) -> dict:
     broker, (client_ep, worker_ep) = serve(workdir, "broker", "mode=broker", "bind=tcp://127.0.0.1:*",
                                            "worker_bind=tcp://127.0.0.1:*")
     workers = {n: worker(workdir, n, worker_ep, checkpoint, args.threads) for n in ("w1", "w2")}
-    wait_ready(client_ep)
+    wait_ready(client_ep, broker)
     time.sleep(2)  # let both register
     cap = capacity(client_ep, req, args.capacity_s)
     load = Load(client_ep, req, 0.7 * cap, args.deadline_ms, args.seed + 1)
@@ -509,7 +512,7 @@ def main() -> int:
         server, (ep,) = serve(workdir, "server", f"checkpoint={checkpoint}", "bind=tcp://127.0.0.1:*",
                               f"threads={args.threads}")
         try:
-            wait_ready(ep)
+            wait_ready(ep, server)
             if "fuzz" in parts:
                 f = out["fuzz"] = fuzz(ep, server, args.messages, args.valid_every, args.seed)
                 table("fuzz", [
