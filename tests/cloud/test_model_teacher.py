@@ -198,18 +198,19 @@ def test_generation_stops_at_eos():
     torch.manual_seed(0)
     dec = TransformerDecoder(VOCAB, 32, 1, 2, 40, 0.0, pad_id=0).eval()
     eos, calls = 3, []
-    real_forward = dec.forward
+    real_head = dec.lm_head.forward
 
-    def scripted(prefix, prefix_mask, ids):  # row 0 ends after 1 token, row 1 after 3
-        calls.append(ids.shape[1])
-        logits = real_forward(prefix, prefix_mask, ids)
+    def scripted(x):  # row 0 ends after 1 token, row 1 after 3 (one output head call per new token)
+        calls.append(x.shape)
+        logits = real_head(x)
+        last = logits if logits.dim() == 2 else logits[:, -1]
         n_new = len(calls)
         for row, stop in ((0, 1), (1, 3)):
-            logits[row, -1] = -1e9
-            logits[row, -1, eos if n_new >= stop else 10 + n_new] = 0.0
+            last[row] = -1e9
+            last[row, eos if n_new >= stop else 10 + n_new] = 0.0
         return logits
 
-    dec.forward = scripted
+    dec.lm_head.forward = scripted
     out = dec.generate(torch.randn(2, 3, 32), torch.ones(2, 3, dtype=torch.bool), torch.full((2, 2), 5), 10, eos)
     assert len(calls) == 3  # stopped when both rows ended, not after 10
     assert out.tolist() == [[eos, 0, 0], [11, 12, eos]]

@@ -101,7 +101,19 @@ static int encode_examples() {
   r.query = "what was that?";
   r.query_t_s = 41.0;
   r.audio = protocol::AudioWindow{40.0, 16000, {0, 1000, -1000, 32767}};
-  std::vector<uint8_t> jpeg = {0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 0x4a, 0x46, 0x49, 0x46, 0x00, 0xff, 0xd9};
+  // The 141-byte 8x8 mid-grey baseline JPEG of section 10.3 (shared/jpeg_header.py EXAMPLE_JPEG):
+  // SOI, DQT of ones, SOF0 8x8 one component, one-code DC and AC tables, SOS, one byte of scan, EOI.
+  std::vector<uint8_t> jpeg = {0xff, 0xd8, 0xff, 0xdb, 0x00, 0x43, 0x00};
+  jpeg.insert(jpeg.end(), 64, 0x01);
+  for (uint8_t b : {0xff, 0xc0, 0x00, 0x0b, 0x08, 0x00, 0x08, 0x00, 0x08, 0x01, 0x01, 0x11, 0x00}) jpeg.push_back(b);
+  for (uint8_t table_class : {0x00, 0x10}) {
+    for (uint8_t b : {0xff, 0xc4, 0x00, 0x14}) jpeg.push_back(b);
+    jpeg.push_back(table_class);
+    jpeg.push_back(0x01);          // one code of length 1 ...
+    jpeg.insert(jpeg.end(), 15, 0x00);
+    jpeg.push_back(0x00);          // ... for symbol 0 (DC: difference 0; AC: end of block)
+  }
+  for (uint8_t b : {0xff, 0xda, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3f, 0x00, 0x3f, 0xff, 0xd9}) jpeg.push_back(b);
   r.frames = {{40.5, jpeg}, {40.625, jpeg}};
   std::cout << "infer " << hex(protocol::encode_infer(r)) << "\n";
   return 0;

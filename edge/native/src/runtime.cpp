@@ -403,12 +403,24 @@ void Runtime::resolve(double t, const InFlight& item, const Outcome& out, double
   summary_.results += 1;
   double latency_ms = 1000 * latency_s;
   std::vector<std::pair<std::string, double>> tags(r.tags.begin(), r.tags.end());
+  // Latency stages (docs/edge.md): the server's own figures and the rest of the round trip;
+  // this loop does not time its trigger/build/send/show sub-steps yet (null).
+  auto stage = [&r](const char* key) {
+    auto s = r.timing_ms.find(key);
+    return s == r.timing_ms.end() ? Json::null() : Json::number(s->second);
+  };
+  double server_ms = r.timing_ms.count("total_ms") ? r.timing_ms.at("total_ms") : 0.0;
+  Json stages = Json::object({{"trigger_ms", Json::null()}, {"build_ms", Json::null()}, {"send_ms", Json::null()},
+                              {"network_ms", Json::number(std::max(0.0, latency_ms - server_ms))},
+                              {"server_ms", Json::number(server_ms)}, {"server_queue_ms", stage("queue_ms")},
+                              {"server_model_ms", stage("worker_ms")}, {"shown_ms", Json::null()}});
   emit("result", t,
        {{"request_id", Json::integer(item.request_id)},
         {"latency_ms", Json::number(latency_ms)},
         {"answer", Json::string(r.answer)},
         {"top", top_json(tags)},
-        {"model_id", Json::string(r.model_id)}});
+        {"model_id", Json::string(r.model_id)},
+        {"stages_ms", stages}});
   if (item.query) answer(t, *item.query, r.answer, "cloud", 1000 * (item.t_sent_s - item.query->t_s) + latency_ms);
 }
 
