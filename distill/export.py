@@ -43,7 +43,7 @@ from distill.data import TeacherView, WindowSet, load_split
 from distill.io import load_student, student_folder
 from distill.macs import count_macs
 from distill.metrics import auroc, choose_thresholds, f1_per_label, macro_f1
-from distill.probes import TeacherProbes, hop_outputs, probe_metrics
+from distill.probes import NoProbes, TeacherProbes, hop_outputs, probe_metrics
 from distill.programs import EagerProgram, PteProgram, delegation_summary, lower_to_pte, program_outputs, quantize_int8
 from distill.students import example_inputs, io_spec, labels_of, num_parameters
 from distill.teacher_tokens import teacher_window_targets
@@ -129,6 +129,8 @@ def run(cfg: ExportConfig) -> dict[str, ModelCard]:
     teacher, tokenizer, tcard = None, None, None
     if teacher_dir:
         teacher, tokenizer, tcard = load_teacher(teacher_dir)
+    # The bench first: a missing or empty one is a configuration problem, found before the long work.
+    probes, hop_windows = _load_probes(cfg, teacher, tokenizer, tcard, scfg)
     dataset = load_dataset(cfg.dataset or scard["data"]["dataset"])
     data = scard["data"]
     split_kw = dict(audio_s=scfg.audio_s, stride_s=data["stride_s"],
@@ -145,7 +147,6 @@ def run(cfg: ExportConfig) -> dict[str, ModelCard]:
         t_thresholds = choose_thresholds(t_val, val.labels[:, :n], val.label_mask[:, :n])
         teacher_ref = {"test": t_test, "thresholds": t_thresholds,
                        "macro_f1": macro_f1(t_test, test.labels[:, :n], t_thresholds, test.label_mask[:, :n])}
-    probes, hop_windows = _load_probes(cfg, teacher, tokenizer, tcard, scfg)
 
     # The programs. Each entry: (backend, precision, file, runner).
     macs = count_macs(model, inputs)
@@ -269,8 +270,14 @@ def _load_probes(cfg: ExportConfig, teacher, tokenizer, tcard, scfg) -> tuple[Te
         return None, None
     root = resolve_dataset(qa_dir, None)
     t0 = time.perf_counter()
-    probes = TeacherProbes.load(teacher, tokenizer, tcard, qa_dir, max_pairs=p.max_pairs, batch_size=p.batch_size,
-                                seed=p.seed, dataset_root=root)
+    try:
+        probes = TeacherProbes.load(teacher, tokenizer, tcard, qa_dir, max_pairs=p.max_pairs, batch_size=p.batch_size,
+                                    seed=p.seed, dataset_root=root)
+    except NoProbes as exc:
+        if p.mode == "on":
+            raise
+        print(f"probes: skipped ({exc})", flush=True)
+        return None, None
     windows = load_split(load_dataset(root), "test", audio_s=scfg.audio_s, stride_s=p.hop_s, teacher_view=None,
                          frame_size_px=scfg.frame_size_px if scfg.name == "av" else None, keep_camera=True,
                          only=probes.recording_ids, first_end_s=p.hop_s)

@@ -47,7 +47,7 @@ from cloud.data_engine.scoring import score
 from shared.config import UserError
 from shared.stats import bootstrap_ratio
 
-__all__ = ["EVENT_FORMS", "MODALITIES", "event_probes", "HopOutputs", "hop_outputs", "student_answers",
+__all__ = ["EVENT_FORMS", "MODALITIES", "NoProbes", "event_probes", "HopOutputs", "hop_outputs", "student_answers",
            "TeacherProbes", "score_probes", "probe_metrics"]
 
 #: The bench's event probes (AVH forms) and the modality each needs.
@@ -55,6 +55,10 @@ EVENT_FORMS = {"sound": "audio", "action": "visual", "state": "visual"}
 MODALITIES = ("audio", "visual", "all")
 _YES, _NO = "yes", "no"
 _EPS = 1e-6
+
+
+class NoProbes(UserError):
+    """A bench with no event-probe pair to answer (``probes.mode=auto`` then skips the probes)."""
 
 
 def event_probes(records: Sequence[QARecord], max_pairs: int = 0) -> list[QARecord]:
@@ -201,7 +205,7 @@ class TeacherProbes:
         """Read ``<qa_dir>/bench.jsonl``, answer its event probes with the teacher and the controls.
 
         Raises:
-            UserError: no bench, or no event-probe pair in it.
+            UserError: no bench; NoProbes: no event-probe pair in it.
         """
         from cloud.data import FeatureCache, RecordingStore, WindowSpec, load_records
         from cloud.eval import evaluate
@@ -209,7 +213,7 @@ class TeacherProbes:
         qa_dir = Path(qa_dir)
         records = event_probes(load_records(qa_dir, "bench"), max_pairs)
         if not records:
-            raise UserError(f"probes.qa_dir: {qa_dir / 'bench.jsonl'} has no AVH event-probe pair (forms {sorted(EVENT_FORMS)})")
+            raise NoProbes(f"{qa_dir / 'bench.jsonl'} has no AVH event-probe pair (forms {sorted(EVENT_FORMS)})")
         spec = WindowSpec(**tcard["data"])
         store = RecordingStore(dataset_root, spec.frame_size_px, spec.n_mels)
         narration = (tcard.get("trained_on") or {}).get("narration", "av")
