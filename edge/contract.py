@@ -6,7 +6,7 @@ and the wire protocol's limits. It does not copy them: it includes
 ``edge/native/src/edge_contract.h``, which this module writes from
 
     shared.labels          the audio event labels, in output order
-    edge.local_answer      the synonyms of each label
+    shared.queries         the words a wearer uses for each label (SYNONYMS)
     edge.policy            OFFLOAD_SPECS (frames, JPEG quality, seconds of audio)
     shared.protocol        PROTOCOL_VERSION and the section-8 limits (MAX_*)
 
@@ -35,13 +35,14 @@ _LIMITS = ("MAX_MESSAGE_BYTES", "MAX_DEPTH", "MAX_OBJECTS", "MAX_ARRAY_LEN", "MA
 
 def make_contract() -> dict[str, Any]:
     """The contract as plain data (what the header encodes)."""
-    from edge import local_answer, policy
+    from edge import policy
     from shared import protocol
     from shared.labels import names
+    from shared.queries import SYNONYMS
 
     return {
         "audio_events": list(names("audio_event")),
-        "synonyms": {lab: list(words) for lab, words in local_answer._SYNONYMS.items()},
+        "synonyms": {lab: list(words) for lab, words in SYNONYMS.items()},
         "offload_kinds": {k: {"frames": s.frames, "jpeg_quality": s.jpeg_quality, "audio_s": s.audio_s}
                           for k, s in policy.OFFLOAD_SPECS.items()},
         "protocol_version": protocol.PROTOCOL_VERSION,

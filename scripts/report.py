@@ -6,9 +6,13 @@
 
 Sections (each reads files the run wrote; nothing is typed in by hand):
 
-1. **Teacher benchmark**: accuracy per EgoAVU-Bench category for the three
-   teachers (AV + gate, vision-only + gate, AV + context-blind), by evidence
-   type and by SNR bin (``teacher/<variant>/model/eval_bench.scores.json``).
+1. **Teacher benchmark**: the counterfactual bench (every closed-form
+   question asked on two windows of one held-out recording with different
+   gold), per question and per pair with recording-level 95% intervals, the
+   three teachers (AV + gate, vision-only + gate, AV + context-blind) beside
+   the controls (question only, question + scene, shuffled clip, constant
+   answer); narrations apart; by evidence and SNR bin
+   (``teacher/<variant>/model/eval_bench.scores.json``).
 2. **Students vs teacher**: each exported program's model card (size,
    parameters, MACs, macro-F1 against the labels, the teacher's, pair
    accuracy on the bench's event probes, retention); then the event probes in
@@ -98,25 +102,61 @@ def _load(path: Path) -> Any:
 
 
 # ----------------------------------------------------------------------------- sections
-def section_teachers(r: Report) -> None:
-    r.h2("1. Teacher benchmark (held-out recordings)")
-    scores = {}
+def _ci(iv: dict | None) -> str:
+    from shared.stats import format_interval
+
+    return format_interval(iv) if iv else "-"
+
+
+def _teacher_scores(run: Path) -> dict[str, dict]:
+    out = {}
     for name in TEACHER_NAMES:
-        path = r.run / "teacher" / name / "model" / "eval_bench.scores.json"
+        path = run / "teacher" / name / "model" / "eval_bench.scores.json"
         if path.exists():
-            scores[name] = _load(path)["scores"]
-        else:
-            r.miss(str(path.relative_to(r.run)))
-    if not scores:
+            out[name] = _load(path)
+    return out
+
+
+def _bench_systems(scored: dict[str, dict]) -> dict[str, dict]:
+    """Teacher name -> figures, then the controls (computed beside the main teacher)."""
+    systems = {TEACHER_NAMES[n]: s["figures"]["model"] for n, s in scored.items() if "figures" in s}
+    main = next((s for s in scored.values() if "figures" in s), None)
+    if main:
+        systems.update({f"control: {k}": v for k, v in main["figures"].items() if k != "model"})
+    return systems
+
+
+def section_teachers(r: Report) -> None:
+    r.h2("1. Teacher benchmark: the counterfactual bench (held-out recordings)")
+    scored = _teacher_scores(r.run)
+    for name in TEACHER_NAMES:
+        if name not in scored:
+            r.miss(str((Path("teacher") / name / "model" / "eval_bench.scores.json")))
+    if not scored:
         return
+    systems = _bench_systems(scored)
+    if systems:
+        first = next(iter(systems.values()))
+        closed = first.get("closed", {})
+        n_pairs, n_rec = (closed["pair"]["n"], closed["pair"]["n_groups"]) if closed.get("pair") else (0, 0)
+        r.p(f"Every closed-form question (SSA, TR, AVH) is asked on two windows of one held-out recording whose "
+            f"gold answers differ ({n_pairs} pairs from {n_rec} recordings): a model that answers from the question "
+            "or the scene gets at most one of the two. Accuracy % per question / per pair (both right), "
+            "[95% bootstrap interval over recordings]. Controls: question only, question + scene, the AV+gate "
+            "teacher on another recording's clip (shuffled clip), one constant answer per type.")
+        cats = [c for c in ("closed", "SSA", "TR", "AVH") if c in first]
+        r.table(["system", *[f"{c} {lvl}" for c in cats for lvl in ("per question", "per pair")]],
+                [[name, *[_ci(fig.get(c, {}).get(lvl)) for c in cats for lvl in ("question", "pair")]]
+                 for name, fig in systems.items()])
+        r.p("Narrations (not closed-form; reported apart): AVDN F1 of time-stamped items, AVSN summary score.")
+        r.table(["system", "AVDN", "AVSN"], [[name, _ci(fig.get("AVDN", {}).get("question")),
+                                             _ci(fig.get("AVSN", {}).get("question"))]
+                                            for name, fig in systems.items()])
+    scores = {n: s["scores"] for n, s in scored.items()}
     names = list(scores)
-    r.p("Accuracy (%) per category; exact scoring of closed-form answers (docs/data_engine.md).")
-    rows = [[cat, scores[names[0]]["count"]["category"].get(cat, 0),
-             *(_pct(scores[n]["category"].get(cat)) for n in names)] for cat in CATEGORIES]
-    rows.append(["overall (macro)", scores[names[0]]["n"], *(_pct(scores[n]["overall"]) for n in names)])
-    r.table(["category", "questions", *(TEACHER_NAMES[n] for n in names)], rows)
     evid = sorted({k for n in names for k in scores[n]["evidence"]})
-    r.p("By the evidence a question needs: 'visual' questions are the ones vision-only training should not lose.")
+    r.p("By the evidence a question needs (per question, every category): 'visual' questions are the ones "
+        "vision-only training should not lose.")
     r.table(["evidence", *(TEACHER_NAMES[n] for n in names)],
             [[e, *(_pct(scores[n]["evidence"].get(e)) for n in names)] for e in evid])
     bins = sorted({k for n in names for k in scores[n]["snr"]})
@@ -331,16 +371,18 @@ def section_timeline(r: Report) -> None:
 def readme_markdown(run: Path) -> str:
     """The demo's headline results as Markdown (for the README's demo-results block)."""
     out = []
-    scores = {n: _load(run / "teacher" / n / "model" / "eval_bench.scores.json")["scores"]
-              for n in TEACHER_NAMES if (run / "teacher" / n / "model" / "eval_bench.scores.json").exists()}
-    if scores:
-        names = list(scores)
-        out += ["Teacher accuracy (%) on held-out recordings:", "",
-                "| category | " + " | ".join(TEACHER_NAMES[n] for n in names) + " |",
-                "| --- |" + " ---: |" * len(names)]
-        for cat in CATEGORIES:
-            out.append(f"| {cat} | " + " | ".join(_pct(scores[n]["category"].get(cat)) for n in names) + " |")
-        out.append("| overall | " + " | ".join(_pct(scores[n]["overall"]) for n in names) + " |")
+    systems = _bench_systems(_teacher_scores(run))
+    if systems:
+        first = next(iter(systems.values()))
+        closed = first.get("closed", {})
+        n = f"{closed['pair']['n']} pairs from {closed['pair']['n_groups']} held-out recordings" if closed.get("pair") else ""
+        out += [f"Teacher on the counterfactual bench ({n}): accuracy % per question / per pair, "
+                "[95% interval over recordings], beside the controls:", "",
+                "| system | closed q | closed pair | SSA pair | TR pair | AVH pair |", "| --- |" + " ---: |" * 5]
+        for name, fig in systems.items():
+            cells = [_ci(fig.get("closed", {}).get("question")), _ci(fig.get("closed", {}).get("pair")),
+                     *(_ci(fig.get(c, {}).get("pair")) for c in ("SSA", "TR", "AVH"))]
+            out.append(f"| {name} | " + " | ".join(cells) + " |")
         out.append("")
     cards = [_load(p) for p in sorted((run / "kd").glob("*/export/*int8.json"))]
     if cards:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from edge import contract
-from edge.local_answer import _SYNONYMS
+from shared.queries import SYNONYMS as _SYNONYMS
 from edge.policy import OFFLOAD_SPECS
 from shared import protocol
 from shared.labels import names
