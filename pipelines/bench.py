@@ -147,6 +147,25 @@ def _edge_models_summary(d: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _students_summary(d: dict) -> list[tuple[str, str, str]]:
+    from shared.stats import format_interval
+
+    rows, tg = [], d["targets"]
+    for s in d["students"]:
+        ret, who = s["probes"]["retention"], s["student"]
+        target = f">= {100 * tg['retention']:.0f}%" if who == "av" else ""
+        for m in s["probes"]["modalities"]:
+            if m != "all":
+                fig = s["probes"]["figures"]
+                rows.append((f"{who} int8: {m} event-probe pairs, student / teacher",
+                             f"{format_interval(fig['student'][m]['pair'])}% / {format_interval(fig['teacher'][m]['pair'])}%", ""))
+                rows.append((f"{who} int8: retention of the teacher's {m} pair accuracy", f"{format_interval(ret[m])}%", target))
+        if who == "av":
+            rows += [("av int8: parameters", f"{s['parameters'] / 1e3:.1f} k", f"<= {tg['max_parameters'] / 1e6:g} M"),
+                     ("av int8 .pte vs eager fp32 (1 thread)", f"x{s['speedup_vs_eager']:.1f}", f">= {tg['speedup_vs_eager']:g}x")]
+    return rows
+
+
 def _native_summary(d: dict) -> list[tuple[str, str, str]]:
     rows = d["rows"]
     nat = rows.get("native (earshot-edge)", {})
@@ -206,6 +225,9 @@ PARTS: dict[str, Part] = {
     "edge_models": Part("bench_edge_models.py", ("kd/trigger/export/*.pte", "kd/av/export/*.pte"),
                         lambda run, js, q: [str(run / "kd/trigger"), str(run / "kd/av"),
                                             "--calls", "60" if q else "300", "--json", str(js)], _edge_models_summary),
+    "students": Part("bench_students.py", ("kd/av/export/*int8.json", "kd/trigger/export/*int8.json"),
+                     lambda run, js, q: [str(run / "kd/av"), str(run / "kd/trigger"), "--calls", "60" if q else "300",
+                                         "--json", str(js)], _students_summary),
     "edge_runtime": Part("bench_edge_runtime.py", ("kd/trigger/export/*int8.pte", "kd/av/export/*int8.pte",
                                                    "teacher/av_gate/model/model.safetensors"),
                          lambda run, js, q: ["--run", str(run), *(["--quick"] if q else []), "--json", str(js)],

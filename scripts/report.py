@@ -14,7 +14,10 @@ Sections (each reads files the run wrote; nothing is typed in by hand):
    answer); narrations apart; by evidence and SNR bin
    (``teacher/<variant>/model/eval_bench.scores.json``).
 2. **Students vs teacher**: each exported program's model card (size,
-   parameters, MACs, macro-F1 against the labels, the teacher's, retention).
+   parameters, MACs, macro-F1 against the labels, the teacher's, pair
+   accuracy on the bench's event probes, retention); then the event probes in
+   full, each int8 student beside the teacher and the controls
+   (``kd/*/export/*int8.probes.json``, `section_student_probes`).
 3. **Edge size and latency**: the edge-model benchmark
    (``bench/edge_models.json``) and the Python and native runtimes' runs on
    held-out recordings (``edge/*.jsonl``, ``native/*.jsonl`` event logs).
@@ -175,11 +178,41 @@ def section_students(r: Report) -> None:
         c = _load(path)
         m = c["metrics"]
         rows.append([c["program"], c["precision"], f"{c['size_bytes'] / 1024:.0f}", f"{c['num_parameters'] / 1e3:.1f}",
-                     f"{c['macs'] / 1e6:.2f}", m.get("macro_f1"), m.get("teacher_macro_f1"), _pct(m.get("retention")),
-                     m.get("agreement_f1"), m.get("n_windows")])
-    r.p("Macro-F1 on held-out windows against the annotation labels; retention = student / teacher.")
-    r.table(["program", "precision", "size kB", "params k", "MMAC/call", "student F1", "teacher F1",
-             "retention %", "agreement F1", "windows"], rows)
+                     f"{c['macs'] / 1e6:.2f}", m.get("macro_f1"), m.get("teacher_macro_f1"), m.get("agreement_f1"),
+                     _pct(m.get("probe_pair_accuracy")), _pct(m.get("teacher_probe_pair_accuracy")),
+                     _pct(m.get("retention")), m.get("n_windows")])
+    r.p("Macro-F1 on held-out windows against the annotation labels (per-token labels, thresholds from val); "
+        "pairs: accuracy per pair on the counterfactual bench's event probes (both windows right); "
+        "retention = student pairs / teacher pairs on the same pairs (section 2c).")
+    r.table(["program", "precision", "size kB", "params k", "MMAC/call", "student F1", "teacher F1", "agreement F1",
+             "student pairs %", "teacher pairs %", "retention %", "windows"], rows)
+
+
+def section_student_probes(r: Report) -> None:
+    """The int8 students on the bench's event probes, beside the teacher and the controls."""
+    from shared.stats import format_interval as fi
+
+    r.h2("2c. Students on the counterfactual bench's event probes (held-out recordings)")
+    reports = sorted((r.run / "kd").glob("*/export/*int8.probes.json"))
+    if not reports:
+        r.miss("kd/*/export/*int8.probes.json (earshot export with the teacher's bench)")
+        return
+    r.p("'Did you hear X?' (audio), 'did you X in this clip?' and 'did you see X?' (visual), each asked on two "
+        "windows of one held-out recording whose answers differ. A student answers from its own outputs at every "
+        "0.25 s hop over the window (its max probability of X against the card's threshold); the teacher by option "
+        "likelihood. Controls: the question's prior answers from training (both windows alike: 0 pairs by "
+        "construction) and each model on another recording's window (shuffled clip). Retention = student pair "
+        "accuracy / teacher pair accuracy, paired bootstrap over recordings; target >= 90% on the audio and the "
+        "visual probes for the AV student. [95% intervals]")
+    for path in reports:
+        rep = _load(path)
+        mods = rep["modalities"]
+        rows = [[name, *[fi((rep["figures"][name].get(m) or {}).get(lvl)) for m in mods for lvl in ("question", "pair")]]
+                for name in rep["systems"]]
+        rows.append(["retention (student / teacher pairs)", *[x for m in mods for x in ("", fi(rep["retention"][m]))]])
+        r.p(f"{path.name.split('.')[0]}: {rep['n_pairs']} pairs on {rep['n_recordings']} recordings "
+            f"({', '.join(f'{k} {v}' for k, v in rep['by_form'].items() if v)}).")
+        r.table(["system", *[f"{m} per {lvl} %" for m in mods for lvl in ("question", "pair")]], rows)
 
 
 def section_trigger(r: Report) -> None:
@@ -353,11 +386,13 @@ def readme_markdown(run: Path) -> str:
         out.append("")
     cards = [_load(p) for p in sorted((run / "kd").glob("*/export/*int8.json"))]
     if cards:
-        out += ["| int8 program | size | params | MMAC/call | macro-F1 (teacher) | retention |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        out += ["| int8 program | size | params | MMAC/call | macro-F1 (teacher) | probe pairs % (teacher) | retention |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for c in cards:
             m = c["metrics"]
             out.append(f"| {c['program']} | {c['size_bytes'] / 1024:.0f} kB | {c['num_parameters'] / 1e3:.1f} k | "
                        f"{c['macs'] / 1e6:.2f} | {_fmt(m.get('macro_f1'))} ({_fmt(m.get('teacher_macro_f1'))}) | "
+                       f"{_pct(m.get('probe_pair_accuracy'))} ({_pct(m.get('teacher_probe_pair_accuracy'))}) | "
                        f"{_pct(m.get('retention'))}{'%' if m.get('retention') is not None else ''} |")
         out.append("")
     trig = sorted((run / "kd" / "trigger" / "export").glob("*int8.trigger_eval.json"))
@@ -396,7 +431,8 @@ def update_readme(readme: Path, run: Path) -> None:
     print(f"updated the demo results in {readme}")
 
 
-SECTIONS = (section_teachers, section_students, section_trigger, section_edge, section_policies, section_timeline)
+SECTIONS = (section_teachers, section_students, section_trigger, section_student_probes, section_edge, section_policies,
+            section_timeline)
 
 
 def build(run: Path) -> Report:
