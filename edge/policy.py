@@ -32,8 +32,8 @@ import numpy as np
 __all__ = [
     "Observation", "Action", "OffloadSpec", "OFFLOADS", "OFFLOAD_SPECS", "ACTIONS",
     "OFF", "LOOK", "OFFLOAD_LIGHT", "OFFLOAD_FULL", "OFFLOAD_AUDIO",
-    "Policy", "AlwaysLocal", "AlwaysCloud", "Periodic", "AudioTrigger", "ConfidenceThreshold",
-    "ContextAware", "POLICIES", "make_policy", "observation_vector", "observation_size",
+    "Policy", "NeverOn", "QueryOnly", "AlwaysLocal", "AlwaysCloud", "Periodic", "AudioTrigger",
+    "ConfidenceThreshold", "ContextAware", "POLICIES", "make_policy", "observation_vector", "observation_size",
 ]
 
 
@@ -58,6 +58,9 @@ class Observation:
         query: text of a user query that falls in this step, or None.
         query_id: its id, or None.
         camera_on: camera state during the previous step.
+        day_left_frac: share of the wearing day still ahead, 0..1 (1 when the runtime does not
+            know the day: ``earshot edge`` replays one recording).
+        uplink_tokens_frac: share of the uplink token bucket left, 0..1 (1 without a bucket).
     """
 
     t_s: float
@@ -76,6 +79,8 @@ class Observation:
     query: str | None = None
     query_id: str | None = None
     camera_on: bool = False
+    day_left_frac: float = 1.0
+    uplink_tokens_frac: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,41 @@ class _Base:
 
     def params(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+
+
+@dataclass
+class NeverOn(_Base):
+    """Camera off and nothing sent, ever: queries are answered from what the always-on trigger heard.
+
+    The floor every policy is compared with: what the glasses know for free.
+    """
+
+    name = "never_on"
+
+    def act(self, obs: Observation) -> Action:
+        return OFF
+
+
+@dataclass
+class QueryOnly(_Base):
+    """Offloads only when the wearer asks (``offload``: audio, light or full), camera off otherwise.
+
+    ``full`` and ``light`` turn the camera on for the query's step only, so the
+    cloud sees the frames of that moment; ``audio`` sends sound alone.
+    """
+
+    name = "query_only"
+    offload: str = "full"
+
+    def __post_init__(self) -> None:
+        if self.offload not in OFFLOAD_SPECS:
+            raise ValueError(f"query_only.offload: expected one of {sorted(OFFLOAD_SPECS)}, got {self.offload!r}")
+        super().__post_init__()
+
+    def act(self, obs: Observation) -> Action:
+        if obs.query is None:
+            return OFF
+        return {"full": OFFLOAD_FULL, "light": OFFLOAD_LIGHT, "audio": OFFLOAD_AUDIO}[self.offload]
 
 
 @dataclass
@@ -355,7 +395,8 @@ class ContextAware(ConfidenceThreshold):
 
 
 POLICIES: dict[str, type] = {
-    cls.name: cls for cls in (AlwaysLocal, AlwaysCloud, Periodic, AudioTrigger, ConfidenceThreshold, ContextAware)
+    cls.name: cls for cls in (NeverOn, QueryOnly, AlwaysLocal, AlwaysCloud, Periodic, AudioTrigger,
+                              ConfidenceThreshold, ContextAware)
 }
 
 
@@ -372,7 +413,8 @@ def make_policy(name: str, **params: Any) -> Policy:
 
 
 _EXTRA_FEATURES = ("has_student", "student_confidence", "student_fresh", "snr", "battery", "link_up",
-                   "rtt", "mbps", "since_offload", "pending", "has_query", "camera_on", "fired")
+                   "rtt", "mbps", "since_offload", "pending", "has_query", "camera_on", "fired", "day_left",
+                   "uplink_tokens")
 
 
 def observation_size(trigger_labels: Sequence[str], student_labels: Sequence[str]) -> int:
@@ -388,7 +430,8 @@ def observation_vector(obs: Observation, trigger_labels: Sequence[str], student_
     has_student, student_confidence, student_fresh (age <= 1 s), snr_db / 40
     (clipped to [-1, 1]), battery_frac, link_up, rtt (ms / 1000, clipped to 1),
     mbps (log10(1 + mbps) / 3, clipped), since_offload (s / 10, clipped to 1),
-    pending (/ 4, clipped), has_query, camera_on, any trigger label fired.
+    pending (/ 4, clipped), has_query, camera_on, any trigger label fired,
+    day_left_frac, uplink_tokens_frac.
     """
     n_t, n_s = len(trigger_labels), len(student_labels)
     v = np.zeros(n_t + n_s + len(_EXTRA_FEATURES), np.float32) if out is None else out
@@ -414,5 +457,7 @@ def observation_vector(obs: Observation, trigger_labels: Sequence[str], student_
         float(obs.query is not None),
         float(obs.camera_on),
         float(bool(obs.trigger_fired)),
+        min(1.0, max(0.0, obs.day_left_frac)),
+        min(1.0, max(0.0, obs.uplink_tokens_frac)),
     )
     return v
