@@ -283,6 +283,9 @@ class EnergyMeter:
         self.reset()
 
     def reset(self) -> None:
+        self._hop_s, self._alpha = 0.0, 0.0
+        self._tail_s = self.network.tail_ms / 1000.0
+        self.last_parts: tuple[float, ...] = ()
         self.total_mj = 0.0
         self.elapsed_s = 0.0
         self.avg_power_mw = 0.0
@@ -308,18 +311,17 @@ class EnergyMeter:
 
         ``airtime_s``: the radio's send + receive time (default: at the profile's mean rates).
         """
-        return StepEnergy(*self._charge(hop_s, camera_on, compute_mj, jpeg_frames, tx_bytes, rx_bytes, airtime_s))
+        self.step_mj(hop_s, camera_on, compute_mj, jpeg_frames, tx_bytes, rx_bytes, airtime_s)
+        return StepEnergy(*self.last_parts)
 
     def step_mj(self, hop_s: float, camera_on: bool, compute_mj: float = 0.0, jpeg_frames: int = 0,
                 tx_bytes: int = 0, rx_bytes: int = 0, airtime_s: float | None = None) -> float:
-        """:meth:`step` without the breakdown: the step's total (mJ), for the simulator's hot loop."""
-        return sum(self._charge(hop_s, camera_on, compute_mj, jpeg_frames, tx_bytes, rx_bytes, airtime_s))
-
-    def _charge(self, hop_s: float, camera_on: bool, compute_mj: float, jpeg_frames: int, tx_bytes: int,
-                rx_bytes: int, airtime_s: float | None) -> tuple[float, ...]:
-        """The one arithmetic (module docstring): components in :class:`StepEnergy` order, state updated."""
-        if hop_s <= 0:
-            raise ValueError(f"hop_s must be > 0, got {hop_s}")
+        """:meth:`step` returning only the total (mJ), for the simulator's hot loop; the parts are in
+        ``last_parts`` (:class:`StepEnergy` order). The one arithmetic of the module docstring."""
+        if hop_s != self._hop_s:
+            if hop_s <= 0:
+                raise ValueError(f"hop_s must be > 0, got {hop_s}")
+            self._hop_s, self._alpha = hop_s, 1.0 - math.exp(-hop_s / self.device.thermal_window_s)
         dev, net = self.device, self.network
         camera = 0.0
         if camera_on:
@@ -328,21 +330,21 @@ class EnergyMeter:
         if tx_bytes or rx_bytes:
             air = net.airtime_s(tx_bytes, rx_bytes) if airtime_s is None else airtime_s
             radio = (tx_bytes * 8 * net.tx_nj_per_bit + rx_bytes * 8 * net.rx_nj_per_bit) * 1e-6 + net.active_mw * air
-            in_tail = min(net.tail_ms / 1000.0, max(0.0, hop_s - air))
-            self._tail_left_s = net.tail_ms / 1000.0 - in_tail
+            rest = hop_s - air
+            in_tail = self._tail_s if rest > self._tail_s else (rest if rest > 0.0 else 0.0)
+            self._tail_left_s = self._tail_s - in_tail
         else:
             radio = 0.0
-            in_tail = min(hop_s, self._tail_left_s)
+            in_tail = self._tail_left_s if self._tail_left_s < hop_s else hop_s
             self._tail_left_s -= in_tail
-        tail = net.tail_mw * in_tail
         parts = (dev.baseline_mw * hop_s, dev.audio_dsp_mw * hop_s, camera, compute_mj,
-                 jpeg_frames * dev.jpeg_mj_per_frame, radio, tail)
-        total = sum(parts)
+                 jpeg_frames * dev.jpeg_mj_per_frame, radio, net.tail_mw * in_tail)
+        self.last_parts = parts
+        total = parts[0] + parts[1] + parts[2] + parts[3] + parts[4] + parts[5] + parts[6]  # StepEnergy.total's order
         self.total_mj += total
         self.elapsed_s += hop_s
-        alpha = 1.0 - math.exp(-hop_s / dev.thermal_window_s)
-        self.avg_power_mw += alpha * (total / hop_s - self.avg_power_mw)
-        return parts
+        self.avg_power_mw += self._alpha * (total / hop_s - self.avg_power_mw)
+        return total
 
     def idle(self, duration_s: float, compute_mw: float = 0.0) -> float:
         """Charge ``duration_s`` with the camera off and no traffic (the always-on parts, what is
