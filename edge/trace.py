@@ -140,11 +140,14 @@ def measure_service_ms(rec, client, *, hop_s: float, deadline_ms: int,
 
 def trace_recording(rec, trigger, student, client, *, hop_s: float = 0.25, deadline_ms: int = 5000,
                     endpoint: str | None = None, split: str | None = None,
-                    service_ms: dict[str, list[float]] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                    service_ms: dict[str, list[float]] | None = None,
+                    max_in_flight: int = 8) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(header, hop lines) of one loaded `Recording` (see the module docstring).
 
     ``client``: an ``edge.client.Client`` (None: every cloud entry is ``link_down``).
     ``service_ms``: the sequential measurement to store (:func:`measure_service_ms`).
+    ``max_in_flight``: the client's limit; the next hops' requests are sent while
+    earlier ones are served, within it.
     """
     ann = rec.annotations
     rate = rec.sample_rate_hz
@@ -179,6 +182,8 @@ def trace_recording(rec, trigger, student, client, *, hop_s: float = 0.25, deadl
     memory = LocalMemory()
     prev_fired: set[str] = set()
     lines = []
+    in_flight: list[tuple[dict, dict]] = []
+    ahead = max(1, max_in_flight // len(CAPTURE_VARIANTS) - 1)  # hops whose requests may wait for replies
     pos = 0
     for i, t in enumerate(times):
         stop = min(int(round(t * rate)), len(rec.audio))
@@ -231,20 +236,27 @@ def trace_recording(rec, trigger, student, client, *, hop_s: float = 0.25, deadl
                                             deadline_ms=deadline_ms)
             fut = client.submit(req, deadline_ms=deadline_ms) if client is not None else None
             sent[name] = (fut, n_bytes, [float(f.t_s) for f in req.frames])
-        if client is not None:
-            concurrent.futures.wait([f for f, _, _ in sent.values()])
-        line["cloud"] = {name: _cloud_entry(fut, n, ft) for name, (fut, n, ft) in sent.items()}
+        # Keep the next hops' requests coming while these are served (the server batches them);
+        # a hop's line is finished once its replies are in.
+        in_flight.append((line, sent))
+        while len(in_flight) > ahead or (i == len(times) - 1 and in_flight):
+            done_line, done_sent = in_flight.pop(0)
+            if client is not None:
+                concurrent.futures.wait([f for f, _, _ in done_sent.values()])
+            done_line["cloud"] = {name: _cloud_entry(fut, n, ft) for name, (fut, n, ft) in done_sent.items()}
         lines.append(line)
     return header, lines
 
 
 def _splits(path: Path) -> dict[str, str]:
-    """recording id -> split, when ``path`` is a dataset folder with a manifest (else empty)."""
+    """recording id -> split from the dataset manifest: ``path`` is a dataset folder, or a recording
+    inside one (``<dataset>/recordings/<id>``); empty when there is no manifest."""
     from shared.dataset import MANIFEST_FILE, load_dataset
 
-    if not (path / MANIFEST_FILE).is_file():
-        return {}
-    return {e.id: e.split for e in load_dataset(path).entries}
+    for root in (path, path.parent.parent):
+        if (root / MANIFEST_FILE).is_file():
+            return {e.id: e.split for e in load_dataset(root).entries}
+    return {}
 
 
 def run_trace(cfg) -> list[Path]:
@@ -276,7 +288,8 @@ def run_trace(cfg) -> list[Path]:
             t0 = time.monotonic()
             header, lines = trace_recording(rec, trigger, student, client, hop_s=cfg.hop_s,
                                             deadline_ms=cfg.deadline_ms, endpoint=cfg.endpoint,
-                                            split=splits.get(rec.annotations.recording_id), service_ms=service)
+                                            split=splits.get(rec.annotations.recording_id), service_ms=service,
+                                            max_in_flight=cfg.max_in_flight)
             path = write_trace(out / f"{header['recording_id']}.jsonl", round_floats(header),
                                [round_floats(line) for line in lines])
             ok = sum(c["ok"] for line in lines for c in line["cloud"].values())
