@@ -11,8 +11,14 @@ teacher gets, for each record:
   end, inside the window (older slots are masked), resized to the model's
   input size, each stamped with its true timestamp;
 - the question and answer as word ids;
-- tag targets: the audio events heard in the audio span and the visual
-  actions seen in the window, from the recording's annotations.
+- per-token perception targets (``cloud/model/perception.py``): the sound
+  events heard in each 0.5 s audio token, the actions and states in each frame.
+
+Two ways to feed the model. From signals (log-mel and frames; what the server
+and distillation do), or from the feature cache (`FeatureCache`): the
+encoders' per-token outputs computed once per recording, so that training
+steps skip the encoders. Cached windows must end on the audio token grid
+(0.5 s), which every window the data engine writes does.
 
 Recordings are decoded once and kept in memory already reduced to what the
 model reads (`RecordingStore`): the recording-level log-mel at 100 Hz, and
@@ -36,7 +42,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cloud.data_engine.graph import AUDIBLE_SNR_DB
 from cloud.data_engine.records import INFO_FILE, SPLIT_FILES, QARecord, read_jsonl
+from cloud.model.context import audio_context_from_power, frame_stats, mel_power, visual_context_from_stats
+from cloud.model.perception import token_targets
 from cloud.model.teacher import TAG_NAMES
 from cloud.model.tokenizer import Tokenizer
 from shared.annotations import Annotations
@@ -47,6 +56,8 @@ from shared.labels import names
 
 __all__ = [
     "MEL_HZ",
+    "FeatureCache",
+    "CachedFeatures",
     "WindowSpec",
     "CachedRecording",
     "RecordingStore",
@@ -245,7 +256,11 @@ def tag_targets(ann: Annotations, audio_span: tuple[float, float], visual_span: 
 
 
 class QADataset:
-    """Records -> dicts of arrays (one per record; `collate` batches them)."""
+    """Records -> dicts of arrays (one per record; `collate` batches them).
+
+    With ``cache`` (a `FeatureCache` built by the model being trained), items
+    carry cached token features instead of log-mel and frames.
+    """
 
     def __init__(
         self,
@@ -255,9 +270,12 @@ class QADataset:
         spec: WindowSpec,
         max_question_tokens: int,
         max_answer_tokens: int,
+        cache: "FeatureCache | None" = None,
+        token_s: float = 0.5,
     ) -> None:
         self.records, self.store, self.tokenizer, self.spec = list(records), store, tokenizer, spec
         self.max_question_tokens, self.max_answer_tokens = max_question_tokens, max_answer_tokens
+        self.cache, self.token_s = cache, token_s
         self._silence = float(math.log(store.front_end.cfg.log_offset))
         # Tokenise once: the same records are read every epoch.
         self._text = [self._encode_text(r) for r in self.records]
@@ -277,19 +295,27 @@ class QADataset:
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         r = self.records[i]
-        rec = self.store.get(r.recording_id)
         start, end = float(r.window_s[0]), float(r.window_s[1])
-        item = window_signals(rec.mel, 0.0, rec.frames, rec.frame_times_s, start, end, self.spec, self._silence)
+        rec = self.store.get(r.recording_id)
+        if self.cache is not None:
+            item = self.cache.window(r.recording_id, start, end, self.spec, self.token_s)
+        else:
+            item = window_signals(rec.mel, 0.0, rec.frames, rec.frame_times_s, start, end, self.spec, self._silence)
         question, answer_in, answer_out = self._text[i]
-        audio_end = item["audio_end_s"]
-        item.update(
-            t_query_s=float(r.t_query_s),
-            question_ids=question,
-            answer_in=answer_in,
-            answer_out=answer_out,
-            tags=tag_targets(rec.annotations, (audio_end - self.spec.audio_history_s, audio_end), (start, end)),
-        )
+        item.update(t_query_s=float(r.t_query_s), question_ids=question, answer_in=answer_in, answer_out=answer_out,
+                    **window_targets(rec.annotations, item, self.spec, self.token_s))
         return item
+
+
+def window_targets(ann: Annotations, item: dict[str, Any], spec: WindowSpec, token_s: float) -> dict[str, np.ndarray]:
+    """Per-token perception targets of a window item (``sound``, ``frame`` and their masks)."""
+    n_tok = int(round(spec.audio_history_s / token_s))
+    starts = item["audio_end_s"] - (n_tok - np.arange(n_tok)) * token_s
+    if "audio_valid" in item:
+        tok_valid = item["audio_valid"]
+    else:
+        tok_valid = item["mel_valid"].reshape(n_tok, -1).any(-1)
+    return token_targets(ann, starts, token_s, tok_valid, item["frame_times_s"], item["frame_valid"], AUDIBLE_SNR_DB)
 
 
 def window_signals(
@@ -361,13 +387,122 @@ def _pad(seqs: list[np.ndarray], value: int) -> torch.Tensor:
 
 
 def collate(items: list[dict[str, Any]], pad_id: int = 0) -> dict[str, torch.Tensor]:
-    """Stack items into a batch (``cloud.model.teacher.BATCH_KEYS``); text is
-    right-padded with ``pad_id`` to the longest in the batch."""
+    """Stack items into a batch (``cloud.model.teacher.BATCH_KEYS``, or the cached
+    keys); text is right-padded with ``pad_id`` to the longest in the batch."""
     batch: dict[str, torch.Tensor] = {}
-    for key in ("mel", "mel_valid", "frames", "frame_valid", "frame_times_s", "tags"):
-        batch[key] = torch.from_numpy(np.stack([it[key] for it in items]))
+    for key in ("mel", "mel_valid", "frames", "frame_valid", "frame_times_s", "sound", "sound_mask", "frame",
+                "frame_mask", "audio_feat", "audio_valid", "frame_feat", "context"):
+        if key in items[0]:
+            batch[key] = torch.from_numpy(np.stack([it[key] for it in items]))
     for key in ("audio_end_s", "t_query_s"):
-        batch[key] = torch.tensor([it[key] for it in items], dtype=torch.float64)
+        if key in items[0]:
+            batch[key] = torch.tensor([it[key] for it in items], dtype=torch.float64)
     for key in ("question_ids", "answer_in", "answer_out"):
-        batch[key] = _pad([it[key] for it in items], pad_id)
+        if key in items[0]:
+            batch[key] = _pad([it[key] for it in items], pad_id)
     return batch
+
+
+# --- the feature cache ----------------------------------------------------------------
+
+
+@dataclass
+class CachedFeatures:
+    """One recording through the encoders (see `FeatureCache`).
+
+    Attributes:
+        audio: (N, d) float32, token k = the 0.5 s ending at (k + 1) * 0.5 s.
+        power: (T,) float32 mel power per 10 ms frame (the gate's SNR estimate).
+        frames: (n, d) float32 per recording frame; frame_stats (n, 3) float32.
+        frame_times_s: (n,) float64.
+    """
+
+    audio: np.ndarray
+    power: np.ndarray
+    frames: np.ndarray
+    frame_stats: np.ndarray
+    frame_times_s: np.ndarray
+
+
+class FeatureCache:
+    """The encoders' per-token outputs, computed once per recording.
+
+    The audio encoder reads each 0.5 s token on its own and the visual encoder
+    each frame on its own (``cloud/model/encoders.py``), so a window's
+    features are a slice of its recording's: `window` returns exactly what
+    `AVTeacher.token_features` would compute from `window_signals` (tested).
+    Valid only for the weights it was built with: build it after the encoders
+    stop changing.
+    """
+
+    def __init__(self, model, store: RecordingStore, *, batch_frames: int = 256) -> None:
+        self.model, self.store, self.batch_frames = model, store, batch_frames
+        self._cache: dict[str, CachedFeatures] = {}
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    @torch.no_grad()
+    def add(self, recording_id: str) -> CachedFeatures:
+        if recording_id in self._cache:
+            return self._cache[recording_id]
+        rec = self.store.get(recording_id)
+        fpt = self.model.cfg.mel_frames_per_token
+        n_tok = len(rec.mel) // fpt
+        mel = torch.from_numpy(rec.mel[: n_tok * fpt])[None]
+        audio = self.model.audio_encoder(mel)[0] if n_tok else torch.zeros(0, self.model.cfg.d_model)
+        frames = torch.from_numpy(rec.frames)
+        feats, stats = [], []
+        for chunk in frames.split(self.batch_frames):
+            feats.append(self.model.visual_encoder(chunk[None])[0])
+            stats.append(frame_stats(chunk))
+        d = self.model.cfg.d_model
+        entry = CachedFeatures(
+            audio=audio.float().numpy(),
+            power=mel_power(torch.from_numpy(rec.mel)).numpy(),
+            frames=torch.cat(feats).float().numpy() if feats else np.zeros((0, d), np.float32),
+            frame_stats=torch.cat(stats).float().numpy() if stats else np.zeros((0, 3), np.float32),
+            frame_times_s=rec.frame_times_s,
+        )
+        self._cache[recording_id] = entry
+        return entry
+
+    def window(self, recording_id: str, start_s: float, end_s: float, spec: WindowSpec, token_s: float
+               ) -> dict[str, Any]:
+        """A cached item: ``audio_feat`` (Na, d), ``audio_valid``, ``audio_end_s``, ``frame_feat``
+        (F, d), ``frame_valid``, ``frame_times_s``, ``context`` (5,).
+
+        Raises:
+            ValueError: ``end_s`` is not on the token grid.
+        """
+        c = self.add(recording_id)
+        e = int(round(end_s * MEL_HZ))
+        per_tok = int(round(token_s * MEL_HZ))
+        if e % per_tok:
+            raise ValueError(f"{recording_id}: window end {end_s} s is not on the {token_s} s token grid "
+                             "(cached features need it; feed signals instead)")
+        n_tok = int(round(spec.audio_history_s / token_s))
+        k = np.arange(e // per_tok - n_tok, e // per_tok)
+        a_valid = (k >= 0) & (k < len(c.audio))
+        audio = np.zeros((n_tok, c.audio.shape[1]), np.float32)
+        audio[a_valid] = c.audio[k[a_valid]]
+        j = np.arange(e - spec.n_mel_frames, e)
+        p_valid = (j >= 0) & (j < len(c.power))
+        power = np.zeros(len(j), np.float32)
+        power[p_valid] = c.power[j[p_valid]]
+        # frames: the same slots as window_signals
+        slot_t = end_s - np.arange(spec.n_frames - 1, -1, -1) / spec.frame_hz
+        idx = np.searchsorted(c.frame_times_s, slot_t + 1e-9, side="right") - 1
+        f_valid = (slot_t >= start_s - 1e-6) & (idx >= 0) & (len(c.frames) > 0)
+        idx = np.clip(idx, 0, max(len(c.frames) - 1, 0))
+        frames = np.where(f_valid[:, None], c.frames[idx], 0.0).astype(np.float32) if len(c.frames) else \
+            np.zeros((spec.n_frames, c.audio.shape[1]), np.float32)
+        stats = np.where(f_valid[:, None], c.frame_stats[idx], 0.0).astype(np.float32) if len(c.frames) else \
+            np.zeros((spec.n_frames, 3), np.float32)
+        times = np.where(f_valid, c.frame_times_s[idx] if len(c.frames) else slot_t, slot_t)
+        context = torch.cat([
+            audio_context_from_power(torch.from_numpy(power)[None], torch.from_numpy(p_valid)[None]),
+            visual_context_from_stats(torch.from_numpy(stats)[None], torch.from_numpy(f_valid)[None]),
+        ], dim=-1)[0].numpy()
+        return {"audio_feat": audio, "audio_valid": a_valid, "audio_end_s": e / MEL_HZ, "frame_feat": frames,
+                "frame_valid": f_valid, "frame_times_s": times.astype(np.float64), "context": context}

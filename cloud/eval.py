@@ -1,10 +1,15 @@
-"""`earshot eval`: score a teacher per category, print a table, log to MLflow.
+"""`earshot eval`: score a teacher per category beside its controls, print the
+tables, log to MLflow.
 
     earshot eval checkpoint=runs/teacher/model qa_dir=data/qa split=bench
 
 Loads a model folder (``cloud/model/io.py``), answers every record of a QA
 split with greedy decoding, and scores the answers exactly with
-``cloud.data_engine.scoring``. Breakdowns:
+``cloud.data_engine.scoring``. The headline is the counterfactual bench
+(``cloud/controls.py``): per category, accuracy per question and per pair
+(both windows right) with recording-level bootstrap 95% intervals, beside
+the controls (question only, question + scene, shuffled clip, constant
+answer). Further breakdowns:
 
 - per category (SSA, AVDN, AVSN, TR, AVH) and their macro mean (``overall``);
 - per evidence type (audio, visual, audiovisual): did the model use the
@@ -26,14 +31,17 @@ from typing import Any, Sequence
 import torch
 
 from cloud.data import QADataset, RecordingStore, WindowSpec, collate, load_records, resolve_dataset
+from cloud.controls import CLOSED_CATEGORIES, CONTROLS, bench_figures, fit_priors, prior_answers, shuffled_records
 from cloud.data_engine.records import CATEGORIES, EVIDENCE, QARecord
 from cloud.data_engine.scoring import score
 from cloud.model.io import load_teacher
 from cloud.model.teacher import AVTeacher
 from cloud.model.tokenizer import Tokenizer
 from shared.config import UserError
+from shared.tracking import make_tracker
 
-__all__ = ["SNR_BINS", "snr_bin", "predict", "score_predictions", "flat_metrics", "print_table", "start_mlflow_experiment", "run"]
+__all__ = ["SNR_BINS", "snr_bin", "predict", "score_predictions", "evaluate", "flat_metrics", "bench_metrics",
+           "print_table", "print_bench", "run"]
 
 #: Recording SNR bins (dB, lower edge inclusive) and their metric-safe names.
 SNR_BINS = (
@@ -108,7 +116,44 @@ def score_predictions(records: Sequence[QARecord], predictions: Sequence[dict[st
         result["count"][key] = {k: len(by[k]) for k in order[key] if k in by}
     result["overall"] = _mean(list(result["category"].values()))
     result["gate"] = {b: [_mean([g[0] for g in gs]), _mean([g[1] for g in gs])] for b, gs in gate.items()}
+    result["bench"] = bench_figures(records, [score(r, p["prediction"]) for r, p in zip(records, predictions)])
     return result
+
+
+def evaluate(model: AVTeacher, tokenizer: Tokenizer, records: Sequence[QARecord], store: RecordingStore,
+             spec: WindowSpec, train_records: Sequence[QARecord] | None, batch_size: int, seed: int = 0
+             ) -> dict[str, Any]:
+    """The model and its controls on ``records``.
+
+    Returns ``{"predictions": [...], "scores": score_predictions(...), "systems":
+    {name: per-record scores}, "figures": {name: bench_figures(...)}}`` where
+    systems are ``model`` and every control that can be computed (``blind``,
+    ``scene`` and ``constant`` need ``train_records``; ``shuffled`` needs two
+    or more recordings).
+    """
+    q, a = model.cfg.max_question_tokens, model.cfg.max_answer_tokens
+    dataset = QADataset(records, store, tokenizer, spec, q, a)
+    predictions = predict(model, tokenizer, dataset, batch_size)
+    systems = {"model": [score(r, p["prediction"]) for r, p in zip(records, predictions)]}
+    answers: dict[str, list[str]] = {}
+    if train_records:
+        priors = fit_priors(train_records)
+        for control in ("blind", "scene", "constant"):
+            answers[control] = prior_answers(priors, records, control)
+    if len({r.recording_id for r in records}) >= 2:
+        moved = shuffled_records(records, seed)
+        answers["shuffled"] = [p["prediction"] for p in
+                               predict(model, tokenizer, QADataset(moved, store, tokenizer, spec, q, a), batch_size)]
+    for control in CONTROLS:
+        if control in answers:
+            systems[control] = [score(r, x) for r, x in zip(records, answers[control])]
+    return {
+        "predictions": predictions,
+        "control_answers": answers,
+        "scores": score_predictions(records, predictions),
+        "systems": systems,
+        "figures": {name: bench_figures(records, sc, seed=seed) for name, sc in systems.items()},
+    }
 
 
 def flat_metrics(scores: dict[str, Any], prefix: str) -> dict[str, float]:
@@ -120,6 +165,50 @@ def flat_metrics(scores: dict[str, Any], prefix: str) -> dict[str, float]:
     out.update({f"{prefix}/snr/{k}": v for k, v in scores["snr"].items()})
     out.update({f"{prefix}/gate_audio/{k}": v[0] for k, v in scores["gate"].items()})
     out.update({f"{prefix}/gate_visual/{k}": v[1] for k, v in scores["gate"].items()})
+    return out
+
+
+def _cell(iv: dict[str, Any] | None) -> str:
+    from shared.stats import format_interval
+
+    return format_interval(iv) if iv else "-"
+
+
+def print_bench(figures: dict[str, dict[str, Any]], title: str) -> None:
+    """The counterfactual bench: per category, the model beside every control,
+    accuracy per question and per pair with 95% intervals and sizes."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=title)
+    for col in ("category", "system", "per question %", "per pair %", "n"):
+        table.add_column(col, justify="left" if col in ("category", "system") else "right", no_wrap=True)
+    cats = [c for c in ("closed", *CLOSED_CATEGORIES, "AVDN", "AVSN") if c in figures.get("model", {})]
+    for cat in cats:
+        for name, fig in figures.items():
+            row = fig.get(cat, {})
+            qv, pv = row.get("question"), row.get("pair")
+            n = (f"{pv['n']} pairs, {qv['n_groups']} rec" if pv else f"{qv['n']} q, {qv['n_groups']} rec") if qv else "-"
+            style = "bold" if name == "model" else "dim"
+            table.add_row(cat if name == "model" else "", name, _cell(qv), _cell(pv), n, style=style)
+        table.add_section()
+    console.print(table)
+    console.print("[95% bootstrap interval over recordings]; closed = SSA + TR + AVH pooled (the headline); "
+                  "blind = question only, scene = question + "
+                  "scene, shuffled = another recording's clip, constant = one answer per type. AVDN/AVSN are "
+                  "unpaired narrations, reported apart.")
+
+
+def bench_metrics(figures: dict[str, dict[str, Any]], prefix: str) -> dict[str, float]:
+    """``<prefix>/<system>/<category>/<question|pair>`` (and ``_lo``/``_hi``) for MLflow."""
+    out = {}
+    for name, fig in figures.items():
+        for cat, row in fig.items():
+            for level, iv in row.items():
+                if iv:
+                    base = f"{prefix}/{name}/{cat}/{level}"
+                    out[base], out[base + "_lo"], out[base + "_hi"] = iv["value"], iv["lo"], iv["hi"]
     return out
 
 
@@ -151,30 +240,6 @@ def print_table(scores: dict[str, Any], title: str) -> None:
     console.print(table)
 
 
-def start_mlflow_experiment(tracking_uri: str | None, experiment: str) -> str:
-    """Point MLflow at the store and experiment; returns the tracking URI.
-
-    The store is ``tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else
-    ``sqlite:///mlflow.db`` in the working directory. A new experiment in an
-    sqlite store keeps its artifacts in ``mlruns/`` next to the database file
-    (MLflow's own default is the working directory of whoever creates it,
-    which scatters artifacts when runs start from different directories).
-    """
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(experiment) is None:
-        artifacts = Path(uri[len("sqlite:///") :]).resolve().parent / "mlruns"
-        try:
-            mlflow.create_experiment(experiment, artifact_location=artifacts.as_uri())
-        except MlflowException:  # another process created it first
-            pass
-    mlflow.set_experiment(experiment)
-    return uri
-
-
 def run(cfg) -> dict[str, Any]:
     """The verb: load, predict, score, print, log. Returns the scores."""
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
@@ -188,35 +253,39 @@ def run(cfg) -> dict[str, Any]:
 
     records = load_records(cfg.qa_dir, cfg.split, cfg.max_records)
     store = RecordingStore(resolve_dataset(cfg.qa_dir, cfg.dataset), spec.frame_size_px, spec.n_mels)
-    dataset = QADataset(records, store, tokenizer, spec, model.cfg.max_question_tokens, model.cfg.max_answer_tokens)
+    narration = (card.get("trained_on") or {}).get("narration", "av")
+    train_records = load_records(cfg.qa_dir, f"train_{narration}") if cfg.controls else None
     t0 = time.perf_counter()
-    predictions = predict(model, tokenizer, dataset, cfg.batch_size)
+    result = evaluate(model, tokenizer, records, store, spec, train_records, cfg.batch_size, cfg.seed)
+    if not cfg.controls:
+        result["figures"] = {"model": result["figures"]["model"]}
     seconds = time.perf_counter() - t0
-    scores = score_predictions(records, predictions)
+    predictions, scores = result["predictions"], result["scores"]
     print(f"checkpoint: {folder}")
-    print_table(scores, f"{cfg.split}: {len(records)} records")
+    print_bench(result["figures"], f"{cfg.split}: counterfactual bench, {len(records)} records, "
+                                   f"{len({r.recording_id for r in records})} recordings")
+    print_table(scores, f"{cfg.split}: {len(records)} records (unpaired breakdowns)")
 
     out = Path(cfg.predictions) if cfg.predictions else folder / f"eval_{cfg.split}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:
-        for r, p in zip(records, predictions):
-            f.write(json.dumps({**p, "answer": r.answer, "category": r.category, "score": score(r, p["prediction"])}) + "\n")
-    print(f"predictions: {out}  ({seconds:.1f} s, {len(records) / max(seconds, 1e-9):.1f} records/s)")
+        for i, (r, p) in enumerate(zip(records, predictions)):
+            controls = {k: v[i] for k, v in result["control_answers"].items()}
+            f.write(json.dumps({**p, "answer": r.answer, "category": r.category, "score": score(r, p["prediction"]),
+                                "pair_id": r.meta.get("pair_id"), "controls": controls}) + "\n")
+    print(f"predictions: {out}  ({seconds:.1f} s with controls, {len(records) / max(seconds, 1e-9):.1f} records/s)")
     scores_path = out.with_suffix(".scores.json")
     scores_path.write_text(json.dumps({"checkpoint": str(folder), "split": cfg.split, "fusion": model.cfg.fusion,
-                                       "audio_history_s": spec.audio_history_s, "scores": scores}, indent=1) + "\n")
+                                       "audio_history_s": spec.audio_history_s, "scores": scores,
+                                       "figures": result["figures"]}, indent=1) + "\n")
     print(f"scores: {scores_path}")
 
-    if cfg.mlflow.enabled:
-        import mlflow
-
-        start_mlflow_experiment(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
-        with mlflow.start_run(run_name=cfg.mlflow.run_name):
-            mlflow.log_params(
-                {"checkpoint": str(folder.resolve()), "split": cfg.split, "qa_dir": str(cfg.qa_dir), "n_records": len(records),
-                 "fusion": model.cfg.fusion, "audio_history_s": spec.audio_history_s,
-                 "trained_run_id": card.get("mlflow_run_id") or ""}
-            )
-            mlflow.log_metrics(flat_metrics(scores, cfg.split))
-            mlflow.log_artifact(str(out))
+    tracker = make_tracker(cfg.mlflow)
+    tracker.start(run_name=cfg.mlflow.run_name)
+    tracker.params({"checkpoint": str(folder.resolve()), "split": cfg.split, "qa_dir": str(cfg.qa_dir),
+                    "n_records": len(records), "fusion": model.cfg.fusion, "audio_history_s": spec.audio_history_s,
+                    "trained_run_id": card.get("mlflow_run_id") or ""})
+    tracker.metrics({**flat_metrics(scores, cfg.split), **bench_metrics(result["figures"], cfg.split)}, step=0)
+    tracker.artifact(out)
+    tracker.end()
     return scores

@@ -42,8 +42,7 @@ from typing import Any
 from omegaconf import MISSING
 
 from cloud.experiment_analysis import KINDS, TARGET_KEYS
-from cloud.verbs import MlflowConfig
-from shared.config import CONFIG_DIR, ConfigError, UserError, check, verb
+from shared.config import TrackingConfig, CONFIG_DIR, ConfigError, UserError, check, check_choice, check_range, check_threads, verb
 
 __all__ = ["DataSpec", "ExperimentSpec", "ExperimentConfig", "compose_variants", "run", "experiment_main"]
 
@@ -85,7 +84,7 @@ class ExperimentSpec:
 
     def __post_init__(self) -> None:
         p = "experiment."
-        check(self.name in KINDS, p + "name", f"must be one of {KINDS}, got {self.name!r}")
+        check_choice(p + "name", self.name, KINDS)
         check(len(self.variants) == 2, p + "variants", f"must name exactly two (baseline, treatment), got {list(self.variants)}")
         for v, overrides in self.variants.items():
             check(v.isidentifier(), p + "variants", f"{v!r}: variant names are folder names: letters, digits, _")
@@ -116,14 +115,14 @@ class ExperimentConfig:
     eval_batch_size: int = 32
     eval_max_records: int = 0
     threads: int = 1
-    mlflow: MlflowConfig = field(default_factory=lambda: MlflowConfig(experiment="earshot-experiments"))
+    mlflow: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="earshot-experiments"))
 
     def __post_init__(self) -> None:
         check(bool(str(self.out).strip()), "out", "must name a folder")
         _check_train_overrides(self.train_overrides, "train_overrides")
-        check(1 <= self.eval_batch_size <= 4096, "eval_batch_size", f"must be in [1, 4096], got {self.eval_batch_size}")
-        check(self.eval_max_records >= 0, "eval_max_records", f"must be >= 0, got {self.eval_max_records}")
-        check(0 <= self.threads <= 256, "threads", f"must be in [0, 256], got {self.threads}")
+        check_range("eval_batch_size", self.eval_batch_size, 1, 4096)
+        check_range("eval_max_records", self.eval_max_records, 0)
+        check_threads(self.threads)
 
 
 # --- 1. variants -------------------------------------------------------------------
@@ -134,7 +133,8 @@ def _compose_train(overrides: list[str]):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from cloud.verbs import TrainConfig  # registers train_schema
+    import cloud.verbs  # noqa: F401  (registers train_schema)
+    from cloud.teacher_config import TrainConfig
     from shared.config import to_schema
 
     if GlobalHydra.instance().is_initialized():  # inside 'earshot experiment': same config tree
@@ -240,25 +240,17 @@ def prepare_data(spec: DataSpec) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _finished(tcfg) -> dict[str, Any] | None:
     """The final checkpoint's state if ``tcfg.out`` holds a finished run of exactly ``tcfg``."""
-    from cloud.train import RESUME_MAY_CHANGE, MODEL_DIR, STATE_FILE, latest_checkpoint
+    from cloud.train import MODEL_DIR, RESUME_MAY_CHANGE
+    from shared.training import config_changes, latest_checkpoint, read_state
 
     ck = latest_checkpoint(tcfg.out)
     if ck is None or not (Path(tcfg.out) / MODEL_DIR / "model.safetensors").is_file():
         return None
-    state = json.loads((ck / STATE_FILE).read_text(encoding="utf-8"))
+    state = read_state(ck)
     # Logging, evaluation and tracking keys do not change the weights (the keys a resume may change).
     ignored = RESUME_MAY_CHANGE - {"max_steps"}
-    then, now = _flatten(state["config"]), _flatten(json.loads(json.dumps(dataclasses.asdict(tcfg))))
-    same = all(then.get(k) == now.get(k) for k in set(then) | set(now)
-               if k not in ignored and k.split(".")[0] not in ignored)
+    same = not config_changes(state["config"], json.loads(json.dumps(dataclasses.asdict(tcfg))), ignored)
     return state if same and state["step"] >= tcfg.max_steps else None
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
 
 
 def _same_run_elsewhere(tcfg, root: Path) -> Path | None:
@@ -291,11 +283,11 @@ def train_variant(tcfg, root: Path) -> dict[str, Any]:
         seconds = json.loads(summary.read_text(encoding="utf-8")).get("train_seconds") if summary.is_file() else None
         return {"out": str(out), "reused": elsewhere is not None, "steps": state["step"],
                 "train_seconds": seconds, "mlflow_run_id": state.get("mlflow_run_id")}
-    from cloud.train import STATE_FILE, latest_checkpoint
+    from shared.training import latest_checkpoint, read_state
 
     ck = latest_checkpoint(tcfg.out)
     if ck is not None:
-        then = json.loads((ck / STATE_FILE).read_text(encoding="utf-8"))["config"]["max_steps"]
+        then = read_state(ck)["config"]["max_steps"]
         # cloud.train resumes across a max_steps change (the schedule then differs from a
         # fresh run's); an experiment compares fresh runs, so refuse instead.
         if then != tcfg.max_steps:
@@ -383,65 +375,45 @@ def _git_commit() -> str:
     return "unknown"
 
 
-class _Tracker:
-    """The experiment's parent MLflow run (children: the variants' training runs)."""
+def _open_parent_run(cfg: ExperimentConfig, folder: Path):
+    """The experiment's parent MLflow run (children: the variants' training runs), reopened
+    when ``folder`` names one of this store."""
+    from shared.tracking import make_tracker
 
-    def __init__(self, cfg: ExperimentConfig, folder: Path) -> None:
-        self.run_id: str | None = None
-        if not cfg.mlflow.enabled:
-            return
-        import mlflow
+    tracker = make_tracker(cfg.mlflow)
+    if not tracker.enabled:
+        return tracker
+    state_path = folder / _STATE_FILE
+    state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.is_file() else {}
+    run_id = state.get("mlflow_parent_run_id")
+    if run_id is not None and tracker.has_run(run_id):
+        tracker.start(run_id=run_id)
+        return tracker
+    tracker.start(run_name=cfg.mlflow.run_name or cfg.experiment.name,
+                  tags={"earshot.experiment": cfg.experiment.name, "earshot.scale": cfg.scale})
+    params = {"experiment": cfg.experiment.name, "scale": cfg.scale, "train_overrides": " ".join(cfg.train_overrides),
+              "world": cfg.experiment.data.world, "qa": cfg.experiment.data.qa}
+    params.update({f"variant.{n}": " ".join(o) for n, o in cfg.experiment.variants.items()})
+    tracker.params({k: v[:500] for k, v in params.items()})
+    folder.mkdir(parents=True, exist_ok=True)
+    state_path.write_text(json.dumps({"mlflow_parent_run_id": tracker.run_id}) + "\n", encoding="utf-8")
+    return tracker
 
-        from cloud.eval import start_mlflow_experiment
 
-        start_mlflow_experiment(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
-        self.client = mlflow.MlflowClient()
-        state_path = folder / _STATE_FILE
-        state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.is_file() else {}
-        run_id = state.get("mlflow_parent_run_id")
-        if run_id is not None:
-            try:
-                self.client.get_run(run_id)
-                self.run_id = run_id
-            except Exception:  # a different store: start afresh
-                run_id = None
-        if self.run_id is None:
-            exp_id = mlflow.get_experiment_by_name(cfg.mlflow.experiment).experiment_id
-            run = self.client.create_run(exp_id, run_name=cfg.mlflow.run_name or cfg.experiment.name,
-                                         tags={"earshot.experiment": cfg.experiment.name, "earshot.scale": cfg.scale})
-            self.run_id = run.info.run_id
-            params = {"experiment": cfg.experiment.name, "scale": cfg.scale, "train_overrides": " ".join(cfg.train_overrides),
-                      "world": cfg.experiment.data.world, "qa": cfg.experiment.data.qa}
-            params.update({f"variant.{n}": " ".join(o) for n, o in cfg.experiment.variants.items()})
-            for k, v in params.items():
-                self.client.log_param(self.run_id, k, v[:500])
-            folder.mkdir(parents=True, exist_ok=True)
-            state_path.write_text(json.dumps({"mlflow_parent_run_id": self.run_id}) + "\n", encoding="utf-8")
-
-    def adopt(self, child_run_id: str | None) -> None:
-        if self.run_id and child_run_id:
-            self.client.set_tag(child_run_id, "mlflow.parentRunId", self.run_id)
-
-    def finish(self, results: dict[str, Any], results_path: Path, failed: bool = False) -> None:
-        if not self.run_id:
-            return
-        from mlflow.entities import Metric
-        import time
-
-        now = int(time.time() * 1000)
-        metrics = []
-        for name, v in results.get("variants", {}).items():
-            for group, cells in v["scores"].items():
-                for key, cell in cells.items():
-                    if cell["value"] is not None:
-                        metrics.append(Metric(f"{name}/{group}/{key}", float(cell["value"]), now, 0))
-        for i, t in enumerate(results.get("targets", [])):
-            metrics.append(Metric(f"target_met/{i}", float(t["met"]), now, 0))
-        for i in range(0, len(metrics), 1000):
-            self.client.log_batch(self.run_id, metrics=metrics[i : i + 1000])
-        if results_path.is_file():
-            self.client.log_artifact(self.run_id, str(results_path))
-        self.client.set_terminated(self.run_id, "FAILED" if failed else "FINISHED")
+def _finish_parent_run(tracker, results: dict[str, Any], results_path: Path, failed: bool = False) -> None:
+    """Log every score and target of ``results`` (step 0) and the results file; close the run."""
+    metrics = {}
+    for name, v in results.get("variants", {}).items():
+        for group, cells in v["scores"].items():
+            for key, cell in cells.items():
+                if cell["value"] is not None:
+                    metrics[f"{name}/{group}/{key}"] = float(cell["value"])
+    for i, t in enumerate(results.get("targets", [])):
+        metrics[f"target_met/{i}"] = float(t["met"])
+    tracker.metrics(metrics, step=0)
+    if results_path.is_file():
+        tracker.artifact(results_path)
+    tracker.end(failed=failed)
 
 
 def run(cfg: ExperimentConfig, command: str | None = None) -> dict[str, Any] | None:
@@ -458,7 +430,7 @@ def run(cfg: ExperimentConfig, command: str | None = None) -> dict[str, Any] | N
     manifest, info = prepare_data(exp.data)  # 2
     folder = Path(cfg.out) / exp.name
     folder.mkdir(parents=True, exist_ok=True)
-    tracker = _Tracker(cfg, folder)  # 3
+    tracker = _open_parent_run(cfg, folder)  # 3
 
     import torch
 
@@ -490,7 +462,7 @@ def run(cfg: ExperimentConfig, command: str | None = None) -> dict[str, Any] | N
                            "avh_prior": prior_agreement(train_av, records, predictions)},
             }
     except BaseException:
-        tracker.finish(results, folder / RESULTS_FILE, failed=True)
+        _finish_parent_run(tracker, results, folder / RESULTS_FILE, failed=True)
         raise
 
     baseline, treatment = list(exp.variants)  # 5
@@ -518,7 +490,7 @@ def run(cfg: ExperimentConfig, command: str | None = None) -> dict[str, Any] | N
     }
     path = folder / RESULTS_FILE
     path.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    tracker.finish(results, path)
+    _finish_parent_run(tracker, results, path)
 
     print(f"\n{exp.name}: {exp.claim}")
     for title, columns in TABLES[exp.name]:

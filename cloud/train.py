@@ -31,22 +31,19 @@ gloo group and wraps the model in DDP; the global ``batch_size`` is split
 evenly, rank r taking every r-th record of the step's batch. Rank 0 alone
 evaluates, checkpoints and talks to MLflow.
 
-MLflow: ``sqlite:///mlflow.db`` in the working directory unless
-``MLFLOW_TRACKING_URI`` or ``mlflow.tracking_uri`` says otherwise. A run
-logs the flattened config as params, ``train/loss`` (and its parts) at every
-step, ``val/acc/<category>`` (and evidence and SNR breakdowns) at each
-evaluation, and the final model folder as the ``model`` artifact (stored in
-``mlruns/`` beside an sqlite database). A resumed run continues the same
-MLflow run and logs each step once.
+MLflow (``shared/tracking.py``: store and artifact placement as every verb):
+a run logs the flattened config as params, ``train/loss`` (and its parts) at
+every step, ``val/acc/<category>`` (and evidence and SNR breakdowns) at each
+evaluation, and the final model folder as the ``model`` artifact. A resumed
+run continues the same MLflow run and logs each step once.
+
+Checkpoints, the optimizer state, the resume rule, the LR schedule and the
+batch order are ``shared/training.py``'s, shared with ``distill/recipe.py``.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
-import re
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -58,42 +55,25 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from cloud.data import QADataset, RecordingStore, WindowSpec, collate, load_records, resolve_dataset
-from cloud.eval import flat_metrics, predict, score_predictions, start_mlflow_experiment
+from cloud.eval import flat_metrics, predict, score_predictions
 from cloud.model.io import VOCAB_FILE, WEIGHTS_FILE, save_teacher
 from cloud.model.teacher import AVTeacher
 from cloud.model.tokenizer import Tokenizer
-from cloud.verbs import TrainConfig
-from cloud.checkpoint import load_optimizer, save_optimizer
+from cloud.teacher_config import TrainConfig
 from shared.config import UserError
+from shared.tracking import flatten, make_tracker
+from shared.training import (batch_indices, check_resume_config, latest_checkpoint, load_optimizer, lr_at,
+                             make_adamw, read_state, replace_folder, save_checkpoint, save_optimizer, seed_step,
+                             set_lr)
 
-__all__ = ["CHECKPOINTS_DIR", "MODEL_DIR", "TrainRecipe", "run", "latest_checkpoint"]
+__all__ = ["MODEL_DIR", "RESUME_MAY_CHANGE", "TrainRecipe", "run"]
 
-CHECKPOINTS_DIR = "checkpoints"
 MODEL_DIR = "model"
-STATE_FILE = "state.json"
-_STEP_DIR = re.compile(r"^step_(\d{7})$")
 # Config keys a resumed run may change: they steer logging and evaluation, not the maths.
 RESUME_MAY_CHANGE = {
     "max_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "resume", "threads",
     "mlflow", "data.val_split", "data.max_val_records",
 }
-
-
-def latest_checkpoint(out: str | Path) -> Path | None:
-    """The newest complete checkpoint folder under ``<out>/checkpoints``, or None."""
-    root = Path(out) / CHECKPOINTS_DIR
-    steps = sorted(p for p in root.glob("step_*") if _STEP_DIR.match(p.name) and (p / STATE_FILE).is_file())
-    return steps[-1] if steps else None
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 class TrainRecipe:
@@ -106,7 +86,6 @@ class TrainRecipe:
         self.max_steps = cfg.max_steps
         self.batch_size = cfg.batch_size
         self.tag_weight = cfg.tag_weight
-        self.lr, self.warmup_steps, self.min_lr_ratio = cfg.optim.lr, cfg.optim.warmup_steps, cfg.optim.min_lr_ratio
         self.grad_clip = cfg.optim.grad_clip
         self.log_every, self.eval_every = cfg.log_every, cfg.eval_every
         self.checkpoint_every, self.keep_checkpoints = cfg.checkpoint_every, cfg.keep_checkpoints
@@ -116,8 +95,6 @@ class TrainRecipe:
         self.step = 0
         self.resumed_from: int | None = None
         self.mlflow_run_id: str | None = None
-        self._metrics: list[tuple[str, float, int]] = []
-        self._logged_through = 0  # MLflow already holds this run's metrics up to this step
         self.last_loss: float | None = None  # of the last step run by this process
         self.last_scores: dict[str, Any] | None = None  # of the last evaluation (rank 0)
 
@@ -164,13 +141,8 @@ class TrainRecipe:
         torch.manual_seed(self.seed)
         self.model = AVTeacher(cfg.model, len(self.tokenizer), self.tokenizer.pad_id, self.tokenizer.bos_id, self.tokenizer.eos_id)
 
-        # AdamW over the model's parameters: matrices decay, biases and norms do not (nanoGPT).
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        groups = [
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.optim.weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-        ]
-        self.optimizer = torch.optim.AdamW(groups, lr=self.lr, betas=(cfg.optim.beta1, cfg.optim.beta2))
+        # AdamW over the model's parameters: matrices decay, biases and norms do not.
+        self.optimizer = make_adamw(self.model.parameters(), cfg.optim)
 
         # Resume into the plain module and optimizer, before DDP wraps them.
         if checkpoint is not None:
@@ -200,36 +172,18 @@ class TrainRecipe:
         tag = F.binary_cross_entropy_with_logits(out["tag_logits"], batch["tags"])
         return ce + self.tag_weight * tag, ce, tag
 
-    def _batch_indices(self, step: int) -> list[int]:
-        """This process's records for ``step``: a pure function of (seed, step, rank)."""
-        n = len(self.train_set)
-        per_epoch = max(1, n // self.batch_size)
-        epoch, b = divmod(step, per_epoch)
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
-        if n < self.batch_size:  # a tiny set: repeat it to fill the batch
-            perm = perm.repeat(math.ceil(self.batch_size / n))
-        chosen = perm[b * self.batch_size : (b + 1) * self.batch_size]
-        return chosen[self.rank :: self.world_size].tolist()
-
-    def _lr_at(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return self.lr * (step + 1) / self.warmup_steps
-        progress = (step - self.warmup_steps) / max(1, self.max_steps - self.warmup_steps)
-        cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-        return self.lr * (self.min_lr_ratio + (1.0 - self.min_lr_ratio) * cosine)
-
     # --- the loop -------------------------------------------------------------------
 
     def train(self) -> None:
         t0, step0 = time.perf_counter(), self.step
         while self.step < self.max_steps:
             step = self.step
-            # Dropout's randomness is a function of the step: nothing to save for resume.
-            torch.manual_seed((self.seed << 32) + (self.rank << 24) + step)
-            lr = self._lr_at(step)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            batch = collate([self.train_set[i] for i in self._batch_indices(step)], self.tokenizer.pad_id)
+            # Dropout's randomness and the batch are functions of the step: nothing to save for resume.
+            seed_step(self.seed, step, self.rank)
+            lr = lr_at(step, self.cfg.optim, self.max_steps)
+            set_lr(self.optimizer, lr)
+            idx = batch_indices(len(self.train_set), self.batch_size, self.seed, step, self.rank, self.world_size)
+            batch = collate([self.train_set[i] for i in idx], self.tokenizer.pad_id)
 
             self.ddp.train()
             loss, ce, tag = self._loss_step(batch)
@@ -250,7 +204,7 @@ class TrainRecipe:
                     f"lr {lr:.2e}  {rate:.2f} steps/s",
                     flush=True,
                 )
-                self._flush_metrics()
+                self.tracker.flush()
             if self.step % self.eval_every == 0 or self.step == self.max_steps:
                 self._evaluate()
             if self.step % self.checkpoint_every == 0 or self.step == self.max_steps:
@@ -274,7 +228,7 @@ class TrainRecipe:
             predictions = predict(self.model, self.tokenizer, self.val_set, self.batch_size)
             scores = score_predictions(self.val_records, predictions)
             self._log(flat_metrics(scores, "val"), self.step)
-            self._flush_metrics()
+            self.tracker.flush()
             per_cat = "  ".join(f"{k} {100 * v:.1f}" for k, v in scores["category"].items())
             print(f"eval step {self.step}: {per_cat}  overall {100 * scores['overall']:.1f}  ({time.perf_counter() - t0:.1f} s)", flush=True)
             self.last_scores = scores
@@ -293,40 +247,20 @@ class TrainRecipe:
 
     def _save_checkpoint(self) -> None:
         if self.is_main:
-            self._flush_metrics()
-            root = self.out / CHECKPOINTS_DIR
-            final = root / f"step_{self.step:07d}"
-            tmp = root / f".tmp_step_{self.step:07d}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            save_teacher(tmp, self.model, self.tokenizer, self._card_extra())
-            optimizer_state = save_optimizer(self.optimizer, tmp)
-            state = {
-                "step": self.step,
-                "seed": self.seed,
-                "world_size": self.world_size,
-                "mlflow_run_id": self.mlflow_run_id,
-                "optimizer": optimizer_state,
-                "config": dataclasses.asdict(self.cfg),
-            }
-            (tmp / STATE_FILE).write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-            for old in sorted(p for p in root.glob("step_*") if _STEP_DIR.match(p.name))[: -self.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
+            self.tracker.flush()
+
+            def write(folder: Path) -> dict[str, Any]:
+                save_teacher(folder, self.model, self.tokenizer, self._card_extra())
+                return {"optimizer": save_optimizer(self.optimizer, folder)}
+
+            state = {"step": self.step, "seed": self.seed, "world_size": self.world_size,
+                     "mlflow_run_id": self.mlflow_run_id, "config": dataclasses.asdict(self.cfg)}
+            save_checkpoint(self.out, self.step, write, state, self.keep_checkpoints)
         self._barrier()
 
     def _load_checkpoint(self, folder: Path) -> None:
-        state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
-        then, now = _flatten(state["config"]), _flatten(dataclasses.asdict(self.cfg))
-        changed = sorted(
-            k for k in set(then) | set(now)
-            if then.get(k) != now.get(k) and k not in RESUME_MAY_CHANGE and k.split(".")[0] not in RESUME_MAY_CHANGE
-        )
-        if changed:
-            raise UserError(
-                f"out: {folder} was trained with a different config ({', '.join(changed)}); "
-                "resume with the same config, or pick a new out"
-            )
+        state = read_state(folder)
+        check_resume_config(folder, state["config"], dataclasses.asdict(self.cfg), RESUME_MAY_CHANGE)
         missing, unexpected = safetensors.torch.load_model(self.model, str(folder / WEIGHTS_FILE))
         if missing or unexpected:
             raise UserError(f"{folder / WEIGHTS_FILE}: missing {missing}, unexpected {unexpected}")
@@ -336,66 +270,45 @@ class TrainRecipe:
 
     def _save_final(self) -> None:
         if self.is_main:
-            final, tmp = self.out / MODEL_DIR, self.out / f".tmp_{MODEL_DIR}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            save_teacher(tmp, self.model, self.tokenizer, self._card_extra())
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
+            final = replace_folder(self.out / MODEL_DIR,
+                                   lambda tmp: save_teacher(tmp, self.model, self.tokenizer, self._card_extra()))
             print(f"model: {final}", flush=True)
-            if self.mlflow_run_id is not None:
-                import mlflow
-
-                self._flush_metrics()
-                mlflow.log_artifacts(str(final), artifact_path=MODEL_DIR)
+            self.tracker.flush()
+            self.tracker.artifacts(final, MODEL_DIR)
         self._barrier()
 
     # --- tracking -------------------------------------------------------------------
 
     def _start_mlflow(self) -> None:
-        if not (self.is_main and self.cfg.mlflow.enabled):
+        # Rank 0 alone talks to MLflow; the others get a tracker that does nothing.
+        self.tracker = make_tracker(self.cfg.mlflow, enabled=self.is_main)
+        if not self.tracker.enabled:
             self.mlflow_run_id = None
             return
-        import mlflow
-
-        start_mlflow_experiment(self.cfg.mlflow.tracking_uri, self.cfg.mlflow.experiment)
         if self.mlflow_run_id is not None:
-            mlflow.start_run(run_id=self.mlflow_run_id)
-            mlflow.set_tag("resumed_from_step", str(self.resumed_from))
+            self.tracker.start(run_id=self.mlflow_run_id)
+            self.tracker.tags({"resumed_from_step": str(self.resumed_from)})
             # Steps after the checkpoint that the killed run had already flushed come out
             # identical this time (exact resume): log them once, not twice.
-            history = mlflow.MlflowClient().get_metric_history(self.mlflow_run_id, "train/loss")
-            self._logged_through = max((m.step for m in history), default=0)
+            self.tracker.skip_logged("train/loss")
             return
-        run = mlflow.start_run(run_name=self.cfg.mlflow.run_name)
-        self.mlflow_run_id = run.info.run_id
-        params = _flatten(dataclasses.asdict(self.cfg))
+        self.mlflow_run_id = self.tracker.start(run_name=self.cfg.mlflow.run_name)
+        params = flatten(dataclasses.asdict(self.cfg))
         params.update(num_parameters=self.model.num_parameters(), vocab_size=len(self.tokenizer),
                       world_size=self.world_size, train_records=len(self.train_set))
-        mlflow.log_params({k: ("" if v is None else v) for k, v in params.items()})
+        self.tracker.params(params)
 
     def _log(self, metrics: dict[str, float], step: int) -> None:
-        if self.mlflow_run_id is not None and step > self._logged_through:
-            self._metrics += [(k, float(v), step) for k, v in metrics.items() if not math.isnan(float(v))]
-
-    def _flush_metrics(self) -> None:
-        # One batched write per flush: a sqlite transaction per scalar would cost more than a step.
-        if self.mlflow_run_id is None or not self._metrics:
-            return
-        from shared.tracking import log_metric_batch
-
-        log_metric_batch(self.mlflow_run_id, self._metrics)
-        self._metrics = []
+        self.tracker.metrics(metrics, step)
 
     def _barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier()
 
     def cleanup(self, failed: bool = False) -> None:
-        if self.mlflow_run_id is not None:
-            import mlflow
-
-            self._flush_metrics()
-            mlflow.end_run(status="FAILED" if failed else "FINISHED")
+        tracker = getattr(self, "tracker", None)  # None if setup failed before MLflow
+        if tracker is not None:
+            tracker.end(failed=failed)
         if self.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
 

@@ -40,8 +40,8 @@ from distill.metrics import auroc, choose_thresholds, f1_per_label, macro_f1
 from distill.programs import EagerProgram, PteProgram, delegation_summary, lower_to_pte, program_outputs, quantize_int8
 from distill.students import example_inputs, io_spec, labels_of, num_parameters
 from distill.tflite import TfliteProgram, convert_tflite, tflite_status
-from shared.tracking import Tracker
-from distill.verbs import ExportConfig
+from shared.tracking import make_tracker
+from distill.distill_config import ExportConfig
 from shared.config import UserError
 from shared.dataset import load_dataset
 from shared.labels import TAXONOMY_VERSION
@@ -145,7 +145,7 @@ def run(cfg: ExportConfig) -> dict[str, ModelCard]:
     eager_thresholds = choose_thresholds(eager_val[0], val.labels[:, :n])
     eager_f1 = macro_f1(eager_test[0], test.labels[:, :n], eager_thresholds)
     inputs_spec, outputs_spec = io_spec(scfg)
-    tracker = Tracker(cfg.mlflow.enabled, cfg.mlflow.tracking_uri, cfg.mlflow.experiment, cfg.mlflow.artifact_location)
+    tracker = make_tracker(cfg.mlflow)
     tracker.start(run_name=cfg.mlflow.run_name or f"export-{name}")
     tracker.params({"student": name, "checkpoint": str(student_folder(cfg.checkpoint).resolve()), "teacher": str(teacher_dir),
                     "precisions": ",".join(cfg.precisions), "tflite": cfg.tflite, "calibration_windows": len(calibration),

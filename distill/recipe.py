@@ -32,9 +32,12 @@ uninterrupted run ends (``tests/distill/test_recipe.py``). Nothing is pickled.
 
 Outputs: ``<out>/checkpoints/step_<k>/`` (written under a temporary name and
 renamed) and the final ``<out>/student/`` (``distill/io.py``), which
-``earshot export`` reads. MLflow: params, ``train/*`` losses every step,
-``val/*`` metrics at each evaluation, the student folder as an artifact; a
-resumed run continues its MLflow run.
+``earshot export`` reads. MLflow (``shared/tracking.py``): params, ``train/*``
+losses every step, ``val/*`` metrics at each evaluation, the student folder as
+an artifact; a resumed run continues its MLflow run.
+
+Checkpoints, the optimizer state, the resume rule, the LR schedule and the
+batch order are ``shared/training.py``'s, shared with ``cloud/train.py``.
 """
 from __future__ import annotations
 
@@ -43,8 +46,6 @@ import hashlib
 import json
 import math
 import os
-import re
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -62,34 +63,26 @@ from distill.losses import binary_kd_loss, confidence_loss, confidence_targets, 
 from distill.macs import count_macs
 from distill.metrics import auroc, macro_f1
 from distill.students import example_inputs, labels_of, make_student, num_parameters
-from shared.tracking import Tracker, flatten
-from distill.verbs import DistillConfig
-from cloud.checkpoint import load_optimizer, save_optimizer
+from distill.distill_config import DistillConfig
 from shared.config import UserError
 from shared.dataset import load_dataset
+from shared.tracking import flatten, make_tracker
+from shared.training import (batch_indices, check_resume_config, latest_checkpoint, load_optimizer, lr_at,
+                             make_adamw, read_state, replace_folder, save_checkpoint, save_optimizer, seed_step,
+                             set_lr)
 
-__all__ = ["CHECKPOINTS_DIR", "STUDENT_DIR", "TARGETS_FILE", "DistillRecipe", "run", "latest_checkpoint", "student_outputs"]
+__all__ = ["STUDENT_DIR", "TARGETS_FILE", "DistillRecipe", "run", "student_outputs"]
 
-CHECKPOINTS_DIR = "checkpoints"
 STUDENT_DIR = "student"
 TARGETS_FILE = "teacher_targets.safetensors"
 TARGETS_KEY_FILE = "teacher_targets.json"
-STATE_FILE = "state.json"
 WEIGHTS_FILE = "weights.safetensors"
-_STEP_DIR = re.compile(r"^step_(\d{7})$")
 # Config keys a resumed run may change: they steer logging and evaluation, not the maths.
 _RESUME_MAY_CHANGE = {
     "max_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "resume", "threads", "mlflow",
     "teacher", "data.dataset",
 }
 _EVAL_BATCH = 256
-
-
-def latest_checkpoint(out: str | Path) -> Path | None:
-    """The newest complete checkpoint folder under ``<out>/checkpoints``, or None."""
-    root = Path(out) / CHECKPOINTS_DIR
-    steps = sorted(p for p in root.glob("step_*") if _STEP_DIR.match(p.name) and (p / STATE_FILE).is_file())
-    return steps[-1] if steps else None
 
 
 @torch.no_grad()
@@ -123,7 +116,6 @@ class DistillRecipe:
         self.seed, self.max_steps, self.batch_size = cfg.seed, cfg.max_steps, cfg.batch_size
         self.temperature, self.kd_weight = cfg.kd.temperature, cfg.kd.kd_weight
         self.feature_weight, self.confidence_weight = cfg.kd.feature_weight, cfg.kd.confidence_weight
-        self.lr, self.warmup_steps, self.min_lr_ratio = cfg.optim.lr, cfg.optim.warmup_steps, cfg.optim.min_lr_ratio
         self.grad_clip = cfg.optim.grad_clip
         self.log_every, self.eval_every = cfg.log_every, cfg.eval_every
         self.checkpoint_every, self.keep_checkpoints = cfg.checkpoint_every, cfg.keep_checkpoints
@@ -174,11 +166,7 @@ class DistillRecipe:
         teacher_dim = self.targets["train.features"].shape[1]
         self.adapter = nn.Linear(self.student.embedding_dim, teacher_dim) if self.feature_weight > 0 else None
         trained = list(self.student.parameters()) + (list(self.adapter.parameters()) if self.adapter else [])
-        groups = [
-            {"params": [p for p in trained if p.dim() >= 2], "weight_decay": cfg.optim.weight_decay},
-            {"params": [p for p in trained if p.dim() < 2], "weight_decay": 0.0},
-        ]
-        self.optimizer = torch.optim.AdamW(groups, lr=self.lr)
+        self.optimizer = make_adamw(trained, cfg.optim)
         self.num_parameters = num_parameters(self.student)
         self.macs = count_macs(self.student, example_inputs(s)).total
 
@@ -240,22 +228,6 @@ class DistillRecipe:
             loss = loss + self.confidence_weight * parts["confidence"]
         return loss, parts
 
-    def _batch_indices(self, step: int) -> list[int]:
-        """The train windows of ``step``: a pure function of (seed, step)."""
-        n = len(self.train_set)
-        per_epoch = max(1, n // self.batch_size)
-        epoch, b = divmod(step, per_epoch)
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
-        if n < self.batch_size:  # a tiny set: repeat it to fill the batch
-            perm = perm.repeat(math.ceil(self.batch_size / n))
-        return perm[b * self.batch_size : (b + 1) * self.batch_size].tolist()
-
-    def _lr_at(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return self.lr * (step + 1) / self.warmup_steps
-        progress = (step - self.warmup_steps) / max(1, self.max_steps - self.warmup_steps)
-        return self.lr * (self.min_lr_ratio + (1.0 - self.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
-
     # --- the loop -------------------------------------------------------------------
 
     def train(self) -> None:
@@ -263,13 +235,12 @@ class DistillRecipe:
         trained = [p for g in self.optimizer.param_groups for p in g["params"]]
         while self.step < self.max_steps:
             step = self.step
-            torch.manual_seed((self.seed << 32) + step)  # any randomness is a function of the step
-            lr = self._lr_at(step)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
+            seed_step(self.seed, step)  # any randomness, and the batch, are functions of the step
+            lr = lr_at(step, self.cfg.optim, self.max_steps)
+            set_lr(self.optimizer, lr)
 
             self.student.train()
-            loss, parts = self._loss_step(self._batch_indices(step))
+            loss, parts = self._loss_step(batch_indices(len(self.train_set), self.batch_size, self.seed, step))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.grad_clip > 0:
@@ -330,34 +301,17 @@ class DistillRecipe:
 
     def _save_checkpoint(self) -> None:
         self.tracker.flush()
-        root = self.out / CHECKPOINTS_DIR
-        final, tmp = root / f"step_{self.step:07d}", root / f".tmp_step_{self.step:07d}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        safetensors.torch.save_file(self._trained_state(), str(tmp / WEIGHTS_FILE))
-        optimizer_state = save_optimizer(self.optimizer, tmp)
-        state = {
-            "step": self.step,
-            "mlflow_run_id": self.mlflow_run_id,
-            "optimizer": optimizer_state,
-            "config": dataclasses.asdict(self.cfg),
-        }
-        (tmp / STATE_FILE).write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        for old in sorted(p for p in root.glob("step_*") if _STEP_DIR.match(p.name))[: -self.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
+
+        def write(folder: Path) -> dict[str, Any]:
+            safetensors.torch.save_file(self._trained_state(), str(folder / WEIGHTS_FILE))
+            return {"optimizer": save_optimizer(self.optimizer, folder)}
+
+        state = {"step": self.step, "mlflow_run_id": self.mlflow_run_id, "config": dataclasses.asdict(self.cfg)}
+        save_checkpoint(self.out, self.step, write, state, self.keep_checkpoints)
 
     def _load_checkpoint(self, folder: Path) -> None:
-        state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
-        then, now = flatten(state["config"]), flatten(dataclasses.asdict(self.cfg))
-        changed = sorted(
-            k for k in set(then) | set(now)
-            if then.get(k) != now.get(k) and k not in _RESUME_MAY_CHANGE and k.split(".")[0] not in _RESUME_MAY_CHANGE
-        )
-        if changed:
-            raise UserError(f"out: {folder} was distilled with a different config ({', '.join(changed)}); "
-                            "resume with the same config, or pick a new out")
+        state = read_state(folder)
+        check_resume_config(folder, state["config"], dataclasses.asdict(self.cfg), _RESUME_MAY_CHANGE, "distilled")
         weights = safetensors.torch.load_file(str(folder / WEIGHTS_FILE))
         self.student.load_state_dict({k[8:]: v for k, v in weights.items() if k.startswith("student.")})
         if self.adapter is not None:
@@ -367,9 +321,7 @@ class DistillRecipe:
         self.mlflow_run_id = state.get("mlflow_run_id")
 
     def _save_final(self) -> None:
-        final, tmp = self.out / STUDENT_DIR, self.out / f".tmp_{STUDENT_DIR}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        save_student(tmp, self.student, self.cfg.student, {
+        final = replace_folder(self.out / STUDENT_DIR, lambda tmp: save_student(tmp, self.student, self.cfg.student, {
             "step": self.step,
             "num_parameters": self.num_parameters,
             "macs": self.macs,
@@ -382,9 +334,7 @@ class DistillRecipe:
             "kd": dataclasses.asdict(self.cfg.kd),
             "val": {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in (self.last_metrics or {}).items()},
             "mlflow_run_id": self.mlflow_run_id,
-        })
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        }))
         print(f"student: {final}", flush=True)
         self.tracker.flush()
         self.tracker.artifacts(final, STUDENT_DIR)
@@ -393,13 +343,12 @@ class DistillRecipe:
 
     def _start_mlflow(self) -> None:
         m = self.cfg.mlflow
-        self.tracker = Tracker(m.enabled, m.tracking_uri, m.experiment, m.artifact_location)
-        self._logged_through = 0
+        self.tracker = make_tracker(m)
         if self.mlflow_run_id is not None and m.enabled:
             self.tracker.start(run_id=self.mlflow_run_id)
             self.tracker.tags({"resumed_from_step": str(self.resumed_from)})
             # Steps the killed run had flushed come out identical now (exact resume): log them once.
-            self._logged_through = self.tracker.logged_through("train/loss")
+            self.tracker.skip_logged("train/loss")
             return
         self.mlflow_run_id = self.tracker.start(run_name=m.run_name)
         params = flatten(dataclasses.asdict(self.cfg))
@@ -408,8 +357,7 @@ class DistillRecipe:
         self.tracker.params(params)
 
     def _log(self, metrics: dict[str, float]) -> None:
-        if self.step > self._logged_through:
-            self.tracker.metrics(metrics, self.step)
+        self.tracker.metrics(metrics, self.step)
 
     def cleanup(self, failed: bool = False) -> None:
         tracker = getattr(self, "tracker", None)

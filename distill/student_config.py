@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from shared.config import ConfigError, check
+from shared.config import ConfigError, check, check_choice, check_range
 
 __all__ = ["STUDENT_NAMES", "FrontEndConfig", "StudentConfig"]
 
@@ -88,7 +88,7 @@ class StudentConfig:
 
     def __post_init__(self) -> None:
         p = "student."
-        check(self.name in STUDENT_NAMES, p + "name", f"must be one of {STUDENT_NAMES}, got {self.name!r}")
+        check_choice(p + "name", self.name, STUDENT_NAMES)
         halves = self.audio_s / 0.5
         check(
             0.5 <= self.audio_s <= 10.0 and abs(halves - round(halves)) < 1e-9,
@@ -107,8 +107,8 @@ class StudentConfig:
             p + "frame_size_px",
             f"must be a multiple of 16 in [16, 256], got {self.frame_size_px}",
         )
-        check(8 <= self.hidden <= 1024, p + "hidden", f"must be in [8, 1024], got {self.hidden}")
-        check(4 <= self.confidence_hidden <= 256, p + "confidence_hidden", f"must be in [4, 256], got {self.confidence_hidden}")
+        check_range(p + "hidden", self.hidden, 8, 1024)
+        check_range(p + "confidence_hidden", self.confidence_hidden, 4, 256)
         if isinstance(self.features, Mapping):  # from_dict of a checkpoint
             self.features = FrontEndConfig(**self.features)
         n_samples = int(round(self.audio_s * self.features.sample_rate_hz))

@@ -263,7 +263,7 @@ def run_trace(cfg) -> list[Path]:
     """Trace every recording of a `TraceConfig`; returns the files written."""
     from edge.eventlog import round_floats
     from edge.programs import load_program
-    from edge.verbs import make_client, recording_folders
+    from edge.edge_config import make_client, recording_folders
     from shared.recording import load_recording
 
     trigger = load_program(cfg.trigger, expect="trigger")

@@ -38,7 +38,7 @@ from edge.policy import make_policy  # noqa: E402
 from edge.programs import load_program  # noqa: E402
 from edge.runtime import EdgeRuntime  # noqa: E402
 from edge.source import RecordingSource  # noqa: E402
-from edge.verbs import make_client, recording_folders  # noqa: E402
+from edge.edge_config import make_client, recording_folders  # noqa: E402
 from shared.profiles import EnergyMeter, load_device_profile, load_network_profile  # noqa: E402
 
 

@@ -23,12 +23,17 @@ Use :func:`verb` to declare a verb::
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
-__all__ = ["CONFIG_DIR", "ConfigError", "UserError", "register_schema", "to_schema", "verb", "check"]
+__all__ = [
+    "CONFIG_DIR", "MAX_THREADS", "ConfigError", "UserError", "register_schema", "to_schema", "verb",
+    "check", "check_range", "check_choice", "check_threads", "check_recipe_loop", "TrackingConfig", "OptimConfig",
+]
 
 #: Root of the Hydra configs. The repository's ``configs/`` for a source or
 #: editable install; ``EARSHOT_CONFIG_DIR`` points elsewhere (a packaged
@@ -53,6 +58,97 @@ def check(ok: bool, key: str, msg: str) -> None:
     """Raise :class:`ConfigError` ``"<key>: <msg>"`` unless ``ok`` (for ``__post_init__``)."""
     if not ok:
         raise ConfigError(f"{key}: {msg}")
+
+
+def _num(x: float) -> str:
+    """A bound as people write it: 4096, 0.25, 1e7, 2^31."""
+    if isinstance(x, int) and not isinstance(x, bool):
+        if x >= 100_000 and 10 ** round(math.log10(x)) == x:
+            return f"1e{round(math.log10(x))}"
+        if x >= 65_536 and x & (x - 1) == 0:
+            return f"2^{x.bit_length() - 1}"
+        return str(x)
+    return f"{x:g}"
+
+
+def check_range(key: str, value: float, lo: float | None = None, hi: float | None = None, *,
+                lo_open: bool = False, hi_open: bool = False, unit: str = "", note: str = "") -> None:
+    """Raise :class:`ConfigError` unless ``lo <= value <= hi`` (``<`` on an open side).
+
+    The message names the key, the range, its unit and an optional note, then the
+    value: ``"optim.lr: must be in (0, 1], got 2.0"``, ``"grad_clip: must be >= 0
+    (0 = off), got -1"``, ``"window_s: must be in [2, 10] s, got 12"``. A NaN fails.
+    Either bound may be None (no bound on that side).
+    """
+    above = lo is None or (value > lo if lo_open else value >= lo)
+    below = hi is None or (value < hi if hi_open else value <= hi)
+    if above and below and not (isinstance(value, float) and math.isnan(value)):
+        return
+    if lo is not None and hi is not None:
+        rng = f"in {'(' if lo_open else '['}{_num(lo)}, {_num(hi)}{')' if hi_open else ']'}"
+    elif lo is not None:
+        rng = f"{'>' if lo_open else '>='} {_num(lo)}"
+    else:
+        rng = f"{'<' if hi_open else '<='} {_num(hi)}"  # type: ignore[arg-type]
+    raise ConfigError(f"{key}: must be {rng}{' ' + unit if unit else ''}{f' ({note})' if note else ''}, got {value}")
+
+
+def check_choice(key: str, value: Any, options: Iterable[Any]) -> None:
+    """Raise :class:`ConfigError` ``"<key>: must be one of (...), got 'x'"`` unless ``value in options``."""
+    options = tuple(options)
+    check(value in options, key, f"must be one of {options}, got {value!r}")
+
+
+#: Upper bound of every ``threads`` setting (0 means: let the verb pick, see its YAML).
+MAX_THREADS = 256
+
+
+def check_threads(value: int, key: str = "threads") -> None:
+    """The one ``threads`` rule: 0 (the verb's default, see its YAML) .. MAX_THREADS."""
+    check_range(key, value, 0, MAX_THREADS, note="0 = the verb's default")
+
+
+@dataclass
+class TrackingConfig:
+    """Where a verb's runs are tracked (MLflow; ``shared/tracking.py``).
+
+    The store is ``tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else
+    ``sqlite:///mlflow.db`` in the working directory. A new experiment keeps its
+    artifacts in ``artifact_location``, else ``mlruns/`` beside an sqlite store's
+    database file.
+    """
+
+    enabled: bool = True
+    tracking_uri: str | None = None
+    experiment: str = "earshot"
+    run_name: str | None = None
+    artifact_location: str | None = None
+
+    def __post_init__(self) -> None:
+        check(bool(str(self.experiment).strip()), "mlflow.experiment", "must name an MLflow experiment")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up and cosine decay (``shared.training.lr_at``)."""
+
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    beta1: float = 0.9
+    beta2: float = 0.98
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        p = "optim."
+        check_range(p + "lr", self.lr, 0.0, 1.0, lo_open=True)
+        check_range(p + "weight_decay", self.weight_decay, 0.0, 1.0)
+        check_range(p + "beta1", self.beta1, 0.0, 1.0, hi_open=True)
+        check_range(p + "beta2", self.beta2, 0.0, 1.0, hi_open=True)
+        check_range(p + "warmup_steps", self.warmup_steps, 0)
+        check_range(p + "min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        check_range(p + "grad_clip", self.grad_clip, 0.0, note="0 = off")
 
 
 def register_schema(name: str, schema: type) -> None:
@@ -114,3 +210,16 @@ def verb(name: str, schema: type[T]) -> Callable[[Callable[[T], Any]], Callable[
         return main
 
     return wrap
+
+
+def check_recipe_loop(cfg: Any) -> None:
+    """The loop settings both training recipes share (``earshot train``, ``earshot distill``):
+    ``out``, ``seed``, ``max_steps``, ``batch_size``, the ``*_every`` periods, ``keep_checkpoints``,
+    ``threads``."""
+    check(bool(str(cfg.out).strip()), "out", "must name a folder")
+    check_range("seed", cfg.seed, 0, 2**31, hi_open=True)
+    check_range("max_steps", cfg.max_steps, 1, 10_000_000)
+    check_range("batch_size", cfg.batch_size, 1, 4096)
+    for key in ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints"):
+        check_range(key, getattr(cfg, key), 1)
+    check_threads(cfg.threads)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import MISSING
 
-from shared.config import ConfigError, check, verb
+from shared.config import ConfigError, check, check_range, verb
 from shared.labels import names
 
 __all__ = ["ImportConfig", "InspectConfig", "import_main", "inspect_main", "summarize"]
@@ -35,7 +35,7 @@ class ImportConfig:
         check(self.csv is None or Path(self.csv).is_file(), "csv", f"no such file: {self.csv}")
         envs = names("environment") + ["unknown"]
         check(self.environment in envs, "environment", f"{self.environment!r} is not one of {envs}")
-        check(0 < self.fps <= 60, "fps", f"must be in (0, 60], got {self.fps}")
+        check_range("fps", self.fps, 0, 60, lo_open=True)
         check(16 <= self.size <= 1024 and self.size % 2 == 0, "size", f"must be even, 16..1024, got {self.size}")
         check(8000 <= self.sample_rate_hz <= 48000, "sample_rate_hz", f"must be 8000..48000, got {self.sample_rate_hz}")
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.config import check
+from shared.config import TrackingConfig, check, check_choice, check_range, check_threads
 
 __all__ = [
-    "EnvConfig", "BudgetConfig", "RewardConfig", "PPOConfig", "MlflowConfig", "PolicySpec", "BudgetGrid",
+    "EnvConfig", "BudgetConfig", "RewardConfig", "PPOConfig", "PolicySpec", "BudgetGrid",
     "SimTrainConfig", "SimEvalConfig", "make_env_kwargs", "write_profiles",
 ]
 
@@ -46,21 +46,20 @@ class EnvConfig:
     def __post_init__(self) -> None:
         p = "env."
         check(bool(str(self.traces).strip()), p + "traces", "must name a folder of traces ('earshot trace')")
-        check(self.split in ("train", "val", "test", "all"), p + "split",
-              f"must be train, val, test or all, got {self.split!r}")
-        check(0.01 <= self.day_h <= 48.0, p + "day_h", f"must be in [0.01, 48] h, got {self.day_h}")
-        check(0.0 < self.active_share <= 1.0, p + "active_share", f"must be in (0, 1], got {self.active_share}")
-        check(0.0 < self.notify_s <= 60.0, p + "notify_s", f"must be in (0, 60] s, got {self.notify_s}")
+        check_choice(p + "split", self.split, ("train", "val", "test", "all"))
+        check_range(p + "day_h", self.day_h, 0.01, 48.0, unit="h")
+        check_range(p + "active_share", self.active_share, 0.0, 1.0, lo_open=True)
+        check_range(p + "notify_s", self.notify_s, 0.0, 60.0, lo_open=True, unit="s")
         from shared.labels import names
 
         audio = set(names("audio_event"))
         bad = [l for l in self.important_labels if l not in audio]
         check(not bad, p + "important_labels", f"unknown audio_event labels {bad}")
-        check(0.0 <= self.cloud_tag_threshold <= 1.0, p + "cloud_tag_threshold", f"must be in [0, 1], got {self.cloud_tag_threshold}")
-        check(0.0 <= self.cloud_utilization <= 0.95, p + "cloud_utilization", f"must be in [0, 0.95], got {self.cloud_utilization}")
-        check(0.0 <= self.rate_corr < 1.0, p + "rate_corr", f"must be in [0, 1), got {self.rate_corr}")
-        check(self.outage_every_s >= 0.0, p + "outage_every_s", f"must be >= 0 (0 = no outages), got {self.outage_every_s}")
-        check(self.outage_mean_s > 0.0, p + "outage_mean_s", f"must be > 0, got {self.outage_mean_s}")
+        check_range(p + "cloud_tag_threshold", self.cloud_tag_threshold, 0.0, 1.0)
+        check_range(p + "cloud_utilization", self.cloud_utilization, 0.0, 0.95)
+        check_range(p + "rate_corr", self.rate_corr, 0.0, 1.0, hi_open=True)
+        check_range(p + "outage_every_s", self.outage_every_s, 0.0, note="0 = no outages")
+        check_range(p + "outage_mean_s", self.outage_mean_s, 0.0, lo_open=True)
         b = self.battery_start_frac
         check(len(b) == 2 and 0.0 < b[0] <= b[1] <= 1.0, p + "battery_start_frac", f"must be [low, high] with 0 < low <= high <= 1, got {b}")
 
@@ -79,13 +78,13 @@ class BudgetConfig:
 
     def __post_init__(self) -> None:
         p = "budget."
-        check(self.uplink_kbps >= 0.0, p + "uplink_kbps", f"must be >= 0 (0 = no token bucket), got {self.uplink_kbps}")
-        check(self.uplink_burst_kb > 0.0, p + "uplink_burst_kb", f"must be > 0, got {self.uplink_burst_kb}")
-        check(self.power_cap_mw >= 0.0, p + "power_cap_mw", f"must be >= 0 (0 = the device's sustained limit), got {self.power_cap_mw}")
-        check(self.energy_budget_j >= 0.0, p + "energy_budget_j", f"must be >= 0 (0 = none), got {self.energy_budget_j}")
-        check(self.deadline_ms > 0.0, p + "deadline_ms", f"must be > 0, got {self.deadline_ms}")
-        check(self.compute_gmacs_per_s >= 0.0, p + "compute_gmacs_per_s", f"must be >= 0 (0 = unlimited), got {self.compute_gmacs_per_s}")
-        check(self.max_in_flight >= 1, p + "max_in_flight", f"must be >= 1, got {self.max_in_flight}")
+        check_range(p + "power_cap_mw", self.power_cap_mw, 0.0, note="0 = the device's sustained limit")
+        check_range(p + "energy_budget_j", self.energy_budget_j, 0.0, note="0 = none")
+        check_range(p + "deadline_ms", self.deadline_ms, 0.0, lo_open=True)
+        check_range(p + "compute_gmacs_per_s", self.compute_gmacs_per_s, 0.0, note="0 = unlimited")
+        check_range(p + "max_in_flight", self.max_in_flight, 1)
+        check_range(p + "uplink_kbps", self.uplink_kbps, 0.0, note="0 = no token bucket")
+        check_range(p + "uplink_burst_kb", self.uplink_burst_kb, 0.0, lo_open=True)
 
 
 @dataclass
@@ -103,7 +102,7 @@ class RewardConfig:
     def __post_init__(self) -> None:
         for k in ("query_correct", "event_notified", "event_missed", "energy_per_j", "deadline_miss", "throttle",
                   "battery_empty"):
-            check(getattr(self, k) >= 0.0, f"reward.{k}", f"must be >= 0 (it is a weight), got {getattr(self, k)}")
+            check_range(f"reward.{k}", getattr(self, k), 0.0, note="it is a weight")
 
 
 @dataclass
@@ -124,27 +123,17 @@ class PPOConfig:
 
     def __post_init__(self) -> None:
         p = "ppo."
-        check(self.total_timesteps >= 1, p + "total_timesteps", f"must be >= 1, got {self.total_timesteps}")
-        check(self.n_envs >= 1, p + "n_envs", f"must be >= 1, got {self.n_envs}")
-        check(self.n_steps >= 2, p + "n_steps", f"must be >= 2, got {self.n_steps}")
-        check(self.batch_size >= 2, p + "batch_size", f"must be >= 2, got {self.batch_size}")
-        check(self.n_epochs >= 1, p + "n_epochs", f"must be >= 1, got {self.n_epochs}")
-        check(0.0 < self.learning_rate < 1.0, p + "learning_rate", f"must be in (0, 1), got {self.learning_rate}")
-        check(0.0 < self.gamma <= 1.0, p + "gamma", f"must be in (0, 1], got {self.gamma}")
-        check(0.0 < self.gae_lambda <= 1.0, p + "gae_lambda", f"must be in (0, 1], got {self.gae_lambda}")
-        check(self.clip_range > 0.0, p + "clip_range", f"must be > 0, got {self.clip_range}")
-        check(self.ent_coef >= 0.0, p + "ent_coef", f"must be >= 0, got {self.ent_coef}")
+        check_range(p + "total_timesteps", self.total_timesteps, 1)
+        check_range(p + "n_envs", self.n_envs, 1)
+        check_range(p + "n_steps", self.n_steps, 2)
+        check_range(p + "batch_size", self.batch_size, 2)
+        check_range(p + "n_epochs", self.n_epochs, 1)
+        check_range(p + "learning_rate", self.learning_rate, 0.0, 1.0, lo_open=True, hi_open=True)
+        check_range(p + "gamma", self.gamma, 0.0, 1.0, lo_open=True)
+        check_range(p + "gae_lambda", self.gae_lambda, 0.0, 1.0, lo_open=True)
+        check_range(p + "clip_range", self.clip_range, 0.0, lo_open=True)
+        check_range(p + "ent_coef", self.ent_coef, 0.0)
         check(len(self.net_arch) >= 1 and all(n >= 1 for n in self.net_arch), p + "net_arch", f"hidden sizes must be >= 1, got {self.net_arch}")
-
-
-@dataclass
-class MlflowConfig:
-    """Where runs are tracked (as the other verbs: sqlite:///mlflow.db in the working directory)."""
-
-    enabled: bool = True
-    tracking_uri: str | None = None
-    experiment: str = "earshot-sim"
-    run_name: str | None = None
 
 
 @dataclass
@@ -179,12 +168,12 @@ class SimTrainConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     eval_episodes: int = 8
-    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    mlflow: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="earshot-sim"))
 
     def __post_init__(self) -> None:
         check(bool(str(self.out).strip()), "out", "must name an output folder")
-        check(self.threads >= 0, "threads", f"must be >= 0 (0 = all cores), got {self.threads}")
-        check(self.eval_episodes >= 1, "eval_episodes", f"must be >= 1, got {self.eval_episodes}")
+        check_threads(self.threads)
+        check_range("eval_episodes", self.eval_episodes, 1)
 
 
 _KNOWN_POLICIES = ("never_on", "query_only", "always_local", "always_cloud", "periodic", "audio_trigger",
@@ -209,10 +198,10 @@ class SimEvalConfig:
 
     def __post_init__(self) -> None:
         check(bool(str(self.out).strip()), "out", "must name an output folder")
-        check(self.days >= 1, "days", f"must be >= 1, got {self.days}")
+        check_range("days", self.days, 1)
         check(len(self.policies) >= 1, "policies", "name at least one policy")
         for k, p in enumerate(self.policies):
-            check(p.name in _KNOWN_POLICIES, f"policies[{k}].name", f"must be one of {_KNOWN_POLICIES}, got {p.name!r}")
+            check_choice(f"policies[{k}].name", p.name, _KNOWN_POLICIES)
             if p.name == "learned":
                 program = (p.params or {}).get("program")
                 check(program is not None and Path(str(program)).is_file(), f"policies[{k}].params.program",

@@ -156,7 +156,7 @@ def run(cfg: SimTrainConfig) -> dict[str, Any]:
     from stable_baselines3.common.callbacks import BaseCallback
 
     from edge.learned_policy import LearnedPolicy
-    from shared.tracking import Tracker
+    from shared.tracking import make_tracker
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -166,7 +166,7 @@ def run(cfg: SimTrainConfig) -> dict[str, Any]:
     probe = venv.envs[0].unwrapped
     obs_size = int(probe.observation_space.shape[0])
 
-    tracker = Tracker(cfg.mlflow.enabled, cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
+    tracker = make_tracker(cfg.mlflow)
     tracker.start(run_name=cfg.mlflow.run_name or "sim-train")
     tracker.params({"seed": cfg.seed, "device": probe.device.name, "network": probe.network.name,
                     "recordings": len(probe.traces), **{f"ppo.{k}": v for k, v in asdict(cfg.ppo).items()},

@@ -90,3 +90,88 @@ def test_no_pickle_and_safe_torch_load():
                     if not safe:
                         bad.append(f"{path.relative_to(ROOT)}:{node.lineno} torch.load without weights_only=True")
     assert bad == []
+
+
+# --- import cycles -------------------------------------------------------------------
+
+
+def module_name(path: Path, root: Path) -> str:
+    """shared/config.py -> shared.config; cloud/model/__init__.py -> cloud.model."""
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(root: Path, packages=PACKAGES) -> dict[str, set[str]]:
+    """Module -> project modules it imports (nested imports too: a lazy import still ties two
+    modules together). ``from a.b import c`` counts as ``a.b.c`` when that is a module, else ``a.b``."""
+    modules = {module_name(p, root): p for pkg in packages for p in sorted((root / pkg).rglob("*.py"))}
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for mod, path in modules.items():
+        is_pkg = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: resolve against this module's package
+                    pkg = mod.split(".") if is_pkg else mod.split(".")[:-1]
+                    pkg = pkg[: len(pkg) - node.level + 1]
+                    base = ".".join(pkg + ([base] if base else []))
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+            for t in targets:
+                while t and t not in modules:  # `import a.b.c` of a non-module attribute: its module
+                    t = t.rpartition(".")[0]
+                if t and t != mod:
+                    graph[mod].add(t)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(found)
+
+
+def test_no_import_cycles():
+    assert cycles(import_graph(ROOT)) == []
+
+
+def test_the_cycle_finder_catches_a_cycle(tmp_path):
+    (tmp_path / "cloud").mkdir()
+    (tmp_path / "cloud" / "__init__.py").write_text("")
+    (tmp_path / "cloud" / "verbs.py").write_text("from cloud.train import run\n")
+    (tmp_path / "cloud" / "train.py").write_text("def run():\n    from cloud import verbs\n")
+    (tmp_path / "cloud" / "eval.py").write_text("from . import train\n")
+    graph = import_graph(tmp_path, ("cloud",))
+    assert graph["cloud.eval"] == {"cloud.train"}
+    assert cycles(graph) == [["cloud.train", "cloud.verbs"]]

@@ -1,116 +1,37 @@
 """``earshot instruct``: the instruction data engine as a verb.
 
     earshot instruct dataset=data/world out=data/qa
+
+The schema lives in ``cloud/data_engine/instruct_config.py``.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
-from omegaconf import MISSING
+from cloud.data_engine.instruct_config import InstructConfig, make_params, make_plan
+from shared.config import verb
 
-from shared.config import check, verb
-
-__all__ = ["InstructConfig", "instruct_main", "make_params", "make_plan", "print_summary"]
-
-
-@dataclass
-class InstructConfig:
-    """``earshot instruct``: annotations of a dataset -> instruction QA (configs/instruct.yaml)."""
-
-    dataset: str = MISSING  # dataset folder (manifest.json + recordings/)
-    out: str = MISSING  # QA folder to write (replaced if it is an earlier instruct output)
-    seed: int = 0
-    window_s: float = 10.0
-    windows_per_recording: int = 6
-    bench_windows_per_recording: int = 16
-    bench_per_category: int = 100
-    min_overlap_s: float = 0.5
-    ssa_per_window: int = 2
-    tr_per_window: int = 3
-    avh_positives_per_window: int = 2
-    negatives_ratio: float = 1.0
-    hard_negative_share: float = 0.5
-    negative_margin_s: float = 1.0
-    tr_min_gap_s: float = 1.0
-    avdn_max_items: int = 6
-    avsn_max_labels: int = 4
-    noisy_below_db: float = 10.0
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        check(Path(self.dataset, "manifest.json").is_file(), "dataset",
-              f"no manifest.json in {self.dataset!r} (make a dataset with 'earshot synth')")
-        check(bool(str(self.out).strip()), "out", "must name a folder")
-        check(0 <= self.seed < 2**63, "seed", f"must be a non-negative int, got {self.seed}")
-        check(2.0 <= self.window_s <= 10.0, "window_s", f"must be in [2, 10] s (the model's clip), got {self.window_s}")
-        check(1 <= self.windows_per_recording <= 1000, "windows_per_recording",
-              f"must be in [1, 1000], got {self.windows_per_recording}")
-        check(1 <= self.bench_windows_per_recording <= 1000, "bench_windows_per_recording",
-              f"must be in [1, 1000], got {self.bench_windows_per_recording}")
-        check(1 <= self.bench_per_category <= 100_000, "bench_per_category",
-              f"must be in [1, 100000], got {self.bench_per_category}")
-        check(0.0 < self.min_overlap_s <= self.window_s / 2, "min_overlap_s",
-              f"must be in (0, window_s / 2], got {self.min_overlap_s}")
-        for key in ("ssa_per_window", "tr_per_window", "avh_positives_per_window"):
-            v = getattr(self, key)
-            check(0 <= v <= 20, key, f"must be in [0, 20], got {v}")
-        check(0.0 <= self.negatives_ratio <= 5.0, "negatives_ratio", f"must be in [0, 5], got {self.negatives_ratio}")
-        check(0.0 <= self.hard_negative_share <= 1.0, "hard_negative_share",
-              f"must be in [0, 1], got {self.hard_negative_share}")
-        check(0.0 <= self.negative_margin_s <= 10.0, "negative_margin_s",
-              f"must be in [0, 10] s, got {self.negative_margin_s}")
-        check(0.0 <= self.tr_min_gap_s < self.window_s, "tr_min_gap_s",
-              f"must be in [0, window_s), got {self.tr_min_gap_s}")
-        # A small decoder generates the answer: keep narrations within ~12 words.
-        check(1 <= self.avdn_max_items <= 6, "avdn_max_items", f"must be in [1, 6], got {self.avdn_max_items}")
-        check(1 <= self.avsn_max_labels <= 4, "avsn_max_labels", f"must be in [1, 4], got {self.avsn_max_labels}")
-        check(-30.0 <= self.noisy_below_db <= 60.0, "noisy_below_db",
-              f"must be in [-30, 60] dB, got {self.noisy_below_db}")
+__all__ = ["instruct_main", "run_instruct", "print_summary"]
 
 
-def make_params(cfg: InstructConfig):
-    """The QA parameters of a config."""
-    from cloud.data_engine.qa import QAParams
+def run_instruct(cfg: InstructConfig) -> dict[str, Any]:
+    """The verb's body: build the QA folder, print its summary, return its info.json."""
+    from cloud.data_engine.engine import build_instruct
 
-    return QAParams(
-        window_s=cfg.window_s,
-        min_overlap_s=cfg.min_overlap_s,
-        ssa_per_window=cfg.ssa_per_window,
-        tr_per_window=cfg.tr_per_window,
-        avh_positives_per_window=cfg.avh_positives_per_window,
-        negatives_ratio=cfg.negatives_ratio,
-        hard_negative_share=cfg.hard_negative_share,
-        negative_margin_s=cfg.negative_margin_s,
-        tr_min_gap_s=cfg.tr_min_gap_s,
-        avdn_max_items=cfg.avdn_max_items,
-        avsn_max_labels=cfg.avsn_max_labels,
-        noisy_below_db=cfg.noisy_below_db,
-    )
-
-
-def make_plan(cfg: InstructConfig):
-    from cloud.data_engine.engine import RunPlan
-
-    return RunPlan(
-        seed=cfg.seed,
-        windows_per_recording=cfg.windows_per_recording,
-        bench_windows_per_recording=cfg.bench_windows_per_recording,
-        bench_per_category=cfg.bench_per_category,
-    )
+    # The output location is not content: leave it out so two runs compare byte for byte.
+    config = {k: v for k, v in asdict(cfg).items() if k not in ("out", "progress")}
+    qa, pairs = make_params(cfg)
+    info = build_instruct(cfg.dataset, cfg.out, qa, make_plan(cfg), pairs, config=config, progress=cfg.progress)
+    print(f"wrote {cfg.out}")
+    print_summary(info)
+    return info
 
 
 @verb("instruct", InstructConfig)
 def instruct_main(cfg: InstructConfig) -> None:
     """Build instruction QA (SSA, AVDN, AVSN, TR, AVH) from a dataset's annotations."""
-    from cloud.data_engine.engine import build_instruct
-
-    # The output location is not content: leave it out so two runs compare byte for byte.
-    config = {k: v for k, v in asdict(cfg).items() if k not in ("out", "progress")}
-    info = build_instruct(cfg.dataset, cfg.out, make_params(cfg), make_plan(cfg), config=config, progress=cfg.progress)
-    print(f"wrote {cfg.out}")
-    print_summary(info)
+    run_instruct(cfg)
 
 
 def print_summary(info: dict[str, Any]) -> None:
@@ -136,9 +57,9 @@ def print_summary(info: dict[str, Any]) -> None:
                       f"{d['dropped']} dropped (not in the vision-only narration)")
     console.print(f"answer vocabulary: {info['answer_vocab_size']} tokens")
     bench = info["bench"]
-    if bench["complete"]:
-        console.print(f"bench: {bench['per_category']} per category")
-    else:
+    pairs = ", ".join(f"{c} {n}" for c, n in bench["pairs"].items())
+    console.print(f"bench: {bench['recordings']} held-out recordings; counterfactual pairs: {pairs}")
+    if not bench["complete"]:
         short = ", ".join(f"{c} {bench['available'][c]}" for c in bench["shortfall"])
-        console.print(f"[yellow]bench incomplete: wanted {bench['per_category']} per category; only {short} "
-                      f"available (add test recordings or bench_windows_per_recording)[/yellow]")
+        console.print(f"[yellow]bench incomplete: wanted {bench['wanted']}; only {short} available "
+                      f"(add test recordings)[/yellow]")

@@ -35,8 +35,10 @@ class ModelConfig:
             of the two stride-2 stages after it.
         d_model: width of tokens, fusion and decoder.
         n_heads: attention heads (fusion and decoder).
+        context_layers: residual conv layers along each modality's tokens
+            before the perception heads (each sees one more token per side).
         fusion_layers: bidirectional transformer layers over the gated
-            audio-visual tokens (what the tag head and the decoder read).
+            audio-visual tokens (what the decoder reads).
         decoder_layers: causal transformer layers of the built-in decoder.
         fusion: ``gate`` (context-aware) or ``blind`` (context-blind).
         gate_hidden: hidden width of the gate's context MLP.
@@ -46,6 +48,8 @@ class ModelConfig:
         max_question_tokens: questions are cut to this many word tokens.
         max_answer_tokens: answers (with their end token) are cut to this many.
         dropout: dropout in the transformer layers.
+        label_mix: add each token's perception probabilities to the prefix as
+            a mixture of the label words' embeddings (tied to the decoder).
     """
 
     n_mels: int = 64
@@ -55,6 +59,7 @@ class ModelConfig:
     visual_channels: int = 32
     d_model: int = 128
     n_heads: int = 4
+    context_layers: int = 2
     fusion_layers: int = 1
     decoder_layers: int = 2
     fusion: str = "gate"
@@ -64,6 +69,7 @@ class ModelConfig:
     max_question_tokens: int = 32
     max_answer_tokens: int = 24
     dropout: float = 0.1
+    label_mix: bool = True
 
     def __post_init__(self) -> None:
         p = "model."
@@ -87,6 +93,7 @@ class ModelConfig:
             p + "d_model",
             f"must be >= 8 and divisible by n_heads={self.n_heads}, got {self.d_model}",
         )
+        check(0 <= self.context_layers <= 8, p + "context_layers", f"must be in [0, 8], got {self.context_layers}")
         check(0 <= self.fusion_layers <= 24, p + "fusion_layers", f"must be in [0, 24], got {self.fusion_layers}")
         check(1 <= self.decoder_layers <= 48, p + "decoder_layers", f"must be in [1, 48], got {self.decoder_layers}")
         check(self.fusion in FUSIONS, p + "fusion", f"must be one of {FUSIONS}, got {self.fusion!r}")

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["CONTEXT_NAMES", "CONTEXT_CENTER", "CONTEXT_SCALE", "audio_context", "visual_context", "context_features"]
+__all__ = ["CONTEXT_NAMES", "CONTEXT_CENTER", "CONTEXT_SCALE", "mel_power", "audio_context", "audio_context_from_power",
+           "frame_stats", "visual_context", "visual_context_from_stats", "context_features"]
 
 CONTEXT_NAMES = ("snr_db", "noise_db", "sharpness", "skin", "contrast")
 # Centres from windows of the synthetic world at 32-48 px (SNR estimate
@@ -45,6 +46,31 @@ _RGB_TO_GREY_CB_CR = torch.tensor(
 
 
 @torch.no_grad()
+def mel_power(mel: torch.Tensor, log_offset: float = 1e-3) -> torch.Tensor:
+    """(..., T, n_mels) natural-log mel magnitudes -> (..., T) power per frame."""
+    magnitude = (mel.float().exp() - log_offset).clamp_min(0.0)
+    return (magnitude * magnitude).sum(-1)
+
+
+@torch.no_grad()
+def audio_context_from_power(power: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(snr_db, noise_db) per window from per-frame powers (B, T) and validity (B, T).
+
+    A window with no valid frame gets (-20 dB, -100 dB).
+    """
+    power = torch.where(valid, power, torch.full_like(power, float("nan")))
+    noise = torch.nanquantile(power, _NOISE_QUANTILE, dim=1)
+    mean = torch.nanmean(power, dim=1)
+    snr = 10.0 * torch.log10((mean - noise).clamp_min(_POWER_EPS) / (noise + _POWER_EPS))
+    snr = snr.clamp(*_SNR_CLAMP_DB)
+    noise_db = 10.0 * torch.log10(noise + _POWER_EPS)
+    empty = ~valid.any(1)
+    snr = torch.where(empty, torch.full_like(snr, _SNR_CLAMP_DB[0]), snr)
+    noise_db = torch.where(empty, torch.full_like(noise_db, -100.0), noise_db)
+    return torch.stack([snr, noise_db], dim=-1)
+
+
+@torch.no_grad()
 def audio_context(mel: torch.Tensor, mel_valid: torch.Tensor, log_offset: float = 1e-3) -> torch.Tensor:
     """(snr_db, noise_db) per window.
 
@@ -55,18 +81,7 @@ def audio_context(mel: torch.Tensor, mel_valid: torch.Tensor, log_offset: float 
     Returns:
         (B, 2) float32. A window with no valid frame gets (-20 dB, -100 dB).
     """
-    magnitude = (mel.float().exp() - log_offset).clamp_min(0.0)
-    power = (magnitude * magnitude).sum(-1)  # (B, T)
-    power = torch.where(mel_valid, power, torch.full_like(power, float("nan")))
-    noise = torch.nanquantile(power, _NOISE_QUANTILE, dim=1)
-    mean = torch.nanmean(power, dim=1)
-    snr = 10.0 * torch.log10((mean - noise).clamp_min(_POWER_EPS) / (noise + _POWER_EPS))
-    snr = snr.clamp(*_SNR_CLAMP_DB)
-    noise_db = 10.0 * torch.log10(noise + _POWER_EPS)
-    empty = ~mel_valid.any(1)
-    snr = torch.where(empty, torch.full_like(snr, _SNR_CLAMP_DB[0]), snr)
-    noise_db = torch.where(empty, torch.full_like(noise_db, -100.0), noise_db)
-    return torch.stack([snr, noise_db], dim=-1)
+    return audio_context_from_power(mel_power(mel, log_offset), mel_valid)
 
 
 def _variance(x: torch.Tensor) -> torch.Tensor:
@@ -74,6 +89,34 @@ def _variance(x: torch.Tensor) -> torch.Tensor:
     # the inputs are in [0, 1] (or a few units), far from cancellation trouble.
     mean = x.mean(1)
     return ((x * x).mean(1) - mean * mean).clamp_min(0.0)
+
+
+@torch.no_grad()
+def frame_stats(frames: torch.Tensor) -> torch.Tensor:
+    """(..., H, W, 3) uint8 RGB -> (..., 3): sharpness, skin share, contrast per frame."""
+    lead, (h, w) = frames.shape[:-3], frames.shape[-3:-1]
+    rgb = frames.reshape(-1, h, w, 3).float()
+    n = rgb.shape[0]
+    grey = (rgb @ _RGB_TO_GREY_CB_CR[0] / 255.0)[:, None]  # (N, 1, H, W), BT.601 luma
+    # Chroma on every other pixel: the skin share needs no more, and it is the costly part.
+    chroma = rgb[:, ::2, ::2].reshape(n, -1, 3) @ _RGB_TO_GREY_CB_CR[1:].T + 128.0
+    cb, cr = chroma[..., 0], chroma[..., 1]
+    # 4-neighbour Laplacian by shifted slices (a 1-channel conv2d is slow on CPU).
+    lap = (
+        grey[:, :, :-2, 1:-1] + grey[:, :, 2:, 1:-1] + grey[:, :, 1:-1, :-2] + grey[:, :, 1:-1, 2:]
+        - 4.0 * grey[:, :, 1:-1, 1:-1]
+    )
+    sharpness = torch.log10(_variance(lap.flatten(1)) + 1e-6)
+    skin = ((cb >= 77) & (cb <= 127) & (cr >= 133) & (cr <= 173)).float().mean(1)
+    contrast = _variance(grey.flatten(1)).sqrt()
+    return torch.stack([sharpness, skin, contrast], -1).reshape(*lead, 3)
+
+
+@torch.no_grad()
+def visual_context_from_stats(stats: torch.Tensor, frame_valid: torch.Tensor) -> torch.Tensor:
+    """(B, F, 3) per-frame stats -> (B, 3) averaged over valid frames (zeros if none)."""
+    weight = frame_valid.float()[..., None]
+    return (stats * weight).sum(1) / weight.sum(1).clamp_min(1.0)
 
 
 @torch.no_grad()
@@ -87,23 +130,7 @@ def visual_context(frames: torch.Tensor, frame_valid: torch.Tensor) -> torch.Ten
     Returns:
         (B, 3) float32; zeros for a window with no valid frame.
     """
-    b, f, h, w, _ = frames.shape
-    rgb = frames.reshape(b * f, h, w, 3).float()
-    grey = (rgb @ _RGB_TO_GREY_CB_CR[0] / 255.0)[:, None]  # (BF, 1, H, W), BT.601 luma
-    # Chroma on every other pixel: the skin share needs no more, and it is the costly part.
-    chroma = rgb[:, ::2, ::2].reshape(b * f, -1, 3) @ _RGB_TO_GREY_CB_CR[1:].T + 128.0
-    cb, cr = chroma[..., 0], chroma[..., 1]
-    # 4-neighbour Laplacian by shifted slices (a 1-channel conv2d is slow on CPU).
-    lap = (
-        grey[:, :, :-2, 1:-1] + grey[:, :, 2:, 1:-1] + grey[:, :, 1:-1, :-2] + grey[:, :, 1:-1, 2:]
-        - 4.0 * grey[:, :, 1:-1, 1:-1]
-    )
-    sharpness = torch.log10(_variance(lap.flatten(1)) + 1e-6)
-    skin = ((cb >= 77) & (cb <= 127) & (cr >= 133) & (cr <= 173)).float().mean(1)
-    contrast = _variance(grey.flatten(1)).sqrt()
-    per_frame = torch.stack([sharpness, skin, contrast], -1).reshape(b, f, 3)
-    weight = frame_valid.float()[..., None]
-    return (per_frame * weight).sum(1) / weight.sum(1).clamp_min(1.0)
+    return visual_context_from_stats(frame_stats(frames), frame_valid)
 
 
 def context_features(

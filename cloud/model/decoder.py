@@ -33,6 +33,10 @@ class Decoder(Protocol):
 
     d_model: int
 
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Input embeddings of token ids (..., d_model): the teacher mixes label words with them."""
+        ...
+
     def __call__(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """Logits (B, L, vocab) for the positions of ``ids``: row i predicts ids[i + 1]."""
         ...
@@ -108,6 +112,9 @@ class TransformerDecoder(nn.Module):
         self.ln_f = nn.LayerNorm(d_model)
         self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # weight tying (GPT-2, nanoGPT)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.wte(ids)
 
     def forward(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         text_valid = ids != self.pad_id

@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["AudioEncoder", "VisualEncoder", "TimeEmbedding"]
+__all__ = ["AudioEncoder", "VisualEncoder", "TokenContext", "TimeEmbedding"]
 
 # Log-mel values lie in about [log(1e-3), 3] = [-6.9, 3]: a fixed affine puts
 # them near unit scale without any statistics that DDP would have to sync.
@@ -25,10 +25,14 @@ _STEM_STRIDE = 25  # the audio stem runs at 100 / 25 = 4 Hz
 
 
 class AudioEncoder(nn.Module):
-    """Log-mel -> one token per ``frames_per_token`` mel frames.
+    """Log-mel -> one token per ``frames_per_token`` mel frames, each token from its
+    own frames only.
 
-    Stem: conv k5 s5 (100 -> 20 Hz), conv k3, conv k5 s5 (-> 4 Hz), then the
-    4 Hz steps of one token are concatenated and projected to ``d_model``.
+    Stem, per token: conv k5 s5 (100 -> 20 Hz), conv k3, conv k5 s5 (-> 4 Hz),
+    then the 4 Hz steps of the token are concatenated and projected to
+    ``d_model``. Tokens do not see each other here (`TokenContext` does that
+    later), so a recording's tokens on the 0.5 s grid can be computed once and
+    cached: any window ending on the grid reads the same token features.
 
     Input: mel (B, T, n_mels), T a multiple of ``frames_per_token``.
     Output: (B, T // frames_per_token, d_model).
@@ -51,12 +55,13 @@ class AudioEncoder(nn.Module):
         self.proj = nn.Linear(channels * self.steps_per_token, d_model)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        b, t, _ = mel.shape
+        b, t, m = mel.shape
         if t % self.frames_per_token:
             raise ValueError(f"mel: {t} frames is not a multiple of {self.frames_per_token} frames per token")
-        x = self.stem(((mel - _MEL_CENTER) / _MEL_SCALE).transpose(1, 2))  # (B, C, T / 25)
-        x = x.transpose(1, 2).reshape(b, t // self.frames_per_token, -1)
-        return self.proj(x)
+        n = t // self.frames_per_token
+        x = ((mel - _MEL_CENTER) / _MEL_SCALE).reshape(b * n, self.frames_per_token, m).transpose(1, 2)
+        x = self.stem(x)  # (B N, C, steps)
+        return self.proj(x.reshape(b, n, -1))
 
     @staticmethod
     def token_times(audio_end_s: torch.Tensor, n_tokens: int, token_s: float) -> torch.Tensor:
@@ -103,6 +108,30 @@ class VisualEncoder(nn.Module):
         x = frames.reshape(b * f, h, w, 3).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         x = self.cnn(x).mean(dim=(2, 3))  # (BF, 4c)
         return self.proj(x).reshape(b, f, -1)
+
+
+class TokenContext(nn.Module):
+    """Residual 1-D convolutions along a token sequence (audio tokens or frames).
+
+    Each layer: ``x + GELU(conv_k3(LayerNorm(x)))``, with masked tokens zeroed
+    before every convolution so that a missing second reads as silence, not as
+    whatever the padding held. ``n_layers`` layers see ``n_layers`` tokens on
+    each side (1 s of audio at 0.5 s tokens, 2 layers).
+
+    Input: x (B, N, d), valid (B, N) bool. Output: (B, N, d).
+    """
+
+    def __init__(self, d_model: int, n_layers: int) -> None:
+        super().__init__()
+        self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(n_layers))
+        self.convs = nn.ModuleList(nn.Conv1d(d_model, d_model, kernel_size=3, padding=1) for _ in range(n_layers))
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        keep = valid[..., None].to(x.dtype)
+        for norm, conv in zip(self.norms, self.convs):
+            h = (norm(x) * keep).transpose(1, 2)
+            x = x + nn.functional.gelu(conv(h)).transpose(1, 2)
+        return x * keep
 
 
 class TimeEmbedding(nn.Module):

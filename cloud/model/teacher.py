@@ -2,39 +2,51 @@
 
 ::
 
-    log-mel (B, T, 64) --AudioEncoder--> audio tokens, one per 0.5 s  --+
-    frames (B, F, H, W, 3) --VisualEncoder--> one token per frame      --+
-                                                                          |
+    log-mel (B, T, 64) --AudioEncoder--> one token per 0.5 s  --TokenContext--+--> sound head (18 per token)
+    frames (B, F, H, W, 3) --VisualEncoder--> one token per frame --TokenContext-+--> frame head (23 per frame)
+                                                                                 |
     context (signal-estimated SNR, blur, hand cover) --ReliabilityGate--> r_audio, r_visual
-                                                                          |
+                                                                                 |
     token' = r * token + (1 - r) * null  +  modality  +  TimeEmbedding(t - t_query)
-    sorted by time, after a learned <av> start token
-                                                                          |
-    fusion: bidirectional transformer layers -----------------------------+--> tag head (event and
-                                                                          |    action probabilities)
-    decoder (causal): [<av>, tokens..., question ids, <bos>, answer ids] -+--> next-token logits
+    sorted by time, after a learned <av> start token --> fusion (bidirectional) --> to_decoder
+                                                                                 |
+    + r * sum_l p(l | token) * wte[" l"]   (per-token perception as a mixture of the
+                                            label words' embeddings, tied to the decoder)
+                                                                                 |
+    decoder (causal): [<av>, tokens..., question ids, <bos>, answer ids] -------> next-token logits
 
-Batches are dicts of tensors made by `cloud.data.collate` (keys in
-`BATCH_KEYS`); the model reads no annotations, only signals, times and text.
+Per-token perception (`cloud/model/perception.py`) is supervised on the
+world's exact labels, and read by the decoder through the label mixtures, so
+"did you hear the knock before you walked to the door?" is answered by
+finding the knock's tokens in the prefix, not from the question's priors.
+The tag output (``TAG_NAMES``: audio events, then visual actions) is the
+per-token probabilities max-pooled over the window: what distillation reads.
+
+The encoders' outputs before `TokenContext` depend only on each token's own
+samples or pixels, so training caches them per recording
+(``cloud/data.py:FeatureCache``) and later steps skip the encoders: a batch
+may carry ``audio_feat``/``frame_feat`` (and ``context``) instead of
+``mel``/``frames``. Batches are dicts of tensors made by `cloud.data.collate`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cloud.model.config import ModelConfig
 from cloud.model.context import context_features
 from cloud.model.decoder import Block, Decoder, TransformerDecoder
-from cloud.model.encoders import AudioEncoder, TimeEmbedding, VisualEncoder
+from cloud.model.encoders import AudioEncoder, TimeEmbedding, TokenContext, VisualEncoder
 from cloud.model.gate import MODALITIES, ReliabilityGate
+from cloud.model.perception import FRAME_LABELS, N_ACTIONS, SOUND_LABELS
 from shared.labels import names
 
 __all__ = ["TAG_NAMES", "BATCH_KEYS", "Encoded", "AVTeacher"]
 
-#: The tag head's outputs, in order: every audio event, then every visual
-#: action (``shared.labels`` ids, offset by the number of audio events).
+#: The tag output, in order: every audio event, then every visual action.
 TAG_NAMES: tuple[str, ...] = (*names("audio_event"), *names("visual_action"))
 
 #: What a batch holds (shapes for batch B):
@@ -42,16 +54,19 @@ TAG_NAMES: tuple[str, ...] = (*names("audio_event"), *names("visual_action"))
 #:   frames (B, F, S, S, 3) uint8, frame_valid (B, F) bool, frame_times_s (B, F) float64;
 #:   t_query_s (B,) float64; question_ids (B, Lq) long (pad-filled);
 #:   answer_in (B, La) long = <bos> + answer, answer_out (B, La) long = answer + <eos>
-#:   (pad-filled); tags (B, len(TAG_NAMES)) float 0/1.
+#:   (pad-filled); sound, sound_mask (B, Na, 18) and frame, frame_mask (B, F, 23) float.
+#: From the feature cache instead of mel/frames: audio_feat (B, Na, d), audio_valid (B, Na),
+#: frame_feat (B, F, d), context (B, 5).
 BATCH_KEYS = (
     "mel", "mel_valid", "audio_end_s", "frames", "frame_valid", "frame_times_s",
-    "t_query_s", "question_ids", "answer_in", "answer_out", "tags",
+    "t_query_s", "question_ids", "answer_in", "answer_out", "sound", "sound_mask", "frame", "frame_mask",
 )
+_EMPTY_LOGIT = -20.0  # pooled tag logit of a modality with no valid token
 
 
 @dataclass
 class Encoded:
-    """The fused audio-visual prefix and what the gate and tag head made of it.
+    """The fused audio-visual prefix and what perception, the gate and the tags made of it.
 
     Attributes:
         prefix: (B, 1 + N, decoder width), <av> first, then tokens by time.
@@ -59,9 +74,11 @@ class Encoded:
         times_rel_s: (B, N) seconds relative to the query, per token (sorted).
         modality: (B, N) long, index into ``MODALITIES``.
         time_embedding: (B, N, d_model), the time part added to each token.
-        tag_logits: (B, len(TAG_NAMES)).
+        tag_logits: (B, len(TAG_NAMES)), per-token logits max-pooled.
         reliability: (B, 2) gate output for (audio, visual).
         context: (B, 5) raw context features (``context.CONTEXT_NAMES``).
+        sound_logits: (B, Na, 18) per audio token, in time order; audio_valid (B, Na).
+        frame_logits: (B, F, 23) per frame slot; frame_valid (B, F).
     """
 
     prefix: torch.Tensor
@@ -72,6 +89,10 @@ class Encoded:
     tag_logits: torch.Tensor
     reliability: torch.Tensor
     context: torch.Tensor
+    sound_logits: torch.Tensor
+    audio_valid: torch.Tensor
+    frame_logits: torch.Tensor
+    frame_valid: torch.Tensor
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -84,8 +105,18 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.normal_(module.weight, std=0.02)
 
 
+def _masked_max(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    filled = logits.masked_fill(~valid[..., None], _EMPTY_LOGIT)
+    return filled.amax(1) if logits.shape[1] else logits.new_full((logits.shape[0], logits.shape[2]), _EMPTY_LOGIT)
+
+
 class AVTeacher(nn.Module):
-    """The teacher. ``decoder`` may be any `Decoder`; by default the built-in one."""
+    """The teacher. ``decoder`` may be any `Decoder`; by default the built-in one.
+
+    ``label_word_ids``: for each perception label (``SOUND_LABELS`` then
+    ``FRAME_LABELS``) the decoder token id of its word, or -1 (no mixture for
+    it); saved as a buffer so a checkpoint keeps its own mapping.
+    """
 
     def __init__(
         self,
@@ -95,6 +126,7 @@ class AVTeacher(nn.Module):
         bos_id: int = 2,
         eos_id: int = 3,
         decoder: Decoder | None = None,
+        label_word_ids: list[int] | None = None,
     ) -> None:
         super().__init__()
         self.cfg = cfg
@@ -102,49 +134,89 @@ class AVTeacher(nn.Module):
         d = cfg.d_model
         self.audio_encoder = AudioEncoder(cfg.n_mels, cfg.audio_channels, d, cfg.mel_frames_per_token)
         self.visual_encoder = VisualEncoder(cfg.visual_channels, d)
+        self.audio_context = TokenContext(d, cfg.context_layers)
+        self.visual_context = TokenContext(d, cfg.context_layers)
+        self.sound_head = nn.Linear(d, len(SOUND_LABELS))
+        self.frame_head = nn.Linear(d, len(FRAME_LABELS))
         self.time_embedding = TimeEmbedding(d, cfg.time_min_period_s, cfg.time_max_period_s)
         self.modality_embedding = nn.Embedding(len(MODALITIES), d)
         self.start = nn.Parameter(torch.zeros(d))
         self.fusion = nn.ModuleList(Block(d, cfg.n_heads, cfg.dropout) for _ in range(cfg.fusion_layers))
         self.fusion_ln = nn.LayerNorm(d)
-        self.tag_head = nn.Linear(2 * d, len(TAG_NAMES))
         if decoder is None:
             max_text = cfg.max_question_tokens + 1 + cfg.max_answer_tokens
             decoder = TransformerDecoder(vocab_size, d, cfg.decoder_layers, cfg.n_heads, max_text, cfg.dropout, pad_id)
         self.decoder = decoder
         # Identity for the built-in decoder; a projector for a wider LM.
         self.to_decoder = nn.Identity() if decoder.d_model == d else nn.Linear(d, decoder.d_model)
-        for part in (self.modality_embedding, self.fusion, self.tag_head, self.decoder):
+        ids = label_word_ids if label_word_ids is not None else [-1] * (len(SOUND_LABELS) + len(FRAME_LABELS))
+        if len(ids) != len(SOUND_LABELS) + len(FRAME_LABELS):
+            raise ValueError(f"label_word_ids: {len(ids)} ids for {len(SOUND_LABELS) + len(FRAME_LABELS)} labels")
+        self.register_buffer("label_word_ids", torch.tensor(ids, dtype=torch.long))
+        # the mixtures start small: the decoder first learns to read the tokens, then leans on the labels
+        self.mix_scale = nn.Parameter(torch.full((len(MODALITIES),), 0.5))
+        for part in (self.modality_embedding, self.fusion, self.decoder, self.sound_head, self.frame_head):
             part.apply(_init_weights)
         # Built last so the initialisation above cannot touch its physics prior.
         self.gate = ReliabilityGate(d, cfg.gate_hidden, context_aware=cfg.fusion == "gate")
 
+    # --- perception ---------------------------------------------------------------
+
+    def token_features(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(audio (B, Na, d), audio_valid (B, Na), frames (B, F, d)): the cacheable part,
+        from ``audio_feat``/``frame_feat`` when the batch carries them."""
+        if "audio_feat" in batch:
+            audio, audio_valid = batch["audio_feat"], batch["audio_valid"]
+        else:
+            mel = batch["mel"]
+            b, n = mel.shape[0], mel.shape[1] // self.cfg.mel_frames_per_token
+            audio = self.audio_encoder(mel)
+            audio_valid = batch["mel_valid"].reshape(b, n, -1).any(-1)
+        visual = batch["frame_feat"] if "frame_feat" in batch else self.visual_encoder(batch["frames"])
+        return audio, audio_valid, visual
+
+    def perceive(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-token features and logits: ``audio`` (B, Na, d), ``audio_valid``,
+        ``sound_logits`` (B, Na, 18), ``visual`` (B, F, d), ``frame_valid``,
+        ``frame_logits`` (B, F, 23). Token k of the audio covers the 0.5 s that
+        end ``(Na - k - 1) * 0.5`` s before ``audio_end_s``."""
+        audio, audio_valid, visual = self.token_features(batch)
+        frame_valid = batch["frame_valid"]
+        audio = self.audio_context(audio, audio_valid)
+        visual = self.visual_context(visual, frame_valid)
+        return {"audio": audio, "audio_valid": audio_valid, "sound_logits": self.sound_head(audio),
+                "visual": visual, "frame_valid": frame_valid, "frame_logits": self.frame_head(visual)}
+
+    def _label_mixture(self, probs: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """(B, N, L) probabilities -> (B, N, decoder width): sum_l p_l * wte[id_l]."""
+        known = ids >= 0
+        emb = self.decoder.embed(ids.clamp_min(0)) * known[:, None].to(probs.dtype)
+        return probs @ emb
+
     # --- the fused prefix ------------------------------------------------------
 
     def encode(self, batch: dict[str, torch.Tensor]) -> Encoded:
-        """Encoders -> gate -> time and modality -> sort by time -> fusion -> tag head."""
-        mel, mel_valid = batch["mel"], batch["mel_valid"]
-        frames, frame_valid = batch["frames"], batch["frame_valid"]
-        b = mel.shape[0]
-        n_audio = mel.shape[1] // self.cfg.mel_frames_per_token
+        """Perception -> gate -> time and modality -> sort by time -> fusion -> label mixtures."""
+        p = self.perceive(batch)
+        audio, audio_valid, visual, frame_valid = p["audio"], p["audio_valid"], p["visual"], p["frame_valid"]
+        b, n_audio = audio.shape[:2]
 
-        audio = self.audio_encoder(mel)
-        audio_valid = mel_valid.reshape(b, n_audio, -1).any(-1)
-        audio_t = AudioEncoder.token_times(batch["audio_end_s"], n_audio, self.cfg.audio_token_s)
-        visual = self.visual_encoder(frames)
-
-        context = context_features(mel, mel_valid, frames, frame_valid)
+        if "context" in batch:
+            context = batch["context"]
+        else:
+            context = context_features(batch["mel"], batch["mel_valid"], batch["frames"], frame_valid)
         r = self.gate(context)
-        audio, visual = self.gate.mix(audio, "audio", r), self.gate.mix(visual, "visual", r)
+        audio_g, visual_g = self.gate.mix(audio, "audio", r), self.gate.mix(visual, "visual", r)
 
         # One clock: absolute times (float64) minus the query time, then float32.
+        audio_t = AudioEncoder.token_times(batch["audio_end_s"], n_audio, self.cfg.audio_token_s)
         t_abs = torch.cat([audio_t, batch["frame_times_s"].to(audio_t.dtype)], dim=1)
         t_rel = (t_abs - batch["t_query_s"].to(t_abs.dtype)[:, None]).float()
         modality = torch.cat(
             [torch.zeros_like(audio_valid, dtype=torch.long), torch.ones_like(frame_valid, dtype=torch.long)], dim=1
         )
         time_emb = self.time_embedding(t_rel)
-        x = torch.cat([audio, visual], dim=1) + self.modality_embedding(modality) + time_emb
+        x = torch.cat([audio_g, visual_g], dim=1) + self.modality_embedding(modality) + time_emb
         valid = torch.cat([audio_valid, frame_valid], dim=1)
 
         # Order by time (stable: audio before a frame at the same instant), so
@@ -160,24 +232,33 @@ class AVTeacher(nn.Module):
         attend = prefix_mask[:, None, None, :]
         for block in self.fusion:
             x = block(x, attend)
-        x = self.fusion_ln(x)
+        prefix = self.to_decoder(self.fusion_ln(x))
 
-        tokens, w = x[:, 1:], valid[..., None].to(x.dtype)
-        mean = (tokens * w).sum(1) / w.sum(1).clamp_min(1.0)
-        peak = tokens.masked_fill(~valid[..., None], -1e4).amax(1)
-        peak = torch.where(valid.any(1, keepdim=True), peak, torch.zeros_like(peak))
-        tag_logits = self.tag_head(torch.cat([mean, peak], dim=-1))
-        return Encoded(self.to_decoder(x), prefix_mask, t_rel, modality, time_emb, tag_logits, r, context)
+        if self.cfg.label_mix:
+            n_s = len(SOUND_LABELS)
+            mix_a = self._label_mixture(torch.sigmoid(p["sound_logits"]), self.label_word_ids[:n_s])
+            mix_v = self._label_mixture(torch.sigmoid(p["frame_logits"]), self.label_word_ids[n_s:])
+            w = r * self.mix_scale  # an untrusted modality's labels count for less, like its tokens
+            mix = torch.cat([mix_a * w[:, 0, None, None], mix_v * w[:, 1, None, None]], dim=1)
+            mix = mix.gather(1, order[..., None].expand(-1, -1, mix.shape[-1])) * valid[..., None].to(mix.dtype)
+            prefix = torch.cat([prefix[:, :1], prefix[:, 1:] + mix], dim=1)
+
+        tag_logits = torch.cat([_masked_max(p["sound_logits"], audio_valid),
+                                _masked_max(p["frame_logits"][..., :N_ACTIONS], frame_valid)], dim=-1)
+        return Encoded(prefix, prefix_mask, t_rel, modality, time_emb, tag_logits, r, context,
+                       p["sound_logits"], audio_valid, p["frame_logits"], frame_valid)
 
     # --- training and inference --------------------------------------------------
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Teacher-forced logits (B, La, vocab) for ``answer_out``, tag logits, gate."""
+        """Teacher-forced logits (B, La, vocab) for ``answer_out``, per-token perception
+        logits, pooled tag logits, gate."""
         enc = self.encode(batch)
         question = batch["question_ids"]
         ids = torch.cat([question, batch["answer_in"]], dim=1)
         logits = self.decoder(enc.prefix, enc.prefix_mask, ids)[:, question.shape[1] :]
-        return {"logits": logits, "tag_logits": enc.tag_logits, "reliability": enc.reliability}
+        return {"logits": logits, "tag_logits": enc.tag_logits, "reliability": enc.reliability,
+                "sound_logits": enc.sound_logits, "frame_logits": enc.frame_logits}
 
     @torch.no_grad()
     def generate(self, batch: dict[str, torch.Tensor], max_new_tokens: int | None = None) -> dict[str, torch.Tensor]:
@@ -195,6 +276,38 @@ class AVTeacher(nn.Module):
         )
         return {"ids": ids, "tag_probs": torch.sigmoid(enc.tag_logits), "reliability": enc.reliability}
 
+    @torch.no_grad()
+    def option_logprobs(self, batch: dict[str, torch.Tensor], options: list[list[list[int]]],
+                        enc: Encoded | None = None) -> list[list[float]]:
+        """log p(option + <eos> | window, question) for every option of every record.
+
+        ``options[b]`` lists record b's candidate answers as token ids (without
+        <bos>/<eos>). Closed-form answers are scored this way: the model picks
+        among the answers the question allows instead of free-running.
+        """
+        enc = enc if enc is not None else self.encode(batch)
+        question = batch["question_ids"]
+        rows, seqs = [], []
+        for b, opts in enumerate(options):
+            q = question[b][question[b] != self.pad_id].tolist()
+            for o in opts:
+                rows.append(b)
+                seqs.append((len(q), [*q, self.bos_id, *o, self.eos_id]))
+        if not rows:
+            return [[] for _ in options]
+        width = max(len(s) for _, s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long, device=question.device)
+        for i, (_, s) in enumerate(seqs):
+            ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        idx = torch.tensor(rows, device=question.device)
+        logits = self.decoder(enc.prefix.index_select(0, idx), enc.prefix_mask.index_select(0, idx), ids[:, :-1])
+        logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
+        out: list[list[float]] = [[] for _ in options]
+        for i, ((nq, s), b) in enumerate(zip(seqs, rows)):
+            # positions predicting the option's tokens and <eos>: after <bos> (index nq)
+            out[b].append(float(logp[i, nq : len(s) - 1].sum()))
+        return out
+
     def num_parameters(self) -> int:
-        """Trainable parameters, tied embeddings counted once."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+        """Parameters (frozen ones too), tied embeddings counted once."""
+        return sum(p.numel() for p in self.parameters())

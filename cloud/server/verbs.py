@@ -7,8 +7,8 @@
         server_key=keys/server.key secret_key=keys/worker-01.key_secret
     earshot keys name=server
 
-The full guide, with several hosts: docs/serving.md. The schemas below are the
-whole configuration surface; configs/serve.yaml, worker.yaml and keys.yaml
+The full guide, with several hosts: docs/serving.md. The schemas live in
+``cloud/server/serve_config.py``; configs/serve.yaml, worker.yaml and keys.yaml
 carry the defaults and the trade-off comments. Torch is imported only when a
 model is loaded, so listing verbs stays fast.
 """
@@ -16,128 +16,14 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import MISSING
+from cloud.server.serve_config import KeysConfig, ServeConfig, WorkerConfig
+from shared.config import UserError, verb
 
-from shared.config import UserError, check, verb
-from shared.protocol import MAX_BATCH_SIZE, MAX_MODEL_ID_BYTES
-
-__all__ = ["ServeConfig", "WorkerConfig", "KeysConfig", "serve_main", "worker_main", "keys_main"]
+__all__ = ["serve_main", "worker_main", "keys_main"]
 
 log = logging.getLogger("earshot.server")
-
-_MODES = ("server", "broker")
-
-
-def _check_checkpoint(path: str | None, key: str = "checkpoint") -> None:
-    if path is None:
-        return
-    folder = Path(path)
-    ok = (folder / "model.safetensors").is_file() or (folder / "model" / "model.safetensors").is_file()
-    check(ok, key, f"{path!r} is not a teacher folder (no model.safetensors, nor model/model.safetensors)")
-
-
-def _check_endpoint(value: str, key: str) -> None:
-    check(value.startswith(("tcp://", "ipc://")), key, f"must be a tcp:// or ipc:// endpoint, got {value!r}")
-
-
-@dataclass
-class ServeConfig:
-    """``earshot serve``: the reasoning server (configs/serve.yaml)."""
-
-    mode: str = "server"                 # server: model in this process | broker: workers connect
-    checkpoint: str | None = None        # teacher folder (mode=server)
-    bind: str = "tcp://127.0.0.1:5555"   # clients connect here
-    worker_bind: str = "tcp://127.0.0.1:5556"  # workers connect here (mode=broker)
-    max_batch_size: int = 8
-    max_queue_delay_ms: float = 5.0
-    queue_capacity: int = 64
-    early_reject: bool = True
-    drain_timeout_s: float = 30.0
-    latency_window: int = 1024
-    rcvhwm: int = 1000
-    sndhwm: int = 1000
-    threads: int = 1
-    model_id: str | None = None
-    secret_key: str | None = None
-    allowed_clients: str | None = None
-    allowed_workers: str | None = None
-    insecure: bool = False
-    endpoint_file: str | None = None
-
-    def __post_init__(self) -> None:
-        check(self.mode in _MODES, "mode", f"must be one of {_MODES}, got {self.mode!r}")
-        check(self.mode == "broker" or self.checkpoint is not None, "checkpoint",
-              "required in mode=server (a teacher folder written by 'earshot train')")
-        _check_checkpoint(self.checkpoint)
-        _check_endpoint(self.bind, "bind")
-        _check_endpoint(self.worker_bind, "worker_bind")
-        check(1 <= self.max_batch_size <= MAX_BATCH_SIZE, "max_batch_size",
-              f"must be in [1, {MAX_BATCH_SIZE}], got {self.max_batch_size}")
-        check(0.0 <= self.max_queue_delay_ms <= 1000.0, "max_queue_delay_ms",
-              f"must be in [0, 1000] ms, got {self.max_queue_delay_ms}")
-        check(1 <= self.queue_capacity <= 100_000, "queue_capacity",
-              f"must be in [1, 100000], got {self.queue_capacity}")
-        check(0.0 < self.drain_timeout_s <= 3600.0, "drain_timeout_s",
-              f"must be in (0, 3600] s, got {self.drain_timeout_s}")
-        check(1 <= self.latency_window <= 1_000_000, "latency_window",
-              f"must be in [1, 1e6], got {self.latency_window}")
-        for key in ("rcvhwm", "sndhwm"):
-            check(1 <= getattr(self, key) <= 1_000_000, key, f"must be in [1, 1e6] messages, got {getattr(self, key)}")
-        check(0 <= self.threads <= 256, "threads", f"must be in [0, 256] (0 = torch's default), got {self.threads}")
-        check(self.model_id is None or 1 <= len(self.model_id.encode()) <= MAX_MODEL_ID_BYTES, "model_id",
-              f"must be 1..{MAX_MODEL_ID_BYTES} bytes")
-        for key in ("secret_key",):
-            value = getattr(self, key)
-            check(value is None or Path(value).is_file(), key, f"no such file: {value}")
-        for key in ("allowed_clients", "allowed_workers"):
-            value = getattr(self, key)
-            check(value is None or Path(value).is_dir(), key, f"no such folder: {value}")
-
-
-@dataclass
-class WorkerConfig:
-    """``earshot worker``: run the teacher for a broker (configs/worker.yaml)."""
-
-    connect: str = "tcp://127.0.0.1:5556"  # the broker's worker_bind
-    checkpoint: str = MISSING
-    max_batch_size: int = 8
-    threads: int = 1
-    model_id: str | None = None
-    name: str | None = None
-    server_key: str | None = None   # the broker's public key (.key)
-    secret_key: str | None = None   # this worker's key pair (.key_secret)
-    insecure: bool = False
-
-    def __post_init__(self) -> None:
-        _check_endpoint(self.connect, "connect")
-        _check_checkpoint(self.checkpoint)
-        check(1 <= self.max_batch_size <= MAX_BATCH_SIZE, "max_batch_size",
-              f"must be in [1, {MAX_BATCH_SIZE}], got {self.max_batch_size}")
-        check(0 <= self.threads <= 256, "threads", f"must be in [0, 256] (0 = torch's default), got {self.threads}")
-        check(self.model_id is None or 1 <= len(self.model_id.encode()) <= MAX_MODEL_ID_BYTES, "model_id",
-              f"must be 1..{MAX_MODEL_ID_BYTES} bytes")
-        check((self.server_key is None) == (self.secret_key is None), "server_key",
-              "give both server_key and secret_key for CurveZMQ, or neither")
-        for key in ("server_key", "secret_key"):
-            value = getattr(self, key)
-            check(value is None or Path(value).is_file(), key, f"no such file: {value}")
-
-
-@dataclass
-class KeysConfig:
-    """``earshot keys``: make a CurveZMQ key pair (configs/keys.yaml)."""
-
-    name: str = MISSING         # file stem: <dir>/<name>.key and <dir>/<name>.key_secret
-    dir: str = "keys"
-    allow: str | None = None    # also copy the public key into this allow-list folder
-    force: bool = False         # replace an existing pair
-
-    def __post_init__(self) -> None:
-        check(bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name) and not self.name.startswith("."),
-              "name", f"use letters, digits, '-', '_' and '.', got {self.name!r}")
 
 
 def _backend_factory(checkpoint: str, max_batch_size: int, model_id: str | None, threads: int):

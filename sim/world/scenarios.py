@@ -31,19 +31,29 @@ __all__ = [
     "Scenario",
     "SCENARIOS",
     "CHAIN_KINDS",
+    "CHAIN_CAUSES",
     "get_scenario",
     "jitter_layout",
 ]
 
-#: Chains the timeline knows how to script (see timeline.py), with the sounds each can make.
+#: The sounds that can start each chain (chains.py), each with the object that
+#: makes it (None: the chain's own object, e.g. the scene's door). A response
+#: with two causes drawn at equal odds cannot be answered from the question.
+CHAIN_CAUSES: dict[str, tuple[tuple[str, str | None], ...]] = {
+    "oven_timer": (("timer_beep", "oven"), ("alarm", "phone")),
+    "microwave": (("microwave_beep", "microwave"), ("timer_beep", "microwave")),
+    "kettle": (("kettle_whistle", "kettle"), ("timer_beep", "kettle")),
+    "door": (("doorbell", None), ("knock", None)),
+    "phone": (("phone_ring", "phone"), ("phone_notification", "phone")),
+    "request": (("speech", None),),
+    "horn": (("car_horn", None),),
+}
+#: Chains the timeline knows how to script, with every sound each can make
+#: (its causes, then what the response sounds like).
+_RESPONSE_SOUNDS = {"kettle": ("pouring",), "door": ("footsteps", "door_sound", "speech")}
 CHAIN_SOUNDS = {
-    "oven_timer": ("timer_beep",),
-    "microwave": ("microwave_beep",),
-    "kettle": ("kettle_whistle", "pouring"),
-    "door": ("doorbell", "knock", "footsteps", "door_sound", "speech"),
-    "phone": ("phone_ring", "phone_notification"),
-    "request": ("speech",),
-    "horn": ("car_horn",),
+    kind: tuple(dict.fromkeys([c for c, _ in causes] + list(_RESPONSE_SOUNDS.get(kind, ()))))
+    for kind, causes in CHAIN_CAUSES.items()
 }
 CHAIN_KINDS = tuple(CHAIN_SOUNDS)
 
@@ -170,8 +180,11 @@ KITCHEN = Scenario(
         Ambient("speech", (1.0, 3.0), ("housemate",), ("someone", "next room"), weight=1.0,
                 texts=("dinner is almost ready", "did you buy milk", "the oven is hot")),
         Ambient("door_sound", (0.5, 1.2), ("door",), ("neighbour", "upstairs"), weight=0.5),
+        # someone else's reheated plate: a beep nobody here answers
+        Ambient("microwave_beep", (0.8, 2.0), ("microwave",), ("someone", "next room"), weight=0.4),
+        Ambient("kettle_whistle", (1.5, 3.0), ("kettle",), None, weight=0.4, state="kettle_steaming"),
     ),
-    chains=(("oven_timer", 1.0), ("microwave", 1.0), ("kettle", 1.0), ("request", 1.0), ("phone", 0.7), ("door", 0.5)),
+    chains=(("oven_timer", 1.8), ("microwave", 2.0), ("kettle", 2.0), ("request", 0.8), ("phone", 0.4), ("door", 0.3)),
     home="cutting_board",
     door="door",
     speaker="housemate",

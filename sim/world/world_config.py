@@ -80,7 +80,9 @@ class WorldConfig:
     fov_deg: float = 70.0
     snr_db: SnrRangesConfig = field(default_factory=SnrRangesConfig)
     cause_lag_s: list[float] = field(default_factory=lambda: [1.0, 5.0])
-    chains_per_min: float = 4.0
+    chains_per_min: float = 5.0
+    ignored_cause_share: float = 0.2
+    repeat_chain_share: float = 0.5
     ambient_per_min: float = 8.0
     offscreen_share: float = 0.4
     silent_action_share: float = 0.3
@@ -114,6 +116,9 @@ class WorldConfig:
         check(40.0 <= self.fov_deg <= 110.0, p + "fov_deg", f"must be in [40, 110] degrees, got {self.fov_deg}")
         _check_range(p + "cause_lag_s", self.cause_lag_s, 0.2, 30.0)
         check(0.0 <= self.chains_per_min <= 20.0, p + "chains_per_min", f"must be in [0, 20], got {self.chains_per_min}")
+        for key in ("ignored_cause_share", "repeat_chain_share"):
+            v = getattr(self, key)
+            check(0.0 <= v <= 1.0, p + key, f"must be in [0, 1], got {v}")
         check(0.0 <= self.ambient_per_min <= 60.0, p + "ambient_per_min", f"must be in [0, 60], got {self.ambient_per_min}")
         check(0.0 <= self.offscreen_share <= 1.0, p + "offscreen_share", f"must be in [0, 1], got {self.offscreen_share}")
         check(

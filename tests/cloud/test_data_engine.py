@@ -1,4 +1,4 @@
-"""The instruction data engine on hand-built annotations: graph, narrations, QA per category, splits.
+"""The instruction data engine on hand-built annotations: graph, narrations, counterfactual pairs, splits.
 
 The scenes mirror what sim/world scripts (kitchen timer -> open oven, doorbell
 -> walk to door -> open door, kettle -> pour, phone -> pick up, "could you pass
@@ -15,10 +15,11 @@ import pytest
 
 from shared.annotations import Annotations, Event
 
-from cloud.data_engine.engine import RunPlan, build_instruct, recording_records, sample_bench
-from cloud.data_engine.graph import build_graph
+from cloud.data_engine.engine import RunPlan, build_instruct, narration_records, pair_records, sample_bench_pairs
+from cloud.data_engine.graph import AUDIBLE_SNR_DB, build_graph
 from cloud.data_engine.narration import narrate
-from cloud.data_engine.qa import QAParams, Window, answer_in, make_pools, make_windows, window_questions
+from cloud.data_engine.pairs import PairParams, Probe, answer, make_options, probe_pairs, recording_probes
+from cloud.data_engine.qa import QAParams, Window, answer_in, make_windows, window_questions
 from cloud.data_engine.records import CATEGORIES, SPLIT_FILES, read_jsonl
 
 
@@ -114,7 +115,28 @@ def street(rid="street_a", dt=0.0, snr_db=0.0) -> Annotations:
     return Annotations(rid, 30.0 + dt, "street", snr_db, ev, objects=["shop", "tree", "bench", "car", "van", "passer_by"])
 
 
-SCENES = {"kitchen": kitchen, "living_room": living_room, "office": office, "street": street}
+def kitchen_twice(rid="kitchen_b", dt=0.0, snr_db=5.0) -> Annotations:
+    """Two timer beeps, one from the oven and one from the microwave, each answered; a doorbell
+    nobody answers; a sizzle too quiet to hear (-12 dB)."""
+    s = lambda t: round(t + dt, 3)  # noqa: E731
+    ev = [
+        E("e000", s(1.0), s(3.0), "timer_beep", "audio", "oven", False),
+        E("e001", s(4.0), s(5.2), "open_oven", "visual", "oven", cause="e000", lag_s=3.0),
+        E("e002", s(9.0), s(10.0), "doorbell", "audio", "door", False, ignored=True),
+        E("e003", s(17.0), s(19.0), "timer_beep", "audio", "microwave", True),
+        E("e004", s(21.0), s(22.2), "open_microwave", "visual", "microwave", cause="e003", lag_s=4.0),
+        E("e005", s(24.0), s(29.0), "sizzle", "audio", "pan", True),
+    ]
+    ann = Annotations(rid, 30.0 + dt, "kitchen", snr_db, ev, objects=["oven", "microwave", "door", "pan"])
+    ann.events[5].snr_db = -12.0
+    for e in ann.events[:5]:
+        if e.modality == "audio":
+            e.snr_db = 8.0
+    return ann
+
+
+SCENES = {"kitchen": kitchen, "living_room": living_room, "office": office, "street": street,
+          "kitchen_twice": kitchen_twice}
 
 #: (recording id, scene, time shift, split): every environment in train, some in val and test.
 LAYOUT = [
@@ -126,6 +148,8 @@ LAYOUT = [
     ("office_0005", "office", 0.7, "val"),
     ("kitchen_0006", "kitchen", 0.6, "test"),
     ("living_0007", "living_room", 1.1, "test"),
+    ("kitchen_0008", "kitchen_twice", 0.0, "train"),
+    ("kitchen_0009", "kitchen_twice", 0.4, "test"),
 ]
 
 
@@ -145,13 +169,20 @@ def write_dataset(root: Path, layout=LAYOUT) -> Path:
 
 
 P = QAParams()
+PP = PairParams()
 W0 = Window(0, 0.0, 10.0)  # the kitchen's first ten seconds: chop, off-screen timer -> open oven
 
 
-def _questions(ann, w=W0, p=P, seed=0):
+def _ask(ann, form, *key, w0=0.0, view="av"):
+    """The answer of one probe on the window starting at ``w0``."""
     g = build_graph(ann)
-    pools = make_pools([g, build_graph(office()), build_graph(street())], [g, build_graph(office()), build_graph(street())])
-    return g, window_questions(g, w, p, random.Random(seed), pools)
+    cat = {"sound": "AVH", "action": "AVH", "state": "AVH", "source": "SSA", "sound_of": "SSA", "visible": "SSA",
+           "cause": "TR", "response": "TR", "before": "TR"}[form]
+    probe = next((p for p in recording_probes(g) if p.form == form and p.key == key), None)
+    if probe is None:
+        yes_no = form in ("sound", "action", "state", "visible", "before")
+        probe = Probe(cat, form, key, "?", "yes_no" if yes_no else "label")
+    return answer(probe, g.view(view), g, w0, PP)[0]
 
 
 # --- context graph and narrations -----------------------------------------------------------
@@ -193,6 +224,16 @@ def test_views_keep_what_each_narrator_can_know():
     assert [l.cause for l in av.links] == ["e002", "e004"] and vis.links == ()
 
 
+def test_an_inaudible_sound_is_in_no_view_and_never_heard():
+    g = build_graph(kitchen_twice())
+    sizzle = g.node("e005")
+    assert sizzle.snr_db < AUDIBLE_SNR_DB and not sizzle.audible
+    assert not g.view("av").has("e005") and g.view("visual").has("e005")  # the pan is seen sizzling
+    for w0 in (18.0, 19.0, 20.0):  # neither "yes" nor "no" where it plays
+        assert _ask(kitchen_twice(), "sound", "sizzle", w0=w0) is None
+    assert _ask(kitchen_twice(), "sound", "sizzle", w0=5.0) == "no"  # far from it: a sure "no"
+
+
 def test_visual_narration_never_mentions_offscreen_sounds_and_av_does():
     for make in SCENES.values():
         g = build_graph(make())
@@ -201,7 +242,7 @@ def test_visual_narration_never_mentions_offscreen_sounds_and_av_does():
             line = f"{n.onset_s:6.1f}s"
             hits_vis = [l for l in vis.splitlines() if l.startswith(line) and n.label in l]
             hits_av = [l for l in av.splitlines() if l.startswith(line) and n.label in l]
-            assert hits_av, f"{n.label} missing from the AV narration"
+            assert bool(hits_av) == n.audible, f"{n.label}: audible {n.audible}, in the AV narration: {hits_av}"
             if n.on_screen is True:
                 assert hits_vis, f"on-screen {n.label} missing from the visual narration"
             else:
@@ -213,17 +254,102 @@ def test_visual_narration_never_mentions_offscreen_sounds_and_av_does():
     assert "   6.0s  you open_oven (oven)" in vis and not any("timer_beep" in l for l in vis)
 
 
-# --- each category against the annotations ------------------------------------------------------
+# --- counterfactual probes against the annotations ------------------------------------------
 
 
-def _by(qs, cat, form=None):
-    return [q for q in qs if q.category == cat and (form is None or q.form == form)]
+def test_avh_yes_inside_no_only_when_far_none_in_between():
+    k = kitchen()  # timer_beep 3.0-6.0
+    assert _ask(k, "sound", "timer_beep", w0=0.0) == "yes"
+    assert _ask(k, "sound", "timer_beep", w0=5.0) == "yes"  # 1.0 s of overlap
+    assert _ask(k, "sound", "timer_beep", w0=5.8) is None  # grazes the window: not certain
+    assert _ask(k, "sound", "timer_beep", w0=6.5) is None  # within the 1 s margin
+    assert _ask(k, "sound", "timer_beep", w0=7.5) == "no"
+    # vision-only narration: the off-screen beep was never heard, the on-screen chopping was
+    assert _ask(k, "sound", "timer_beep", w0=0.0, view="visual") == "no"
+    assert _ask(k, "sound", "chopping", w0=0.0, view="visual") == "yes"
+    assert _ask(k, "action", "open_oven", w0=0.0) == "yes" and _ask(k, "action", "open_oven", w0=12.0) == "no"
+    assert _ask(k, "state", "oven_door_open", w0=0.0) == "yes" and _ask(k, "state", "oven_door_open", w0=20.0) == "no"
+
+
+def test_ssa_source_or_none_and_contrast_between_sources():
+    k2 = kitchen_twice()
+    assert _ask(k2, "source", "timer_beep", w0=0.0) == "oven"
+    assert _ask(k2, "source", "timer_beep", w0=15.0) == "microwave"
+    assert _ask(k2, "source", "timer_beep", w0=7.2) is None  # 7.2-17.2 grazes the microwave's beep (17-19)
+    assert _ask(k2, "source", "doorbell", w0=0.0) == "door"
+    assert _ask(k2, "source", "doorbell", w0=14.0) == "none"
+    assert _ask(k2, "source", "timer_beep", w0=0.0, view="visual") == "none"  # off-screen: not in that narration
+    assert _ask(k2, "sound_of", "microwave", w0=15.0) == "timer_beep"
+    assert _ask(k2, "sound_of", "microwave", w0=0.0) == "none"
+    assert _ask(k2, "visible", "timer_beep", w0=0.0) == "no" and _ask(k2, "visible", "timer_beep", w0=15.0) == "yes"
+    assert _ask(k2, "visible", "doorbell", w0=14.0) is None  # no doorbell: nothing to ask
+
+
+def test_tr_cause_heard_inside_the_window_response_or_none():
+    k2 = kitchen_twice()
+    assert _ask(k2, "cause", "open_oven", w0=0.0) == "timer_beep"
+    assert _ask(k2, "cause", "open_oven", w0=2.0) is None  # the beep began before the window: not heard
+    assert _ask(k2, "cause", "open_oven", w0=10.0) == "none"
+    assert _ask(k2, "cause", "open_oven", w0=0.0, view="visual") is None  # vision cannot say why
+    assert _ask(k2, "response", "timer_beep", w0=0.0) == "open_oven"
+    assert _ask(k2, "response", "timer_beep", w0=15.0) == "open_microwave"
+    # the doorbell at 9.0 nobody answered: "none" once 6 s have passed without a response
+    assert _ask(k2, "response", "doorbell", w0=7.0) == "none"
+    assert _ask(k2, "response", "doorbell", w0=4.0) is None  # 9.0 -> 14.0: a response could still come
+    assert _ask(k2, "response", "doorbell", w0=20.0) == "none"  # no doorbell at all
+    k = kitchen()
+    assert _ask(k, "before", "timer_beep", "open_oven", w0=0.0) == "yes"
+    assert _ask(k, "before", "open_oven", "timer_beep", w0=0.0) == "no"
+    assert _ask(k, "before", "chopping", "timer_beep", w0=1.0) is None  # chopping began before the window
+
+
+def test_pairs_differ_in_gold_and_match_the_probe_answers():
+    g = build_graph(kitchen_twice())
+    pairs = probe_pairs(g, PP, random.Random(0), per_probe=2)
+    forms = {(p.probe.form, p.kind) for p in pairs}
+    assert ("source", "contrast") in forms and ("cause", "presence") in forms and ("sound", "presence") in forms
+    for pair in pairs:
+        assert pair.answers[0] != pair.answers[1]
+        for w0, gold in zip(pair.starts, pair.answers):
+            assert 0.0 <= w0 <= g.duration_s - PP.window_s
+            assert answer(pair.probe, g.view("av"), g, w0, PP)[0] == gold
+        if pair.probe.answer_type == "yes_no":
+            assert sorted(pair.answers) == ["no", "yes"]
+    src = [p for p in pairs if p.probe.form == "source" and p.probe.key == ("timer_beep",)]
+    assert src and all(p.kind == "contrast" and sorted(p.answers) == ["microwave", "oven"] for p in src)
+    assert probe_pairs(g, PP, random.Random(0), 2)[0].starts == pairs[0].starts  # seeded
+
+
+def test_pair_records_carry_pair_ids_options_and_visual_twins():
+    g = build_graph(kitchen_twice())
+    options = make_options([build_graph(m()) for m in SCENES.values()])
+    assert options.sources_of["timer_beep"] == ("microwave", "oven")
+    pairs = probe_pairs(g, PP, random.Random(0))
+    av, vis, ids = pair_records(g, pairs, PP, P, options)
+    assert len(av) == 2 * len(pairs) == 2 * len(ids) and len(set(ids)) == len(ids)
+    by_pair = {}
+    for r in av:
+        by_pair.setdefault(r.meta["pair_id"], []).append(r)
+        assert r.answer in r.meta["options"] and r.t_query_s == r.window_s[1]
+        assert r.meta["pair_kind"] in ("contrast", "presence") and r.meta["pair_role"] in ("a", "b")
+    for recs in by_pair.values():
+        a, b = recs
+        assert (a.question, a.category, a.evidence) == (b.question, b.category, b.evidence)
+        assert a.answer != b.answer and {a.meta["pair_role"], b.meta["pair_role"]} == {"a", "b"}
+    # AVH pairs are balanced exactly: one yes, one no
+    avh = [r for r in av if r.category == "AVH"]
+    assert sum(r.answer == "yes" for r in avh) == sum(r.answer == "no" for r in avh) > 0
+    twins = {r.id.rsplit(".", 1)[0] for r in vis}
+    assert twins <= {r.id.rsplit(".", 1)[0] for r in av}
+    cause = [r for r in av if r.meta["probe"] == ["open_oven"] and r.answer == "timer_beep"]
+    assert cause and cause[0].id.rsplit(".", 1)[0] not in twins  # vision cannot say what caused it (off-screen)
 
 
 def test_avdn_and_avsn_answers_from_each_narration():
-    g, qs = _questions(kitchen())
+    g = build_graph(kitchen())
+    qs = window_questions(g, W0, P)
     av, vis = g.view("av"), g.view("visual")
-    dense, summ = _by(qs, "AVDN")[0], _by(qs, "AVSN")[0]
+    dense, summ = qs
     assert answer_in(dense, av, W0, P) == "0s chop; 0s chopping; 3s timer_beep; 6s open_oven; 8s footsteps"
     assert answer_in(dense, vis, W0, P) == "0s chop; 0s chopping; 6s open_oven"
     assert answer_in(summ, av, W0, P) == "kitchen; heard: chopping, timer_beep, footsteps; did: chop, open_oven"
@@ -231,105 +357,6 @@ def test_avdn_and_avsn_answers_from_each_narration():
     short = QAParams(avdn_max_items=2, avsn_max_labels=1)
     assert answer_in(dense, av, W0, short) == "0s chop; 0s chopping"
     assert answer_in(summ, av, W0, short) == "kitchen; heard: chopping; did: chop"
-
-
-def test_ssa_answer_is_the_annotated_source_and_offscreen_drops_from_visual():
-    ann = kitchen()
-    g = build_graph(ann)
-    av, vis = g.view("av"), g.view("visual")
-    seen = {}
-    for seed in range(40):  # the form drawn per sound varies with the seed
-        for q in _by(_questions(ann, seed=seed)[1], "SSA"):
-            ev = ann.event(q.refs[0])
-            gold = answer_in(q, av, W0, P)
-            expected = {"source": ev.source, "sound_of": ev.label, "visible": "yes" if ev.source_visible else "no"}
-            assert gold == expected[q.form], (q, gold)
-            seen[(ev.label, q.form)] = answer_in(q, vis, W0, P)
-    # the off-screen beep: "oven" in AV, and no question at all from the vision-only narration
-    assert seen[("timer_beep", "source")] is None and seen[("timer_beep", "visible")] is None
-    assert seen[("chopping", "source")] == "cutting_board" and seen[("chopping", "visible")] == "yes"
-    # footsteps (off-screen, 8-10 s) are asked about too
-    assert ("footsteps", "source") in seen
-
-
-def test_tr_cause_is_the_annotated_cause_with_its_lag():
-    ann = kitchen()
-    g = build_graph(ann)
-    av, vis = g.view("av"), g.view("visual")
-    causes = [q for s in range(20) for q in _by(_questions(ann, seed=s)[1], "TR", "cause")
-              if q.refs == ("e003", "e002")]
-    assert causes, "no cause question in the window that holds timer_beep -> open_oven"
-    cause = causes[0]
-    assert cause.text == "what caused open_oven?"
-    assert answer_in(cause, av, W0, P) == "timer_beep" == ann.event(ann.event("e003").cause).label
-    assert cause.meta["lag_s"] == 3.0 and cause.meta["offscreen"] is True
-    assert answer_in(cause, vis, W0, P) is None  # the vision-only narration has no beep to blame
-
-
-def test_tr_ordering_and_visual_only_questions():
-    g = build_graph(living_room())
-    w = Window(0, 1.0, 11.0)  # doorbell 2.0 -> walk 5.0 -> open 7.5 -> door_open 8.1
-    pools = make_pools([g], [g])
-    forms = {}
-    for seed in range(60):
-        for q in window_questions(g, w, QAParams(tr_per_window=6), random.Random(seed), pools):
-            if q.category == "TR":
-                forms.setdefault(q.form, []).append(q)
-    assert set(forms) == {"cause", "response", "first", "before", "order"}
-    av, vis = g.view("av"), g.view("visual")
-    for q in forms["order"]:
-        onsets = [av.node(r).onset_s for r in q.refs]
-        assert answer_in(q, av, w, P) == ", ".join(av.node(r).label for r in sorted(q.refs, key=lambda r: av.node(r).onset_s))
-        assert min(abs(a - b) for i, a in enumerate(onsets) for b in onsets[i + 1:]) >= 1.0
-    for q in forms["cause"]:
-        eff = av.node(q.refs[0])
-        assert answer_in(q, av, w, P) == av.node(eff.cause).label
-        assert w.start_s <= av.node(eff.cause).onset_s < eff.onset_s < w.end_s
-    # walk_to_door -> open_door is seen: the same answer from both narrations
-    both = [q for q in forms["cause"] if q.refs == ("e004", "e002")]
-    assert both and answer_in(both[0], vis, w, P) == answer_in(both[0], av, w, P) == "walk_to_door"
-
-
-def test_avh_positives_present_negatives_really_absent():
-    ann = kitchen()
-    g = build_graph(ann)
-    every = [g, build_graph(office()), build_graph(street()), build_graph(living_room())]
-    pools = make_pools(every, every)
-    assert "car" in pools.objects and "tv" in pools.objects
-    assert "driver" not in pools.objects and "someone" not in pools.objects  # heard, never seen
-    n_neg = n_pos = 0
-    for seed in range(30):
-        for w in make_windows(g, 6, 10.0, random.Random(seed)):
-            for q in window_questions(g, w, QAParams(avh_positives_per_window=3, negatives_ratio=2.0),
-                                      random.Random(seed), pools):
-                if q.category != "AVH":
-                    continue
-                kind, label = q.probe
-                lo, hi = w.start_s - P.negative_margin_s, w.end_s + P.negative_margin_s
-                if q.meta["polarity"] == "negative":
-                    n_neg += 1
-                    assert answer_in(q, g.view("av"), w, P) == "no"
-                    if kind == "object":
-                        assert label not in ann.objects and label not in {e.source for e in ann.events}
-                    else:
-                        assert not [e for e in ann.events if e.label == label and e.onset_s <= hi and e.offset_s >= lo]
-                else:
-                    n_pos += 1
-                    assert answer_in(q, g.view("av"), w, P) == "yes"
-                    if kind != "object":
-                        assert [e for e in ann.events if e.label == label and e.onset_s < w.end_s and e.offset_s > w.start_s]
-    assert n_neg >= 2 * n_pos > 0
-
-
-def test_avh_sound_probe_offscreen_is_no_in_the_visual_narration():
-    g, qs = _questions(kitchen(), p=QAParams(avh_positives_per_window=8))
-    probes = {q.probe: q for q in _by(qs, "AVH") if q.meta["polarity"] == "positive"}
-    beep, chopping = probes[("sound", "timer_beep")], probes[("sound", "chopping")]
-    assert answer_in(beep, g.view("av"), W0, P) == "yes" and answer_in(beep, g.view("visual"), W0, P) == "no"
-    assert answer_in(chopping, g.view("visual"), W0, P) == "yes"
-    assert beep.meta["offscreen"] is True and chopping.meta["offscreen"] is False
-    oven = probes[("object", "oven")]  # seen while opening it
-    assert answer_in(oven, g.view("visual"), W0, P) == "yes"
 
 
 def test_windows_anchor_cause_links_and_stay_in_the_recording():
@@ -344,74 +371,29 @@ def test_windows_anchor_cause_links_and_stay_in_the_recording():
     assert make_windows(build_graph(Annotations("short", 4.0)), 6, 10.0, random.Random(0)) == [Window(0, 0.0, 4.0)]
 
 
-# --- records of a recording, the two training sets ---------------------------------------------
-
-
-def _records(ann, seed=0):
-    g = build_graph(ann)
-    every = [build_graph(m()) for m in SCENES.values()]
-    pools = make_pools(every, every)
-    return g, recording_records(g, make_windows(g, 6, 10.0, random.Random(seed)), P, pools, seed)
-
-
-@pytest.mark.parametrize("scene", sorted(SCENES))
-def test_visual_set_is_the_av_questions_answered_from_vision(scene):
-    ann = SCENES[scene]()
-    g, (av, vis) = _records(ann)
-    twins = {r.id.rsplit(".", 1)[0]: r for r in vis}
-    assert len({r.id for r in av} | {r.id for r in vis}) == len(av) + len(vis)
-    for r in av:
-        v = twins.get(r.id.rsplit(".", 1)[0])
-        if r.evidence == "visual":  # visual-only questions: identical in both sets
-            assert v is not None and (v.question, v.answer, v.window_s) == (r.question, r.answer, r.window_s), r
-        if r.category == "SSA":
-            offscreen = ann.event(r.meta["event_ids"][0]).source_visible is not True
-            assert (v is None) == offscreen  # an off-screen sound cannot be asked about from vision
-        if v is not None:
-            assert v.meta["agrees_with_av"] == (v.answer == r.answer) and v.narration == "visual"
-    # every answer in the visual set is true of what is visible
-    for v in vis:
-        if v.category == "AVH" and v.meta["probe_kind"] == "sound" and v.answer == "yes":
-            ids = v.meta["event_ids"]
-            assert any(ann.event(i).source_visible for i in ids)
-
-
-def test_records_meta_and_evidence():
-    ann = kitchen()
-    g, (av, vis) = _records(ann)
-    assert {r.category for r in av} == set(CATEGORIES)
-    for r in av:
-        assert r.meta["environment"] == "kitchen" and r.meta["snr_db"] == 2.0 and r.meta["noise"] == "noisy"
-        assert r.t_query_s == r.window_s[1] and r.window_s[1] - r.window_s[0] == pytest.approx(10.0)
-        assert len(r.answer.split()) <= 12, r.answer
-        if r.category == "TR" and r.meta["form"] in ("cause", "response"):
-            a, b = (ann.event(i) for i in r.meta["event_ids"])
-            eff, cau = (a, b) if r.meta["form"] == "cause" else (b, a)
-            assert eff.cause == cau.id and r.meta["lag_s"] == pytest.approx(eff.onset_s - cau.onset_s)
-            assert r.window_s[0] <= cau.onset_s and eff.onset_s < r.window_s[1]
-        if r.category == "SSA":
-            ev = ann.event(r.meta["event_ids"][0])
-            assert r.evidence == ("audiovisual" if ev.source_visible else "audio")
-        if r.category == "AVH":
-            assert r.evidence == ("audio" if r.meta["probe_kind"] == "sound" else "visual")
-    # the off-screen timer -> open oven link is asked about (cause or response) with its 3 s lag
-    beep = [r for r in av if r.category == "TR" and set(r.meta["event_ids"]) == {"e002", "e003"}]
-    assert beep and all(r.meta["offscreen"] and r.meta["lag_s"] == 3.0 for r in beep)
+def test_narration_records_from_both_views():
+    g = build_graph(kitchen())
+    av, vis = narration_records(g, make_windows(g, 4, 10.0, random.Random(0)), P, 0)
+    assert {r.category for r in av} == {"AVDN", "AVSN"} and len(av) == len(vis)
+    for r, v in zip(av, vis):
+        assert r.id.rsplit(".", 1)[0] == v.id.rsplit(".", 1)[0] and v.meta["agrees_with_av"] == (v.answer == r.answer)
+        assert r.meta["environment"] == "kitchen" and r.meta["noise"] == "noisy"
 
 
 # --- the dataset: splits, bench, determinism --------------------------------------------------
 
 
-def _build(tmp_path, name="qa", seed=0, per_category=5, **kw):
+def _build(tmp_path, name="qa", seed=0, pairs_per_category=4, per_category=3):
     ds = tmp_path / "world"
     if not ds.exists():
         write_dataset(ds)
-    plan = RunPlan(seed=seed, windows_per_recording=4, bench_windows_per_recording=8, bench_per_category=per_category)
-    info = build_instruct(ds, tmp_path / name, QAParams(**kw), plan, config={"seed": seed})
+    plan = RunPlan(seed=seed, windows_per_recording=4, bench_windows_per_recording=8,
+                   bench_pairs_per_category=pairs_per_category, bench_per_category=per_category)
+    info = build_instruct(ds, tmp_path / name, QAParams(), plan, PairParams(), config={"seed": seed})
     return tmp_path / name, info
 
 
-def test_splits_by_recording_and_bench_has_exact_counts(tmp_path):
+def test_splits_by_recording_and_bench_has_exact_pair_counts(tmp_path):
     out, info = _build(tmp_path)
     split_of = {rid: split for rid, _, _, split in LAYOUT}
     recs = {k: read_jsonl(out / f) for k, f in SPLIT_FILES.items()}
@@ -419,39 +401,37 @@ def test_splits_by_recording_and_bench_has_exact_counts(tmp_path):
     assert {split_of[r.recording_id] for r in recs["val_av"] + recs["val_visual"]} == {"val"}
     assert {split_of[r.recording_id] for r in recs["bench"]} == {"test"}
     assert all(r.narration == "av" for r in recs["bench"])
-    assert {c: sum(r.category == c for r in recs["bench"]) for c in CATEGORIES} == {c: 5 for c in CATEGORIES}
+    bench = recs["bench"]
+    for c in ("SSA", "TR", "AVH"):
+        pairs = {r.meta["pair_id"] for r in bench if r.category == c}
+        assert len(pairs) == 4 == info["bench"]["pairs"][c]
+        assert sum(r.category == c for r in bench) == 8  # both windows of every pair
+    assert {c: sum(r.category == c for r in bench) for c in ("AVDN", "AVSN")} == {"AVDN": 3, "AVSN": 3}
     assert info["bench"]["complete"] and info["bench"]["shortfall"] == {}
     for k, rs in recs.items():
         assert info["counts"][k]["categories"]["total"] == len(rs)
-        assert info["counts"][k]["categories"]["AVH"] == sum(r.category == "AVH" for r in rs)
-    assert set(info["answer_vocab"]) >= {"yes", "no", "timer_beep", "open_oven", "0s", "heard", "did", "kitchen"}
-    assert info["answer_vocab_size"] == len(info["answer_vocab"])
-    assert sorted(p.name for p in (out / "narrations").iterdir()) == sorted(f"{rid}.json" for rid, *_ in LAYOUT)
+    assert set(info["answer_vocab"]) >= {"yes", "no", "none", "timer_beep", "open_oven", "0s", "heard", "kitchen"}
     narr = json.loads((out / "narrations" / "kitchen_0000.json").read_text())
     assert narr["split"] == "train" and narr["graph"]["sounds"][0]["source"] == "cutting_board"
     assert any("timer_beep" in l for l in narr["narration_av"]) and not any("timer_beep" in l for l in narr["narration_visual"])
 
 
 def test_bench_reports_a_shortfall(tmp_path):
-    out, info = _build(tmp_path, per_category=10_000)
+    out, info = _build(tmp_path, pairs_per_category=10_000)
     bench = read_jsonl(out / "bench.jsonl")
     assert not info["bench"]["complete"]
-    for c in CATEGORIES:
-        n = sum(r.category == c for r in bench)
+    for c in ("SSA", "TR", "AVH"):
+        n = len({r.meta["pair_id"] for r in bench if r.category == c})
         assert n == info["bench"]["available"][c] and info["bench"]["shortfall"][c] == 10_000 - n
 
 
-def test_bench_sampling_balances_forms_and_skips_duplicates():
-    g, (av, _) = _records(kitchen("kitchen_t"))
-    chosen, available = sample_bench(av, 4, seed=0)
-    keys = [(r.category, r.meta["form"], tuple(r.meta["event_ids"])) for r in chosen if r.category in ("SSA", "TR")]
-    assert len(keys) == len(set(keys))
-    avh = [r for r in chosen if r.category == "AVH"]
-    # one of each stratum: sound yes, sound no, visual yes, visual no
-    assert sorted((r.meta["probe_kind"] == "sound", r.meta["polarity"]) for r in avh) == [
-        (False, "negative"), (False, "positive"), (True, "negative"), (True, "positive")]
-    narr = [r.answer for r in chosen if r.category in ("AVDN", "AVSN")]
-    assert len(narr) == len(set(narr)) == 8
+def test_bench_pair_sampling_spreads_over_forms():
+    g = build_graph(kitchen_twice())
+    av, _, _ = pair_records(g, probe_pairs(g, PP, random.Random(0)), PP, P, make_options([g]))
+    chosen, available = sample_bench_pairs(av, 3, seed=0)
+    for cat in ("SSA", "TR", "AVH"):
+        forms = [r.meta["form"] for r in chosen if r.category == cat and r.meta["pair_role"] == "a"]
+        assert len(forms) == min(3, available[cat]) and len(set(forms)) == min(len(forms), 3) or len(set(forms)) >= 2
 
 
 def test_same_inputs_same_bytes_and_the_seed_matters(tmp_path):
@@ -480,62 +460,76 @@ def test_out_that_is_not_ours_is_refused(tmp_path):
 # --- every record against the annotations (also used on generated data) ---------------------------
 
 
-def _overlapping(ann, label, t0, t1):
-    return [e for e in ann.events if e.label == label and e.onset_s < t1 and e.offset_s > t0]
+def _overlapping(ann, label, t0, t1, by="label"):
+    return [e for e in ann.events if getattr(e, by) == label and e.onset_s < t1 and e.offset_s > t0]
 
 
 def check_records(anns: dict, records, margin_s: float = 1.0) -> dict[str, int]:
     """Check each record's answer against the annotations it came from; returns checks per form.
 
     ``narration=av`` answers must be the ground truth; ``narration=visual``
-    answers may only rest on what is visible.
+    answers may only rest on what is visible. Pairs must differ in gold.
     """
     from cloud.data_engine.records import normalize_label, parse_dense, parse_summary
 
     done: dict[str, int] = {}
+    golds: dict[str, set] = {}
     for r in records:
         ann = anns[r.recording_id]
         t0, t1 = r.window_s
-        ids, form = r.meta["event_ids"], r.meta["form"]
-        ev = [ann.event(i) for i in ids]
+        form = r.meta["form"]
         visual = r.narration == "visual"
-        if r.category == "SSA":
-            e = ev[0]
-            assert e.label in {x.label for x in _overlapping(ann, e.label, t0, t1)}
-            assert r.answer == {"source": normalize_label(e.source or ""), "sound_of": e.label,
-                                "visible": "yes" if e.source_visible else "no"}[form], r
-            if visual:
-                assert e.source_visible is True, r
-        elif r.category == "TR":
-            if form in ("cause", "response"):
-                eff, cau = (ev[0], ev[1]) if form == "cause" else (ev[1], ev[0])
-                assert eff.cause == cau.id and r.answer == (cau.label if form == "cause" else eff.label), r
-                assert r.meta["lag_s"] == pytest.approx(eff.onset_s - cau.onset_s, abs=1e-3)
-                assert t0 <= cau.onset_s <= eff.onset_s < t1
-            elif form == "order":
-                assert r.answer == ", ".join(e.label for e in sorted(ev, key=lambda e: e.onset_s)), r
-            elif form == "first":
-                assert r.answer == min(ev, key=lambda e: e.onset_s).label, r
+        key = r.meta.get("probe", [])
+        if r.category in ("SSA", "TR", "AVH"):
+            if not visual:
+                golds.setdefault(r.meta["pair_id"], set()).add(r.answer)
+            assert r.answer in r.meta["options"], r
+        if r.category == "AVH":
+            hits = [e for e in _overlapping(ann, key[0], t0, t1)]
+            if r.answer == "no" and not visual:
+                assert not _overlapping(ann, key[0], t0 - margin_s, t1 + margin_s), r
+            if r.answer == "yes":
+                assert hits, r
+                if visual and form == "sound":
+                    assert any(e.source_visible for e in hits), r
+        elif form == "source":
+            hits = _overlapping(ann, key[0], t0, t1)
+            if r.answer == "none":
+                assert visual or not _overlapping(ann, key[0], t0 - margin_s, t1 + margin_s), r
             else:
-                assert r.answer == ("yes" if ev[0].onset_s < ev[1].onset_s else "no"), r
-            if visual:
-                assert all(e.source_visible is not False for e in ev if e.modality != "visual"), r
-        elif r.category == "AVH":
-            kind, label = r.meta["probe_kind"], r.meta["label"]
-            if r.meta["polarity"] == "negative":
-                assert r.answer == "no"
-                if kind == "object":
-                    assert label not in {normalize_label(o) for o in ann.objects}
-                    assert label not in {normalize_label(e.source) for e in ann.events if e.source}
-                else:
-                    assert not _overlapping(ann, label, t0 - margin_s, t1 + margin_s), r
-            elif not visual:
-                assert r.answer == "yes"
-                if kind != "object":
-                    assert _overlapping(ann, label, t0, t1), r
-            elif kind == "sound":  # vision only says yes to a sound whose source it sees
-                seen = [e for e in _overlapping(ann, label, t0, t1) if e.source_visible]
-                assert (r.answer == "yes") == bool(seen and set(ids) & {e.id for e in seen}), r
+                assert {normalize_label(e.source) for e in hits} == {r.answer}, r
+        elif form == "sound_of":
+            hits = [e for e in ann.events if e.source and normalize_label(e.source) == key[0]
+                    and e.onset_s < t1 and e.offset_s > t0 and e.modality != "visual"]
+            if r.answer == "none":
+                assert visual or not any(e.onset_s < t1 + margin_s and e.offset_s > t0 - margin_s for e in
+                                         ann.events if e.source and normalize_label(e.source) == key[0]
+                                         and e.modality != "visual"), r
+            else:
+                assert {e.label for e in hits} == {r.answer}, r
+        elif form == "visible":
+            (e,) = _overlapping(ann, key[0], t0, t1)
+            assert r.answer == ("yes" if e.source_visible else "no"), r
+        elif form == "cause":
+            effects = _overlapping(ann, key[0], t0, t1)
+            if r.answer == "none":
+                assert not _overlapping(ann, key[0], t0 - margin_s, t1 + margin_s), r
+            else:
+                (eff,) = effects
+                cau = ann.event(eff.cause)
+                assert cau.label == r.answer and t0 <= cau.onset_s < eff.onset_s < t1, r
+                assert r.meta["lag_s"] == pytest.approx(eff.onset_s - cau.onset_s, abs=1e-3)
+        elif form == "response":
+            causes = _overlapping(ann, key[0], t0, t1)
+            effects = [e for c in causes for e in ann.events if e.cause == c.id and e.modality == "visual"
+                       and e.label not in ("phone_screen_lit",)]
+            if r.answer == "none":
+                assert not effects or visual, r
+            else:
+                assert r.answer in {e.label for e in effects}, r
+        elif form == "before":
+            a, b = (_overlapping(ann, k, t0, t1)[0] for k in key)
+            assert r.answer == ("yes" if a.onset_s < b.onset_s else "no"), r
         elif r.category == "AVDN":
             for sec, label in parse_dense(r.answer)[0]:
                 match = [e for e in _overlapping(ann, label, t0, t1)
@@ -552,6 +546,7 @@ def check_records(anns: dict, records, margin_s: float = 1.0) -> dict[str, int]:
                 if visual and label in s["heard"]:
                     assert any(e.source_visible for e in match), r
         done[f"{r.category}/{form}"] = done.get(f"{r.category}/{form}", 0) + 1
+    assert all(len(g) == 2 for g in golds.values()), "a pair whose two golds agree"
     return done
 
 
@@ -560,5 +555,5 @@ def test_every_record_of_the_hand_built_dataset_is_true(tmp_path):
     anns = {rid: SCENES[scene](rid, dt) for rid, scene, dt, _ in LAYOUT}
     recs = [r for f in SPLIT_FILES.values() for r in read_jsonl(out / f)]
     done = check_records(anns, recs)
-    assert {"SSA/source", "SSA/visible", "SSA/sound_of", "TR/cause", "TR/response", "TR/order", "TR/first",
-            "TR/before", "AVH/sound", "AVH/action", "AVH/state", "AVH/object", "AVDN/dense", "AVSN/summary"} <= set(done)
+    assert {"SSA/source", "SSA/visible", "SSA/sound_of", "TR/cause", "TR/response", "AVH/sound",
+            "AVH/action", "AVH/state", "AVDN/dense", "AVSN/summary"} <= set(done), done

@@ -12,7 +12,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from cloud.train import latest_checkpoint, run
+from cloud.train import run
+from shared.training import latest_checkpoint
 from cloud.verbs import TrainConfig
 from shared.config import CONFIG_DIR, to_schema
 

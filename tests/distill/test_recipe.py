@@ -4,7 +4,8 @@ import safetensors.torch
 import torch
 
 from distill.io import load_student
-from distill.recipe import TARGETS_FILE, DistillRecipe, latest_checkpoint, run
+from distill.recipe import TARGETS_FILE, DistillRecipe, run
+from shared.training import latest_checkpoint
 from shared.config import UserError
 
 from conftest import compose_config, distill_overrides

@@ -252,7 +252,7 @@ def make_runtime(recording: Path, programs: dict[str, Path], log_path: Path, *, 
     from edge.programs import load_program
     from edge.runtime import EdgeRuntime
     from edge.source import RecordingSource
-    from edge.verbs import make_client
+    from edge.edge_config import make_client
     from shared.profiles import EnergyMeter, load_device_profile, load_network_profile
 
     device, network = load_device_profile("glasses_2025"), load_network_profile("wifi")

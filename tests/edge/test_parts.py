@@ -91,7 +91,7 @@ def test_a_corrupt_program_fails_naming_the_file(programs, tmp_path):
 
 def _edge_config(overrides):
     import edge.verbs  # noqa: F401  (registers the schema)
-    from edge.verbs import EdgeConfig
+    from edge.edge_config import EdgeConfig
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):

@@ -17,7 +17,7 @@ from shared.trace import CAPTURE_VARIANTS, TRACE_VERSION, TraceError, read_trace
 
 
 def _trace_config(overrides):
-    from edge.verbs import TraceConfig
+    from edge.edge_config import TraceConfig
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
