@@ -11,7 +11,8 @@ Stages (each resumes from its files; ``--fresh`` redoes everything):
 
 1. **world**: ``earshot synth`` of recordings the teacher never saw (``--world-seed``),
    split by recording into train and test (no validation split: PPO has no early stopping).
-2. **traces**: ``earshot serve`` the teacher on a free loopback port, ``earshot trace`` the whole
+2. **traces**: ``earshot serve`` the teacher on a free loopback port (or ``--endpoint`` of a running
+   server), ``earshot trace`` the whole
    dataset in one process (the service-time distribution is measured once, sequentially, before
    the tracing load starts; each trace records its split), stop the server.
 3. **train**: ``earshot sim train env.split=train`` once per PPO seed.
@@ -44,8 +45,8 @@ PRESETS: dict[str, dict] = {
     "full": {"recordings": 96, "test_share": 0.4, "duration_s": 30.0, "queries": 6, "seeds": 3,
              "timesteps": 300_000, "n_envs": 8, "days": 3, "day_h": 12.0, "caps": [300.0, 500.0],
              "deadlines": [300.0, 800.0], "headline": [500.0, 300.0]},
-    "tiny": {"recordings": 6, "test_share": 0.5, "duration_s": 12.0, "queries": 3, "seeds": 2,
-             "timesteps": 4096, "n_envs": 2, "days": 1, "day_h": 0.25, "caps": [500.0], "deadlines": [300.0],
+    "tiny": {"recordings": 4, "test_share": 0.5, "duration_s": 8.0, "queries": 2, "seeds": 2,
+             "timesteps": 2048, "n_envs": 2, "days": 1, "day_h": 0.1, "caps": [500.0], "deadlines": [300.0],
              "headline": [500.0, 300.0]},
 }
 HEURISTICS = ["{name: never_on}", "{name: query_only, params: {offload: full}}",
@@ -130,13 +131,14 @@ def stage_traces(a, p, out: Path) -> None:
     if traces.is_dir() and len(list(traces.glob("*.jsonl"))) == n:
         return
     shutil.rmtree(traces, ignore_errors=True)
-    server = Server(Path(a.teacher).resolve(), out)
+    server = Server(Path(a.teacher).resolve(), out) if a.endpoint is None else None
     try:
         run(earshot("trace", f"recording={out / 'world'}", f"trigger={Path(a.trigger).resolve()}",
-                    f"student={Path(a.student).resolve()}", f"endpoint={server.endpoint}", f"out={traces}",
-                    f"hydra.run.dir={out / 'logs' / 'hydra-trace'}"), out / "logs" / "trace.log", out)
+                    f"student={Path(a.student).resolve()}", f"endpoint={a.endpoint or server.endpoint}",
+                    f"out={traces}", f"hydra.run.dir={out / 'logs' / 'hydra-trace'}"), out / "logs" / "trace.log", out)
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
 
 
 def stage_train(a, p, out: Path) -> list[Path]:
@@ -237,6 +239,8 @@ def update_readme(readme: Path, block: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--teacher", required=True, help="teacher folder (what 'earshot serve' takes)")
+    ap.add_argument("--endpoint", default=None,
+                    help="trace against this running server (earshot serve / a broker) instead of starting one")
     ap.add_argument("--trigger", required=True, help="trigger program (.pte with its card)")
     ap.add_argument("--student", required=True, help="AV student program (.pte with its card)")
     ap.add_argument("--out", type=Path, default=Path("runs/sim_heldout"))

@@ -321,13 +321,16 @@ class EnergyMeter:
         if hop_s != self._hop_s:
             if hop_s <= 0:
                 raise ValueError(f"hop_s must be > 0, got {hop_s}")
-            self._hop_s, self._alpha = hop_s, 1.0 - math.exp(-hop_s / self.device.thermal_window_s)
-        dev, net = self.device, self.network
+            dev = self.device
+            self._hop_s, self._alpha = hop_s, 1.0 - math.exp(-hop_s / dev.thermal_window_s)
+            self._per_hop = (dev.baseline_mw * hop_s, dev.audio_dsp_mw * hop_s, dev.camera_mw * hop_s)
+        baseline, audio, camera_on_mj = self._per_hop
         camera = 0.0
         if camera_on:
-            camera = dev.camera_mw * hop_s + (0.0 if self._camera_on else dev.camera_wake_mj)
+            camera = camera_on_mj if self._camera_on else camera_on_mj + self.device.camera_wake_mj
         self._camera_on = camera_on
         if tx_bytes or rx_bytes:
+            net = self.network
             air = net.airtime_s(tx_bytes, rx_bytes) if airtime_s is None else airtime_s
             radio = (tx_bytes * 8 * net.tx_nj_per_bit + rx_bytes * 8 * net.rx_nj_per_bit) * 1e-6 + net.active_mw * air
             rest = hop_s - air
@@ -337,10 +340,10 @@ class EnergyMeter:
             radio = 0.0
             in_tail = self._tail_left_s if self._tail_left_s < hop_s else hop_s
             self._tail_left_s -= in_tail
-        parts = (dev.baseline_mw * hop_s, dev.audio_dsp_mw * hop_s, camera, compute_mj,
-                 jpeg_frames * dev.jpeg_mj_per_frame, radio, net.tail_mw * in_tail)
-        self.last_parts = parts
-        total = parts[0] + parts[1] + parts[2] + parts[3] + parts[4] + parts[5] + parts[6]  # StepEnergy.total's order
+        jpeg = jpeg_frames * self.device.jpeg_mj_per_frame if jpeg_frames else 0.0
+        tail = self.network.tail_mw * in_tail if in_tail else 0.0
+        self.last_parts = (baseline, audio, camera, compute_mj, jpeg, radio, tail)
+        total = baseline + audio + camera + compute_mj + jpeg + radio + tail  # StepEnergy.total's order
         self.total_mj += total
         self.elapsed_s += hop_s
         self.avg_power_mw += self._alpha * (total / hop_s - self.avg_power_mw)

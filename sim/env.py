@@ -280,6 +280,7 @@ class OffloadEnv(gym.Env):
         self._a_student = [a.student for a in ACTIONS]
         self._a_kind = list(_KIND_OF_ACTION)
         self._meter = EnergyMeter(self.device, self.network)
+        self._inv_battery_mj = 1.0 / self.device.battery_mj
         # Energy of one program call (mJ); the trace header names the programs' precision.
         hdr = first.header
         self._trigger_mj = inference_mj(self.device, first.trigger_macs, _precision(hdr["trigger"]),
@@ -307,6 +308,7 @@ class OffloadEnv(gym.Env):
         super().reset(seed=seed)
         rng = self.np_random
         self.plan = self._plan(rng, options or {})
+        self._inv_day_s = 1.0 / self.plan.day_s if self.plan.day_s > 0 else 0.0
         self._link, self._service, self._offsets = day_link(
             rng, self.network, self.traces, self.plan, rate_corr=self.rate_corr,
             cloud_utilization=self.cloud_utilization, outage_every_s=self.outage_every_s,
@@ -362,6 +364,7 @@ class OffloadEnv(gym.Env):
         tr = ts.trace
         a, b = self._offsets[k], self._offsets[k + 1]
         self._seg = bind_segment(ts, slice_link(self._link, a, b), self._service[:, a:b], self.network)
+        self._t_list, self._student_rows, self._conf_list = ts.t, tr.student, ts.student_conf
         self._in_segment = True
         self._hop_s = tr.hop_s
         self._i = 0
@@ -622,24 +625,29 @@ class OffloadEnv(gym.Env):
 
     def _observe(self) -> np.ndarray:
         """The observation vector of hop ``self._i`` (layout of ``edge.policy.observation_vector``)."""
-        s, i = self._seg, self._i
+        s, i, k = self._seg, self._i, self._k
         v = s.static_obs[i].copy()
-        k = self._k
         j = self._student_hop
-        t = s.st.t[i]
+        tl = self._t_list
+        t = tl[i]
         if j >= 0:
-            v[self._nt:k] = s.trace.student[j]
+            v[self._nt:k] = self._student_rows[j]
             v[k] = 1.0
-            v[k + 1] = s.st.student_conf[j]
-            v[k + 2] = 1.0 if t - s.st.t[j] <= 1.0 else 0.0
-        battery = self._battery_mj / self.device.battery_mj
-        v[k + 4] = battery if battery > 0.0 else 0.0
-        since = (t - self._last_offload_t) / 10.0
+            v[k + 1] = self._conf_list[j]
+            if t - tl[j] <= 1.0:
+                v[k + 2] = 1.0
+        battery = self._battery_mj * self._inv_battery_mj
+        if battery > 0.0:
+            v[k + 4] = battery
+        since = (t - self._last_offload_t) * 0.1
         v[k + 8] = since if since < 1.0 else 1.0
         if self._inflight:
             v[k + 9] = min(1.0, sum(1 for c in self._inflight if c > t) / 4.0)
-        v[k + 11] = 1.0 if self._camera_prev else 0.0
-        v[k + 13] = max(0.0, 1.0 - self._day_elapsed_s / self.plan.day_s)
+        if self._camera_prev:
+            v[k + 11] = 1.0
+        day = 1.0 - self._day_elapsed_s * self._inv_day_s
+        if day > 0.0:
+            v[k + 13] = day
         if self._refill_bytes:
             v[k + 14] = self._tokens_frac()
         return v

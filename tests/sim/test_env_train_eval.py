@@ -38,7 +38,7 @@ def trained(traces, tmp_path_factory):
     from sim.train import run
 
     out = tmp_path_factory.mktemp("sim_train")
-    cfg = _cfg("sim_train", SimTrainConfig, ["sim/train=tiny", f"env.traces={traces}", f"out={out}"])
+    cfg = _cfg("sim_train", SimTrainConfig, ["sim/train=tiny", f"env.traces={traces}", f"out={out}", "env.split=all"])
     return run(cfg)
 
 
