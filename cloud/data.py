@@ -58,6 +58,8 @@ __all__ = [
     "MEL_HZ",
     "FeatureCache",
     "CachedFeatures",
+    "PerceptionWindows",
+    "window_targets",
     "WindowSpec",
     "CachedRecording",
     "RecordingStore",
@@ -189,8 +191,9 @@ class RecordingStore:
 def load_records(qa_dir: str | Path, split: str, limit: int = 0) -> list[QARecord]:
     """Records of one split file (``train_av``, ``val_visual``, ``bench`` ...).
 
-    ``limit`` > 0 keeps an evenly spaced subset of that many (every category
-    stays represented, unlike a prefix of a file written recording by recording).
+    ``limit`` > 0 keeps an evenly spaced subset of about that many (every
+    category stays represented, unlike a prefix of a file written recording by
+    recording); the two records of a counterfactual pair are kept together.
 
     Raises:
         UserError: unknown split or missing file.
@@ -202,8 +205,14 @@ def load_records(qa_dir: str | Path, split: str, limit: int = 0) -> list[QARecor
         raise UserError(f"{path}: no such file (make the QA folder with 'earshot instruct')")
     records = read_jsonl(path)
     if 0 < limit < len(records):
-        step = len(records) / limit
-        records = [records[int(i * step)] for i in range(limit)]
+        # both windows of a counterfactual pair, or neither: a half pair scores nothing per pair
+        units: dict[str, list[QARecord]] = {}
+        for r in records:
+            units.setdefault(str(r.meta.get("pair_id", r.id)), []).append(r)
+        groups = list(units.values())
+        n_units = max(1, round(limit * len(groups) / len(records)))
+        step = len(groups) / n_units
+        records = [r for i in range(n_units) for r in groups[int(i * step)]]
     return records
 
 
@@ -506,3 +515,61 @@ class FeatureCache:
         ], dim=-1)[0].numpy()
         return {"audio_feat": audio, "audio_valid": a_valid, "audio_end_s": e / MEL_HZ, "frame_feat": frames,
                 "frame_valid": f_valid, "frame_times_s": times.astype(np.float64), "context": context}
+
+
+# --- windows for perception pre-training -----------------------------------------------
+
+
+class PerceptionWindows:
+    """Random full windows of whole recordings, with per-token targets (no questions).
+
+    The window of (step, i) is a pure function of (seed, step, i), so
+    pre-training needs no sampler state. With ``augment`` (pre-training), a
+    window ends anywhere on the 10 ms grid (token boundaries move against the
+    events), and its signals are perturbed the way a recording can differ
+    without changing what happened in it: a gain of -6..+6 dB, one time and one
+    frequency band masked in the log-mel (SpecAugment), a frame brightness and
+    contrast change and a shift of up to 2 px. Without it (evaluation) windows
+    end on the token grid and are left as they are.
+    """
+
+    def __init__(self, store: RecordingStore, recording_ids: Sequence[str], spec: WindowSpec, seed: int,
+                 token_s: float = 0.5, augment: bool = False) -> None:
+        if not recording_ids:
+            raise UserError("perception: no training recordings to pre-train on")
+        self.store, self.ids, self.spec, self.seed, self.token_s = store, list(recording_ids), spec, seed, token_s
+        self.augment = augment
+        self._log_offset = store.front_end.cfg.log_offset
+        self._silence = float(math.log(self._log_offset))
+
+    def batch(self, step: int, size: int) -> list[dict[str, Any]]:
+        rng = np.random.default_rng([self.seed, step])
+        items = []
+        for _ in range(size):
+            rec = self.store.get(self.ids[int(rng.integers(len(self.ids)))])
+            duration = len(rec.mel) / MEL_HZ
+            lo = min(self.spec.max_window_s, duration)
+            grid = 1.0 / MEL_HZ if self.augment else self.token_s
+            first, last = math.ceil(lo / grid - 1e-9), math.floor(duration / grid + 1e-9)
+            end = round(grid * int(rng.integers(first, max(first, last) + 1)), 3)
+            start = max(0.0, end - self.spec.max_window_s)
+            item = window_signals(rec.mel, 0.0, rec.frames, rec.frame_times_s, start, end, self.spec, self._silence)
+            if self.augment:
+                self._perturb(item, rng)
+            item.update(t_query_s=end, **window_targets(rec.annotations, item, self.spec, self.token_s))
+            items.append(item)
+        return items
+
+    def _perturb(self, item: dict[str, Any], rng: np.random.Generator) -> None:
+        mel = item["mel"]
+        gain = 10 ** (rng.uniform(-6, 6) / 20)
+        mel[:] = np.log(np.maximum(np.exp(mel) - self._log_offset, 0.0) * gain + self._log_offset)
+        t0 = int(rng.integers(0, max(1, mel.shape[0] - 20)))
+        mel[t0 : t0 + int(rng.integers(0, 20))] = self._silence  # up to 0.2 s
+        f0 = int(rng.integers(0, max(1, mel.shape[1] - 8)))
+        mel[:, f0 : f0 + int(rng.integers(0, 8))] = self._silence  # up to 8 bands
+        frames = item["frames"].astype(np.float32)
+        frames = (frames - 128.0) * rng.uniform(0.8, 1.2) + 128.0 + rng.uniform(-20, 20)
+        dy, dx = (int(v) for v in rng.integers(-2, 3, size=2))
+        frames = np.roll(frames, (dy, dx), axis=(1, 2))
+        item["frames"] = np.clip(frames, 0, 255).astype(np.uint8)

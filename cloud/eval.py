@@ -28,9 +28,10 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
-from cloud.data import QADataset, RecordingStore, WindowSpec, collate, load_records, resolve_dataset
+from cloud.data import FeatureCache, QADataset, RecordingStore, WindowSpec, collate, load_records, resolve_dataset
 from cloud.controls import CLOSED_CATEGORIES, CONTROLS, bench_figures, fit_priors, prior_answers, shuffled_records
 from cloud.data_engine.records import CATEGORIES, EVIDENCE, QARecord
 from cloud.data_engine.scoring import score
@@ -63,28 +64,48 @@ def snr_bin(snr_db: float | None) -> str:
 
 @torch.no_grad()
 def predict(model: AVTeacher, tokenizer: Tokenizer, dataset: QADataset, batch_size: int) -> list[dict[str, Any]]:
-    """Greedy answers for every record of ``dataset``, in order.
+    """Answers for every record of ``dataset``, in order.
 
-    Returns one dict per record: ``id``, ``prediction`` (text), ``reliability``
-    ([audio, visual] gate trust) and ``tag_probs`` (list in ``TAG_NAMES`` order).
-    The model is put in eval mode and left there.
+    A record that names its answer ``options`` (the closed-form SSA, TR, AVH)
+    is answered with the option of highest likelihood under the model; the
+    others (AVDN, AVSN narrations) by greedy decoding. Returns one dict per
+    record: ``id``, ``prediction`` (text), ``option_logprobs`` (closed-form
+    only), ``reliability`` ([audio, visual] gate trust) and ``tag_probs``
+    (list in ``TAG_NAMES`` order). The model is put in eval mode and left there.
     """
     model.eval()
     out = []
     for i in range(0, len(dataset), batch_size):
-        items = [dataset[j] for j in range(i, min(i + batch_size, len(dataset)))]
-        gen = model.generate(collate(items, tokenizer.pad_id))
-        for k, ids in enumerate(gen["ids"].tolist()):
-            rec = dataset.records[i + k]
-            out.append(
-                {
-                    "id": rec.id,
-                    "prediction": tokenizer.decode(ids),
-                    "reliability": [round(x, 4) for x in gen["reliability"][k].tolist()],
-                    "tag_probs": [round(x, 4) for x in gen["tag_probs"][k].tolist()],
-                }
-            )
+        rows = list(range(i, min(i + batch_size, len(dataset))))
+        batch = collate([dataset[j] for j in rows], tokenizer.pad_id)
+        enc = model.encode(batch)
+        records = [dataset.records[j] for j in rows]
+        options = [r.meta.get("options") or [] for r in records]
+        scored = model.option_logprobs(batch, [[tokenizer.encode(o) for o in opts] for opts in options], enc=enc)
+        free = [k for k, opts in enumerate(options) if not opts]
+        generated = {}
+        if free:
+            sub = {key: v[free] for key, v in batch.items() if v.shape[0] == len(rows)}
+            for k, ids in zip(free, model.generate(sub)["ids"].tolist()):
+                generated[k] = tokenizer.decode(ids)
+        tag_probs = torch.sigmoid(enc.tag_logits)
+        for k, rec in enumerate(records):
+            row: dict[str, Any] = {"id": rec.id}
+            if options[k]:
+                best = max(range(len(options[k])), key=lambda o: scored[k][o])
+                row["prediction"] = options[k][best]
+                row["option_logprobs"] = {o: round(lp, 4) for o, lp in zip(options[k], scored[k])}
+            else:
+                row["prediction"] = generated[k]
+            row["reliability"] = [round(x, 4) for x in enc.reliability[k].tolist()]
+            row["tag_probs"] = [round(x, 4) for x in tag_probs[k].tolist()]
+            out.append(row)
     return out
+
+
+def _on_token_grid(r: QARecord, model: AVTeacher) -> bool:
+    per_tok = model.cfg.mel_frames_per_token
+    return int(round(float(r.window_s[1]) * 100)) % per_tok == 0
 
 
 def _mean(xs: Sequence[float]) -> float:
@@ -121,8 +142,8 @@ def score_predictions(records: Sequence[QARecord], predictions: Sequence[dict[st
 
 
 def evaluate(model: AVTeacher, tokenizer: Tokenizer, records: Sequence[QARecord], store: RecordingStore,
-             spec: WindowSpec, train_records: Sequence[QARecord] | None, batch_size: int, seed: int = 0
-             ) -> dict[str, Any]:
+             spec: WindowSpec, train_records: Sequence[QARecord] | None, batch_size: int, seed: int = 0,
+             cache: FeatureCache | None = None) -> dict[str, Any]:
     """The model and its controls on ``records``.
 
     Returns ``{"predictions": [...], "scores": score_predictions(...), "systems":
@@ -132,7 +153,7 @@ def evaluate(model: AVTeacher, tokenizer: Tokenizer, records: Sequence[QARecord]
     or more recordings).
     """
     q, a = model.cfg.max_question_tokens, model.cfg.max_answer_tokens
-    dataset = QADataset(records, store, tokenizer, spec, q, a)
+    dataset = QADataset(records, store, tokenizer, spec, q, a, cache=cache)
     predictions = predict(model, tokenizer, dataset, batch_size)
     systems = {"model": [score(r, p["prediction"]) for r, p in zip(records, predictions)]}
     answers: dict[str, list[str]] = {}
@@ -143,7 +164,8 @@ def evaluate(model: AVTeacher, tokenizer: Tokenizer, records: Sequence[QARecord]
     if len({r.recording_id for r in records}) >= 2:
         moved = shuffled_records(records, seed)
         answers["shuffled"] = [p["prediction"] for p in
-                               predict(model, tokenizer, QADataset(moved, store, tokenizer, spec, q, a), batch_size)]
+                               predict(model, tokenizer, QADataset(moved, store, tokenizer, spec, q, a, cache=cache),
+                                       batch_size)]
     for control in CONTROLS:
         if control in answers:
             systems[control] = [score(r, x) for r, x in zip(records, answers[control])]
@@ -256,7 +278,9 @@ def run(cfg) -> dict[str, Any]:
     narration = (card.get("trained_on") or {}).get("narration", "av")
     train_records = load_records(cfg.qa_dir, f"train_{narration}") if cfg.controls else None
     t0 = time.perf_counter()
-    result = evaluate(model, tokenizer, records, store, spec, train_records, cfg.batch_size, cfg.seed)
+    # every window the data engine writes ends on the token grid: the exact cached path is faster
+    cache = FeatureCache(model, store) if all(_on_token_grid(r, model) for r in records) else None
+    result = evaluate(model, tokenizer, records, store, spec, train_records, cfg.batch_size, cfg.seed, cache)
     if not cfg.controls:
         result["figures"] = {"model": result["figures"]["model"]}
     seconds = time.perf_counter() - t0
@@ -289,3 +313,37 @@ def run(cfg) -> dict[str, Any]:
     tracker.artifact(out)
     tracker.end()
     return scores
+
+
+@torch.no_grad()
+def perception_scores(model: AVTeacher, store: RecordingStore, recording_ids: Sequence[str], spec: WindowSpec,
+                      n_windows: int = 64, seed: int = 0) -> dict[str, Any]:
+    """Per-token perception on ``n_windows`` random windows of ``recording_ids`` (held out).
+
+    Returns ``{"sound": {...}, "frame": {...}}``, each with the micro-averaged
+    ``precision``, ``recall``, ``f1`` at p > 0.5 over supervised entries, the
+    ``macro_f1`` over labels with positives, and ``n`` supervised positives.
+    """
+    from cloud.data import PerceptionWindows
+    from cloud.model.perception import FRAME_LABELS, SOUND_LABELS
+
+    model.eval()
+    windows = PerceptionWindows(store, list(recording_ids), spec, seed)
+    out: dict[str, Any] = {}
+    counts = {k: np.zeros((3, n)) for k, n in (("sound", len(SOUND_LABELS)), ("frame", len(FRAME_LABELS)))}
+    for start in range(0, n_windows, 16):
+        batch = collate(windows.batch(start, min(16, n_windows - start)))
+        p = model.perceive(batch)
+        for key, logits in (("sound", p["sound_logits"]), ("frame", p["frame_logits"])):
+            pred = (logits > 0).numpy()
+            target, mask = batch[key].numpy() > 0.5, batch[f"{key}_mask"].numpy() > 0.5
+            counts[key][0] += (pred & target & mask).sum((0, 1))
+            counts[key][1] += (pred & ~target & mask).sum((0, 1))
+            counts[key][2] += (~pred & target & mask).sum((0, 1))
+    for key, (tp, fp, fn) in counts.items():
+        prec, rec = tp.sum() / max(tp.sum() + fp.sum(), 1), tp.sum() / max(tp.sum() + fn.sum(), 1)
+        has = (tp + fn) > 0
+        f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+        out[key] = {"precision": float(prec), "recall": float(rec), "f1": float(2 * prec * rec / max(prec + rec, 1e-9)),
+                    "macro_f1": float(f1[has].mean()) if has.any() else float("nan"), "n": int((tp + fn).sum())}
+    return out

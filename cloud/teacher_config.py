@@ -13,7 +13,7 @@ from cloud.model.config import ModelConfig
 from shared.config import (OptimConfig, TrackingConfig, check, check_choice, check_range, check_recipe_loop,
                            check_threads)
 
-__all__ = ["NARRATIONS", "EVAL_SPLITS", "DataConfig", "TrainConfig", "EvalConfig"]
+__all__ = ["NARRATIONS", "EVAL_SPLITS", "DataConfig", "PerceptionConfig", "TrainConfig", "EvalConfig"]
 
 NARRATIONS = ("av", "visual")
 EVAL_SPLITS = ("train_av", "train_visual", "val_av", "val_visual", "bench")
@@ -46,6 +46,24 @@ class DataConfig:
 
 
 @dataclass
+class PerceptionConfig:
+    """Per-token perception: pre-training of the encoders, then cached features."""
+
+    steps: int = 1500  # windows of train recordings, per-token loss only; 0 = no pre-training
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight: float = 1.0  # per-token loss next to the per-record answer loss in the QA phase
+    cache: bool = True  # QA phase: encoders frozen, their per-token outputs cached per recording
+
+    def __post_init__(self) -> None:
+        p = "perception."
+        check_range(p + "steps", self.steps, 0, 10_000_000)
+        check_range(p + "batch_size", self.batch_size, 1, 4096)
+        check_range(p + "lr", self.lr, 0.0, 1.0, lo_open=True)
+        check_range(p + "weight", self.weight, 0.0)
+
+
+@dataclass
 class TrainConfig:
     """``earshot train``: train the audio-visual teacher on instruction QA."""
 
@@ -53,7 +71,6 @@ class TrainConfig:
     seed: int = 0
     max_steps: int = 1200
     batch_size: int = 32  # global: split evenly over torchrun processes
-    tag_weight: float = 0.5
     log_every: int = 25
     eval_every: int = 400
     checkpoint_every: int = 200
@@ -61,13 +78,13 @@ class TrainConfig:
     resume: bool = True
     threads: int = 1  # torch threads per process; 0 = cores / processes
     data: DataConfig = field(default_factory=DataConfig)
+    perception: PerceptionConfig = field(default_factory=PerceptionConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     mlflow: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="earshot-teacher"))
 
     def __post_init__(self) -> None:
         check_recipe_loop(self)
-        check_range("tag_weight", self.tag_weight, 0.0)
         frames = self.data.audio_history_s * 100 / self.model.mel_frames_per_token
         check(
             abs(frames - round(frames)) < 1e-6,

@@ -9,6 +9,21 @@ builds everything in dependency order, ``_loss_step`` is the maths of one
 batch, ``train()`` is an explicit loop, ``cleanup()`` releases. No trainer
 framework; copy and modify.
 
+Two phases, so that QA steps are cheap (``cloud/model/teacher.py``):
+
+1. **Perception** (``perception.steps``): the encoders, the token context and
+   the per-token heads learn the world's exact labels on random windows of
+   the training recordings (sounds per 0.5 s token, actions and states per
+   frame). The result is saved to ``<out>/perception/``; a restarted run that
+   finds it skips this phase (a kill during it restarts the phase).
+2. **QA** (``max_steps``): with ``perception.cache`` the encoders are frozen
+   and their per-token outputs computed once per recording
+   (``cloud/data.py:FeatureCache``), so a step runs only the token context,
+   the heads, the gate, fusion and the decoder. The loss is the answer
+   cross-entropy averaged per record (a yes/no answer weighs as much as a
+   dense narration) plus ``perception.weight`` x the per-token loss.
+   Validation scores closed-form answers by option likelihood.
+
 Exact resume. A killed run, started again with the same ``out``, continues
 from its newest checkpoint and ends bit-for-bit where an uninterrupted run
 ends (``tests/cloud/test_train_teacher.py``). Three things make that true:
@@ -43,6 +58,7 @@ batch order are ``shared/training.py``'s, shared with ``distill/recipe.py``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from pathlib import Path
@@ -54,9 +70,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from cloud.data import QADataset, RecordingStore, WindowSpec, collate, load_records, resolve_dataset
-from cloud.eval import flat_metrics, predict, score_predictions
+from cloud.data import (FeatureCache, PerceptionWindows, QADataset, RecordingStore, WindowSpec, collate,
+                        load_records, resolve_dataset)
+from cloud.eval import flat_metrics, perception_scores, predict, score_predictions
 from cloud.model.io import VOCAB_FILE, WEIGHTS_FILE, save_teacher
+from cloud.model.perception import FRAME_LABELS, SOUND_LABELS
 from cloud.model.teacher import AVTeacher
 from cloud.model.tokenizer import Tokenizer
 from cloud.teacher_config import TrainConfig
@@ -66,9 +84,12 @@ from shared.training import (batch_indices, check_resume_config, latest_checkpoi
                              make_adamw, read_state, replace_folder, save_checkpoint, save_optimizer, seed_step,
                              set_lr)
 
-__all__ = ["MODEL_DIR", "RESUME_MAY_CHANGE", "TrainRecipe", "run"]
+__all__ = ["MODEL_DIR", "PERCEPTION_DIR", "RESUME_MAY_CHANGE", "TrainRecipe", "run", "perception_loss",
+           "label_word_ids"]
 
 MODEL_DIR = "model"
+PERCEPTION_DIR = "perception"
+_PERCEPTION_STATE = "perception_state.json"
 # Config keys a resumed run may change: they steer logging and evaluation, not the maths.
 RESUME_MAY_CHANGE = {
     "max_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "resume", "threads",
@@ -85,7 +106,7 @@ class TrainRecipe:
         self.seed = cfg.seed
         self.max_steps = cfg.max_steps
         self.batch_size = cfg.batch_size
-        self.tag_weight = cfg.tag_weight
+        self.perception_weight = cfg.perception.weight
         self.grad_clip = cfg.optim.grad_clip
         self.log_every, self.eval_every = cfg.log_every, cfg.eval_every
         self.checkpoint_every, self.keep_checkpoints = cfg.checkpoint_every, cfg.keep_checkpoints
@@ -96,6 +117,7 @@ class TrainRecipe:
         self.resumed_from: int | None = None
         self.mlflow_run_id: str | None = None
         self.last_loss: float | None = None  # of the last step run by this process
+        self.last_ce: float | None = None  # its answer part
         self.last_scores: dict[str, Any] | None = None  # of the last evaluation (rank 0)
 
     # --- setup ----------------------------------------------------------------------
@@ -121,7 +143,9 @@ class TrainRecipe:
         if checkpoint is not None:
             self.tokenizer = Tokenizer.load(checkpoint / VOCAB_FILE)
         else:
-            self.tokenizer = Tokenizer.build(t for r in self.train_records for t in (r.question, r.answer))
+            # every perception label is a word, so each can be mixed into the prefix (label_word_ids)
+            labels = " ".join((*SOUND_LABELS, *FRAME_LABELS))
+            self.tokenizer = Tokenizer.build([labels, *(t for r in self.train_records for t in (r.question, r.answer))])
 
         # Datasets share one store, so each recording is decoded once per process.
         self.spec = WindowSpec(
@@ -131,17 +155,26 @@ class TrainRecipe:
             frame_size_px=cfg.model.frame_size_px,
             n_mels=cfg.model.n_mels,
         )
-        store = RecordingStore(resolve_dataset(cfg.data.qa_dir, cfg.data.dataset), self.spec.frame_size_px, self.spec.n_mels)
+        self.store = RecordingStore(resolve_dataset(cfg.data.qa_dir, cfg.data.dataset), self.spec.frame_size_px,
+                                    self.spec.n_mels)
         q, a = cfg.model.max_question_tokens, cfg.model.max_answer_tokens
-        self.train_set = QADataset(self.train_records, store, self.tokenizer, self.spec, q, a)
-        self.val_set = QADataset(self.val_records, store, self.tokenizer, self.spec, q, a)
+        self.train_set = QADataset(self.train_records, self.store, self.tokenizer, self.spec, q, a)
+        self.val_set = QADataset(self.val_records, self.store, self.tokenizer, self.spec, q, a)
 
         # The model after the tokenizer (vocabulary size) and after seeding, so every
         # process starts from the same weights (DDP would broadcast rank 0's anyway).
         torch.manual_seed(self.seed)
-        self.model = AVTeacher(cfg.model, len(self.tokenizer), self.tokenizer.pad_id, self.tokenizer.bos_id, self.tokenizer.eos_id)
+        self.model = AVTeacher(cfg.model, len(self.tokenizer), self.tokenizer.pad_id, self.tokenizer.bos_id,
+                               self.tokenizer.eos_id, label_word_ids=label_word_ids(self.tokenizer))
 
-        # AdamW over the model's parameters: matrices decay, biases and norms do not.
+        # Perception is done when a QA checkpoint or the perception folder exists.
+        self.perception_done = checkpoint is not None or cfg.perception.steps == 0
+        if checkpoint is None and (self.out / PERCEPTION_DIR / _PERCEPTION_STATE).is_file():
+            self._load_perception()
+
+        # Frozen encoders before the optimizer, which then holds only what the QA phase trains.
+        # AdamW: matrices decay, biases and norms do not.
+        self._freeze_encoders(cfg.perception.cache)
         self.optimizer = make_adamw(self.model.parameters(), cfg.optim)
 
         # Resume into the plain module and optimizer, before DDP wraps them.
@@ -163,18 +196,116 @@ class TrainRecipe:
     # --- one batch ------------------------------------------------------------------
 
     def _loss_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(total, answer cross-entropy per answer token, tag BCE)."""
+        """(total, answer cross-entropy averaged per record, per-token perception BCE)."""
         out = self.ddp(batch)
-        logits = out["logits"]
-        ce = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), batch["answer_out"].reshape(-1), ignore_index=self.tokenizer.pad_id
-        )
-        tag = F.binary_cross_entropy_with_logits(out["tag_logits"], batch["tags"])
-        return ce + self.tag_weight * tag, ce, tag
+        target = batch["answer_out"]
+        token_ce = F.cross_entropy(out["logits"].transpose(1, 2), target, ignore_index=self.tokenizer.pad_id,
+                                   reduction="none")
+        real = (target != self.tokenizer.pad_id).to(token_ce.dtype)
+        ce = ((token_ce * real).sum(1) / real.sum(1).clamp_min(1.0)).mean()
+        perc = perception_loss(out, batch)
+        return ce + self.perception_weight * perc, ce, perc
+
+    # --- phase 1: perception --------------------------------------------------------
+
+    def _freeze_encoders(self, frozen: bool) -> None:
+        for module in (self.model.audio_encoder, self.model.visual_encoder):
+            for p in module.parameters():
+                p.requires_grad_(not frozen)
+
+    def _perception_parts(self) -> list[torch.nn.Module]:
+        m = self.model
+        return [m.audio_encoder, m.visual_encoder, m.audio_context, m.visual_context, m.sound_head, m.frame_head]
+
+    def pretrain_perception(self) -> None:
+        """Phase 1: the per-token loss alone on random windows of the training recordings.
+
+        Every process runs the same batches (the phase is short; its result must be
+        identical everywhere), then rank 0 writes ``<out>/perception/``."""
+        cfg = self.cfg.perception
+        self._freeze_encoders(False)
+        params = [p for part in self._perception_parts() for p in part.parameters()]
+        opt = make_adamw(params, dataclasses.replace(self.cfg.optim, lr=cfg.lr))
+        windows = PerceptionWindows(self.store, sorted({r.recording_id for r in self.train_records}), self.spec,
+                                    self.seed, augment=True)
+        schedule = dataclasses.replace(self.cfg.optim, lr=cfg.lr)
+        t0 = time.perf_counter()
+        for step in range(cfg.steps):
+            seed_step(self.seed + 7, step)  # its own stream: the QA phase's steps are not shifted
+            set_lr(opt, lr_at(step, schedule, cfg.steps))
+            batch = collate(windows.batch(step, cfg.batch_size))
+            self.model.train()
+            loss = perception_loss(self.model.perceive(batch), batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+            opt.step()
+            self._log({"perception/loss": loss.item()}, step + 1)
+            if self.is_main and ((step + 1) % self.log_every == 0 or step + 1 == cfg.steps):
+                rate = (step + 1) / max(time.perf_counter() - t0, 1e-9)
+                print(f"perception {step + 1}/{cfg.steps}  loss {loss.item():.4f}  {rate:.2f} steps/s", flush=True)
+                self.tracker.flush()
+        opt.zero_grad(set_to_none=True)  # no stale gradient may reach the QA phase's clipping
+        self._log({"perception/seconds": time.perf_counter() - t0}, cfg.steps)
+        val_ids = sorted({r.recording_id for r in self.val_records})
+        if self.is_main and val_ids:
+            scores = perception_scores(self.model, self.store, val_ids, self.spec)
+            self._log({f"perception/val_{k}_{m}": v for k, row in scores.items() for m, v in row.items()}, cfg.steps)
+            print("perception on val recordings: " + "  ".join(
+                f"{k} F1 {100 * row['f1']:.1f} (P {100 * row['precision']:.1f} R {100 * row['recall']:.1f}, "
+                f"macro {100 * row['macro_f1']:.1f}, {row['n']} positives)" for k, row in scores.items()), flush=True)
+        if self.is_main:
+            def write(folder: Path) -> None:
+                save_teacher(folder, self.model, self.tokenizer, self._card_extra())
+                state = {"steps": cfg.steps, "seed": self.seed, "config": dataclasses.asdict(self.cfg)}
+                (folder / _PERCEPTION_STATE).write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
+
+            replace_folder(self.out / PERCEPTION_DIR, write)
+        self._barrier()
+        self.perception_done = True
+
+    def _load_perception(self) -> None:
+        folder = self.out / PERCEPTION_DIR
+        state = json.loads((folder / _PERCEPTION_STATE).read_text(encoding="utf-8"))
+        keys = ("seed", "perception", "model", "data.qa_dir", "data.dataset", "data.frame_hz", "data.max_window_s")
+        then, now = flatten(state["config"]), flatten(dataclasses.asdict(self.cfg))
+        changed = sorted(k for k in set(then) | set(now) if k.startswith(keys) and then.get(k) != now.get(k)
+                         and k not in ("perception.weight",))
+        if changed:
+            raise UserError(f"out: {folder} was pre-trained with a different config ({', '.join(changed)}); "
+                            "pick a new out")
+        missing, unexpected = safetensors.torch.load_model(self.model, str(folder / WEIGHTS_FILE))
+        if missing or unexpected:
+            raise UserError(f"{folder / WEIGHTS_FILE}: missing {missing}, unexpected {unexpected}")
+        self.perception_done = True
+
+    def _build_cache(self) -> None:
+        """Phase 2 with frozen encoders: their per-token outputs, once per recording."""
+        if not self.cfg.perception.cache:
+            return
+        self.model.eval()
+        cache = FeatureCache(self.model, self.store)
+        ids = sorted({r.recording_id for r in (*self.train_records, *self.val_records)})
+        t0 = time.perf_counter()
+        from rich.progress import Progress
+
+        with Progress(disable=not self.is_main, transient=True) as bar:
+            task = bar.add_task("caching encoder features", total=len(ids))
+            for rid in ids:
+                cache.add(rid)
+                bar.advance(task)
+        self.train_set.cache = self.val_set.cache = cache
+        if self.is_main:
+            print(f"feature cache: {len(ids)} recordings in {time.perf_counter() - t0:.1f} s", flush=True)
 
     # --- the loop -------------------------------------------------------------------
 
     def train(self) -> None:
+        if not self.perception_done:
+            self.pretrain_perception()
+            self._freeze_encoders(self.cfg.perception.cache)
+        self._build_cache()
         t0, step0 = time.perf_counter(), self.step
         while self.step < self.max_steps:
             step = self.step
@@ -186,21 +317,21 @@ class TrainRecipe:
             batch = collate([self.train_set[i] for i in idx], self.tokenizer.pad_id)
 
             self.ddp.train()
-            loss, ce, tag = self._loss_step(batch)
+            loss, ce, perc = self._loss_step(batch)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+                torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], self.grad_clip)
             self.optimizer.step()
             self.step = step + 1
 
-            loss_v, ce_v, tag_v = self._mean_over_processes([loss.item(), ce.item(), tag.item()])
-            self.last_loss = loss_v
-            self._log({"train/loss": loss_v, "train/ce": ce_v, "train/tag": tag_v, "train/lr": lr}, self.step)
+            loss_v, ce_v, perc_v = self._mean_over_processes([loss.item(), ce.item(), perc.item()])
+            self.last_loss, self.last_ce = loss_v, ce_v
+            self._log({"train/loss": loss_v, "train/ce": ce_v, "train/perception": perc_v, "train/lr": lr}, self.step)
             if self.is_main and (self.step % self.log_every == 0 or self.step == self.max_steps):
                 rate = (self.step - step0) / max(time.perf_counter() - t0, 1e-9)
                 print(
-                    f"step {self.step}/{self.max_steps}  loss {loss_v:.4f}  ce {ce_v:.4f}  tag {tag_v:.4f}  "
+                    f"step {self.step}/{self.max_steps}  loss {loss_v:.4f}  ce {ce_v:.4f}  perception {perc_v:.4f}  "
                     f"lr {lr:.2e}  {rate:.2f} steps/s",
                     flush=True,
                 )
@@ -230,7 +361,10 @@ class TrainRecipe:
             self._log(flat_metrics(scores, "val"), self.step)
             self.tracker.flush()
             per_cat = "  ".join(f"{k} {100 * v:.1f}" for k, v in scores["category"].items())
-            print(f"eval step {self.step}: {per_cat}  overall {100 * scores['overall']:.1f}  ({time.perf_counter() - t0:.1f} s)", flush=True)
+            closed = scores["bench"].get("closed", {})
+            pairs = f"  pairs {100 * closed['pair']['value']:.1f}" if closed.get("pair") else ""
+            print(f"eval step {self.step}: {per_cat}  overall {100 * scores['overall']:.1f}{pairs}  "
+                  f"({time.perf_counter() - t0:.1f} s)", flush=True)
             self.last_scores = scores
         self._barrier()
         return scores
@@ -311,6 +445,22 @@ class TrainRecipe:
             tracker.end(failed=failed)
         if self.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def perception_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Masked BCE of the per-token heads: the mean over supervised sound entries and the
+    mean over supervised frame entries, averaged (``cloud/model/perception.py``)."""
+    parts = []
+    for logits, target, mask in ((out["sound_logits"], batch["sound"], batch["sound_mask"]),
+                                 (out["frame_logits"], batch["frame"], batch["frame_mask"])):
+        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        parts.append((bce * mask).sum() / mask.sum().clamp_min(1.0))
+    return sum(parts) / len(parts)
+
+
+def label_word_ids(tokenizer: Tokenizer) -> list[int]:
+    """Token id of every perception label as an answer word (no leading space), -1 if unknown."""
+    return [tokenizer.ids.get(l, tokenizer.ids.get(" " + l, -1)) for l in (*SOUND_LABELS, *FRAME_LABELS)]
 
 
 def run(cfg: TrainConfig) -> TrainRecipe:

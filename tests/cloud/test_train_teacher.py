@@ -52,17 +52,22 @@ def mlflow_uri(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def overfit_run(qa_dir, tmp_path_factory, mlflow_uri):
-    """One in-process tiny run that overfits the 16 records, tracked in the tmp store."""
+    """One in-process tiny run that overfits the 16 records, tracked in the tmp store.
+
+    End to end from signals (``perception.cache=false``): 20 steps of perception
+    pre-training cannot make frozen encoders good enough to overfit with; the
+    cached path is what the resume test below runs."""
     out = tmp_path_factory.mktemp("overfit") / "out"
     cfg = compose_train(tiny_args(qa_dir, out, "max_steps=160", "eval_every=80", f"mlflow.tracking_uri={mlflow_uri}",
-                                  "mlflow.experiment=overfit"))
+                                  "mlflow.experiment=overfit", "perception.cache=false"))
     return run(cfg), mlflow_uri
 
 
 def test_tiny_training_reduces_loss_and_overfits_a_handful_of_records(overfit_run):
     recipe, _ = overfit_run
     assert recipe.step == 160 and recipe.last_loss is not None
-    assert recipe.last_loss < 0.25  # from ~3.7 (log of the vocabulary) at step 0
+    assert recipe.last_ce < 0.35  # per-record answer loss, from ~3.7 (log of the vocabulary) at step 0
+    assert (recipe.out / "perception" / "model.safetensors").is_file()  # phase 1 ran and was kept
     assert recipe.last_scores["overall"] >= 0.9, recipe.last_scores  # val = the training records
     assert (recipe.out / "model" / "model.safetensors").is_file()
 
@@ -121,7 +126,7 @@ def test_killed_run_resumes_and_ends_where_an_uninterrupted_run_ends(qa_dir, tmp
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7, msg=key)
     # The comparison can fail: the checkpoint the run was killed after is elsewhere.
-    assert not torch.allclose(at_kill["tag_head.weight"], a["tag_head.weight"])
+    assert not torch.allclose(at_kill["sound_head.weight"], a["sound_head.weight"])
 
     # One MLflow run across the kill, every step logged once.
     client = MlflowClient(tracking_uri=mlflow_uri)
