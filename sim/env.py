@@ -23,7 +23,7 @@ from edge.policy import ACTIONS, Observation, observation_size
 from shared.profiles import (
     DeviceProfile, EnergyMeter, NetworkProfile, inference_mj, load_device_profile, load_network_profile,
 )
-from sim.episode import DayPlan, Segment, TraceStatic, bind_segment, day_link, draw_day, fixed_day, slice_link
+from sim.episode import DayPlan, DayTables, Segment, TraceStatic, bind_segment, day_link, draw_day, fixed_day
 from sim.network import load_bandwidth_trace
 from sim.traces import KINDS, VARIANTS, TraceSet, load_traces
 
@@ -309,10 +309,12 @@ class OffloadEnv(gym.Env):
         rng = self.np_random
         self.plan = self._plan(rng, options or {})
         self._inv_day_s = 1.0 / self.plan.day_s if self.plan.day_s > 0 else 0.0
-        self._link, self._service, self._offsets = day_link(
+        link, service, self._offsets = day_link(
             rng, self.network, self.traces, self.plan, rate_corr=self.rate_corr,
             cloud_utilization=self.cloud_utilization, outage_every_s=self.outage_every_s,
             outage_mean_s=self.outage_mean_s, bandwidth_trace=self._bw_trace)
+        self._day = DayTables([self._static(k) for k in self.plan.recordings], link, service, self._offsets,
+                              self.network)
         lo, hi = self.battery_start_frac
         self.battery_start_mj = float(rng.uniform(lo, hi)) * self.device.battery_mj
         self._battery_mj = self.battery_start_mj
@@ -362,8 +364,7 @@ class OffloadEnv(gym.Env):
             return
         ts = self._static(plan.recordings[k])
         tr = ts.trace
-        a, b = self._offsets[k], self._offsets[k + 1]
-        self._seg = bind_segment(ts, slice_link(self._link, a, b), self._service[:, a:b], self.network)
+        self._seg = bind_segment(ts, self._day, self._offsets[k])
         self._t_list, self._student_rows, self._conf_list = ts.t, tr.student, ts.student_conf
         self._in_segment = True
         self._hop_s = tr.hop_s
@@ -476,7 +477,7 @@ class OffloadEnv(gym.Env):
                 _LIGHT if kind == 0 else _AUDIO)
             v = self._send(s, ts, i, t, hop, v, c)
             if v >= 0:
-                tx, rx, air = s.tx[v][i], ts.rx[v][i], s.air_s[v][i]
+                tx, rx, air = s.tx[v][i], s.rx[v][i], s.air_s[v][i]
                 lat, ok = self._lat, s.ok[v][i]
             jpeg = self._jpeg
 
@@ -550,7 +551,7 @@ class OffloadEnv(gym.Env):
         self._lat = lat = (self._link_free_s - t) * 1000.0 + s.rest_ms[v][i]
         inflight.append(t + lat / 1000.0)
         c["bytes_sent"] += tx
-        c["bytes_received"] += ts.rx[v][i]
+        c["bytes_received"] += s.rx[v][i]
         c["frames_sent"] += ts.frames[v][i]
         return v
 
@@ -642,7 +643,12 @@ class OffloadEnv(gym.Env):
         since = (t - self._last_offload_t) * 0.1
         v[k + 8] = since if since < 1.0 else 1.0
         if self._inflight:
-            v[k + 9] = min(1.0, sum(1 for c in self._inflight if c > t) / 4.0)
+            pending = 0
+            for c in self._inflight:
+                if c > t:
+                    pending += 1
+            if pending:
+                v[k + 9] = pending * 0.25 if pending < 4 else 1.0
         if self._camera_prev:
             v[k + 11] = 1.0
         day = 1.0 - self._day_elapsed_s * self._inv_day_s

@@ -25,7 +25,7 @@ from shared.profiles import NetworkProfile
 from sim.network import LinkDraw, draw_service_ms
 from sim.traces import KINDS, VARIANTS, Trace, TraceSet
 
-__all__ = ["DayPlan", "draw_day", "fixed_day", "TraceStatic", "Segment", "bind_segment", "day_link", "slice_link",
+__all__ = ["DayPlan", "draw_day", "fixed_day", "TraceStatic", "DayTables", "Segment", "bind_segment", "day_link",
            "VARIANT_KIND"]
 
 #: The offload kind of each capture variant (index into KINDS), in VARIANTS order.
@@ -92,7 +92,6 @@ class TraceStatic:
         self.late_queries = list(tr.late_queries)
         self.student_ms = tr.student_ms.tolist()
         self.student_conf = tr.student_confidence.tolist()
-        self.rx = tr.bytes_down.tolist()
         # The observation entries that depend neither on the policy nor on the link
         # (edge.policy.observation_vector layout); the link's three columns are set per draw.
         nt, ns = len(tr.trigger_labels), len(tr.student_labels)
@@ -119,37 +118,67 @@ class Segment:
     download), ``air_s`` (radio airtime).
     """
 
-    __slots__ = ("st", "trace", "T", "link_up", "tx", "ok", "up_ms", "rest_ms", "air_s", "static_obs", "obs_rtt",
-                 "obs_mbps", "obs_up")
+    __slots__ = ("st", "trace", "T", "link_up", "tx", "rx", "ok", "up_ms", "rest_ms", "air_s", "static_obs",
+                 "obs_rtt", "obs_mbps", "obs_up")
 
 
-def bind_segment(st: TraceStatic, link: LinkDraw, service_ms: np.ndarray, net: NetworkProfile) -> Segment:
-    """Bind a trace's static part to its link slice and drawn service times ([V, T] ms, NaN: none)."""
-    tr = st.trace
+class DayTables:
+    """Every link-dependent number of a day, computed at reset in one pass over all its hops
+    (numpy over the whole day, then one ``tolist`` per table); recordings take slices of it."""
+
+    def __init__(self, statics: Sequence[TraceStatic], link: LinkDraw, service_ms: np.ndarray,
+                 offsets: Sequence[int], net: NetworkProfile) -> None:
+        cat = (lambda f: np.concatenate([f(st.trace) for st in statics], axis=-1)) if statics else None
+        if statics:
+            bytes_up, bytes_down = cat(lambda t: t.bytes_up), cat(lambda t: t.bytes_down)
+            cloud_ok = cat(lambda t: t.cloud_ok)
+            obs = np.concatenate([st.obs for st in statics])
+        else:  # a day without recordings (never played)
+            bytes_up = bytes_down = np.zeros((len(VARIANTS), 0), np.int64)
+            cloud_ok = np.zeros((len(VARIANTS), 0), bool)
+            obs = np.zeros((0, 1), np.float32)
+        n = bytes_up.shape[1]
+        up, mbps, down = link.up[:n], link.uplink_mbps[None, :n], link.downlink_mbps[None, :n]
+        lost, rtt, queue = link.lost[None, :n], link.rtt_ms[:n], link.queue_units[None, :n]
+        up_bytes = bytes_up * (1 + lost)
+        down_ms = bytes_down * 8.0 / (down * 1e3)
+        self.tx = up_bytes.tolist()
+        self.rx = bytes_down.tolist()
+        self.ok = (cloud_ok & np.isfinite(service_ms[:, :n])).tolist()
+        self.up_ms = (up_bytes * 8.0 / (mbps * 1e3)).tolist()
+        self.rest_ms = (rtt[None, :] * (1 + lost) + np.nan_to_num(service_ms[:, :n]) * (1.0 + queue)
+                        + down_ms).tolist()
+        self.air_s = (up_bytes * 8.0 / (mbps * 1e6) + down_ms / 1000.0).tolist()
+        self.link_up = up.tolist()
+        # What the link looked like at the previous hop; a recording's first hop sees the profile's means.
+        first = np.zeros(n, bool)
+        first[np.asarray(offsets[:-1], int)[np.asarray(offsets[:-1], int) < n]] = True
+        rtt_prev = np.where(first, net.rtt_ms, np.roll(rtt, 1))
+        mbps_prev = np.where(first, net.uplink_mbps, np.roll(link.uplink_mbps[:n], 1))
+        up_prev = np.where(first, True, np.roll(up, 1))
+        self.obs_rtt, self.obs_mbps, self.obs_up = rtt_prev.tolist(), mbps_prev.tolist(), up_prev.tolist()
+        if statics:
+            c_up, c_rtt, c_mbps = statics[0].obs_link_cols
+            obs[:, c_up] = up_prev
+            obs[:, c_rtt] = np.minimum(1.0, rtt_prev / 1000.0)
+            obs[:, c_mbps] = np.minimum(1.0, np.log10(1.0 + mbps_prev) / 3.0)
+        self.obs = obs
+
+
+def bind_segment(st: TraceStatic, day: DayTables, a: int) -> Segment:
+    """The recording of ``st`` starting at hop ``a`` of the day: slices of the day's tables."""
+    b = a + st.T
     s = Segment()
-    s.st, s.trace, s.T = st, tr, st.T
-    s.link_up = link.up.tolist()
-    mbps, down = link.uplink_mbps[None, :], link.downlink_mbps[None, :]
-    lost = link.lost[None, :]
-    up_bytes = tr.bytes_up * (1 + lost)
-    s.tx = up_bytes.tolist()
-    s.ok = (tr.cloud_ok & np.isfinite(service_ms)).tolist()
-    s.up_ms = (up_bytes * 8.0 / (mbps * 1e3)).tolist()
-    down_ms = tr.bytes_down * 8.0 / (down * 1e3)
-    rest = link.rtt_ms[None, :] * (1 + lost) + np.nan_to_num(service_ms) * (1.0 + link.queue_units[None, :]) + down_ms
-    s.rest_ms = rest.tolist()
-    s.air_s = (up_bytes * 8.0 / (mbps * 1e6) + down_ms / 1000.0).tolist()
-    # What the link looked like at the previous hop (the profile's means before the first).
-    rtt_prev = np.concatenate([[net.rtt_ms], link.rtt_ms[:-1]])
-    mbps_prev = np.concatenate([[net.uplink_mbps], link.uplink_mbps[:-1]])
-    up_prev = np.concatenate([[True], link.up[:-1]])
-    s.obs_rtt, s.obs_mbps, s.obs_up = rtt_prev.tolist(), mbps_prev.tolist(), up_prev.tolist()
-    obs = st.obs.copy()
-    c_up, c_rtt, c_mbps = st.obs_link_cols
-    obs[:, c_up] = up_prev
-    obs[:, c_rtt] = np.minimum(1.0, rtt_prev / 1000.0)
-    obs[:, c_mbps] = np.minimum(1.0, np.log10(1.0 + mbps_prev) / 3.0)
-    s.static_obs = obs
+    s.st, s.trace, s.T = st, st.trace, st.T
+    s.link_up = day.link_up[a:b]
+    s.tx = [row[a:b] for row in day.tx]
+    s.rx = [row[a:b] for row in day.rx]
+    s.ok = [row[a:b] for row in day.ok]
+    s.up_ms = [row[a:b] for row in day.up_ms]
+    s.rest_ms = [row[a:b] for row in day.rest_ms]
+    s.air_s = [row[a:b] for row in day.air_s]
+    s.obs_rtt, s.obs_mbps, s.obs_up = day.obs_rtt[a:b], day.obs_mbps[a:b], day.obs_up[a:b]
+    s.static_obs = day.obs[a:b]
     return s
 
 
@@ -169,12 +198,6 @@ def day_link(rng: np.random.Generator, net: NetworkProfile, traces: TraceSet, pl
         a, b = offsets[n], offsets[n + 1]
         service[:, a:b] = draw_service_ms(rng, traces[k].service_ms, KINDS, b - a)[kinds]
     return link, service, offsets.tolist()
-
-
-def slice_link(link: LinkDraw, a: int, b: int) -> LinkDraw:
-    """Hops ``a:b`` of a day's link."""
-    return LinkDraw(up=link.up[a:b], uplink_mbps=link.uplink_mbps[a:b], downlink_mbps=link.downlink_mbps[a:b],
-                    rtt_ms=link.rtt_ms[a:b], lost=link.lost[a:b], queue_units=link.queue_units[a:b])
 
 
 def _bind_events(s: TraceStatic, tr: Trace, notify_s: float, cloud_tag_threshold: float) -> None:

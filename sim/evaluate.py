@@ -140,8 +140,11 @@ def _paired_queries(a: list[dict], b: list[dict]) -> tuple[list[float], list[flo
     return ta, tb, g
 
 
-def compare(rows: dict[str, dict], days: dict[str, list[dict]], seed: int = 0) -> dict[str, Any]:
-    """The targets at one budget (see the module docstring); ``days[label]`` are the label's days."""
+def compare(rows: dict[str, dict], days: dict[str, list[dict]], seed: int = 0,
+            names: dict[str, str] | None = None) -> dict[str, Any]:
+    """The targets at one budget (see the module docstring); ``days[label]`` are the label's days and
+    ``names[label]`` its policy's name (default: the label), which decides who counts as a heuristic."""
+    names = names or {label: label for label in rows}
     def queries(label):
         return [dict(r, day=d["day"]) for d in days.get(label, []) for r in d["query_log"]]
 
@@ -156,7 +159,7 @@ def compare(rows: dict[str, dict], days: dict[str, list[dict]], seed: int = 0) -
             out["never_on_target_met"] = iv.value <= 0.5
         except ValueError:
             out["never_on_vs_cloud"] = None
-    heur = [h for h in HEURISTICS if h in rows and rows[h].get("query_acc")]
+    heur = [label for label in rows if names.get(label) in HEURISTICS and rows[label].get("query_acc")]
     if heur:
         best = max(heur, key=lambda h: (acc(h), -rows[h]["power_mw"]["value"]))
         out["best_heuristic"] = best
@@ -237,12 +240,13 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """The results as a markdown table (query success and power with their intervals)."""
-    lines = ["| policy | cap mW | deadline ms | query success % | events % | power mW | battery out | frames % | "
-             "p95 ms |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| policy | cap mW | deadline ms | query success % | events % | power mW | battery out | throttled | "
+             "frames % | p95 ms |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         lines.append(f"| {r['policy']} | {r['power_cap_mw']:g} | {r['deadline_ms']:g} | {format_interval(r['query_acc'])} "
                      f"| {format_interval(r['events'])} | {format_interval(r['power_mw'], scale=1.0, digits=0)} "
-                     f"| {r['battery_out']:.0%} | {format_interval(r['frames_share'])} | {r['p95_ms']:.0f} |")
+                     f"| {r['battery_out']:.0%} | {r['throttled']:.0%} | {format_interval(r['frames_share'])} "
+                     f"| {r['p95_ms']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -251,14 +255,14 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     t = Table(title="earshot sim eval: held-out query success and cost (95% recording-level intervals)")
-    for c in ("policy", "cap mW", "deadline ms", "query success %", "events %", "power mW", "battery out", "frames %",
-              "p95 ms", "MB/h"):
+    for c in ("policy", "cap mW", "deadline ms", "query success %", "events %", "power mW", "battery out",
+              "throttled", "frames %", "p95 ms", "MB/h"):
         t.add_column(c, justify="left" if c == "policy" else "right")
     for r in rows:
         t.add_row(r["policy"], f"{r['power_cap_mw']:g}", f"{r['deadline_ms']:g}", format_interval(r["query_acc"]),
                   format_interval(r["events"]), format_interval(r["power_mw"], scale=1.0, digits=0),
-                  f"{r['battery_out']:.0%}", format_interval(r["frames_share"]), f"{r['p95_ms']:.0f}",
-                  f"{r['mb_per_h']:.1f}")
+                  f"{r['battery_out']:.0%}", f"{r['throttled']:.0%}", format_interval(r["frames_share"]),
+                  f"{r['p95_ms']:.0f}", f"{r['mb_per_h']:.1f}")
     Console(width=200).print(t)
 
 
@@ -311,8 +315,9 @@ def run(cfg: SimEvalConfig) -> dict[str, Any]:
                     for r in dstats["query_log"]:
                         item_rows.append({"policy": label, "power_cap_mw": cap, "deadline_ms": budget.deadline_ms,
                                           "day": dstats["day"], **r})
+            names = {p.label or p.name: p.name for p in cfg.policies}
             targets.append({"budget": {"power_cap_mw": cap, "deadline_ms": budget.deadline_ms,
-                                       "uplink_kbps": budget.uplink_kbps}, **compare(by_label, days, cfg.seed)})
+                                       "uplink_kbps": budget.uplink_kbps}, **compare(by_label, days, cfg.seed, names)})
             env.close()
     wall_s = time.perf_counter() - t0
     with open(out / "results.csv", "w", newline="") as f:
