@@ -32,6 +32,7 @@ frames that end at a window's end are exactly ``LogMel`` of
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -156,7 +157,10 @@ def resize_frames(frames: np.ndarray, size_px: int) -> np.ndarray:
 
 
 class RecordingStore:
-    """Recordings of a dataset folder, decoded on first use and kept in memory."""
+    """Recordings of a dataset folder, decoded on first use and kept in memory.
+
+    A key ``<recording id>@<corruption>`` (``cloud/corrupt.py``) gives the
+    recording with one modality corrupted, made once from the clean one."""
 
     def __init__(self, dataset_root: str | Path, frame_size_px: int, n_mels: int) -> None:
         self.dataset = load_dataset(dataset_root)
@@ -168,6 +172,15 @@ class RecordingStore:
 
     def get(self, recording_id: str) -> CachedRecording:
         cached = self._cache.get(recording_id)
+        if cached is None and "@" in recording_id:
+            from cloud.corrupt import corrupt
+
+            base, kind = recording_id.split("@", 1)
+            try:
+                cached = corrupt(self.get(base), base, kind, self.front_end.cfg.log_offset)
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
+            self._cache[recording_id] = cached
         if cached is None:
             try:
                 rec = self.dataset.load(recording_id)
@@ -281,10 +294,14 @@ class QADataset:
         max_answer_tokens: int,
         cache: "FeatureCache | None" = None,
         token_s: float = 0.5,
+        corrupt_share: float = 0.0,
     ) -> None:
         self.records, self.store, self.tokenizer, self.spec = list(records), store, tokenizer, spec
         self.max_question_tokens, self.max_answer_tokens = max_question_tokens, max_answer_tokens
         self.cache, self.token_s = cache, token_s
+        # Where each record's signals come from: its recording, or a corrupted copy
+        # (meta "corrupt", or drawn for a share of the records when training for trust).
+        self.keys = [signal_key(r, corrupt_share) for r in self.records]
         self._silence = float(math.log(store.front_end.cfg.log_offset))
         # Tokenise once: the same records are read every epoch.
         self._text = [self._encode_text(r) for r in self.records]
@@ -303,17 +320,35 @@ class QADataset:
         )
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        r = self.records[i]
+        r, key = self.records[i], self.keys[i]
         start, end = float(r.window_s[0]), float(r.window_s[1])
-        rec = self.store.get(r.recording_id)
+        rec = self.store.get(key)
         if self.cache is not None:
-            item = self.cache.window(r.recording_id, start, end, self.spec, self.token_s)
+            item = self.cache.window(key, start, end, self.spec, self.token_s)
         else:
             item = window_signals(rec.mel, 0.0, rec.frames, rec.frame_times_s, start, end, self.spec, self._silence)
         question, answer_in, answer_out = self._text[i]
+        targets = window_targets(rec.annotations, item, self.spec, self.token_s)
+        if "@" in key:  # nothing to learn per token from a destroyed modality
+            targets["sound_mask" if key.split("@", 1)[1].startswith("audio") else "frame_mask"][:] = 0.0
         item.update(t_query_s=float(r.t_query_s), question_ids=question, answer_in=answer_in, answer_out=answer_out,
-                    **window_targets(rec.annotations, item, self.spec, self.token_s))
+                    **targets)
         return item
+
+
+def signal_key(r: QARecord, corrupt_share: float = 0.0) -> str:
+    """The store key of a record's signals: ``meta["corrupt"]`` if set; else, for
+    ``corrupt_share`` of the records (a hash of the record id decides), an audio or a
+    video corruption at equal odds (``cloud/corrupt.py``); else the recording itself."""
+    kind = r.meta.get("corrupt")
+    if kind is None and corrupt_share > 0:
+        from cloud.corrupt import AUDIO_CORRUPTIONS, VIDEO_CORRUPTIONS
+
+        h = int.from_bytes(hashlib.sha256(r.id.encode()).digest()[:8], "big") / 2**64
+        if h < corrupt_share:
+            pool = AUDIO_CORRUPTIONS if h < corrupt_share / 2 else VIDEO_CORRUPTIONS
+            kind = pool[int(h * 1e6) % len(pool)]
+    return f"{r.recording_id}@{kind}" if kind else r.recording_id
 
 
 def window_targets(ann: Annotations, item: dict[str, Any], spec: WindowSpec, token_s: float) -> dict[str, np.ndarray]:

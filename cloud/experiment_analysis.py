@@ -1,6 +1,6 @@
 """What each experiment measures: bench breakdowns, result tables and targets.
 
-``earshot experiment`` (``cloud/experiments.py``) trains two variants and
+``earshot experiment`` (``pipelines/experiments.py``) trains two variants and
 scores both on the same bench; this module turns their predictions into
 numbers (`breakdown`), picks the columns each experiment reports (`TABLES`)
 and checks the experiment's targets (`check_targets`). Torch-free, so the

@@ -1,7 +1,7 @@
 """``docs/results.md``, generated from the experiments' ``results.json`` files.
 
 Every number in the document comes from a ``<out>/<name>/results.json``
-written by ``earshot experiment`` (``cloud/experiments.py``); nothing is
+written by ``earshot experiment`` (``pipelines/experiments.py``); nothing is
 typed by hand. Prose that explains the numbers lives between the markers
 `NOTES_BEGIN` and `NOTES_END` in the document and is carried over verbatim
 when the document is regenerated.

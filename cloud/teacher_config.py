@@ -32,6 +32,7 @@ class DataConfig:
     max_window_s: float = 10.0  # frame slots = max_window_s * frame_hz
     max_train_records: int = 0  # 0 = all
     max_val_records: int = 300  # evenly spaced subset for the periodic and final val
+    corrupt_share: float = 0.0  # training records whose audio or video is corrupted (cloud/corrupt.py; trust)
 
     def __post_init__(self) -> None:
         p = "data."
@@ -43,6 +44,7 @@ class DataConfig:
         check_range(p + "max_window_s", self.max_window_s, 1.0, 30.0, unit="s")
         check_range(p + "max_train_records", self.max_train_records, 0)
         check_range(p + "max_val_records", self.max_val_records, 0)
+        check_range(p + "corrupt_share", self.corrupt_share, 0.0, 1.0)
 
 
 @dataclass

@@ -158,7 +158,8 @@ class TrainRecipe:
         self.store = RecordingStore(resolve_dataset(cfg.data.qa_dir, cfg.data.dataset), self.spec.frame_size_px,
                                     self.spec.n_mels)
         q, a = cfg.model.max_question_tokens, cfg.model.max_answer_tokens
-        self.train_set = QADataset(self.train_records, self.store, self.tokenizer, self.spec, q, a)
+        self.train_set = QADataset(self.train_records, self.store, self.tokenizer, self.spec, q, a,
+                                   corrupt_share=cfg.data.corrupt_share)
         self.val_set = QADataset(self.val_records, self.store, self.tokenizer, self.spec, q, a)
 
         # The model after the tokenizer (vocabulary size) and after seeding, so every
@@ -286,7 +287,7 @@ class TrainRecipe:
             return
         self.model.eval()
         cache = FeatureCache(self.model, self.store)
-        ids = sorted({r.recording_id for r in (*self.train_records, *self.val_records)})
+        ids = sorted({*self.train_set.keys, *self.val_set.keys})
         t0 = time.perf_counter()
         from rich.progress import Progress
 

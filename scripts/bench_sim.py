@@ -22,7 +22,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "sim")]
+sys.path[:0] = [str(ROOT)]  # the repository: shared, sim, and tests.helpers (the trace double)
 
 import numpy as np  # noqa: E402
 
@@ -75,7 +75,7 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="bench_sim_")
     traces = args.traces
     if traces is None:
-        from trace_double import make_trace_dir
+        from tests.helpers.trace_double import make_trace_dir
 
         traces = str(make_trace_dir(Path(tmp) / "traces", n=3, duration_s=30.0))
     load = os.getloadavg()[0]

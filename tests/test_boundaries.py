@@ -1,25 +1,31 @@
-"""Keep ARCHITECTURE.md section 2 true: who may import whom, and no pickle.
+"""Keep ARCHITECTURE.md section 2 and docs/architecture.md true: who may import whom, no
+import cycles, no verb run as a subprocess by a library package, and no pickle.
 
-| folder   | may import (of the project) |
-| shared/  | nothing                     |
-| sim/     | shared, edge                |
-| cloud/   | shared                      |
-| distill/ | shared, cloud               |
-| edge/    | shared                      |
+| folder     | may import (of the project) |
+| shared/    | nothing                     |
+| sim/       | shared, edge                |
+| cloud/     | shared                      |
+| distill/   | shared, cloud               |
+| edge/      | shared                      |
+| pipelines/ | everything (orchestration)  |
 """
 import ast
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("shared", "sim", "cloud", "distill", "edge")
+PACKAGES = ("shared", "sim", "cloud", "distill", "edge", "pipelines")
+#: The library packages: everything but the orchestration layer.
+LIBRARIES = ("shared", "sim", "cloud", "distill", "edge")
 ALLOWED = {
     "shared": set(),
     "sim": {"shared", "edge"},
     "cloud": {"shared"},
     "distill": {"shared", "cloud"},
     "edge": {"shared"},
+    "pipelines": set(LIBRARIES),
 }
 # Serialisation that can execute code on load: never on the wire or for models.
 FORBIDDEN_MODULES = {"pickle", "cPickle", "dill", "cloudpickle", "shelve", "marshal"}
@@ -63,7 +69,7 @@ def test_the_checker_catches_a_violation(tmp_path, monkeypatch):
     fake_root = tmp_path
     (fake_root / "edge").mkdir()
     (fake_root / "edge" / "bad.py").write_text("def f():\n    from cloud.model import Teacher\n")
-    monkeypatch.setattr(__import__(__name__), "ROOT", fake_root)
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", fake_root)
     assert violations("edge", ALLOWED["edge"]) == ["edge/bad.py:2 imports cloud"]
 
 
@@ -175,3 +181,42 @@ def test_the_cycle_finder_catches_a_cycle(tmp_path):
     graph = import_graph(tmp_path, ("cloud",))
     assert graph["cloud.eval"] == {"cloud.train"}
     assert cycles(graph) == [["cloud.train", "cloud.verbs"]]
+
+
+# --- library packages run no verbs ---------------------------------------------------------
+
+_SPAWN = {"run", "Popen", "call", "check_call", "check_output"}
+
+
+def verb_subprocesses(package: str) -> list[str]:
+    """Subprocess calls in ``package`` that start the ``earshot`` console script, ``shared.cli``
+    or a Python script (``sys.executable``): orchestration, which belongs in ``pipelines/``."""
+    bad = []
+    for path in files_of(package):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _SPAWN
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "subprocess"):
+                continue
+            inner = list(ast.walk(node))
+            words = [n.value for n in inner if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+            python = any(isinstance(n, ast.Attribute) and n.attr == "executable" for n in inner)
+            if python or any(w == "earshot" or "shared.cli" in w for w in words):
+                bad.append(f"{path.relative_to(ROOT)}:{node.lineno} runs a verb or a Python script")
+    return bad
+
+
+@pytest.mark.parametrize("package", LIBRARIES)
+def test_library_packages_run_no_verbs(package):
+    assert verb_subprocesses(package) == []
+
+
+def test_the_subprocess_check_catches_a_verb(tmp_path, monkeypatch):
+    (tmp_path / "cloud").mkdir()
+    (tmp_path / "cloud" / "x.py").write_text(
+        "import subprocess, sys\n"
+        "def f():\n    subprocess.run(['earshot', 'synth'])\n"
+        "def g():\n    subprocess.run([sys.executable, '-m', 'shared.cli', 'instruct'])\n"
+        "def h():\n    subprocess.run(['espeak-ng', '--version'])\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert verb_subprocesses("cloud") == ["cloud/x.py:3 runs a verb or a Python script",
+                                          "cloud/x.py:5 runs a verb or a Python script"]

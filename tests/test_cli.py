@@ -12,9 +12,7 @@ import pytest
 from shared.cli import _split_flags, available_verbs
 from shared.recording import save_recording
 
-sys.path.insert(0, str(Path(__file__).parent / "shared"))
-from test_importers import epic_row, make_media, write_csv  # noqa: E402
-from test_recording import make_recording  # noqa: E402
+from tests.helpers.recordings import epic_row, make_media, make_recording, write_csv
 
 EARSHOT = shutil.which("earshot", path=str(Path(sys.executable).parent)) or shutil.which("earshot")
 

@@ -30,6 +30,7 @@ def demo(tmp_path_factory):
     return tmp / "demo", out.stdout
 
 
+@pytest.mark.slow  # the tiny demo end to end: minutes
 def test_demo_runs_every_stage(demo):
     folder, stdout = demo
     # The venv exists already (this test runs in it): a second set-up installs nothing.
@@ -55,6 +56,7 @@ def test_demo_runs_every_stage(demo):
     assert (folder / "mlflow.db").is_file()
 
 
+@pytest.mark.slow  # the tiny demo end to end: minutes
 def test_report_holds_every_section_with_numbers(demo):
     folder, _ = demo
     page = (folder / "report.html").read_text()
@@ -72,6 +74,7 @@ def test_report_holds_every_section_with_numbers(demo):
     assert page.count("data:image/png;base64,") >= 2  # Pareto plot and timeline
 
 
+@pytest.mark.slow  # the tiny demo end to end: minutes
 def test_report_renders_in_headless_chromium(demo, tmp_path):
     folder, _ = demo
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -97,6 +100,7 @@ def test_demo_refuses_a_bad_preset(tmp_path):
     assert out.returncode == 2 and "must be demo or tiny" in out.stdout
 
 
+@pytest.mark.slow  # the tiny demo end to end: minutes
 def test_bench_runs_every_part_on_the_demo_output(demo, tmp_path):
     folder, _ = demo
     out = subprocess.run([EARSHOT, "bench", f"run={folder}", "quick=true", f"out={tmp_path / 'bench'}"],

@@ -16,8 +16,7 @@ import pytest
 
 from shared.cli import available_verbs
 
-sys.path.insert(0, str(Path(__file__).parent / "shared"))
-from test_importers import epic_row, make_media, write_csv  # noqa: E402
+from tests.helpers.recordings import epic_row, make_media, write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -34,6 +33,9 @@ def _setup_nothing(cwd: Path) -> None:
 
 
 SETUP = {"import": _setup_import, "world": _setup_nothing, "pipeline": _setup_nothing}
+#: Blocks that take more than a few seconds (the pipeline block trains, distils and
+#: exports for minutes): they run in the full suite, not in ``scripts/test --fast``.
+SLOW_BLOCKS = {"world", "pipeline"}
 
 
 def readme_blocks() -> dict[str, list[str]]:
@@ -65,7 +67,8 @@ def test_every_documented_verb_exists():
             assert name in verbs, f"README documents 'earshot {words[1]}', which is not installed"
 
 
-@pytest.mark.parametrize("name", sorted(readme_blocks()))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_BLOCKS else n
+                                  for n in sorted(readme_blocks())])
 def test_readme_block_runs(name, tmp_path):
     SETUP[name](tmp_path)
     for line in readme_blocks()[name]:
@@ -87,6 +90,7 @@ def test_readme_block_runs(name, tmp_path):
         assert (tmp_path / "kitchen.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow  # starts the console script three times
 def test_help_commands_from_the_readme(tmp_path):
     # Every verb's config composes in tests/test_configs.py; here the three
     # documented forms run once each through the console script.

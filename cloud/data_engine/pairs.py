@@ -52,6 +52,7 @@ from cloud.data_engine.records import NONE_ANSWER
 __all__ = [
     "PAIR_CATEGORIES",
     "PAIR_FORMS",
+    "TWINS",
     "RESPONSE_LABELS",
     "CAUSE_LABELS",
     "PairParams",
@@ -77,6 +78,19 @@ RESPONSE_LABELS = ("open_oven", "open_microwave", "pour", "walk_to_door", "pick_
 CAUSE_LABELS = ("timer_beep", "alarm", "microwave_beep", "kettle_whistle", "doorbell", "knock", "phone_ring",
                 "phone_notification", "car_horn", "speech")
 _YES, _NO = "yes", "no"
+#: Labels that the other modality also shows: a sound with the action or state
+#: that makes it. An AVH question about one of them can be answered from either
+#: modality when the twin agrees (meta ``cross_modal``): the trust experiment
+#: corrupts one modality and asks them.
+TWINS: dict[str, tuple[str, ...]] = {
+    "chopping": ("chop",), "keyboard_typing": ("type",), "running_water": ("wash", "tap_running"),
+    "pouring": ("pour",), "sizzle": ("pan_steaming",), "kettle_whistle": ("kettle_steaming",),
+    "footsteps": ("walk", "walk_to_door"), "door_sound": ("open_door",),
+    "phone_ring": ("phone_screen_lit",), "phone_notification": ("phone_screen_lit",),
+}
+for _sound, _seen in list(TWINS.items()):
+    for _label in _seen:
+        TWINS[_label] = tuple(dict.fromkeys([*TWINS.get(_label, ()), _sound]))
 
 
 @dataclass(frozen=True)
@@ -248,14 +262,17 @@ def answer(probe: Probe, view: ContextGraph, full: ContextGraph, w0: float, p: P
         kind = {"sound": SOUND, "action": ACTION, "state": STATE}[f]
         pred = lambda n: n.kind == kind and n.label == key[0]  # noqa: E731
         hits = _in(view, w0, w1, p, pred)
+        twins = TWINS.get(key[0], ())
+        twin_in = bool(twins) and bool(_in(view, w0, w1, p, lambda n: n.label in twins))
         if hits:
             if kind == SOUND:
                 meta["offscreen"] = not any(n.on_screen is True for n in hits)
                 meta["event_snr_db"] = max((n.snr_db for n in hits if n.snr_db is not None), default=None)
-            return _YES, {**meta, "event_ids": [n.id for n in hits]}
+            return _YES, {**meta, "event_ids": [n.id for n in hits], "cross_modal": twin_in}
         if strict and _in(full, w0, w1, p, pred):
             return None, meta  # there, but not observable (inaudible, state out of frame)
-        return (_NO, {"event_ids": []}) if absent(pred) or not strict else (None, meta)
+        twin_out = bool(twins) and not _near(full, w0, w1, p, lambda n: n.label in twins)
+        return (_NO, {"event_ids": [], "cross_modal": twin_out}) if absent(pred) or not strict else (None, meta)
 
     if f in ("source", "visible"):
         pred = lambda n: n.kind == SOUND and n.label == key[0]  # noqa: E731

@@ -14,12 +14,17 @@ from pathlib import Path
 from shared.config import verb
 from sim.world.world_config import SheetConfig, SynthConfig
 
-__all__ = ["synth_main", "sheet_main"]
+__all__ = ["synth_main", "run_synth", "sheet_main"]
 
 
 @verb("synth", SynthConfig)
 def synth_main(cfg: SynthConfig) -> None:
     """Generate a synthetic egocentric dataset (recordings, splits, manifest)."""
+    run_synth(cfg)
+
+
+def run_synth(cfg: SynthConfig) -> dict:
+    """The verb's body: generate the dataset with a progress bar, print its summary, return the manifest."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -46,6 +51,7 @@ def synth_main(cfg: SynthConfig) -> None:
     elapsed = time.perf_counter() - t0
     print_summary(manifest["summary"], title=f"dataset {cfg.out}", console=console, elapsed_s=elapsed)
     console.print(f"wrote {Path(cfg.out) / MANIFEST_FILE}")
+    return manifest
 
 
 @verb("sheet", SheetConfig)

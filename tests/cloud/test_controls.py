@@ -9,7 +9,7 @@ from cloud.data_engine.pairs import PairParams
 from cloud.data_engine.qa import QAParams
 from cloud.data_engine.records import QARecord, read_jsonl
 from cloud.data_engine.scoring import score
-from tests.cloud.test_data_engine import write_dataset
+from tests.helpers.qa_world import write_dataset
 
 
 @pytest.fixture(scope="module")

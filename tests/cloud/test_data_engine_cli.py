@@ -16,8 +16,7 @@ from shared.dataset import load_dataset
 from cloud.data_engine.records import CATEGORIES, SPLIT_FILES, read_jsonl
 from cloud.data_engine.instruct_config import InstructConfig
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_data_engine import check_records, write_dataset  # noqa: E402
+from tests.helpers.qa_world import check_records, write_dataset  # noqa: E402
 
 EARSHOT = shutil.which("earshot", path=str(Path(sys.executable).parent)) or shutil.which("earshot")
 
@@ -38,6 +37,7 @@ def world(tmp_path_factory):
     return root / "world"
 
 
+@pytest.mark.slow  # earshot synth + instruct end to end
 def test_instruct_end_to_end_on_a_generated_dataset(world, tmp_path):
     out = run("instruct", f"dataset={world}", f"out={tmp_path / 'qa'}", "bench_per_category=3",
               "bench_pairs_per_category=3", "progress=false", cwd=tmp_path)
@@ -72,6 +72,7 @@ def test_instruct_end_to_end_on_a_generated_dataset(world, tmp_path):
             assert all(anns[r.recording_id].event(i).source_visible is True for i in r.meta["event_ids"]), r
 
 
+@pytest.mark.slow  # earshot synth + instruct end to end
 def test_same_command_same_bytes(world, tmp_path):
     for name in ("a", "b"):
         out = run("instruct", f"dataset={world}", f"out={tmp_path / name}", "windows_per_recording=3",

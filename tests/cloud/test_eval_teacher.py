@@ -15,8 +15,7 @@ from cloud.model.io import save_teacher
 from cloud.model.teacher import AVTeacher
 from cloud.model.tokenizer import Tokenizer
 
-sys.path.insert(0, str(Path(__file__).parent))
-from teacher_world import make_world  # noqa: E402
+from tests.helpers.teacher_world import make_world  # noqa: E402
 
 EARSHOT = str(Path(sys.executable).parent / "earshot")
 TINY = dict(audio_channels=16, frame_size_px=32, visual_channels=8, d_model=32, n_heads=2, decoder_layers=1, dropout=0.0)
@@ -44,6 +43,7 @@ def test_scores_per_category_evidence_and_snr_are_exact(qa_dir):
     assert metrics["bench/acc/TR"] == 1.0 and metrics["bench/gate_audio/snr_ge20"] == pytest.approx(0.8)
 
 
+@pytest.mark.slow  # earshot eval end to end
 def test_earshot_eval_prints_the_table_writes_predictions_and_logs_to_mlflow(qa_dir, tmp_path):
     from mlflow import MlflowClient
 

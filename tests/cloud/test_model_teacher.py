@@ -1,6 +1,4 @@
 """The teacher model: shapes, the shared clock, the gate, causality, EOS, save/load, data windows."""
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +16,7 @@ from shared.config import ConfigError
 from shared.features import FeatureConfig, LogMel
 from shared.recording import load_recording
 
-sys.path.insert(0, str(Path(__file__).parent))
-from teacher_world import make_signals, make_world  # noqa: E402
+from tests.helpers.teacher_world import make_signals, make_world  # noqa: E402
 
 torch.set_num_threads(1)
 TINY = dict(audio_channels=16, frame_size_px=32, visual_channels=8, d_model=32, n_heads=2,

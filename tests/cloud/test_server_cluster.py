@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from collections import Counter
@@ -17,9 +16,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from server_double import FakeBackend  # noqa: E402
-from server_harness import procs, request, start_double, time_limit  # noqa: E402,F401
+from tests.helpers.server_double import FakeBackend  # noqa: E402
+from tests.helpers.server_harness import procs, request, start_double, time_limit  # noqa: E402,F401
 
 from cloud.server.security import (CurveKeys, create_keypair, is_loopback, load_keypair,  # noqa: E402
                                    plan_security)

@@ -10,15 +10,12 @@ answered). The bounded loop stops by itself.
 from __future__ import annotations
 
 import random
-import sys
 import time
-from pathlib import Path
 
 import msgpack
 import zmq
 
-sys.path.insert(0, str(Path(__file__).parent))
-from server_harness import JPEG_STUB, procs, request, start_double, time_limit  # noqa: E402,F401
+from tests.helpers.server_harness import JPEG_STUB, procs, request, start_double, time_limit  # noqa: E402,F401
 
 import dataclasses  # noqa: E402
 

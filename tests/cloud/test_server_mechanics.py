@@ -2,21 +2,18 @@
 
 Batching, readiness, deadlines (queued, in flight, refused early), load
 shedding at 10x overload with bounded memory, graceful drain on SIGTERM.
-The double (tests/cloud/server_double.py) runs the product's cloud.server
+The double (tests/helpers/server_double.py) runs the product's cloud.server
 code around a backend that sleeps a set time per batch.
 """
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from server_harness import procs, request, rss_mb, start_double, time_limit  # noqa: E402,F401
+from tests.helpers.server_harness import procs, request, rss_mb, start_double, time_limit  # noqa: E402,F401
 
 from edge.client import Client, ClientError  # noqa: E402
 

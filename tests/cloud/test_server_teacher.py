@@ -9,14 +9,12 @@ decoding, tag head) and the client library.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from server_harness import (EARSHOT, JPEG_STUB, Proc, ping_until_ready, procs, time_limit,  # noqa: E402,F401
+from tests.helpers.server_harness import (EARSHOT, JPEG_STUB, Proc, ping_until_ready, procs, time_limit,  # noqa: E402,F401
                             wait_for_lines)
 
 from shared.protocol import AudioWindow, Frame, InferRequest  # noqa: E402
@@ -74,6 +72,7 @@ def check_result(result) -> None:
 
 
 @time_limit(90)
+@pytest.mark.slow  # real teacher processes
 def test_serve_real_teacher_with_curve_keys_then_sigterm(procs, tmp_path, checkpoint):
     from edge.client import Client, ClientError
 
@@ -119,6 +118,7 @@ def test_serve_real_teacher_with_curve_keys_then_sigterm(procs, tmp_path, checkp
 
 
 @time_limit(90)
+@pytest.mark.slow  # real teacher processes
 def test_broker_with_real_worker_and_non_loopback_refusal(procs, tmp_path, checkpoint):
     from edge.client import Client
 

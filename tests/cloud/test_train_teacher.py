@@ -14,11 +14,13 @@ from hydra.core.global_hydra import GlobalHydra
 
 from cloud.train import run
 from shared.training import latest_checkpoint
-from cloud.verbs import TrainConfig
+import cloud.verbs  # noqa: F401  (registers train_schema)
+from cloud.teacher_config import TrainConfig
 from shared.config import CONFIG_DIR, to_schema
 
-sys.path.insert(0, str(Path(__file__).parent))
-from teacher_world import make_world  # noqa: E402
+from tests.helpers.teacher_world import make_world
+
+pytestmark = pytest.mark.slow  # trains tiny teachers (kill + resume, torchrun)
 
 BIN = Path(sys.executable).parent
 EARSHOT = str(BIN / "earshot")

@@ -3,7 +3,11 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 from distill.tflite import tflite_status
+
+pytestmark = pytest.mark.slow  # needs the tiny distill runs and their exports (minutes)
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_edge_models.py"
 

@@ -24,6 +24,8 @@ from distill.students import example_inputs
 from shared.dataset import load_dataset
 from shared.model_card import load_model_card
 
+pytestmark = pytest.mark.slow  # needs the tiny distill runs and their exports (minutes)
+
 ATOL_FP32 = 1e-4
 ATOL_INT8 = 0.2
 MEAN_INT8 = 0.02

@@ -8,7 +8,9 @@ from distill.recipe import TARGETS_FILE, DistillRecipe, run
 from shared.training import latest_checkpoint
 from shared.config import UserError
 
-from conftest import compose_config, distill_overrides
+from tests.helpers.distill_world import compose_config, distill_overrides
+
+pytestmark = pytest.mark.slow  # needs the tiny distill runs (a minute)
 
 # Step-1 hard loss of the tiny trigger run: fixed by the seed, the student's
 # initialisation and the fixture world (not by the teacher, whose code may still change).

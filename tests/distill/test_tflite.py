@@ -22,6 +22,7 @@ def test_status_names_the_extra_when_it_is_missing(monkeypatch):
 
 
 @needs_extra
+@pytest.mark.slow  # needs the tiny distill export
 @pytest.mark.parametrize("student", ["trigger"])  # the av export fixture skips .tflite to save time (conftest)
 def test_tflite_program_has_a_card_and_agrees_with_eager_on_real_recordings(student, request, world):
     from distill.io import load_student

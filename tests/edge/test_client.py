@@ -6,20 +6,17 @@ behaviour is provoked exactly; the last one uses a real server process.
 """
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import zmq
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cloud"))
-from server_harness import procs, request, start_double, time_limit  # noqa: E402,F401
+from tests.helpers.server_harness import request, start_double, time_limit
 
-from edge.client import TOO_MANY_IN_FLIGHT, UNAVAILABLE, Client, ClientError  # noqa: E402
-from shared.protocol import ErrorCode, ErrorReply, InferRequest, Ping, Pong, Result, decode, encode  # noqa: E402
+from edge.client import TOO_MANY_IN_FLIGHT, UNAVAILABLE, Client, ClientError
+from shared.protocol import ErrorCode, ErrorReply, InferRequest, Ping, Pong, Result, decode, encode
 
 
 def outcome(fut):

@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 
-from conftest import EARSHOT, free_port, make_runtime, read_jsonl, start_server, wait_until
-from server_harness import procs, time_limit  # noqa: F401
+import pytest
+
+from tests.helpers.edge_world import EARSHOT, free_port, make_runtime, read_jsonl, start_server, wait_until
+from tests.helpers.server_harness import time_limit
+
+pytestmark = pytest.mark.slow  # a live earshot serve (killed and restarted)
 
 
 @time_limit(120)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from conftest import SCENES, TONES_HZ, make_runtime, read_jsonl
+from tests.helpers.edge_world import SCENES, TONES_HZ, make_runtime, read_jsonl
 
 HOP = 0.25
 

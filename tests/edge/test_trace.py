@@ -9,11 +9,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from conftest import SECONDS
-from server_harness import time_limit
-
 from shared.config import CONFIG_DIR, to_schema
 from shared.trace import CAPTURE_VARIANTS, TRACE_VERSION, TraceError, read_trace, write_trace
+from tests.helpers.edge_world import SECONDS
+from tests.helpers.server_harness import time_limit
 
 
 def _trace_config(overrides):
@@ -69,11 +68,7 @@ def test_trace_file_variants_and_service_times(edge_world, programs, server, tmp
 
 @time_limit(180)
 def test_trace_reader_refuses_what_the_format_forbids(tmp_path):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parents[1] / "sim"))
-    from trace_double import make_trace
+    from tests.helpers.trace_double import make_trace
 
     good = make_trace(tmp_path / "ok", "kitchen_t0")
     header, hops = read_trace(good)

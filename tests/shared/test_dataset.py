@@ -1,6 +1,5 @@
 """Dataset folders: manifest reading, splits, clear errors."""
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -8,8 +7,7 @@ import pytest
 from shared.dataset import load_dataset
 from shared.recording import RecordingError, save_recording
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_recording import make_recording  # noqa: E402
+from tests.helpers.recordings import make_recording
 
 
 def make_dataset(root: Path, splits=("train", "train", "val", "test")) -> Path:

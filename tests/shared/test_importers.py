@@ -1,12 +1,8 @@
 """Importing real media (mp4 with sound) and EPIC-SOUNDS-style CSV annotations."""
-import csv
-
-import av
 import numpy as np
 import pytest
 
 from shared.importers import (
-    EPIC_SOUNDS_COLUMNS,
     MediaImportError,
     import_mp4,
     parse_timestamp,
@@ -14,55 +10,7 @@ from shared.importers import (
 )
 from shared.recording import load_recording
 
-SRC_RATE = 44_100
-SRC_FPS = 30
-TONE_HZ = 440.0
-
-
-def make_media(path, seconds=3.0, size=(320, 240), audio=True):
-    """A 30 fps 320x240 mp4 whose red channel counts frames, with a stereo 440 Hz AAC track."""
-    w, h = size
-    with av.open(str(path), "w") as c:
-        vs = c.add_stream("libx264", rate=SRC_FPS)
-        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-        if audio:
-            aus = c.add_stream("aac", rate=SRC_RATE)
-            aus.layout = "stereo"
-        for i in range(int(seconds * SRC_FPS)):
-            img = np.zeros((h, w, 3), np.uint8)
-            img[..., 0] = 2 * i
-            img[:, : w // 2, 2] = 200  # left half blue: checks the centre crop
-            f = av.VideoFrame.from_ndarray(img, format="rgb24")
-            f.pts = i
-            c.mux(vs.encode(f))
-        c.mux(vs.encode(None))
-        if audio:
-            n = int(seconds * SRC_RATE)
-            x = (0.3 * np.sin(2 * np.pi * TONE_HZ * np.arange(n) / SRC_RATE)).astype(np.float32)
-            for s in range(0, n, 1024):
-                chunk = np.ascontiguousarray(np.stack([x[s : s + 1024]] * 2))
-                af = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
-                af.sample_rate, af.pts = SRC_RATE, s
-                c.mux(aus.encode(af))
-            c.mux(aus.encode(None))
-    return path
-
-
-def ts(seconds: float) -> str:
-    ms = int(round(seconds * 1000))
-    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
-
-
-def write_csv(path, rows):
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(EPIC_SOUNDS_COLUMNS)
-        w.writerows(rows)
-    return path
-
-
-def epic_row(aid, vid, t0, t1, cls, class_id, desc="a sound"):
-    return [aid, vid.split("_")[0], vid, ts(t0), ts(t1), int(t0 * 24000), int(t1 * 24000), desc, cls, class_id]
+from tests.helpers.recordings import TONE_HZ, epic_row, make_media, write_csv
 
 
 def test_parse_timestamp():

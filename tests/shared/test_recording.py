@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from shared.annotations import Annotations, AnnotationError, Event, FrameInfo, Query
+from shared.annotations import Annotations, AnnotationError
 from shared.recording import (
     Recording,
     RecordingError,
@@ -15,39 +15,7 @@ from shared.recording import (
     save_recording,
 )
 
-RATE = 16_000
-
-
-def make_recording(n_frames=30, seconds=3.0, seed=0) -> Recording:
-    rng = np.random.default_rng(seed)
-    audio = (rng.standard_normal(int(seconds * RATE)) * 4000).clip(-32768, 32767).astype(np.int16)
-    audio[:3] = [-32768, 32767, 0]  # extremes must survive
-    yy, xx = np.mgrid[0:128, 0:128]
-    frames = np.stack(
-        [np.stack([(xx * 2 + 5 * i) % 256, (yy * 2) % 256, np.full_like(xx, 40 + 4 * i)], -1) for i in range(n_frames)]
-    ).astype(np.uint8)
-    times = np.arange(n_frames) / 10.0
-    ann = Annotations(
-        recording_id="kitchen_0001",
-        duration_s=seconds,
-        environment="kitchen",
-        snr_db=12.5,
-        events=[
-            Event("e0", 0.2, 0.8, "timer_beep", "audio", source="oven", source_visible=False,
-                  snr_db=9.0, attrs={"pitch_hz": 2000.0, "origin": "procedural"}),
-            Event("e1", 1.5, 2.5, "open_oven", "visual", source="oven", source_visible=True, cause="e0"),
-            Event("e2", 1.6, 3.0, "oven_door_open", "visual", source="oven", cause="e1"),
-        ],
-        queries=[Query("q0", 2.8, "why did I open the oven?", "timer_beep", kind="cause", event_ids=["e0", "e1"])],
-        frames=FrameInfo(
-            camera_motion_deg_s=[float(i) for i in range(n_frames)],
-            hand_occlusion=[0.1] * n_frames,
-            blur_px=[0.0] * n_frames,
-        ),
-        objects=["oven", "pan"],
-        provenance={"kind": "synthetic", "seed": seed},
-    )
-    return Recording(audio, RATE, frames, times, ann)
+from tests.helpers.recordings import RATE, make_recording
 
 
 def test_round_trip(tmp_path):

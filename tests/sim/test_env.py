@@ -1,8 +1,6 @@
 """earshot/Offload-v0: the Gymnasium contract, strictness, determinism, energy, capture, days, budgets."""
 import dataclasses
 import math
-import sys
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -16,8 +14,7 @@ from sim.env import ENV_ID, Budget, OffloadEnv
 from sim.network import request_latency_ms
 from sim.traces import VARIANTS, load_traces
 
-sys.path.insert(0, str(Path(__file__).parent))
-from trace_double import BYTES_DOWN, BYTES_UP, DEFAULT_QUERIES, make_trace, make_trace_dir  # noqa: E402
+from tests.helpers.trace_double import BYTES_DOWN, BYTES_UP, DEFAULT_QUERIES, make_trace, make_trace_dir  # noqa: E402
 
 ONE = {"recording": "kitchen_t0"}  # a one-recording episode: no day around it
 

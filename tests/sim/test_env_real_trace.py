@@ -3,6 +3,7 @@ import math
 
 import gymnasium as gym
 import numpy as np
+import pytest
 from gymnasium.utils.env_checker import check_env
 
 import sim  # noqa: F401
@@ -11,6 +12,7 @@ from sim.env import ENV_ID
 from sim.traces import load_traces
 
 IMPORTANT = ("timer_beep", "doorbell", "phone_ring", "knock")
+pytestmark = pytest.mark.slow  # earshot trace against a live server first
 
 
 def test_real_traces_replay(real_traces):

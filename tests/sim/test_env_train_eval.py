@@ -14,8 +14,7 @@ from shared.config import CONFIG_DIR, to_schema
 from sim.config import SimEvalConfig, SimTrainConfig
 from sim.evaluate import pareto_front
 
-sys.path.insert(0, str(Path(__file__).parent))
-from trace_double import make_trace_dir  # noqa: E402
+from tests.helpers.trace_double import make_trace_dir  # noqa: E402
 
 EARSHOT = Path(sys.executable).parent / "earshot"
 
@@ -42,6 +41,7 @@ def trained(traces, tmp_path_factory):
     return run(cfg)
 
 
+@pytest.mark.slow  # PPO training / Hydra multirun
 def test_ppo_beats_random_and_exports_a_pte(trained):
     out = Path(trained["out"])
     assert trained["eval_return_mean"] > trained["random_return_mean"] + 0.3, trained
@@ -51,6 +51,7 @@ def test_ppo_beats_random_and_exports_a_pte(trained):
     assert len(trained["reward_curve"]) > 10
 
 
+@pytest.mark.slow  # PPO training / Hydra multirun
 def test_safetensors_reload_gives_the_same_actor(trained):
     import torch
 
@@ -64,6 +65,7 @@ def test_safetensors_reload_gives_the_same_actor(trained):
     assert np.allclose(ref, policy.logits(x[0]), atol=1e-5)
 
 
+@pytest.mark.slow  # PPO training / Hydra multirun
 def test_learned_policy_refuses_a_changed_program(trained, tmp_path):
     import shutil
 
@@ -75,6 +77,7 @@ def test_learned_policy_refuses_a_changed_program(trained, tmp_path):
         LearnedPolicy(str(pte))
 
 
+@pytest.mark.slow  # PPO training / Hydra multirun
 def test_eval_table_files_intervals_and_targets(traces, trained, tmp_path):
     from sim.evaluate import run
 
@@ -112,6 +115,7 @@ def test_pareto_front():
     assert pareto_front(pts) == [3, 0, 1]
 
 
+@pytest.mark.slow  # PPO training / Hydra multirun
 def test_multirun_over_budgets_with_joblib(traces, tmp_path):
     proc = subprocess.run(
         # (-m last: shared/cli.py puts its default hydra.* overrides before the user's arguments)

@@ -4,10 +4,14 @@ from __future__ import annotations
 import threading
 
 import msgpack
+import pytest
 import zmq
 
-from native_harness import native_bin, native_world, run_native  # noqa: F401  (fixtures)
-from server_harness import procs  # noqa: F401  (fixture; tests/cloud is on sys.path through tests/edge/conftest.py)
+from tests.helpers.edge_world import free_port
+from tests.helpers.native import run_native
+from tests.helpers.server_harness import EARSHOT, Proc
+
+pytestmark = pytest.mark.slow  # a live earshot serve
 
 
 def test_live_server_answers_the_recordings_queries(native_bin, native_world, programs, server, tmp_path):
@@ -96,15 +100,6 @@ def test_malformed_replies_become_fallbacks_and_the_run_completes(native_bin, na
 def test_curve_keys_allowed_client_gets_results_and_a_stranger_falls_back(native_bin, native_world, programs,
                                                                           teacher, procs, tmp_path):
     from cloud.server.security import create_keypair
-    from server_harness import EARSHOT, Proc, wait_for_lines  # noqa: F401  (tests/cloud on sys.path via conftest)
-
-    import socket
-
-    def free_port() -> int:  # not "from conftest import": tests/sim/conftest may own that name by now
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-
     keys = tmp_path / "keys"
     server_pub, server_sec = create_keypair(keys, "server")
     _, client_sec = create_keypair(keys, "glasses")

@@ -15,8 +15,8 @@ import math
 
 import pytest
 
-from conftest import make_runtime, read_jsonl  # tests/edge/conftest.py
-from native_harness import native_bin, native_world, run_native  # noqa: F401  (fixtures)
+from tests.helpers.edge_world import make_runtime, read_jsonl
+from tests.helpers.native import run_native
 
 SCORE_TOL = 1e-4
 ENERGY_REL_TOL = 0.02  # differs only through the JPEG bytes sent (radio energy)

@@ -5,7 +5,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from native_harness import ROOT, native_bin  # noqa: F401  (fixture)
+from tests.helpers.native import ROOT
 
 from shared.protocol import ErrorReply, Pong, Result, encode
 

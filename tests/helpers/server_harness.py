@@ -4,7 +4,7 @@
 - `procs` fixture: every process a test starts is registered there and killed
   (by its own pid) when the test ends, pass or fail.
 - `start_double(...)`: a server/broker/worker process around the test-double
-  backend (tests/cloud/server_double.py); `start_earshot(...)`: the real verbs.
+  backend (tests/helpers/server_double.py); `start_earshot(...)`: the real verbs.
 - `request(label)`: a small valid infer request whose trigger label the double echoes.
 """
 from __future__ import annotations
@@ -134,7 +134,7 @@ def ping_until_ready(endpoint: str, timeout: float = 30.0, proc: Proc | None = N
 
 def start_double(procs: list, tmp_path: Path, role: str, *args: str, name: str = "fake", ready: bool = True,
                  endpoint_lines: int | None = None) -> tuple[Proc, list[str]]:
-    """Start tests/cloud/server_double.py; returns (process, endpoints written by it)."""
+    """Start tests/helpers/server_double.py; returns (process, endpoints written by it)."""
     log = tmp_path / f"{role}-{name}.log"
     ep_file = tmp_path / f"{role}-{name}-{len(procs)}.ep"
     argv = [sys.executable, str(DOUBLE), role, "--name", name, *args]

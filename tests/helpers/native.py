@@ -1,6 +1,6 @@
 """Fixtures and helpers for the native edge binary's tests (edge/native/); test modules import them.
 
-The programs, recordings, teacher and server come from tests/edge/conftest.py
+The programs, recordings, teacher and server come from tests/helpers/edge_world.py
 (hand-built tone programs exported to real .pte files, two 6 s recordings
 with queries). Here:
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / "edge" / "native" / "build" / "earshot-edge"
 
 

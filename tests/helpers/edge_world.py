@@ -1,5 +1,6 @@
-"""Session fixtures for the edge runtime tests: a small world, programs with known
-behaviour, a teacher, and a way to start and kill `earshot serve`.
+"""The edge tests' world (also the simulator's and the native binary's): a small world,
+programs with known behaviour, a teacher, and a way to start and kill `earshot serve`.
+tests/conftest.py registers the fixtures for every test folder.
 
 - ``edge_world``: two 6 s recordings (real folders: WAV + H.264 + annotations).
   Each holds two tones (pitch says which sound: timer_beep 2400 Hz, doorbell
@@ -21,20 +22,17 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cloud"))
-from server_harness import EARSHOT, Proc, ping_until_ready, procs  # noqa: E402,F401
-
-from shared.annotations import Annotations, Event, Query  # noqa: E402
-from shared.labels import names  # noqa: E402
-from shared.model_card import ModelCard, TensorSpec, file_sha256, save_model_card  # noqa: E402
-from shared.recording import Recording, save_recording  # noqa: E402
+from shared.annotations import Annotations, Event, Query
+from shared.labels import names
+from shared.model_card import ModelCard, TensorSpec, file_sha256, save_model_card
+from shared.recording import Recording, save_recording
+from tests.helpers.server_harness import EARSHOT, Proc, ping_until_ready
 
 RATE = 16_000
 FPS = 10.0
@@ -150,7 +148,7 @@ def _card(name: str, path: Path, inputs, outputs, labels, macs: int, window_s: f
         audio_window_s=window_s, frame_size_px=frame_px, num_parameters=1, macs=macs,
         metrics={"macro_f1": 1.0, "teacher_macro_f1": 1.0, "retention": 1.0, "agreement_f1": 1.0,
                  "n_windows": 0, "split": "none"},
-        extra={"hand_built": "tests/edge/conftest.py"},
+        extra={"hand_built": "tests/helpers/edge_world.py"},
     )
 
 

@@ -5,9 +5,9 @@ teacher; the mechanics tests (queueing, batching, deadlines, shedding, drain,
 reconnects) need a model whose speed they control, so this script runs the
 very same `cloud.server` code with `FakeBackend`:
 
-    python tests/cloud/server_double.py serve  --bind tcp://127.0.0.1:* --endpoint-file ep.txt --batch-ms 50
-    python tests/cloud/server_double.py broker --bind ... --worker-bind ... --endpoint-file ep.txt
-    python tests/cloud/server_double.py worker --connect tcp://127.0.0.1:PORT --name w1
+    python tests/helpers/server_double.py serve  --bind tcp://127.0.0.1:* --endpoint-file ep.txt --batch-ms 50
+    python tests/helpers/server_double.py broker --bind ... --worker-bind ... --endpoint-file ep.txt
+    python tests/helpers/server_double.py worker --connect tcp://127.0.0.1:PORT --name w1
 
 FakeBackend answers ``"<name> heard <trigger_label>"`` so a test can check
 that every answer went to the request it belongs to, and appends every

@@ -3,7 +3,8 @@
     earshot bench run=runs/demo                       # all parts, on the demo's models and recordings
     earshot bench run=runs/demo parts=[native,sim] quick=true
 
-Each part is a script in ``scripts/`` (run as a subprocess with this Python,
+The schema is ``pipelines/bench_config.py``, the verb is declared in
+``pipelines/verbs.py``. Each part is a script in ``scripts/`` (run as a subprocess with this Python,
 its output streamed to ``<out>/<part>.log``); it writes its own JSON, which
 this verb gathers into ``<out>/bench.json`` and summarises in
 ``<out>/bench.md`` with the figures that have targets. Speeds are quoted as
@@ -21,28 +22,16 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from shared.config import ConfigError, check, verb
+from pipelines.bench_config import BenchConfig
+from shared.config import ConfigError
 
-__all__ = ["BenchConfig", "PARTS", "bench_main"]
+__all__ = ["PARTS", "run"]
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-
-
-@dataclass
-class BenchConfig:
-    run: str = "runs/demo"  # a scripts/demo output folder
-    out: str = "runs/bench"  # <part>.json, <part>.log, bench.json, bench.md
-    parts: list[str] = field(default_factory=lambda: list(PARTS))
-    quick: bool = False  # shorter measurements (a smoke run); the figures are noisier
-
-    def __post_init__(self) -> None:
-        unknown = sorted(set(self.parts) - set(PARTS))
-        check(not unknown, "parts", f"unknown parts {unknown}; known: {list(PARTS)}")
-        check(bool(self.parts), "parts", "name at least one part")
 
 
 def _held_out_recording(run: Path) -> Path:
@@ -159,9 +148,8 @@ def _check_inputs(cfg: BenchConfig) -> Path:
     return run
 
 
-@verb("bench", BenchConfig)
-def bench_main(cfg: BenchConfig) -> None:
-    """Run every part's benchmark; write bench.json and bench.md."""
+def run(cfg: BenchConfig) -> None:
+    """The verb's body: run every part's benchmark; write bench.json and bench.md."""
     from rich.console import Console
     from rich.table import Table
 

@@ -6,6 +6,10 @@
     earshot experiment experiment=trust experiment/preset=tiny out=/tmp/exp results_doc=/tmp/results.md
     earshot experiment report_only=true       # regenerate docs/results.md only
 
+The schema is ``pipelines/experiment_config.py``; the verb is declared in
+``pipelines/verbs.py``. This is orchestration: it may import every part
+(``pipelines/`` is the one layer that does).
+
 An experiment (``configs/experiment/<name>.yaml``) names two variants as
 ``earshot train`` overrides (baseline first), the world and QA it needs, and
 its targets. `run` does, top to bottom:
@@ -13,8 +17,8 @@ its targets. `run` does, top to bottom:
 1. compose every variant's train config and validate it, so a bad override
    fails before any data is made or any step is trained;
 2. make the world (``earshot synth``) and the QA (``earshot instruct``) if
-   they are missing, or check that the existing ones were made with the
-   settings the experiment asks for;
+   they are missing, in this process, or check that the existing ones were
+   made with the settings the experiment asks for;
 3. open (or reopen) a parent MLflow run for the experiment;
 4. per variant: train with ``cloud.train``'s recipe in this process (skipped
    when ``<out>/<name>/<variant>`` already holds a finished run of the same
@@ -33,114 +37,49 @@ import dataclasses
 import datetime
 import json
 import os
-import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import MISSING
+from pipelines.experiment_config import DataSpec, ExperimentConfig
+from shared.config import CONFIG_DIR, ConfigError, UserError
 
-from cloud.experiment_analysis import KINDS, TARGET_KEYS
-from shared.config import TrackingConfig, CONFIG_DIR, ConfigError, UserError, check, check_choice, check_range, check_threads, verb
+__all__ = ["compose_config", "compose_variants", "prepare_data", "train_variant", "answer_bench", "run", "command_line"]
 
-__all__ = ["DataSpec", "ExperimentSpec", "ExperimentConfig", "compose_variants", "run", "experiment_main"]
-
-# Train keys the experiment sets itself: a variant or the shared `train` list may not.
-_RESERVED_TRAIN_KEYS = ("out", "data.qa_dir", "data.dataset", "mlflow")
 _EVAL_CACHE = "bench_predictions.json"
 _STATE_FILE = "experiment_state.json"
-
-
-@dataclass
-class DataSpec:
-    """The world and QA an experiment needs; made when missing, checked when present."""
-
-    world: str = "data/experiments/world"
-    synth: list[str] = field(default_factory=list)  # 'earshot synth' overrides (out= is added)
-    qa: str = "data/experiments/qa"
-    instruct: list[str] = field(default_factory=list)  # 'earshot instruct' overrides (dataset=, out= added)
-
-    def __post_init__(self) -> None:
-        for key in ("synth", "instruct"):
-            for o in getattr(self, key):
-                name = o.split("=", 1)[0]
-                check("=" in o and not name.startswith(("+", "~")) and "/" not in name,
-                      f"experiment.data.{key}", f"{o!r}: give plain key=value overrides (they are checked "
-                      "against the recorded config of an existing folder)")
-                check(name not in ("out", "dataset", "progress"), f"experiment.data.{key}", f"{o!r}: set by the experiment")
-
-
-@dataclass
-class ExperimentSpec:
-    """One experiment: two train variants, the data they need, the targets."""
-
-    name: str = MISSING  # data | temporal | trust: decides the breakdowns and targets
-    claim: str = ""
-    reference: str = ""  # published numbers the claim comes from, if any
-    variants: dict[str, list[str]] = field(default_factory=dict)  # name -> train overrides; baseline first
-    targets: dict[str, float] = field(default_factory=dict)
-    data: DataSpec = field(default_factory=DataSpec)
-
-    def __post_init__(self) -> None:
-        p = "experiment."
-        check_choice(p + "name", self.name, KINDS)
-        check(len(self.variants) == 2, p + "variants", f"must name exactly two (baseline, treatment), got {list(self.variants)}")
-        for v, overrides in self.variants.items():
-            check(v.isidentifier(), p + "variants", f"{v!r}: variant names are folder names: letters, digits, _")
-            _check_train_overrides(overrides, f"{p}variants.{v}")
-        want = set(TARGET_KEYS[self.name])
-        check(set(self.targets) == want, p + "targets", f"{self.name} needs exactly {sorted(want)}, got {sorted(self.targets)}")
-
-
-def _check_train_overrides(overrides: list[str], key: str) -> None:
-    for o in overrides:
-        name = o.split("=", 1)[0].lstrip("+~")
-        check("=" in o, key, f"{o!r} is not a key=value override")
-        check(not any(name == r or name.startswith(r + ".") for r in _RESERVED_TRAIN_KEYS), key,
-              f"{o!r}: {name} is set by the experiment")
-
-
-@dataclass
-class ExperimentConfig:
-    """``earshot experiment``: train two variants, score them, write the results table."""
-
-    experiment: ExperimentSpec = MISSING  # the group configs/experiment/<name>.yaml
-    out: str = "runs/experiments"
-    results_doc: str | None = "docs/results.md"
-    results_root: str | None = None  # where results_doc collects results.json from; None = out
-    report_only: bool = False
-    scale: str = "default"  # a label for the report
-    train_overrides: list[str] = field(default_factory=list)  # earshot train overrides shared by every variant
-    eval_batch_size: int = 32
-    eval_max_records: int = 0
-    threads: int = 1
-    mlflow: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="earshot-experiments"))
-
-    def __post_init__(self) -> None:
-        check(bool(str(self.out).strip()), "out", "must name a folder")
-        _check_train_overrides(self.train_overrides, "train_overrides")
-        check_range("eval_batch_size", self.eval_batch_size, 1, 4096)
-        check_range("eval_max_records", self.eval_max_records, 0)
-        check_threads(self.threads)
 
 
 # --- 1. variants -------------------------------------------------------------------
 
 
-def _compose_train(overrides: list[str]):
-    """Compose ``configs/train.yaml`` with ``overrides`` into a TrainConfig (inside or outside a Hydra app)."""
+def compose_config(name: str, overrides: list[str], schema: type, key: str):
+    """Compose ``configs/<name>.yaml`` with ``overrides`` into ``schema`` (inside or outside a
+    Hydra app), as ``earshot <name>`` would.
+
+    Raises:
+        ConfigError: the overrides do not compose or fail validation, named ``<key>: ...``.
+    """
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
-    import cloud.verbs  # noqa: F401  (registers train_schema)
-    from cloud.teacher_config import TrainConfig
-    from shared.config import to_schema
+    from shared.config import register_schema, to_schema
 
-    if GlobalHydra.instance().is_initialized():  # inside 'earshot experiment': same config tree
-        return to_schema(compose(config_name="train", overrides=overrides), TrainConfig)
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return to_schema(compose(config_name="train", overrides=overrides), TrainConfig)
+    register_schema(name, schema)  # the verb's module may not be imported in this process
+    try:
+        if GlobalHydra.instance().is_initialized():  # inside 'earshot experiment': same config tree
+            return to_schema(compose(config_name=name, overrides=overrides), schema)
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            return to_schema(compose(config_name=name, overrides=overrides), schema)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    except (HydraException, OmegaConfBaseException) as exc:
+        msg = str(exc).splitlines()[0].rstrip(".")  # "Could not override 'model.fusionn'"
+        if exc.__cause__ is not None:
+            msg += ": " + str(exc.__cause__).splitlines()[0]  # "Key 'fusionn' not in 'ModelConfig'"
+        raise ConfigError(f"{key}: {msg}") from None
 
 
 def compose_variants(cfg: ExperimentConfig) -> dict[str, Any]:
@@ -150,8 +89,7 @@ def compose_variants(cfg: ExperimentConfig) -> dict[str, Any]:
         ConfigError: a variant's overrides do not compose or fail validation,
             named ``experiment.variants.<name>``.
     """
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
+    from cloud.teacher_config import TrainConfig
 
     exp = cfg.experiment
     out = {}
@@ -166,28 +104,30 @@ def compose_variants(cfg: ExperimentConfig) -> dict[str, Any]:
         ]
         if cfg.mlflow.tracking_uri:
             fixed.append(f"mlflow.tracking_uri={cfg.mlflow.tracking_uri}")
-        try:
-            out[name] = _compose_train([*cfg.train_overrides, *overrides, *fixed])
-        except ConfigError as exc:
-            raise ConfigError(f"experiment.variants.{name}: {exc}") from None
-        except (HydraException, OmegaConfBaseException) as exc:
-            msg = str(exc).splitlines()[0].rstrip(".")  # "Could not override 'model.fusionn'"
-            if exc.__cause__ is not None:
-                msg += ": " + str(exc.__cause__).splitlines()[0]  # "Key 'fusionn' not in 'ModelConfig'"
-            raise ConfigError(f"experiment.variants.{name}: {msg}") from None
+        out[name] = compose_config("train", [*cfg.train_overrides, *overrides, *fixed], TrainConfig,
+                                   f"experiment.variants.{name}")
     return out
 
 
 # --- 2. data -----------------------------------------------------------------------
 
 
-def _earshot(verb_name: str, args: list[str]) -> None:
-    exe = Path(sys.executable).parent / "earshot"
-    cmd = [str(exe), verb_name, *args] if exe.exists() else [sys.executable, "-m", "shared.cli", verb_name, *args]
-    print("$ " + " ".join(["earshot", verb_name, *args]), flush=True)
-    done = subprocess.run(cmd)
-    if done.returncode != 0:
-        raise UserError(f"earshot {verb_name} failed (exit {done.returncode})")
+def _synth(overrides: list[str]) -> None:
+    """``earshot synth <overrides>``, in this process."""
+    from sim.world.verbs import run_synth
+    from sim.world.world_config import SynthConfig
+
+    print("$ " + " ".join(["earshot synth", *overrides]), flush=True)
+    run_synth(compose_config("synth", overrides, SynthConfig, "experiment.data.synth"))
+
+
+def _instruct(overrides: list[str]) -> None:
+    """``earshot instruct <overrides>``, in this process."""
+    from cloud.data_engine.instruct_config import InstructConfig
+    from cloud.data_engine.verbs import run_instruct
+
+    print("$ " + " ".join(["earshot instruct", *overrides]), flush=True)
+    run_instruct(compose_config("instruct", overrides, InstructConfig, "experiment.data.instruct"))
 
 
 def _mismatches(overrides: list[str], recorded: dict[str, Any]) -> list[str]:
@@ -211,11 +151,12 @@ def prepare_data(spec: DataSpec) -> tuple[dict[str, Any], dict[str, Any]]:
 
     Raises:
         UserError: an existing folder was made with other settings.
+        ConfigError: the synth or instruct overrides do not compose or fail validation.
     """
     world, qa = Path(spec.world), Path(spec.qa)
     made_world = False
     if not (world / "manifest.json").is_file():
-        _earshot("synth", [f"out={world}", *spec.synth, "progress=false"])
+        _synth([f"out={world}", *spec.synth, "progress=false"])
         made_world = True
     manifest = json.loads((world / "manifest.json").read_text(encoding="utf-8"))
     bad = _mismatches(spec.synth, manifest.get("config", {}))
@@ -223,7 +164,7 @@ def prepare_data(spec: DataSpec) -> tuple[dict[str, Any], dict[str, Any]]:
         raise UserError(f"experiment.data.world: {world} was made with other settings: {', '.join(bad)}; "
                         "delete it (it is regenerated) or point experiment.data.world elsewhere")
     if made_world or not (qa / "info.json").is_file():
-        _earshot("instruct", [f"dataset={world}", f"out={qa}", *spec.instruct, "progress=false"])
+        _instruct([f"dataset={world}", f"out={qa}", *spec.instruct, "progress=false"])
     info = json.loads((qa / "info.json").read_text(encoding="utf-8"))
     bad = _mismatches(spec.instruct, info.get("config", {}))
     named = info.get("dataset")
@@ -504,7 +445,7 @@ def run(cfg: ExperimentConfig, command: str | None = None) -> dict[str, Any] | N
     return results
 
 
-def _command_line() -> str:
+def command_line() -> str:
     try:
         from hydra.core.hydra_config import HydraConfig
 
@@ -512,9 +453,3 @@ def _command_line() -> str:
     except Exception:  # not inside a Hydra app
         task = sys.argv[1:]
     return " ".join(["earshot experiment", *task])
-
-
-@verb("experiment", ExperimentConfig)
-def experiment_main(cfg: ExperimentConfig) -> None:
-    """Train an experiment's two variants, score them, write docs/results.md."""
-    run(cfg, _command_line())

@@ -12,10 +12,12 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 
+import pipelines.verbs  # noqa: F401  (registers experiment_schema)
 from cloud.data_engine.records import QARecord
 from cloud.experiment_analysis import breakdown, check_targets, prior_agreement, question_prior
-from cloud.experiments import ExperimentConfig, run
 from cloud.results_doc import NOTES_BEGIN, NOTES_END, RESULTS_FILE, load_results, write_doc
+from pipelines.experiment_config import ExperimentConfig
+from pipelines.experiments import run
 from shared.config import CONFIG_DIR, ConfigError, to_schema
 
 EARSHOT = str(Path(sys.executable).parent / "earshot")
@@ -138,7 +140,7 @@ def tiny_run(tmp_path_factory):
     """The tiny trust experiment, from no world to results.json and a doc (in a tmp dir)."""
     root = tmp_path_factory.mktemp("experiment")
     cwd = os.getcwd()
-    os.chdir(root)  # the synth and instruct subprocesses keep their Hydra logs here
+    os.chdir(root)  # whatever the run writes relative to the working directory stays here
     try:
         results = run(compose_experiment(tiny_overrides(root)), command="earshot experiment experiment=trust (test)")
     finally:
@@ -146,6 +148,7 @@ def tiny_run(tmp_path_factory):
     return root, results
 
 
+@pytest.mark.slow  # a tiny experiment end to end
 def test_tiny_experiment_writes_results_json_with_both_variants_and_targets(tiny_run):
     root, results = tiny_run
     on_disk = json.loads((root / "runs" / "trust" / RESULTS_FILE).read_text())
@@ -168,6 +171,7 @@ def test_tiny_experiment_writes_results_json_with_both_variants_and_targets(tiny
     assert on_disk["world"]["recordings"] == 4 and (root / "qa" / "bench.jsonl").is_file()
 
 
+@pytest.mark.slow  # a tiny experiment end to end
 def test_tiny_experiment_nests_variant_runs_under_a_parent_mlflow_run(tiny_run):
     from mlflow import MlflowClient
 
@@ -180,6 +184,7 @@ def test_tiny_experiment_nests_variant_runs_under_a_parent_mlflow_run(tiny_run):
     assert {c.info.run_id for c in children} == {v["mlflow_run_id"] for v in results["variants"].values()}
 
 
+@pytest.mark.slow  # a tiny experiment end to end
 def test_rerun_skips_finished_variants_and_reproduces_the_numbers(tiny_run, capsys):
     root, results = tiny_run
     cfg = compose_experiment([*tiny_overrides(root), "mlflow.enabled=false"])
@@ -193,6 +198,7 @@ def test_rerun_skips_finished_variants_and_reproduces_the_numbers(tiny_run, caps
     assert again["variants"]["gate"]["scores"] == results["variants"]["gate"]["scores"]
 
 
+@pytest.mark.slow  # a tiny experiment end to end
 def test_doc_tables_come_from_results_json(tiny_run, tmp_path):
     root, results = tiny_run
     fake = copy.deepcopy(json.loads(json.dumps(results)))
@@ -217,6 +223,7 @@ def test_doc_tables_come_from_results_json(tiny_run, tmp_path):
     assert f"`{results['command']}`" in text and results["git_commit"] in text and "`tiny`" in text
 
 
+@pytest.mark.slow  # a tiny experiment end to end
 def test_a_variant_trained_by_another_experiment_is_reused(tiny_run, capsys):
     # temporal's treatment (10 s of history) is the default teacher: trust's gate variant.
     root, results = tiny_run
@@ -232,6 +239,7 @@ def test_a_variant_trained_by_another_experiment_is_reused(tiny_run, capsys):
     assert history["scores"]["category"] == results["variants"]["gate"]["scores"]["category"]
 
 
+@pytest.mark.slow  # a tiny experiment end to end
 def test_a_different_max_steps_is_refused_not_resumed(tiny_run):
     from shared.config import UserError
 
