@@ -41,7 +41,7 @@ from edge.policy import OFFLOAD_SPECS
 from edge.runtime import build_request, resize_frame, step_times
 from edge.snr import estimate_snr_db
 from edge.source import AudioRing
-from shared.trace import CAPTURE_VARIANTS, OFFLOAD_KINDS, TRACE_VERSION, write_trace
+from shared.trace import CAPTURE_VARIANTS, NOT_TRACED, OFFLOAD_KINDS, TRACE_VERSION, write_trace
 
 __all__ = ["CLOUD_TOP_K", "LAPLACIAN_SHARP", "SERVICE_SAMPLES", "frame_blur", "measure_service_ms",
            "trace_recording", "run_trace"]
@@ -74,13 +74,13 @@ def _program_info(program) -> dict[str, Any]:
             "precision": c.precision}
 
 
-def _cloud_entry(fut: concurrent.futures.Future | None, bytes_up: int, frame_t_s: list[float]) -> dict[str, Any]:
-    """One variant's cloud entry (``fut`` None: no cloud, ``link_down``)."""
+def _cloud_entry(fut: concurrent.futures.Future | str, bytes_up: int, frame_t_s: list[float]) -> dict[str, Any]:
+    """One variant's cloud entry (``fut`` a string: not sent, that is the error: ``link_down``, ``not_traced``)."""
     from shared.protocol import encode
 
     base = {"bytes_up": bytes_up, "frame_t_s": frame_t_s}
-    if fut is None:
-        return {"ok": False, "error": "link_down", "bytes_down": 0, "tags": {}, "answer": None, **base}
+    if isinstance(fut, str):
+        return {"ok": False, "error": fut, "bytes_down": 0, "tags": {}, "answer": None, **base}
     err = fut.exception()
     if err is not None:
         from edge.client import ClientError
@@ -140,14 +140,18 @@ def measure_service_ms(rec, client, *, hop_s: float, deadline_ms: int,
 
 def trace_recording(rec, trigger, student, client, *, hop_s: float = 0.25, deadline_ms: int = 5000,
                     endpoint: str | None = None, split: str | None = None,
-                    service_ms: dict[str, list[float]] | None = None,
-                    max_in_flight: int = 8) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                    service_ms: dict[str, list[float]] | None = None, max_in_flight: int = 8,
+                    cloud_hops: str = "all", important: tuple[str, ...] = (),
+                    event_window_s: float = 5.0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(header, hop lines) of one loaded `Recording` (see the module docstring).
 
     ``client``: an ``edge.client.Client`` (None: every cloud entry is ``link_down``).
     ``service_ms``: the sequential measurement to store (:func:`measure_service_ms`).
     ``max_in_flight``: the client's limit; the next hops' requests are sent while
-    earlier ones are served, within it.
+    earlier ones are served, within it. ``cloud_hops="needed"``: ask the cloud only at
+    hops that ask a query or end within ``(onset, onset + event_window_s]`` of an event
+    labelled in ``important`` (the requests are still built: their bytes and frames are
+    recorded); elsewhere every variant says ``not_traced``.
     """
     ann = rec.annotations
     rate = rec.sample_rate_hz
@@ -172,6 +176,8 @@ def trace_recording(rec, trigger, student, client, *, hop_s: float = 0.25, deadl
                      for k, s in OFFLOAD_SPECS.items()},
         "variants": {n: {"offload": v.offload, "history": v.history} for n, v in CAPTURE_VARIANTS.items()},
         "service_ms": {k: [float(x) for x in v] for k, v in (service_ms or {k: [] for k in OFFLOAD_KINDS}).items()},
+        "cloud_hops": ({"mode": "all"} if cloud_hops == "all" else
+                       {"mode": "needed", "labels": sorted(important), "window_s": float(event_window_s)}),
         "events": [{"id": e.id, "label": e.label, "onset_s": e.onset_s, "offset_s": e.offset_s,
                     "modality": e.modality, "source_visible": e.source_visible} for e in ann.events],
         "queries": [{"id": q.id, "t_s": q.t_s, "text": q.text, "answer": q.answer, "kind": q.kind,
@@ -179,6 +185,7 @@ def trace_recording(rec, trigger, student, client, *, hop_s: float = 0.25, deadl
     }
     times = step_times(rec.duration_s, hop_s)
     queries = sorted(ann.queries, key=lambda q: q.t_s)
+    onsets = [e.onset_s for e in ann.events if e.label in important]
     memory = LocalMemory()
     prev_fired: set[str] = set()
     lines = []
@@ -225,6 +232,8 @@ def trace_recording(rec, trigger, student, client, *, hop_s: float = 0.25, deadl
         # the cloud, under every capture variant, sent together
         label = max(fired, key=lambda lab: probs[trigger.card.labels.index(lab)]) if fired else "trace"
         score = float(probs[trigger.card.labels.index(label)]) if fired else float(probs.max())
+        ask = client is not None and (cloud_hops == "all" or query is not None
+                                      or any(t > o and t - hop_s < o + event_window_s for o in onsets))
         sent = {}
         for name, variant in CAPTURE_VARIANTS.items():
             camera = variant.history != "none"
@@ -234,15 +243,16 @@ def trace_recording(rec, trigger, student, client, *, hop_s: float = 0.25, deadl
                                             student_scores=s_scores if camera else None,
                                             student_confidence=conf if camera else None, query=query,
                                             deadline_ms=deadline_ms)
-            fut = client.submit(req, deadline_ms=deadline_ms) if client is not None else None
+            fut = client.submit(req, deadline_ms=deadline_ms) if ask else ("link_down" if client is None else NOT_TRACED)
             sent[name] = (fut, n_bytes, [float(f.t_s) for f in req.frames])
         # Keep the next hops' requests coming while these are served (the server batches them);
         # a hop's line is finished once its replies are in.
         in_flight.append((line, sent))
         while len(in_flight) > ahead or (i == len(times) - 1 and in_flight):
             done_line, done_sent = in_flight.pop(0)
-            if client is not None:
-                concurrent.futures.wait([f for f, _, _ in done_sent.values()])
+            futures = [f for f, _, _ in done_sent.values() if not isinstance(f, str)]
+            if futures:
+                concurrent.futures.wait(futures)
             done_line["cloud"] = {name: _cloud_entry(fut, n, ft) for name, (fut, n, ft) in done_sent.items()}
         lines.append(line)
     return header, lines
@@ -289,12 +299,15 @@ def run_trace(cfg) -> list[Path]:
             header, lines = trace_recording(rec, trigger, student, client, hop_s=cfg.hop_s,
                                             deadline_ms=cfg.deadline_ms, endpoint=cfg.endpoint,
                                             split=splits.get(rec.annotations.recording_id), service_ms=service,
-                                            max_in_flight=cfg.max_in_flight)
+                                            max_in_flight=cfg.max_in_flight, cloud_hops=cfg.cloud_hops,
+                                            important=tuple(cfg.important_labels),
+                                            event_window_s=cfg.event_window_s)
             path = write_trace(out / f"{header['recording_id']}.jsonl", round_floats(header),
                                [round_floats(line) for line in lines])
             ok = sum(c["ok"] for line in lines for c in line["cloud"].values())
-            print(f"{path}: {len(lines)} hops, {ok}/{len(CAPTURE_VARIANTS) * len(lines)} cloud answers, "
-                  f"{time.monotonic() - t0:.1f} s")
+            asked = sum(c["error"] != NOT_TRACED for line in lines for c in line["cloud"].values())
+            print(f"{path}: {len(lines)} hops, {ok}/{asked} cloud answers ({asked} of "
+                  f"{len(CAPTURE_VARIANTS) * len(lines)} asked), {time.monotonic() - t0:.1f} s")
             written.append(path)
     finally:
         if client is not None:

@@ -12,9 +12,10 @@ Stages (each resumes from its files; ``--fresh`` redoes everything):
 1. **world**: ``earshot synth`` of recordings the teacher never saw (``--world-seed``),
    split by recording into train and test (no validation split: PPO has no early stopping).
 2. **traces**: ``earshot serve`` the teacher on a free loopback port (or ``--endpoint`` of a running
-   server), ``earshot trace`` the whole
-   dataset in one process (the service-time distribution is measured once, sequentially, before
-   the tracing load starts; each trace records its split), stop the server.
+   server), ``earshot trace cloud_hops=needed`` the whole dataset in one process (the service-time
+   distribution is measured once, sequentially, before the tracing load starts; the cloud is asked
+   at hops that ask a query or follow an important event, 3-4x fewer requests with the same
+   scores; each trace records its split), stop the server.
 3. **train**: ``earshot sim train env.split=train`` once per PPO seed.
 4. **eval**: ``earshot sim eval env.split=test`` with every heuristic, the controls (never-on,
    query-only, oracle) and the learned policies of all seeds pooled under one label, over a budget
@@ -135,7 +136,8 @@ def stage_traces(a, p, out: Path) -> None:
     try:
         run(earshot("trace", f"recording={out / 'world'}", f"trigger={Path(a.trigger).resolve()}",
                     f"student={Path(a.student).resolve()}", f"endpoint={a.endpoint or server.endpoint}",
-                    f"out={traces}", f"hydra.run.dir={out / 'logs' / 'hydra-trace'}"), out / "logs" / "trace.log", out)
+                    f"out={traces}", "cloud_hops=needed",
+                    f"hydra.run.dir={out / 'logs' / 'hydra-trace'}"), out / "logs" / "trace.log", out)
     finally:
         if server is not None:
             server.stop()

@@ -20,6 +20,7 @@ Header keys (all required):
 | ``offloads`` | per offload kind: ``frames``, ``jpeg_quality``, ``audio_s`` |
 | ``variants`` | per capture variant (:data:`CAPTURE_VARIANTS`): ``offload`` and ``history`` |
 | ``service_ms`` | per offload kind, the server's service times (ms) measured one request at a time |
+| ``cloud_hops`` | ``{"mode": "all"}``, or ``{"mode": "needed", "labels": [...], "window_s": s}``: the cloud was asked only at hops that ask a query or lie within ``window_s`` of the onset of an event with one of ``labels`` (elsewhere every variant says ``ok: false, error: "not_traced"``) |
 | ``events``, ``queries`` | the recording's annotated events and wearer queries (with gold answers) |
 
 Hop keys: ``i``, ``t_s``, ``trigger`` (probabilities in label order),
@@ -69,7 +70,8 @@ from typing import Any, Iterable, Sequence
 from shared.config import UserError
 
 __all__ = ["TRACE_VERSION", "TraceError", "CaptureVariant", "CAPTURE_VARIANTS", "VARIANT_NAMES", "OFFLOAD_KINDS",
-           "HEADER_KEYS", "HOP_KEYS", "CLOUD_KEYS", "read_trace", "write_trace", "trace_files"]
+           "HEADER_KEYS", "HOP_KEYS", "CLOUD_KEYS", "NOT_TRACED", "read_trace", "write_trace", "trace_files",
+           "labels_not_covered"]
 
 TRACE_VERSION = 2
 #: Offload kinds, in the order every array of the simulator uses (edge.policy.OFFLOAD_SPECS keys).
@@ -100,7 +102,9 @@ CAPTURE_VARIANTS: dict[str, CaptureVariant] = {
 VARIANT_NAMES: tuple[str, ...] = tuple(CAPTURE_VARIANTS)
 
 HEADER_KEYS = ("trace_version", "recording_id", "environment", "duration_s", "hop_s", "snr_db", "split", "trigger",
-               "student", "server", "offloads", "variants", "service_ms", "events", "queries")
+               "student", "server", "offloads", "variants", "service_ms", "cloud_hops", "events", "queries")
+#: The error of a cloud entry the tracer did not ask for (``cloud_hops`` mode ``needed``).
+NOT_TRACED = "not_traced"
 PROGRAM_KEYS = ("program", "sha256", "labels", "thresholds", "macs", "size_bytes", "precision")
 HOP_KEYS = ("i", "t_s", "trigger", "trigger_ms", "snr_db", "student", "student_confidence", "student_ms",
             "frame_blur", "frames", "query_id", "cloud")
@@ -140,6 +144,11 @@ def _check_header(path: Path, h: Any) -> None:
     for kind, samples in h["service_ms"].items():
         if not isinstance(samples, list) or not all(isinstance(x, (int, float)) and x >= 0 for x in samples):
             raise TraceError(f"{where}: service_ms.{kind} must be a list of non-negative ms")
+    ch = h["cloud_hops"]
+    if not isinstance(ch, dict) or ch.get("mode") not in ("all", "needed") or (
+            ch["mode"] == "needed" and not (isinstance(ch.get("labels"), list) and isinstance(ch.get("window_s"),
+                                                                                                (int, float)))):
+        raise TraceError(f"{where}: cloud_hops must be {{mode: all}} or {{mode: needed, labels: [...], window_s: s}}")
     ids = [q.get("id") for q in h["queries"]]
     if len(set(ids)) != len(ids) or not all(isinstance(q.get("answer"), str) and isinstance(q.get("text"), str)
                                             for q in h["queries"]):
@@ -226,6 +235,17 @@ def write_trace(path: str | Path, header: dict[str, Any], hops: Sequence[dict[st
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def labels_not_covered(header: dict[str, Any], labels: Iterable[str], notify_s: float) -> list[str]:
+    """The ``labels`` whose events the cloud may be missing from: the trace asked the cloud only
+    near some labels' events, or for a shorter window than ``notify_s`` (empty: all covered)."""
+    ch = header["cloud_hops"]
+    if ch["mode"] == "all":
+        return []
+    if float(ch["window_s"]) < notify_s:
+        return sorted(labels)
+    return sorted(set(labels) - set(ch["labels"]))
 
 
 def trace_files(source: str | Path | Iterable[str | Path]) -> list[Path]:

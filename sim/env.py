@@ -25,7 +25,8 @@ from shared.profiles import (
 )
 from sim.episode import DayPlan, DayTables, Segment, TraceStatic, bind_segment, day_link, draw_day, fixed_day
 from sim.network import load_bandwidth_trace
-from sim.traces import KINDS, VARIANTS, TraceSet, load_traces
+from shared.trace import labels_not_covered
+from sim.traces import KINDS, VARIANTS, TraceError, TraceSet, load_traces
 
 __all__ = ["Budget", "RewardWeights", "OffloadEnv", "IMPORTANT_LABELS", "ENV_ID", "CAMERA_FPS"]
 
@@ -246,6 +247,12 @@ class OffloadEnv(gym.Env):
         ts = traces if isinstance(traces, TraceSet) else load_traces(traces, important_labels)
         ts = ts.split(split)
         self.traces = ts.subset(list(recordings)) if recordings else ts
+        for tr in self.traces:  # a trace that asked the cloud only near some events must cover ours
+            missing = labels_not_covered(tr.header, tr.important, float(notify_s))
+            if missing:
+                raise TraceError(f"{tr.path}: traced with cloud_hops={tr.header['cloud_hops']}, which does not cover "
+                                 f"important labels {missing} for notify_s={notify_s} s; re-trace with cloud_hops=all "
+                                 "or those labels")
         self.device = device if isinstance(device, DeviceProfile) else load_device_profile(device)
         self.network = network if isinstance(network, NetworkProfile) else load_network_profile(network)
         self.budget = Budget(**budget) if isinstance(budget, dict) else (budget or Budget())

@@ -16,6 +16,7 @@ from tests.helpers.server_harness import time_limit
 
 
 def _trace_config(overrides):
+    import edge.verbs  # noqa: F401  (registers the trace schema with Hydra)
     from edge.edge_config import TraceConfig
 
     GlobalHydra.instance().clear()
@@ -64,6 +65,22 @@ def test_trace_file_variants_and_service_times(edge_world, programs, server, tmp
     assert asked == ["q000", "q001"]
     local = {q: a for h in hops for q, a in (h.get("local_answer") or {}).items()}
     assert local == {"q000": "timer_beep", "q001": "timer_beep"}  # the tones were heard
+    assert header["cloud_hops"] == {"mode": "all"}
+    # cloud_hops=needed: the cloud only where a query or an important event's window is; the same requests.
+    cfg = _trace_config([f"recording={edge_world[0]}", f"trigger={programs['trigger']}",
+                         f"student={programs['student']}", f"endpoint={server}", f"out={tmp_path / 'needed'}",
+                         "cloud_hops=needed", "important_labels=[doorbell]", "event_window_s=1.0"])
+    (path,) = run_trace(cfg)
+    h2, hops2 = read_trace(path)
+    assert h2["cloud_hops"] == {"mode": "needed", "labels": ["doorbell"], "window_s": 1.0}
+    onset = next(e["onset_s"] for e in header["events"] if e["label"] == "doorbell")
+    for a, b in zip(hops, hops2):
+        t = a["t_s"]
+        wanted = b["query_id"] is not None or (t > onset and t - 0.25 < onset + 1.0)
+        for v in CAPTURE_VARIANTS:
+            assert b["cloud"][v]["ok"] == wanted and (wanted or b["cloud"][v]["error"] == "not_traced")
+            assert b["cloud"][v]["bytes_up"] == a["cloud"][v]["bytes_up"]
+    assert 4 <= sum(b["cloud"]["audio"]["ok"] for b in hops2) < len(hops2) // 2
 
 
 @time_limit(180)

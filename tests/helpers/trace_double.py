@@ -75,6 +75,7 @@ def make_trace(out: str | Path, recording_id: str = "kitchen_t0", *, duration_s:
         "variants": {k: {"offload": v.offload, "history": v.history} for k, v in CAPTURE_VARIANTS.items()},
         "service_ms": {k: ([round(server_ms * x, 3) for x in rng.uniform(0.9, 1.1, 24)] if cloud else [])
                        for k in kinds},
+        "cloud_hops": {"mode": "all"},
         "events": [{k: v for k, v in e.items() if k != "trigger_misses"} for e in events],
         "queries": [{k: v for k, v in q.items() if k != "cloud"} for q in queries],
     }

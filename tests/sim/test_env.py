@@ -312,3 +312,20 @@ def test_traces_load_into_arrays(traces):
     assert t.cloud_correct[VARIANTS.index("full_now")].tolist() == [True, True, False]
     assert (t.frames_sent[VARIANTS.index("audio")] == 0).all() and (t.frames_sent[VARIANTS.index("full_warm")] == 4).all()
     assert set(t.service_ms) == {"light", "full", "audio"} and len(t.service_ms["full"]) == 24
+
+
+def test_a_trace_that_skipped_the_cloud_must_cover_the_important_labels(tmp_path):
+    import json
+
+    from sim.traces import TraceError
+
+    path = make_trace(tmp_path, "kitchen_t0")
+    lines = path.read_text().splitlines()
+    header = json.loads(lines[0])
+    header["cloud_hops"] = {"mode": "needed", "labels": ["doorbell"], "window_s": 5.0}
+    path.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    OffloadEnv(str(tmp_path), important_labels=("doorbell",))  # covered
+    with pytest.raises(TraceError, match="timer_beep"):
+        OffloadEnv(str(tmp_path), important_labels=("doorbell", "timer_beep"))
+    with pytest.raises(TraceError, match="notify_s"):
+        OffloadEnv(str(tmp_path), important_labels=("doorbell",), notify_s=8.0)
