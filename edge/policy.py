@@ -34,6 +34,7 @@ __all__ = [
     "OFF", "LOOK", "OFFLOAD_LIGHT", "OFFLOAD_FULL", "OFFLOAD_AUDIO",
     "Policy", "NeverOn", "QueryOnly", "AlwaysLocal", "AlwaysCloud", "Periodic", "AudioTrigger",
     "ConfidenceThreshold", "ContextAware", "POLICIES", "make_policy", "observation_vector", "observation_size",
+    "QUERY_KINDS", "query_kind_index",
 ]
 
 
@@ -412,9 +413,12 @@ def make_policy(name: str, **params: Any) -> Policy:
     return cls(**params)
 
 
+#: The kinds a question's wording tells apart on the device (``edge.local_answer.query_kind``): which
+#: one is asked decides whether the device can answer it (a sound it heard) or only the cloud can.
+QUERY_KINDS = ("sound_id", "yes_no", "why", "why_stop", "count", "order", "other")
 _EXTRA_FEATURES = ("has_student", "student_confidence", "student_fresh", "snr", "battery", "link_up",
                    "rtt", "mbps", "since_offload", "pending", "has_query", "camera_on", "fired", "day_left",
-                   "uplink_tokens")
+                   "uplink_tokens", *(f"query_{k}" for k in QUERY_KINDS))
 
 
 def observation_size(trigger_labels: Sequence[str], student_labels: Sequence[str]) -> int:
@@ -431,7 +435,8 @@ def observation_vector(obs: Observation, trigger_labels: Sequence[str], student_
     (clipped to [-1, 1]), battery_frac, link_up, rtt (ms / 1000, clipped to 1),
     mbps (log10(1 + mbps) / 3, clipped), since_offload (s / 10, clipped to 1),
     pending (/ 4, clipped), has_query, camera_on, any trigger label fired,
-    day_left_frac, uplink_tokens_frac.
+    day_left_frac, uplink_tokens_frac, then a one-hot of the query's kind
+    (:data:`QUERY_KINDS`, all zero without a query).
     """
     n_t, n_s = len(trigger_labels), len(student_labels)
     v = np.zeros(n_t + n_s + len(_EXTRA_FEATURES), np.float32) if out is None else out
@@ -459,5 +464,15 @@ def observation_vector(obs: Observation, trigger_labels: Sequence[str], student_
         float(bool(obs.trigger_fired)),
         min(1.0, max(0.0, obs.day_left_frac)),
         min(1.0, max(0.0, obs.uplink_tokens_frac)),
+        *(0.0 for _ in QUERY_KINDS),
     )
+    if obs.query is not None:
+        v[k + query_kind_index(obs.query)] = 1.0
     return v
+
+
+def query_kind_index(text: str) -> int:
+    """Position of the question's kind feature after the student block (see :func:`observation_vector`)."""
+    from edge.local_answer import query_kind
+
+    return len(_EXTRA_FEATURES) - len(QUERY_KINDS) + QUERY_KINDS.index(query_kind(text))

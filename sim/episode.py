@@ -21,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
+from edge.policy import query_kind_index
 from shared.profiles import NetworkProfile
 from sim.network import LinkDraw, draw_service_ms
 from sim.traces import KINDS, VARIANTS, Trace, TraceSet
@@ -101,6 +102,9 @@ class TraceStatic:
         obs[:, k + 3] = np.clip(tr.snr_db / 40.0, -1.0, 1.0)
         obs[:, k + 10] = tr.query_at >= 0
         obs[:, k + 12] = tr.trigger_fired.any(axis=1)
+        for i, q in enumerate(self.query_at):
+            if q >= 0:  # the question's kind, from its wording, as the glasses read it
+                obs[i, k + query_kind_index(tr.query_texts[q])] = 1.0
         if not tokens_in_obs:
             obs[:, k + 14] = 1.0  # no bucket: always full
         self.obs = obs

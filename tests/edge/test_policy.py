@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from edge.policy import (ACTIONS, LOOK, OFF, OFFLOAD_AUDIO, OFFLOAD_FULL, OFFLOAD_LIGHT, POLICIES, Action,
+from edge.policy import (ACTIONS, LOOK, OFF, OFFLOAD_AUDIO, OFFLOAD_FULL, OFFLOAD_LIGHT, POLICIES, QUERY_KINDS, Action,
                          Observation, make_policy, observation_size, observation_vector)
 
 HOP = 0.25
@@ -126,6 +126,13 @@ def test_observation_vector_layout():
     assert extra[3] == 1.0 and extra[4] == 0.5 and extra[8] == 1.0 and extra[9] == 1.0
     assert extra[10] == 1.0 and extra[12] == 1.0
     assert extra[13] == 1.0 and extra[14] == 1.0  # day_left and uplink tokens default to "all of it"
+    assert extra[15:].tolist() == [0, 0, 0, 0, 0, 0, 1]  # the query "x" is of kind "other"
+    kinds = {"what was that sound?": "sound_id", "did someone knock?": "yes_no", "why did I open the oven?": "why",
+             "why did I stop chopping?": "why_stop", "how many times did they knock?": "count",
+             "which came first, the knock or the kettle?": "order", "what did they ask me for?": "other"}
+    for text, kind in kinds.items():
+        hot = observation_vector(Observation(t_s=1.0, trigger_scores={}, query=text), t, s)[5 + 15:]
+        assert hot.tolist() == [float(k == kind) for k in QUERY_KINDS], text
     v2 = observation_vector(Observation(t_s=1.0, trigger_scores={}, day_left_frac=0.25, uplink_tokens_frac=1.7), t, s)
     assert v2[5 + 13] == 0.25 and v2[5 + 14] == 1.0  # clipped to [0, 1]
     assert np.all(v >= -1) and np.all(v <= 1)
