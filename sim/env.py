@@ -284,9 +284,8 @@ class OffloadEnv(gym.Env):
         self._obs_size = n
         self.observation_space = spaces.Box(-1.0, 1.0, (n,), np.float32)
         self.action_space = spaces.Discrete(len(ACTIONS))
-        self._a_camera = [a.camera for a in ACTIONS]
-        self._a_student = [a.student for a in ACTIONS]
-        self._a_kind = list(_KIND_OF_ACTION)
+        self._decode = [(a.camera, a.student, k) for a, k in zip(ACTIONS, _KIND_OF_ACTION)]  # index -> what it does
+        self._reward_per_mj = self.reward_weights.energy_per_j / 1000.0
         self._meter = EnergyMeter(self.device, self.network)
         self._inv_battery_mj = 1.0 / self.device.battery_mj
         # Energy of one program call (mJ); the trace header names the programs' precision.
@@ -458,7 +457,7 @@ class OffloadEnv(gym.Env):
         i = self._i
         hop = self._hop_s
         t = ts.t[i]
-        camera, student, kind = self._a_camera[action], self._a_student[action], self._a_kind[action]
+        camera, student, kind = self._decode[action]
         reward = 0.0
         meter = self._meter
         if meter.avg_power_mw > self.power_cap_mw:  # throttled: no camera, frames become audio
@@ -494,7 +493,7 @@ class OffloadEnv(gym.Env):
         self.last_step_mj = e
         self._battery_mj -= e
         c["energy_mj"] += e
-        reward -= w.energy_per_j * e / 1000.0
+        reward -= self._reward_per_mj * e
         if camera:
             c["frames_captured"] += ts.frames_per_hop[i]
             c["camera_steps"] += 1

@@ -24,7 +24,8 @@ def _trace_config(overrides):
         return to_schema(compose(config_name="trace", overrides=overrides), TraceConfig)
 
 
-@time_limit(180)
+@pytest.mark.slow  # two traces against a live server
+@time_limit(240)
 def test_trace_file_variants_and_service_times(edge_world, programs, server, tmp_path):
     from edge.trace import SERVICE_SAMPLES, run_trace
 
