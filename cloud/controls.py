@@ -4,19 +4,19 @@ A bench score means something only next to what can be had without looking
 and listening. ``earshot eval`` (and the experiments, the demo report) show
 four controls beside the model:
 
-=============  ================================================================
-``blind``      question only: the most frequent training answer of the exact
-               question text (then of its form, then of its answer type)
-``scene``      question + scene: the same, per (environment, question text)
-``shuffled``   the model itself, on the same question but another held-out
-               recording's clip (same window times): what it says from
-               priors when the clip is uninformative
-``constant``   one answer per answer type (the most frequent in training)
-=============  ================================================================
+===================  ==========================================================
+``question_only``    the most frequent training answer of the exact question
+                     text (then of its form, then of its answer type)
+``question_scene``   the same, per (environment, question text)
+``shuffled_clip``    the model itself, on the same question but another
+                     held-out recording's clip (same window times): what it
+                     says from priors when the clip is uninformative
+``constant_answer``  one answer per answer type (the most frequent in training)
+===================  ==========================================================
 
 On the counterfactual bench (``cloud/data_engine/pairs.py``) the two records of
-a pair share their question and recording, so ``blind``, ``scene`` and
-``constant`` answer both alike and get at most one right: 50% per question and
+a pair share their question and recording, so ``question_only``,
+``question_scene`` and ``constant_answer`` answer both alike and get at most one right: 50% per question and
 0% per pair on yes/no pairs, by construction.
 
 :func:`bench_figures` turns per-record scores into the figures every table
@@ -45,10 +45,11 @@ __all__ = [
     "prior_answers",
     "shuffled_records",
     "bench_figures",
+    "subset_figures",
     "compare",
 ]
 
-CONTROLS = ("blind", "scene", "shuffled", "constant")
+CONTROLS = ("question_only", "question_scene", "shuffled_clip", "constant_answer")
 CLOSED_CATEGORIES = ("SSA", "TR", "AVH")
 NARRATION_CATEGORIES = ("AVDN", "AVSN")
 
@@ -93,18 +94,18 @@ def _options_pick(r: QARecord, answer: str | None, fallback: str) -> str:
 
 
 def prior_answers(priors: Priors, records: Sequence[QARecord], control: str) -> list[str]:
-    """``blind``, ``scene`` or ``constant`` answers, one per record."""
+    """``question_only``, ``question_scene`` or ``constant_answer`` answers, one per record."""
     out = []
     for r in records:
         const = priors.by_type.get(r.answer_type, "none")
-        if control == "constant":
+        if control == "constant_answer":
             out.append(_options_pick(r, const, const))
             continue
         a = priors.by_question.get(r.question) or priors.by_form.get((r.category, str(r.meta.get("form"))))
-        if control == "scene":
+        if control == "question_scene":
             a = priors.by_scene_question.get((str(r.meta.get("environment")), r.question)) or a
-        elif control != "blind":
-            raise ValueError(f"control: must be blind, scene or constant, got {control!r}")
+        elif control != "question_only":
+            raise ValueError(f"control: must be question_only, question_scene or constant_answer, got {control!r}")
         out.append(_options_pick(r, a, const))
     return out
 
@@ -133,20 +134,32 @@ def shuffled_records(records: Sequence[QARecord], seed: int = 0) -> list[QARecor
 # --- figures -----------------------------------------------------------------------
 
 
-def _pair_outcomes(records: Sequence[QARecord], scores: Sequence[float]) -> tuple[list[float], list[str], list[str]]:
-    """(both-right per pair, recording per pair, category per pair)."""
-    by_pair: dict[str, list[tuple[QARecord, float]]] = {}
-    for r, s in zip(records, scores):
+Scores = Sequence[float] | Sequence[Sequence[float]]
+
+
+def _by_seed(records: Sequence[QARecord], scores: Scores) -> list[list[float]]:
+    """Scores of one run (a flat list) or of several seeds (a list of lists), as a list of runs."""
+    runs = [list(scores)] if not scores or not isinstance(scores[0], (list, tuple)) else [list(s) for s in scores]
+    for run in runs:
+        if len(run) != len(records):
+            raise ValueError(f"scores: {len(run)} for {len(records)} records")
+    return runs
+
+
+def _pair_outcomes(records: Sequence[QARecord], runs: list[list[float]]) -> tuple[list[float], list[str], list[str]]:
+    """(both-right per pair averaged over runs, recording per pair, category per pair)."""
+    by_pair: dict[str, list[int]] = {}
+    for i, r in enumerate(records):
         pid = r.meta.get("pair_id")
         if pid is not None:
-            by_pair.setdefault(pid, []).append((r, s))
+            by_pair.setdefault(pid, []).append(i)
     vals, groups, cats = [], [], []
-    for members in by_pair.values():
-        if len(members) != 2:
-            continue  # half a pair (a limited eval): not a pair
-        vals.append(float(all(s >= 1.0 for _, s in members)))
-        groups.append(members[0][0].recording_id)
-        cats.append(members[0][0].category)
+    for idx in by_pair.values():
+        if len(idx) != 2:
+            continue  # half a pair (a limited eval or a subset): not a pair
+        vals.append(sum(float(all(run[i] >= 1.0 for i in idx)) for run in runs) / len(runs))
+        groups.append(records[idx[0]].recording_id)
+        cats.append(records[idx[0]].category)
     return vals, groups, cats
 
 
@@ -154,53 +167,65 @@ def _iv(values: list[float], groups: list[str], seed: int) -> dict[str, Any] | N
     return bootstrap_mean(values, groups, seed=seed).to_dict() if values else None
 
 
-def bench_figures(records: Sequence[QARecord], scores: Sequence[float], *, seed: int = 0,
-                  select=None) -> dict[str, Any]:
+def _subset(records: Sequence[QARecord], runs: list[list[float]], select) -> tuple[list[QARecord], list[list[float]]]:
+    if select is None:
+        return list(records), runs
+    idx = [i for i, r in enumerate(records) if select(r)]
+    return [records[i] for i in idx], [[run[i] for i in idx] for run in runs]
+
+
+def bench_figures(records: Sequence[QARecord], scores: Scores, *, seed: int = 0, select=None) -> dict[str, Any]:
     """Per category: ``question`` and ``pair`` accuracy intervals (``shared.stats.Interval``
     dicts: value, lo, hi, n, n_groups); ``closed`` pools SSA, TR and AVH (the headline);
-    narration categories get ``question`` only. ``select(record) -> bool`` restricts the
-    figures to a subset (a whole pair is kept only when both records are selected)."""
-    if len(records) != len(scores):
-        raise ValueError(f"scores: {len(scores)} for {len(records)} records")
-    if select is not None:
-        keep = [(r, s) for r, s in zip(records, scores) if select(r)]
-        records, scores = [r for r, _ in keep], [s for _, s in keep]
+    narration categories get ``question`` only.
+
+    ``scores`` is one run's per-record scores, or a list of them (several seeds):
+    per question the seeds' mean, per pair the share of seeds that got both right,
+    so the interval is over recordings of seed-averaged outcomes. ``select(record)
+    -> bool`` restricts the figures to a subset (a pair counts only when both of its
+    records are selected)."""
+    records, runs = _subset(records, _by_seed(records, scores), select)
+    mean = [sum(run[i] for run in runs) / len(runs) for i in range(len(records))]
     out: dict[str, Any] = {}
-    pv, pg, pc = _pair_outcomes(records, scores)
+    pv, pg, pc = _pair_outcomes(records, runs)
     for cat in (*CLOSED_CATEGORIES, *NARRATION_CATEGORIES):
-        sel = [(r.recording_id, s) for r, s in zip(records, scores) if r.category == cat]
+        sel = [(r.recording_id, s) for r, s in zip(records, mean) if r.category == cat]
         if not sel:
             continue
         row = {"question": _iv([s for _, s in sel], [g for g, _ in sel], seed)}
         if cat in CLOSED_CATEGORIES:
             row["pair"] = _iv([v for v, c in zip(pv, pc) if c == cat], [g for g, c in zip(pg, pc) if c == cat], seed)
         out[cat] = row
-    closed = [(r.recording_id, s) for r, s in zip(records, scores) if r.category in CLOSED_CATEGORIES]
+    closed = [(r.recording_id, s) for r, s in zip(records, mean) if r.category in CLOSED_CATEGORIES]
     if closed:
         out["closed"] = {"question": _iv([s for _, s in closed], [g for g, _ in closed], seed),
                          "pair": _iv(pv, pg, seed)}
     return out
 
 
-def compare(records: Sequence[QARecord], treatment: Sequence[float], baseline: Sequence[float], *,
+def subset_figures(records: Sequence[QARecord], scores: Scores, select, *, seed: int = 0) -> dict[str, Any]:
+    """``question`` and ``pair`` intervals over the selected records, all categories pooled."""
+    records, runs = _subset(records, _by_seed(records, scores), select)
+    mean = [sum(run[i] for run in runs) / len(runs) for i in range(len(records))]
+    pv, pg, _ = _pair_outcomes(records, runs)
+    return {"question": _iv(mean, [r.recording_id for r in records], seed), "pair": _iv(pv, pg, seed)}
+
+
+def compare(records: Sequence[QARecord], treatment: Scores, baseline: Scores, *,
             level: str = "pair", seed: int = 0, select=None) -> dict[str, Any] | None:
     """treatment - baseline on the same records, paired by recording (``Interval`` dict
-    with ``p_value``), at ``level`` ``question`` or ``pair``; None when nothing is left."""
-    if select is not None:
-        idx = [i for i, r in enumerate(records) if select(r)]
-        records = [records[i] for i in idx]
-        treatment, baseline = [treatment[i] for i in idx], [baseline[i] for i in idx]
+    with ``p_value``), at ``level`` ``question`` or ``pair``; several seeds are averaged
+    first; None when nothing is left."""
+    recs, t_runs = _subset(records, _by_seed(records, treatment), select)
+    _, b_runs = _subset(records, _by_seed(records, baseline), select)
     if level == "question":
-        if not records:
+        if not recs:
             return None
-        return paired_difference(treatment, baseline, [r.recording_id for r in records], seed=seed).to_dict()
-    t, g, _ = _pair_outcomes(records, treatment)
-    b, _, _ = _pair_outcomes(records, baseline)
+        t = [sum(run[i] for run in t_runs) / len(t_runs) for i in range(len(recs))]
+        b = [sum(run[i] for run in b_runs) / len(b_runs) for i in range(len(recs))]
+        return paired_difference(t, b, [r.recording_id for r in recs], seed=seed).to_dict()
+    t, g, _ = _pair_outcomes(recs, t_runs)
+    b, _, _ = _pair_outcomes(recs, b_runs)
     if not t:
         return None
     return paired_difference(t, b, g, seed=seed).to_dict()
-
-
-def figures_of(rows: Mapping[str, Sequence[float]], records: Sequence[QARecord], seed: int = 0) -> dict[str, Any]:
-    """:func:`bench_figures` for every system of ``rows`` (name -> scores per record)."""
-    return {name: bench_figures(records, scores, seed=seed) for name, scores in rows.items()}

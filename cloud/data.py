@@ -312,7 +312,7 @@ class QADataset:
     def _encode_text(self, r: QARecord) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         tok = self.tokenizer
         question = tok.encode(r.question)[: self.max_question_tokens] or [tok.unk_id]
-        answer = tok.encode(r.answer)[: self.max_answer_tokens - 1]
+        answer = tok.encode_answer(r.answer)[: self.max_answer_tokens - 1]
         return (
             np.asarray(question, np.int64),
             np.asarray([tok.bos_id, *answer], np.int64),

@@ -81,7 +81,7 @@ def predict(model: AVTeacher, tokenizer: Tokenizer, dataset: QADataset, batch_si
         enc = model.encode(batch)
         records = [dataset.records[j] for j in rows]
         options = [r.meta.get("options") or [] for r in records]
-        scored = model.option_logprobs(batch, [[tokenizer.encode(o) for o in opts] for opts in options], enc=enc)
+        scored = model.option_logprobs(batch, [[tokenizer.encode_answer(o) for o in opts] for opts in options], enc=enc)
         free = [k for k, opts in enumerate(options) if not opts]
         generated = {}
         if free:
@@ -159,11 +159,11 @@ def evaluate(model: AVTeacher, tokenizer: Tokenizer, records: Sequence[QARecord]
     answers: dict[str, list[str]] = {}
     if train_records:
         priors = fit_priors(train_records)
-        for control in ("blind", "scene", "constant"):
+        for control in ("question_only", "question_scene", "constant_answer"):
             answers[control] = prior_answers(priors, records, control)
     if len({r.recording_id for r in records}) >= 2:
         moved = shuffled_records(records, seed)
-        answers["shuffled"] = [p["prediction"] for p in
+        answers["shuffled_clip"] = [p["prediction"] for p in
                                predict(model, tokenizer, QADataset(moved, store, tokenizer, spec, q, a, cache=cache),
                                        batch_size)]
     for control in CONTROLS:
@@ -202,24 +202,26 @@ def print_bench(figures: dict[str, dict[str, Any]], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    import sys
+
+    console = Console() if sys.stdout.isatty() else Console(width=140)  # logs keep whole cells
     table = Table(title=title)
     for col in ("category", "system", "per question %", "per pair %", "n"):
         table.add_column(col, justify="left" if col in ("category", "system") else "right", no_wrap=True)
-    cats = [c for c in ("closed", *CLOSED_CATEGORIES, "AVDN", "AVSN") if c in figures.get("model", {})]
+    first = next(iter(figures), None)
+    cats = [c for c in ("closed", *CLOSED_CATEGORIES, "AVDN", "AVSN") if c in figures.get(first, {})]
     for cat in cats:
-        for name, fig in figures.items():
+        for k, (name, fig) in enumerate(figures.items()):
             row = fig.get(cat, {})
             qv, pv = row.get("question"), row.get("pair")
             n = (f"{pv['n']} pairs, {qv['n_groups']} rec" if pv else f"{qv['n']} q, {qv['n_groups']} rec") if qv else "-"
-            style = "bold" if name == "model" else "dim"
-            table.add_row(cat if name == "model" else "", name, _cell(qv), _cell(pv), n, style=style)
+            control = name in CONTROLS
+            table.add_row(cat if k == 0 else "", name, _cell(qv), _cell(pv), n, style="dim" if control else "bold")
         table.add_section()
     console.print(table)
-    console.print("[95% bootstrap interval over recordings]; closed = SSA + TR + AVH pooled (the headline); "
-                  "blind = question only, scene = question + "
-                  "scene, shuffled = another recording's clip, constant = one answer per type. AVDN/AVSN are "
-                  "unpaired narrations, reported apart.")
+    console.print("[95% bootstrap interval over recordings]; closed = SSA + TR + AVH pooled (the headline). "
+                  "Controls: question_only, question_scene (question + scene), shuffled_clip (the model on another "
+                  "recording's clip), constant_answer. AVDN/AVSN are unpaired narrations, reported apart.")
 
 
 def bench_metrics(figures: dict[str, dict[str, Any]], prefix: str) -> dict[str, float]:

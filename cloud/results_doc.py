@@ -6,16 +6,19 @@ typed by hand. Prose that explains the numbers lives between the markers
 `NOTES_BEGIN` and `NOTES_END` in the document and is carried over verbatim
 when the document is regenerated.
 
-results.json (``RESULTS_SCHEMA_VERSION`` 1)::
+results.json (``RESULTS_SCHEMA_VERSION`` 2)::
 
     schema_version, experiment, claim, reference, command, scale, date,
     git_commit, config (the composed experiment config),
-    world {path, recordings, splits}, qa {path, bench_records},
-    variants: {name: {overrides, train_overrides, role (baseline | treatment), reused,
-                      steps, train_seconds, model, mlflow_run_id,
-                      scores (cloud.experiment_analysis.breakdown)}},
-    targets: [{target, measured, met}],
-    no_look_baselines {SSA | SSA off-screen | TR lagged 1-5 s | AVH: {value, n}}, mlflow_parent_run_id
+    world {path, recordings, splits}, qa {path, bench_records, pairs, recordings, corrupted},
+    seeds, baseline, treatment,
+    variants: {name: {role, overrides, runs: [{seed, model, reused, steps, train_seconds, mlflow_run_id}]}},
+    figures: {system: cloud.controls.bench_figures (seed-averaged)},
+    subsets: [{key, title, level, systems: {system: {question, pair}}, difference}],
+    targets: [{target, measured, met}], mlflow_parent_run_id
+
+Systems are the two variants and the controls (blind, scene, shuffled,
+constant); every figure is a ``shared.stats.Interval`` dict.
 """
 from __future__ import annotations
 
@@ -23,14 +26,17 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from cloud.experiment_analysis import KINDS, TABLES, table
+from cloud.experiment_analysis import KINDS
+from shared.stats import format_interval
 
-__all__ = ["RESULTS_FILE", "RESULTS_SCHEMA_VERSION", "NOTES_BEGIN", "NOTES_END", "load_results", "render", "write_doc"]
+__all__ = ["RESULTS_FILE", "RESULTS_SCHEMA_VERSION", "NOTES_BEGIN", "NOTES_END", "load_results", "render",
+           "write_doc", "figure_table", "subset_lines"]
 
 RESULTS_FILE = "results.json"
-RESULTS_SCHEMA_VERSION = 1
+RESULTS_SCHEMA_VERSION = 2
 NOTES_BEGIN = "<!-- notes: kept when this file is regenerated -->"
 NOTES_END = "<!-- end of notes -->"
+_CATS = ("closed", "SSA", "TR", "AVH")
 
 
 def load_results(out_root: str | Path) -> list[dict[str, Any]]:
@@ -45,27 +51,62 @@ def load_results(out_root: str | Path) -> list[dict[str, Any]]:
     return sorted(found, key=lambda r: (rank.get(r["experiment"], len(rank)), r["experiment"], r["scale"]))
 
 
+def _cell(iv: Mapping[str, Any] | None) -> str:
+    return format_interval(dict(iv)) if iv else "-"
+
+
+def figure_table(figures: Mapping[str, Mapping[str, Any]], cats: Sequence[str] = _CATS) -> str:
+    """Markdown: one row per system, per category the accuracy per question and per pair [95% CI]."""
+    head = ["system", *[f"{c} {lvl}" for c in cats for lvl in ("q", "pair")]]
+    lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
+    for name, fig in figures.items():
+        cells = [_cell(fig.get(c, {}).get(lvl)) for c in cats for lvl in ("question", "pair")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    n = next(iter(figures.values())).get("closed", {})
+    if n.get("pair"):
+        lines.append("")
+        lines.append(f"n = {n['pair']['n']} pairs ({n['question']['n']} questions) from {n['pair']['n_groups']} "
+                     "held-out recordings; q = per question, pair = both windows of a pair right.")
+    return "\n".join(lines)
+
+
+def subset_lines(res: Mapping[str, Any]) -> list[str]:
+    """Markdown tables of the claim subsets: every system, then the paired difference."""
+    lines = []
+    for sub in res.get("subsets", []):
+        level = sub["level"]
+        lines += [f"**{sub['title']}** (the claim is per {level})", "",
+                  "| system | per question | per pair |", "| --- | ---: | ---: |"]
+        for name, row in sub["systems"].items():
+            lines.append(f"| {name} | {_cell(row.get('question'))} | {_cell(row.get('pair'))} |")
+        d = sub.get("difference")
+        lines.append(f"| **{res['treatment']} - {res['baseline']}** ({level}) | "
+                     + (format_interval(dict(d), signed=True) + (f" p={d['p_value']:.3f}" if d.get('p_value') is not None else "")
+                        if d else "-") + " | |")
+        lines.append("")
+    return lines
+
+
 def _trained(v: Mapping[str, Any]) -> str:
-    how = f"{v['steps']} steps"
-    if v.get("train_seconds") is not None:
-        how += f", {v['train_seconds'] / 60:.1f} min"
-    if v.get("reused"):  # the same config, trained by another experiment
-        how += f" (the same run as `{Path(v['model']).parent}`)"
+    runs = v.get("runs", [])
+    if not runs:
+        return "not trained"
+    mins = [r["train_seconds"] / 60 for r in runs if r.get("train_seconds")]
+    how = f"{len(runs)} seed(s), {runs[0]['steps']} QA steps each"
+    if mins:
+        how += f", {sum(mins) / len(mins):.1f} min per run"
+    if any(r.get("reused") for r in runs):
+        how += " (shared with another experiment)"
     return how
 
 
 def _section(res: Mapping[str, Any]) -> list[str]:
-    kind = res["experiment"]
-    variants = res["variants"]
-    lines = [f"## {kind}: {res['claim']} (scale `{res['scale']}`)", ""]
+    lines = [f"## {res['experiment']}: {res['claim']} (scale `{res['scale']}`)", ""]
     if res.get("reference"):
         lines += [f"Reference: {res['reference']}", ""]
-    for title, columns in TABLES[kind]:
-        lines += [f"**{title}**", "", table(kind, {n: v["scores"] for n, v in variants.items()}, columns), ""]
-    no_look = {k: c for k, c in res.get("no_look_baselines", {}).items() if c.get("value") is not None}
-    if no_look:
-        lines += ["Without looking at the clip (each question answered with its majority answer in `train_av`): "
-                  + ", ".join(f"{k} {100 * c['value']:.1f} (n={c['n']})" for k, c in no_look.items()) + ".", ""]
+    lines += ["**Held-out counterfactual bench, seeds averaged** (the treatment, the baseline and the controls)", "",
+              figure_table(res["figures"]), ""]
+    lines += subset_lines(res)
     lines += ["| target | measured | met |", "| --- | --- | :---: |"]
     for t in res["targets"]:
         lines.append(f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else '**no**'} |")
@@ -74,13 +115,13 @@ def _section(res: Mapping[str, Any]) -> list[str]:
     splits = ", ".join(f"{k} {v}" for k, v in world.get("splits", {}).items())
     lines += [
         f"- command: `{res['command']}`",
-        f"- scale: `{res['scale']}`; train overrides of every variant: `{' '.join(res['config']['train_overrides']) or '(none)'}`",
+        f"- scale: `{res['scale']}`; seeds {', '.join(map(str, res['seeds']))}; train overrides of every variant: "
+        f"`{' '.join(res['config']['train_overrides']) or '(none)'}`",
         "- variants: " + "; ".join(f"`{n}` ({v['role']}): `{' '.join(v['overrides'])}`, {_trained(v)}"
-                                   for n, v in variants.items()),
-        f"- world: `{world['path']}`, {world['recordings']} recordings ({splits}); "
-        f"synth overrides `{' '.join(res['config']['experiment']['data']['synth']) or '(none)'}`",
-        f"- QA: `{qa['path']}`, bench {qa['bench_records']} records; "
-        f"instruct overrides `{' '.join(res['config']['experiment']['data']['instruct']) or '(none)'}`",
+                                   for n, v in res["variants"].items()),
+        f"- world: `{world['path']}`, {world['recordings']} recordings ({splits})",
+        f"- bench: {qa['bench_records']} records, pairs {qa['pairs']}, {qa['recordings']} held-out recordings"
+        + ("; one modality corrupted per pair" if qa.get("corrupted") else ""),
         f"- run: {res['date']}, git commit `{res['git_commit']}`"
         + (f", MLflow parent run `{res['mlflow_parent_run_id']}`" if res.get("mlflow_parent_run_id") else ""),
         "",
@@ -95,12 +136,16 @@ def render(results: Sequence[Mapping[str, Any]], notes: str = "") -> str:
         "",
         "Generated by `earshot experiment` from the `results.json` files under `runs/experiments/`;",
         "do not edit the numbers by hand (regenerate: `earshot experiment report_only=true`).",
-        "Each experiment trains two variants of the teacher that differ in one",
-        "`earshot train` override and scores both on the same bench (held-out test",
-        "recordings, gold answers from the joint audio-visual narration).",
-        "Accuracies are exact-match (SSA, TR, AVH), F1 (AVDN) or the summary score",
-        "(AVSN) of `cloud/data_engine/scoring.py`; `n` is the number of bench questions",
-        "in a column. Configs: `configs/experiment.yaml`, `configs/experiment/`.",
+        "Each experiment trains two variants of the teacher that differ in one `earshot train`",
+        "override, with several seeds each, and scores them on the same counterfactual bench:",
+        "every closed-form question (SSA, TR, AVH) is asked on two windows of one held-out",
+        "recording whose gold answers differ, so a model that answers from the question (or",
+        "the question and the scene) gets at most one of the two right. Figures are per",
+        "question and per pair (both right), averaged over seeds, with recording-level",
+        "bootstrap 95% intervals in brackets; differences are paired by recording. The",
+        "controls sit beside every row: `blind` (question only), `scene` (question + scene),",
+        "`shuffled` (the treatment on another recording's clip), `constant` (one answer per",
+        "type). Configs: `configs/experiment.yaml`, `configs/experiment/`.",
         "",
     ]
     if not results:

@@ -56,6 +56,7 @@ class PerceptionConfig:
     lr: float = 2e-3
     weight: float = 1.0  # per-token loss next to the per-record answer loss in the QA phase
     cache: bool = True  # QA phase: encoders frozen, their per-token outputs cached per recording
+    init: str | None = None  # a finished run's out/ (or its perception/ folder) to take phase 1 from
 
     def __post_init__(self) -> None:
         p = "perception."
@@ -70,6 +71,7 @@ class TrainConfig:
     """``earshot train``: train the audio-visual teacher on instruction QA."""
 
     out: str = "runs/teacher"
+    phase: str = "all"  # all: perception then QA; perception: phase 1 only (runs that share it: perception.init)
     seed: int = 0
     max_steps: int = 1200
     batch_size: int = 32  # global: split evenly over torchrun processes
@@ -87,6 +89,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_recipe_loop(self)
+        check_choice("phase", self.phase, ("all", "perception"))
         frames = self.data.audio_history_s * 100 / self.model.mel_frames_per_token
         check(
             abs(frames - round(frames)) < 1e-6,

@@ -84,7 +84,7 @@ from shared.training import (batch_indices, check_resume_config, latest_checkpoi
                              make_adamw, read_state, replace_folder, save_checkpoint, save_optimizer, seed_step,
                              set_lr)
 
-__all__ = ["MODEL_DIR", "PERCEPTION_DIR", "RESUME_MAY_CHANGE", "TrainRecipe", "run", "perception_loss",
+__all__ = ["MODEL_DIR", "PERCEPTION_DIR", "RESUME_MAY_CHANGE", "TrainRecipe", "run", "run_perception", "perception_loss",
            "label_word_ids"]
 
 MODEL_DIR = "model"
@@ -145,7 +145,8 @@ class TrainRecipe:
         else:
             # every perception label is a word, so each can be mixed into the prefix (label_word_ids)
             labels = " ".join((*SOUND_LABELS, *FRAME_LABELS))
-            self.tokenizer = Tokenizer.build([labels, *(t for r in self.train_records for t in (r.question, r.answer))])
+            self.tokenizer = Tokenizer.build([r.question for r in self.train_records],
+                                             answers=[labels, *(r.answer for r in self.train_records)])
 
         # Datasets share one store, so each recording is decoded once per process.
         self.spec = WindowSpec(
@@ -168,10 +169,13 @@ class TrainRecipe:
         self.model = AVTeacher(cfg.model, len(self.tokenizer), self.tokenizer.pad_id, self.tokenizer.bos_id,
                                self.tokenizer.eos_id, label_word_ids=label_word_ids(self.tokenizer))
 
-        # Perception is done when a QA checkpoint or the perception folder exists.
+        # Perception is done when a QA checkpoint or the perception folder exists, or
+        # another run's phase 1 is given (variants that differ after phase 1 share it).
         self.perception_done = checkpoint is not None or cfg.perception.steps == 0
         if checkpoint is None and (self.out / PERCEPTION_DIR / _PERCEPTION_STATE).is_file():
-            self._load_perception()
+            self._load_perception(self.out / PERCEPTION_DIR)
+        elif checkpoint is None and cfg.perception.init:
+            self._load_perception(_perception_folder(cfg.perception.init), shared=True)
 
         # Frozen encoders before the optimizer, which then holds only what the QA phase trains.
         # AdamW: matrices decay, biases and norms do not.
@@ -266,17 +270,28 @@ class TrainRecipe:
         self._barrier()
         self.perception_done = True
 
-    def _load_perception(self) -> None:
-        folder = self.out / PERCEPTION_DIR
+    def _load_perception(self, folder: Path, shared: bool = False) -> None:
+        """Phase 1's result from ``folder``: all of it (our own), or only the perception
+        parts (``shared``: another run's, whose decoder and vocabulary may differ)."""
         state = json.loads((folder / _PERCEPTION_STATE).read_text(encoding="utf-8"))
-        keys = ("seed", "perception", "model", "data.qa_dir", "data.dataset", "data.frame_hz", "data.max_window_s")
+        keys = ("perception.steps", "perception.batch_size", "perception.lr", "data.qa_dir", "data.dataset",
+                "data.frame_hz", "data.max_window_s", "model.n_mels", "model.audio_token_s", "model.audio_channels",
+                "model.frame_size_px", "model.visual_channels", "model.d_model", "model.context_layers")
+        if not shared:
+            keys += ("seed", "model")
         then, now = flatten(state["config"]), flatten(dataclasses.asdict(self.cfg))
-        changed = sorted(k for k in set(then) | set(now) if k.startswith(keys) and then.get(k) != now.get(k)
-                         and k not in ("perception.weight",))
+        changed = sorted(k for k in set(then) | set(now) if k.startswith(keys) and then.get(k) != now.get(k))
         if changed:
-            raise UserError(f"out: {folder} was pre-trained with a different config ({', '.join(changed)}); "
-                            "pick a new out")
-        missing, unexpected = safetensors.torch.load_model(self.model, str(folder / WEIGHTS_FILE))
+            what = "perception.init" if shared else "out"
+            raise UserError(f"{what}: {folder} was pre-trained with a different config ({', '.join(changed)})")
+        weights = safetensors.torch.load_file(str(folder / WEIGHTS_FILE))
+        if shared:
+            parts = {name for name, module in self.model.named_children() if module in self._perception_parts()}
+            weights = {k: v for k, v in weights.items() if k.split(".", 1)[0] in parts}
+            missing, unexpected = self.model.load_state_dict(weights, strict=False)
+            missing = [k for k in missing if k.split(".", 1)[0] in parts]
+        else:
+            missing, unexpected = safetensors.torch.load_model(self.model, str(folder / WEIGHTS_FILE))
         if missing or unexpected:
             raise UserError(f"{folder / WEIGHTS_FILE}: missing {missing}, unexpected {unexpected}")
         self.perception_done = True
@@ -448,6 +463,18 @@ class TrainRecipe:
             dist.destroy_process_group()
 
 
+def _perception_folder(path: str) -> Path:
+    """``perception.init``: a run's out/ or its perception/ folder.
+
+    Raises:
+        UserError: neither holds a finished phase 1.
+    """
+    for folder in (Path(path) / PERCEPTION_DIR, Path(path)):
+        if (folder / _PERCEPTION_STATE).is_file():
+            return folder
+    raise UserError(f"perception.init: {path} holds no finished perception phase ({PERCEPTION_DIR}/{_PERCEPTION_STATE})")
+
+
 def perception_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Masked BCE of the per-token heads: the mean over supervised sound entries and the
     mean over supervised frame entries, averaged (``cloud/model/perception.py``)."""
@@ -460,12 +487,35 @@ def perception_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
 
 
 def label_word_ids(tokenizer: Tokenizer) -> list[int]:
-    """Token id of every perception label as an answer word (no leading space), -1 if unknown."""
-    return [tokenizer.ids.get(l, tokenizer.ids.get(" " + l, -1)) for l in (*SOUND_LABELS, *FRAME_LABELS)]
+    """Token id of every perception label's word (" label", as questions and answers
+    write it), -1 if unknown."""
+    return [tokenizer.ids.get(" " + l, -1) for l in (*SOUND_LABELS, *FRAME_LABELS)]
 
 
-def run(cfg: TrainConfig) -> TrainRecipe:
-    """The verb's body: setup, train, cleanup. Returns the finished recipe."""
+def run_perception(cfg: TrainConfig) -> Path:
+    """Phase 1 only (for runs that share it: ``perception.init``); returns ``<out>/perception``.
+
+    Skipped when the folder already holds it (same config)."""
+    recipe = TrainRecipe(cfg)
+    recipe.setup()
+    try:
+        if not recipe.perception_done:
+            recipe.pretrain_perception()
+    except BaseException:
+        recipe.cleanup(failed=True)
+        raise
+    recipe.cleanup()
+    return recipe.out / PERCEPTION_DIR
+
+
+def run(cfg: TrainConfig) -> TrainRecipe | None:
+    """The verb's body: setup, train, cleanup. Returns the finished recipe.
+
+    ``phase=perception`` stops after phase 1 (``run_perception``)."""
+    if cfg.phase == "perception":
+        folder = run_perception(cfg)
+        print(f"perception: {folder}", flush=True)
+        return None
     recipe = TrainRecipe(cfg)
     recipe.setup()
     try:

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from cloud.data import MEL_HZ, recording_log_mel, resize_frames, tag_targets
+from shared.frames import resize_frames as student_frames
 from cloud.model.teacher import TAG_NAMES, AVTeacher
 from shared.annotations import Annotations
 from shared.config import UserError
@@ -70,10 +71,12 @@ class LoadedRecording:
     audio: np.ndarray  # int16 (n,)
     frame_times_s: np.ndarray  # float64 (f,)
     frames: np.ndarray | None  # uint8 (f, S, S, 3) at the student's size; None for audio-only students
+    camera_frames: np.ndarray | None  # uint8 (f, C, C, 3) as recorded (what a program reads); None unless kept
     teacher_frames: np.ndarray  # uint8 (f, St, St, 3) at the teacher's size
     teacher_mel: np.ndarray  # float32 (T, n_mels), 100 Hz grid
     annotations: Annotations
     sample_rate_hz: int
+    camera_shape: tuple[int, int] | None = None  # (h, w) of the recorded frames, None without video
 
 
 class WindowSet:
@@ -91,7 +94,7 @@ class WindowSet:
         audio_s: float,
         stride_s: float,
         visual_span_s: float,
-        teacher_view: TeacherView,
+        teacher_view: TeacherView | None,
         with_frames: bool,
     ) -> None:
         self.recordings = recordings
@@ -105,7 +108,7 @@ class WindowSet:
         self.windows = np.asarray(rows, np.float64).reshape(-1, 2)
         self.labels = np.stack([self._labels(int(i), t) for i, t in self.windows]) if rows else np.zeros((0, len(TAG_NAMES)), np.float32)
         # Teacher frame slots: one per 1 / frame_hz back from the end, inside the audio span.
-        self._n_slots = max(1, int(round(audio_s * teacher_view.frame_hz)))
+        self._n_slots = max(1, int(round(audio_s * teacher_view.frame_hz))) if teacher_view else 0
         self._n_mel = int(round(audio_s * MEL_HZ))
 
     def __len__(self) -> int:
@@ -132,16 +135,24 @@ class WindowSet:
             out[lo - (stop - n) : hi - (stop - n)] = rec.audio[lo:hi]
         return out
 
-    def student_inputs(self, idx: list[int] | np.ndarray) -> tuple[torch.Tensor, ...]:
-        """The program's inputs for windows ``idx``: (pcm,) or (frame, pcm), batched."""
+    def student_inputs(self, idx: list[int] | np.ndarray, *, camera: bool = False) -> tuple[torch.Tensor, ...]:
+        """The student's inputs for windows ``idx``: (pcm,) or (frame, pcm), batched.
+
+        ``camera``: the frame as recorded (what the exported program and ``forward`` read,
+        resizing in the graph) instead of the resized one ``forward_train`` reads; needs
+        ``load_split(..., keep_camera=True)``.
+        """
         pcm = np.stack([self._pcm(int(self.windows[k, 0]), self.windows[k, 1]) for k in idx])
         if not self.with_frames:
             return (torch.from_numpy(pcm),)
         frames = []
         for k in idx:
             rec = self.recordings[int(self.windows[k, 0])]
+            source = rec.camera_frames if camera else rec.frames
+            if camera and source is None:
+                raise ValueError("camera frames were not kept: load_split(..., keep_camera=True)")
             j = int(np.searchsorted(rec.frame_times_s, self.windows[k, 1] + 1e-9, side="right")) - 1
-            frames.append(rec.frames[max(j, 0)] if rec.frames is not None and len(rec.frames) else None)
+            frames.append(source[max(j, 0)] if source is not None and len(source) else None)
         if any(f is None for f in frames):
             raise UserError("the AV student needs video: a recording has no frames")
         return torch.from_numpy(np.stack(frames)), torch.from_numpy(pcm)
@@ -188,36 +199,46 @@ def load_split(
     audio_s: float,
     stride_s: float,
     visual_span_s: float,
-    teacher_view: TeacherView,
+    teacher_view: TeacherView | None,
     frame_size_px: int | None,
     max_recordings: int = 0,
+    keep_camera: bool = False,
 ) -> WindowSet:
     """Decode the recordings of ``split`` and window them.
 
     Args:
+        teacher_view: what the teacher reads; None when there is no teacher (labels
+            only): the teacher's log-mel and frames are then not computed.
         frame_size_px: the student's frame size; None for an audio-only student
             (its frames are then not kept).
         max_recordings: > 0 keeps the first that many recordings of the split.
+        keep_camera: also keep the frames as recorded (``student_inputs(camera=True)``).
     """
     entries = dataset.split(split)
     if max_recordings > 0:
         entries = entries[:max_recordings]
-    front_end = LogMel(FeatureConfig(n_mels=teacher_view.n_mels))
+    front_end = LogMel(FeatureConfig(n_mels=teacher_view.n_mels if teacher_view else 64))
     recordings = []
     for entry in entries:
-        rec = dataset.load(entry)
+        # An audio-only student with no teacher never looks at a frame: skip decoding them.
+        rec = dataset.load(entry, video=bool(frame_size_px or teacher_view))
         if rec.sample_rate_hz != front_end.cfg.sample_rate_hz:
             raise UserError(f"{entry.id}: audio at {rec.sample_rate_hz} Hz; students and teacher read 16000 Hz")
         recordings.append(
             LoadedRecording(
                 id=entry.id,
                 audio=rec.audio,
-                frame_times_s=rec.frame_times_s.astype(np.float64),
-                frames=resize_frames(rec.frames, frame_size_px) if frame_size_px and len(rec.frames) else None,
-                teacher_frames=resize_frames(rec.frames, teacher_view.frame_size_px) if len(rec.frames) else rec.frames,
-                teacher_mel=recording_log_mel(rec.audio, front_end),
+                frame_times_s=np.asarray(rec.frame_times_s, np.float64),
+                # The student's frames through the same module its graph runs (shared/frames.py).
+                frames=student_frames(rec.frames, frame_size_px) if frame_size_px and len(rec.frames) else None,
+                camera_frames=rec.frames if keep_camera and frame_size_px else None,
+                teacher_frames=(resize_frames(rec.frames, teacher_view.frame_size_px)
+                                if teacher_view and len(rec.frames) else rec.frames[:0]),
+                teacher_mel=(recording_log_mel(rec.audio, front_end) if teacher_view
+                             else np.zeros((0, front_end.cfg.n_mels), np.float32)),
                 annotations=rec.annotations,
                 sample_rate_hz=rec.sample_rate_hz,
+                camera_shape=tuple(rec.frames.shape[1:3]) if len(rec.frames) else None,
             )
         )
     return WindowSet(
@@ -228,24 +249,31 @@ def load_split(
 
 @torch.no_grad()
 def teacher_targets(teacher: AVTeacher, windows: WindowSet, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """The teacher's tag logits (N, len(TAG_NAMES)) and tag-head inputs (N, 2 * d_model).
+    """The teacher's tag logits (N, len(TAG_NAMES)) and a pooled feature per window (N, D).
 
-    The tag-head input (pooled fused tokens) is what feature distillation
-    matches; it is read with a forward pre-hook, so the teacher's code is used
-    as is.
+    The tag logits are ``AVTeacher.encode``'s (per-token logits max-pooled). The
+    feature is what feature distillation matches: the tag head's input where the
+    teacher has one (read with a forward pre-hook, so the teacher's code is used
+    as is), else the mean of the encoder's prefix tokens (the per-token teacher).
     """
+    head = getattr(teacher, "tag_head", None)
     captured: list[torch.Tensor] = []
-    handle = teacher.tag_head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach()))
+    handle = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach())) if head else None
     logits = []
     try:
         teacher.eval()
         for i in range(0, len(windows), batch_size):
             idx = np.arange(i, min(i + batch_size, len(windows)))
-            logits.append(teacher.encode(windows.teacher_batch(idx)).tag_logits.float())
+            enc = teacher.encode(windows.teacher_batch(idx))
+            logits.append(enc.tag_logits.float())
+            if head is None:
+                mask = enc.prefix_mask.unsqueeze(-1).float()
+                captured.append(((enc.prefix * mask).sum(1) / mask.sum(1).clamp_min(1.0)).detach())
     finally:
-        handle.remove()
+        if handle is not None:
+            handle.remove()
     if not logits:
-        return torch.zeros(0, len(TAG_NAMES)), torch.zeros(0, teacher.tag_head.in_features)
+        return torch.zeros(0, len(TAG_NAMES)), torch.zeros(0, head.in_features if head else 1)
     return torch.cat(logits), torch.cat(captured).float()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from distill.student_config import StudentConfig
+from distill.trigger_config import TriggerEvalConfig
 from shared.config import (OptimConfig, TrackingConfig, check, check_choice, check_range, check_recipe_loop,
                            check_threads)
 
@@ -30,12 +31,14 @@ class DistillDataConfig:
     stride_s: float = 0.25  # window ends on this grid
     visual_span_s: float = 0.5  # a visual action labels a window if on screen in the last this-many seconds
     max_recordings: int = 0  # per split; 0 = all
+    pos_weight: float = 1.0  # weight of positive windows in the hard loss (> 1: fewer missed events)
 
     def __post_init__(self) -> None:
         p = "data."
         check_range(p + "stride_s", self.stride_s, 0.05, 10.0, unit="s")
         check_range(p + "visual_span_s", self.visual_span_s, 0.1, 10.0, unit="s")
         check_range(p + "max_recordings", self.max_recordings, 0)
+        check_range(p + "pos_weight", self.pos_weight, 0.1, 100.0)
 
 
 @dataclass
@@ -66,7 +69,7 @@ def _distill_optim() -> OptimConfig:
 class DistillConfig:
     """``earshot distill``: distil the teacher's tag head into an on-device student."""
 
-    teacher: str = "runs/teacher/model"  # a teacher model folder (earshot train's out/model)
+    teacher: str | None = "runs/teacher/model"  # a teacher model folder; None: labels only (kd_weight 0)
     out: str = "runs/distill/trigger"
     seed: int = 0
     max_steps: int = 1500
@@ -84,7 +87,15 @@ class DistillConfig:
     mlflow: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="earshot-distill"))
 
     def __post_init__(self) -> None:
-        check(bool(str(self.teacher).strip()), "teacher", "must name a teacher model folder")
+        if self.teacher is None:
+            # Labels only: nothing to distil from, so every teacher-side term must be off.
+            check(self.kd.kd_weight == 0.0, "kd.kd_weight", "must be 0 without a teacher (teacher=null)")
+            check(self.kd.feature_weight == 0.0, "kd.feature_weight", "must be 0 without a teacher (teacher=null)")
+            check(self.student.name == "trigger" or self.kd.confidence_target == "labels", "kd.confidence_target",
+                  "must be 'labels' without a teacher (teacher=null)")
+            check(bool(self.data.dataset), "data.dataset", "must name the recordings when there is no teacher")
+        else:
+            check(bool(str(self.teacher).strip()), "teacher", "must name a teacher model folder")
         check_recipe_loop(self)
 
 
@@ -102,6 +113,7 @@ class ExportConfig:
     max_eval_windows: int = 0  # per split (val thresholds, test metrics); 0 = all
     threads: int = 0  # 0 = all cores
     register: bool = True  # register each program as an MLflow model version
+    trigger: TriggerEvalConfig = field(default_factory=TriggerEvalConfig)  # the trigger as a detector
     mlflow: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="earshot-export"))
 
     def __post_init__(self) -> None:

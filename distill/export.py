@@ -24,6 +24,7 @@ and precision, and the program is run after export.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -46,10 +47,14 @@ from shared.config import UserError
 from shared.dataset import load_dataset
 from shared.labels import TAXONOMY_VERSION
 from shared.model_card import ModelCard, TensorSpec, card_path_for, file_sha256, save_model_card
+from distill.trigger_eval import evaluate_trigger, render_det
 
 __all__ = ["program_file", "registered_name", "evenly", "run"]
 
 THRESHOLD_RULE = "per label: the F1-maximising value on the val split (grid 0.05..0.95 step 0.025, ties nearest 0.5); 0.5 if the label never occurs in val"
+OPERATING_POINT_RULE = ("trigger operating point chosen on val recordings (distill/operating_point.py): per-label thresholds "
+                        "that detect the most val events within trigger.fa_per_hour false triggers per val hour, with the "
+                        "card's refractory hold; one shared threshold where per-label ones do not help")
 _EAGER_BATCH = 256
 
 
@@ -70,27 +75,31 @@ def evenly(n: int, k: int) -> np.ndarray:
 
 
 def _per_window(windows: WindowSet):
-    return (windows.student_inputs([k]) for k in range(len(windows)))
+    return (windows.student_inputs([k], camera=True) for k in range(len(windows)))
 
 
 def _eager_outputs(model: torch.nn.Module, windows: WindowSet) -> list[np.ndarray]:
-    batches = (windows.student_inputs(np.arange(i, min(i + _EAGER_BATCH, len(windows)))) for i in range(0, len(windows), _EAGER_BATCH))
+    batches = (windows.student_inputs(np.arange(i, min(i + _EAGER_BATCH, len(windows))), camera=True)
+               for i in range(0, len(windows), _EAGER_BATCH))
     return program_outputs(EagerProgram(model), batches)
 
 
-def _metrics(probs: np.ndarray, thresholds: np.ndarray, test: WindowSet, teacher: dict[str, np.ndarray], n: int) -> dict[str, Any]:
-    """Accuracy of one program on the test windows, against the labels and against the teacher."""
+def _metrics(probs: np.ndarray, thresholds: np.ndarray, test: WindowSet, teacher: dict[str, np.ndarray] | None,
+             n: int) -> dict[str, Any]:
+    """Accuracy of one program on the test windows, against the labels and against the teacher (if any)."""
     labels = test.labels[:, :n]
-    teacher_decisions = teacher["test"] >= teacher["thresholds"][None, :]
     m: dict[str, Any] = {
         "split": "test",
         "n_windows": len(test),
         "n_recordings": len(test.recordings),
         "labels_counted": int((labels.sum(0) > 0).sum()),
         "macro_f1": macro_f1(probs, labels, thresholds),
-        "teacher_macro_f1": teacher["macro_f1"],
-        "agreement_f1": macro_f1(probs, teacher_decisions, thresholds),
+        "teacher_macro_f1": None, "agreement_f1": None, "retention": None,
     }
+    if teacher is None:
+        return m
+    m["teacher_macro_f1"] = teacher["macro_f1"]
+    m["agreement_f1"] = macro_f1(probs, teacher["test"] >= teacher["thresholds"][None, :], thresholds)
     m["retention"] = m["macro_f1"] / m["teacher_macro_f1"] if m["teacher_macro_f1"] > 0 else None
     return m
 
@@ -106,20 +115,26 @@ def run(cfg: ExportConfig) -> dict[str, ModelCard]:
     out.mkdir(parents=True, exist_ok=True)
 
     # Held-out windows: val picks thresholds and calibrates int8, test measures.
-    teacher_dir = cfg.teacher or scard["teacher"]["folder"]
-    teacher, _, tcard = load_teacher(teacher_dir)
+    teacher_dir = cfg.teacher or (scard.get("teacher") or {}).get("folder")  # None: distilled from labels only
+    teacher, tcard = None, None
+    if teacher_dir:
+        teacher, _, tcard = load_teacher(teacher_dir)
     dataset = load_dataset(cfg.dataset or scard["data"]["dataset"])
     data = scard["data"]
     split_kw = dict(audio_s=scfg.audio_s, stride_s=data["stride_s"], visual_span_s=data["visual_span_s"],
-                    teacher_view=TeacherView.from_card(tcard), frame_size_px=scfg.frame_size_px if name == "av" else None)
+                    teacher_view=TeacherView.from_card(tcard) if teacher else None,
+                    frame_size_px=scfg.frame_size_px if name == "av" else None, keep_camera=True)
     val, test = load_split(dataset, "val", **split_kw), load_split(dataset, "test", **split_kw)
     if not len(val) or not len(test):
         raise UserError(f"{dataset.root}: export needs val and test recordings (val {len(val)}, test {len(test)} windows)")
-    calibration = [val.student_inputs([k]) for k in evenly(len(val), cfg.calibration_windows)]
+    calibration = [val.student_inputs([k], camera=True) for k in evenly(len(val), cfg.calibration_windows)]
     val, test = val.subset(evenly(len(val), cfg.max_eval_windows)), test.subset(evenly(len(test), cfg.max_eval_windows))
-    t_val, t_test = (torch.sigmoid(teacher_targets(teacher, w)[0][:, :n]).numpy() for w in (val, test))
-    t_thresholds = choose_thresholds(t_val, val.labels[:, :n])
-    teacher_ref = {"test": t_test, "thresholds": t_thresholds, "macro_f1": macro_f1(t_test, test.labels[:, :n], t_thresholds)}
+    teacher_ref = None
+    if teacher is not None:
+        t_val, t_test = (torch.sigmoid(teacher_targets(teacher, w)[0][:, :n]).numpy() for w in (val, test))
+        t_thresholds = choose_thresholds(t_val, val.labels[:, :n])
+        teacher_ref = {"test": t_test, "thresholds": t_thresholds,
+                       "macro_f1": macro_f1(t_test, test.labels[:, :n], t_thresholds)}
 
     # The programs. Each entry: (backend, precision, file, runner).
     macs = count_macs(model, inputs)
@@ -147,6 +162,7 @@ def run(cfg: ExportConfig) -> dict[str, ModelCard]:
     inputs_spec, outputs_spec = io_spec(scfg)
     tracker = make_tracker(cfg.mlflow)
     tracker.start(run_name=cfg.mlflow.run_name or f"export-{name}")
+    background = load_dataset(cfg.trigger.background) if name == "trigger" and cfg.trigger.background else None
     tracker.params({"student": name, "checkpoint": str(student_folder(cfg.checkpoint).resolve()), "teacher": str(teacher_dir),
                     "precisions": ",".join(cfg.precisions), "tflite": cfg.tflite, "calibration_windows": len(calibration),
                     "val_windows": len(val), "test_windows": len(test), "num_parameters": num_parameters(model), "macs": macs.total})
@@ -161,9 +177,9 @@ def run(cfg: ExportConfig) -> dict[str, ModelCard]:
         metrics["mean_abs_diff_vs_eager"] = float(np.mean([np.abs(a - b).mean() for a, b in zip(p_test, eager_test)]))
         if precision == "int8":
             metrics["int8_gap_macro_f1"] = eager_f1 - metrics["macro_f1"]
-        if name == "av":
+        if name == "av" and teacher_ref is not None:
             # What the head was trained to predict (distill/losses.py): every tag's 0.5-decision agrees with the teacher's.
-            agree = ((p_test[0] > 0.5) == (t_test > 0.5)).all(axis=1)
+            agree = ((p_test[0] > 0.5) == (teacher_ref["test"] > 0.5)).all(axis=1)
             metrics["confidence_auroc"] = auroc(p_test[1][:, 0], agree)
             metrics["agreement_rate"] = float(agree.mean())
         extra: dict[str, Any] = {"mlflow_run_id": tracker.run_id, "distill_mlflow_run_id": scard.get("mlflow_run_id"),
@@ -175,17 +191,31 @@ def run(cfg: ExportConfig) -> dict[str, ModelCard]:
             extra["delegation"] = delegation_summary(path)
         if name == "av":
             extra["confidence_target"] = (scard.get("kd") or {}).get("confidence_target", "teacher")
+        rule, refractory_s = THRESHOLD_RULE, 0.0
+        if name == "trigger":  # as a detector: operating point on val, event-level figures on test
+            report, op = evaluate_trigger(_one_per_call(runner), labels, scfg.audio_s, cfg.trigger, dataset, background)
+            thresholds, rule, refractory_s = np.asarray(op.thresholds), OPERATING_POINT_RULE, cfg.trigger.refractory_s
+            metrics.update(_trigger_metrics(report))
+            report_path = out / f"{path.stem}.trigger_eval.json"
+            report_path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+            det_path = out / f"{path.stem}.det.png"
+            det_path.write_bytes(render_det(report, f"{path.name}: held-out recordings"))
+            extra.update(trigger_eval=report_path.name, det_curve=det_path.name)
+            tracker.artifact(report_path, path.stem)
+            tracker.artifact(det_path, path.stem)
         metrics = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in metrics.items()}  # JSON has no NaN
         card = ModelCard(
             name=name, program=path.name, format=path.suffix[1:], backend=backend, precision=precision,
             size_bytes=path.stat().st_size, sha256=file_sha256(path),
             inputs=[TensorSpec(**t) for t in inputs_spec], outputs=[TensorSpec(**t) for t in outputs_spec],
-            labels=labels, thresholds={k: float(v) for k, v in zip(labels, thresholds)}, threshold_rule=THRESHOLD_RULE,
+            labels=labels, thresholds={k: float(v) for k, v in zip(labels, thresholds)}, threshold_rule=rule,
+            refractory_s=refractory_s,
             features={**scfg.features.feature_kwargs(), "trim_bins": scfg.features.trim_bins},
-            audio_window_s=scfg.audio_s, frame_size_px=scfg.frame_size_px if name == "av" else None,
+            audio_window_s=scfg.audio_s, frame_size_px=scfg.camera_px if name == "av" else None,
             num_parameters=num_parameters(model), macs=macs.total, metrics=metrics,
-            teacher={"folder": str(Path(teacher_dir).resolve()), "num_parameters": teacher.num_parameters(),
-                     "student_share_of_parameters": num_parameters(model) / teacher.num_parameters()},
+            teacher={} if teacher is None else {
+                "folder": str(Path(teacher_dir).resolve()), "num_parameters": teacher.num_parameters(),
+                "student_share_of_parameters": num_parameters(model) / teacher.num_parameters()},
             taxonomy_version=TAXONOMY_VERSION, extra=extra,
         )
         card_path = save_model_card(card, card_path_for(path))
@@ -200,6 +230,26 @@ def run(cfg: ExportConfig) -> dict[str, ModelCard]:
     tracker.end()
     _print_table(name, cards)
     return cards
+
+
+def _one_per_call(runner: Any):
+    """A batched call made of one program call per window, as on the device."""
+    def run(windows: np.ndarray) -> np.ndarray:
+        return np.concatenate([runner(w[None])[0].reshape(1, -1) for w in windows])
+    return run
+
+
+def _trigger_metrics(report: dict[str, Any]) -> dict[str, Any]:
+    """The headline trigger figures for the card's metrics (the full report is beside it)."""
+    t, m = report["test"], {}
+    for key in ("event_recall", "fa_per_hour_background", "fa_per_hour_labelled"):
+        iv = t[key]
+        m[key] = None if iv is None else iv["value"]
+        m[f"{key}_lo"], m[f"{key}_hi"] = (None, None) if iv is None else (iv["lo"], iv["hi"])
+    m.update(n_events=t["n_events"], hours_background=round(t["hours_background"], 4),
+             event_f1=t["event_f1"]["micro_f1"], event_f1_macro=t["event_f1"]["macro_f1"],
+             trigger_targets_met=str(report["targets"]["met"]).lower())
+    return m
 
 
 def _print_table(name: str, cards: dict[str, ModelCard]) -> None:

@@ -56,9 +56,10 @@ def binary_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t
     return t * t * (cross - entropy).mean()
 
 
-def hard_loss(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def hard_loss(student_logits: torch.Tensor, labels: torch.Tensor, pos_weight: float = 1.0) -> torch.Tensor:
     """Binary cross-entropy against 0/1 annotation labels (B, C), mean over entries."""
-    return F.binary_cross_entropy_with_logits(student_logits, labels.to(student_logits.dtype))
+    weight = None if pos_weight == 1.0 else torch.full((student_logits.shape[-1],), float(pos_weight))
+    return F.binary_cross_entropy_with_logits(student_logits, labels.to(student_logits.dtype), pos_weight=weight)
 
 
 def feature_loss(projected: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:

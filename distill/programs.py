@@ -24,10 +24,14 @@ from torch import nn
 __all__ = ["quantize_int8", "lower_to_pte", "PteProgram", "EagerProgram", "program_outputs", "delegation_summary"]
 
 
+#: Modules left in float32: the log-mel front end and the frame resize (exact pixel means).
+_FLOAT_MODULES = ("front_end", "frame_resize")
+
+
 def _outside_front_end(node: torch.fx.Node) -> bool:
-    """The quantizer's filter: annotate every node except the front end's."""
+    """The quantizer's filter: annotate every node except the float front ends' (``_FLOAT_MODULES``)."""
     stack = node.meta.get("nn_module_stack") or {}
-    return not any(path.split(".")[0] == "front_end" or path.startswith("L['self'].front_end")
+    return not any(path.split(".")[0] in _FLOAT_MODULES or any(path.startswith(f"L['self'].{m}") for m in _FLOAT_MODULES)
                    for path, _ in stack.values())
 
 

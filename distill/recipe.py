@@ -17,7 +17,15 @@ The loss (``distill/losses.py``), per batch of windows::
       + confidence_weight * BCE(confidence, student agrees with the teacher on every tag)   [av]
 
 The trigger learns the audio-event columns of the teacher's tags, the AV
-student all of them.
+student all of them. ``data.pos_weight`` weighs the positive labels of the
+hard term (a trigger that misses a sound costs more than one that fires
+twice: the hold and the operating point trim the rest).
+
+Without a teacher (``teacher=null``, ``kd.kd_weight=0``; ``distill/preset=trigger``)
+the student learns the world's exact labels alone: no teacher targets, no KD
+term, and the val metrics against the teacher are left out. Pointing
+``teacher=`` at a teacher and raising ``kd.kd_weight`` adds its soft targets
+back; nothing else changes.
 
 Teacher targets are computed once per run: the teacher's tag logits and
 tag-head inputs for every train and val window go to
@@ -137,24 +145,34 @@ class DistillRecipe:
             raise UserError(f"out: {self.out} already holds {checkpoint.name}; resume=true continues it, or pick a new out")
 
         # The teacher first: its card says what it reads of a window and which data it saw.
-        self.teacher, _, self.teacher_card = load_teacher(cfg.teacher)
-        self.teacher_parameters = self.teacher.num_parameters()  # before freezing: it counts trainable ones
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
-        self.dataset_root = dataset_root_of(self.teacher_card, cfg.teacher, cfg.data.dataset)
+        # Without one (teacher=null) the student learns the world's exact labels only.
+        self.teacher, self.teacher_card, self.teacher_parameters, view = None, {}, 0, None
+        if cfg.teacher is not None:
+            self.teacher, _, self.teacher_card = load_teacher(cfg.teacher)
+            self.teacher_parameters = self.teacher.num_parameters()  # before freezing: it counts trainable ones
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
+            view = TeacherView.from_card(self.teacher_card)
+        self.dataset_root = (dataset_root_of(self.teacher_card, cfg.teacher, cfg.data.dataset)
+                             if cfg.teacher is not None else Path(cfg.data.dataset))
         dataset = load_dataset(self.dataset_root)
 
         # Windows of the train and val recordings, in the forms both models read.
         s = cfg.student
         common = dict(
             audio_s=s.audio_s, stride_s=cfg.data.stride_s, visual_span_s=cfg.data.visual_span_s,
-            teacher_view=TeacherView.from_card(self.teacher_card),
+            teacher_view=view,
             frame_size_px=s.frame_size_px if s.name == "av" else None, max_recordings=cfg.data.max_recordings,
         )
         self.train_set = load_split(dataset, "train", **common)
         self.val_set = load_split(dataset, "val", **common)
         if not len(self.train_set):
             raise UserError(f"{self.dataset_root}: the train split has no window of {s.audio_s} s")
+        if s.name == "av":  # the exported program reads the camera frame as recorded (shared/frames.py)
+            recorded = {tuple(r.camera_shape) for r in self.train_set.recordings if r.camera_shape}
+            if recorded - {(s.camera_px, s.camera_px)}:
+                raise UserError(f"student.camera_px: {s.camera_px}, but {self.dataset_root} stores frames of "
+                                f"{sorted(recorded)} px: set student.camera_px to the recorded size")
 
         # Teacher targets after the windows (they are per window), before the student
         # (nothing about the student changes them).
@@ -163,8 +181,9 @@ class DistillRecipe:
         # The student (and the feature adapter) after seeding, so a run is a function of seed.
         torch.manual_seed(self.seed)
         self.student = make_student(s)
-        teacher_dim = self.targets["train.features"].shape[1]
-        self.adapter = nn.Linear(self.student.embedding_dim, teacher_dim) if self.feature_weight > 0 else None
+        self.adapter = None
+        if self.feature_weight > 0:
+            self.adapter = nn.Linear(self.student.embedding_dim, self.targets["train.features"].shape[1])
         trained = list(self.student.parameters()) + (list(self.adapter.parameters()) if self.adapter else [])
         self.optimizer = make_adamw(trained, cfg.optim)
         self.num_parameters = num_parameters(self.student)
@@ -183,7 +202,10 @@ class DistillRecipe:
         )
 
     def _teacher_targets(self) -> dict[str, torch.Tensor]:
-        """Teacher logits and features per window, from ``<out>`` if this run computed them already."""
+        """Teacher logits and features per window, from ``<out>`` if this run computed them already
+        (empty without a teacher)."""
+        if self.teacher is None:
+            return {}
         key = {
             "teacher_weights_sha256": _sha256(Path(self.cfg.teacher) / TEACHER_WEIGHTS),
             "dataset": str(Path(self.dataset_root).resolve()),
@@ -212,12 +234,14 @@ class DistillRecipe:
         """(total loss, its parts) for the train windows ``idx``."""
         n = self.n_out
         labels = torch.from_numpy(self.train_set.labels[idx, :n])
-        teacher_logits = self.targets["train.logits"][idx, :n]  # cached: the teacher ran under no_grad once
         out = self.student.forward_train(*self.train_set.student_inputs(idx))
-        hard = hard_loss(out["logits"], labels)
-        kd = binary_kd_loss(out["logits"], teacher_logits, self.temperature)
-        loss = (1.0 - self.kd_weight) * hard + self.kd_weight * kd
-        parts = {"hard": hard, "kd": kd}
+        hard = hard_loss(out["logits"], labels, self.cfg.data.pos_weight)
+        loss, parts = (1.0 - self.kd_weight) * hard, {"hard": hard}
+        teacher_logits = None
+        if self.teacher is not None:
+            teacher_logits = self.targets["train.logits"][idx, :n]  # cached: the teacher ran under no_grad once
+            parts["kd"] = binary_kd_loss(out["logits"], teacher_logits, self.temperature)
+            loss = loss + self.kd_weight * parts["kd"]
         if self.adapter is not None:
             parts["feature"] = feature_loss(self.adapter(out["embedding"]), self.targets["train.features"][idx])
             loss = loss + self.feature_weight * parts["feature"]
@@ -269,19 +293,22 @@ class DistillRecipe:
             return None
         n = self.n_out
         out = student_outputs(self.student, self.val_set)
-        teacher = self.targets["val.logits"][:, :n]
         labels = self.val_set.labels[:, :n]
-        s_prob, t_prob = torch.sigmoid(out["logits"]).numpy(), torch.sigmoid(teacher).numpy()
+        s_prob = torch.sigmoid(out["logits"]).numpy()
         half = np.full(n, 0.5)
         m = {
-            "val/kd": binary_kd_loss(out["logits"], teacher, self.temperature).item(),
             "val/hard": hard_loss(out["logits"], torch.from_numpy(labels)).item(),
             "val/macro_f1": macro_f1(s_prob, labels, half),
-            "val/teacher_macro_f1": macro_f1(t_prob, labels, half),
-            "val/agreement_f1": macro_f1(s_prob, t_prob >= 0.5, half),
         }
-        m["val/retention"] = m["val/macro_f1"] / m["val/teacher_macro_f1"] if m["val/teacher_macro_f1"] > 0 else float("nan")
-        if self.has_confidence:
+        if self.teacher is not None:
+            teacher = self.targets["val.logits"][:, :n]
+            t_prob = torch.sigmoid(teacher).numpy()
+            m["val/kd"] = binary_kd_loss(out["logits"], teacher, self.temperature).item()
+            m["val/teacher_macro_f1"] = macro_f1(t_prob, labels, half)
+            m["val/agreement_f1"] = macro_f1(s_prob, t_prob >= 0.5, half)
+            m["val/retention"] = (m["val/macro_f1"] / m["val/teacher_macro_f1"] if m["val/teacher_macro_f1"] > 0
+                                  else float("nan"))
+        if self.has_confidence and self.teacher is not None:
             agree = confidence_targets(out["logits"], teacher, reference_is_logits=True).numpy()
             m["val/confidence_auroc"] = auroc(torch.sigmoid(out["confidence_logit"]).numpy(), agree)
             m["val/agreement_rate"] = float(agree.mean())
@@ -325,7 +352,7 @@ class DistillRecipe:
             "step": self.step,
             "num_parameters": self.num_parameters,
             "macs": self.macs,
-            "teacher": {
+            "teacher": None if self.teacher is None else {
                 "folder": str(Path(self.cfg.teacher).resolve()),
                 "num_parameters": self.teacher_parameters,
                 "mlflow_run_id": self.teacher_card.get("mlflow_run_id"),

@@ -70,7 +70,11 @@ class StudentConfig:
             over the log-mel); the first is the stride-2 stem, every later
             entry is one depthwise-separable block, stride 2 where the width
             grows.
-        frame_size_px: (av) the square RGB frame the program reads.
+        frame_size_px: (av) the square RGB frame the visual body sees.
+        camera_px: (av) the square camera frame the program reads (the
+            recordings' stored size); the program area-resizes it to
+            ``frame_size_px`` inside its graph (``shared/frames.py``), so no
+            runtime resizes. A multiple of ``frame_size_px``.
         visual_channels: (av) widths of the frame CNN, built like the audio body.
         hidden: (av) width of the fused audio-visual layer.
         confidence_hidden: (av) width of the confidence head.
@@ -81,6 +85,7 @@ class StudentConfig:
     audio_s: float = 1.0
     audio_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
     frame_size_px: int = 64
+    camera_px: int = 128
     visual_channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
     hidden: int = 128
     confidence_hidden: int = 32
@@ -106,6 +111,11 @@ class StudentConfig:
             16 <= self.frame_size_px <= 256 and self.frame_size_px % 16 == 0,
             p + "frame_size_px",
             f"must be a multiple of 16 in [16, 256], got {self.frame_size_px}",
+        )
+        check(
+            self.camera_px >= self.frame_size_px and self.camera_px % self.frame_size_px == 0 and self.camera_px <= 1024,
+            p + "camera_px",
+            f"must be a multiple of frame_size_px ({self.frame_size_px}) up to 1024, got {self.camera_px}",
         )
         check_range(p + "hidden", self.hidden, 8, 1024)
         check_range(p + "confidence_hidden", self.confidence_hidden, 4, 256)

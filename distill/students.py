@@ -4,7 +4,7 @@
 
     AudioTrigger   pcm int16 (1, N) --PcmLogMel--> (1, T, M) --AudioBody--> (1, C) --Linear--> event_probs (1, 18)
 
-    AVStudent      frame uint8 (1, S, S, 3) --x/127.5-1--> VisualBody --> (1, Cv) --+
+    AVStudent      frame uint8 (1, C, C, 3) --FrameResize--> (1, 3, S, S) --x/127.5-1--> VisualBody --> (1, Cv) --+
                    pcm int16 (1, N) --PcmLogMel--> AudioBody ------------> (1, Ca) --+--> Linear+ReLU (hidden)
                         hidden --> tag_logits (1, 33) --sigmoid--> tag_probs (1, 33)
                         [hidden, tag_probs] --> MLP --sigmoid--> confidence (1, 1)
@@ -34,6 +34,7 @@ from torch import nn
 from cloud.model.teacher import TAG_NAMES
 from distill.student_config import StudentConfig
 from shared.features import FeatureConfig, PcmLogMel
+from shared.frames import FrameResize
 from shared.labels import names
 
 __all__ = [
@@ -100,17 +101,15 @@ class AudioBody(nn.Module):
 
 
 class VisualBody(nn.Module):
-    """uint8 RGB (B, S, S, 3) -> embedding (B, widths[-1]); normalises in the graph."""
+    """Pixel values float32 (B, 3, S, S) in [0, 255] -> embedding (B, widths[-1]); normalises in the graph."""
 
     def __init__(self, widths: list[int]) -> None:
         super().__init__()
         self.cnn = _ds_cnn(3, widths)
         self.dim = widths[-1]
 
-    def forward(self, frame: torch.Tensor) -> torch.Tensor:
-        # Cast before the permute: XNNPACK delegates the float permute, not a uint8 one.
-        x = frame.to(torch.float32).permute(0, 3, 1, 2) * (1.0 / 127.5) - 1.0
-        return _global_mean(self.cnn(x))
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return _global_mean(self.cnn(pixels * (1.0 / 127.5) - 1.0))
 
 
 class AudioTrigger(nn.Module):
@@ -136,7 +135,12 @@ class AudioTrigger(nn.Module):
 
 
 class AVStudent(nn.Module):
-    """One frame plus recent audio -> (tag probabilities (B, 33), confidence (B, 1))."""
+    """One camera frame plus recent audio -> (tag probabilities (B, 33), confidence (B, 1)).
+
+    ``forward`` (exported) reads the camera frame (B, C, C, 3) and resizes it with
+    ``frame_resize`` in the graph; ``forward_train`` reads frames already resized by
+    the same module (``shared.frames.resize_frames``), which is cheaper to keep in memory.
+    """
 
     def __init__(
         self,
@@ -147,9 +151,12 @@ class AVStudent(nn.Module):
         hidden: int,
         confidence_hidden: int,
         n_tags: int,
+        resize_factor: int = 1,
     ) -> None:
         super().__init__()
         self.front_end = PcmLogMel(features, trim_bins=trim_bins)
+        self.frame_resize = FrameResize(resize_factor)
+        self._cast = FrameResize(1)
         self.audio = AudioBody(audio_channels)
         self.visual = VisualBody(visual_channels)
         self.fuse = nn.Sequential(nn.Linear(self.audio.dim + self.visual.dim, hidden), nn.ReLU())
@@ -159,17 +166,19 @@ class AVStudent(nn.Module):
         )
         self.embedding_dim = hidden
 
-    def _hidden(self, frame: torch.Tensor, pcm: torch.Tensor) -> torch.Tensor:
-        return self.fuse(torch.cat([self.audio(self.front_end(pcm)), self.visual(frame)], dim=1))
+    def _hidden(self, pixels: torch.Tensor, pcm: torch.Tensor) -> torch.Tensor:
+        return self.fuse(torch.cat([self.audio(self.front_end(pcm)), self.visual(pixels)], dim=1))
 
     def forward_train(self, frame: torch.Tensor, pcm: torch.Tensor) -> dict[str, torch.Tensor]:
-        hidden = self._hidden(frame, pcm)
+        """``frame``: uint8 (B, S, S, 3) at the visual body's size (already resized)."""
+        hidden = self._hidden(self._cast(frame), pcm)
         logits = self.head(hidden)
         judge = torch.cat([hidden.detach(), torch.sigmoid(logits).detach()], dim=1)
         return {"logits": logits, "embedding": hidden, "confidence_logit": self.confidence(judge)[:, 0]}
 
     def forward(self, frame: torch.Tensor, pcm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden = self._hidden(frame, pcm)
+        """``frame``: the camera frame, uint8 (B, C, C, 3)."""
+        hidden = self._hidden(self.frame_resize(frame), pcm)
         probs = torch.sigmoid(self.head(hidden))
         return probs, torch.sigmoid(self.confidence(torch.cat([hidden, probs], dim=1)))
 
@@ -208,12 +217,12 @@ class AVModel:
         c, f = self.cfg, self.cfg.features
         return AVStudent(
             FeatureConfig(**f.feature_kwargs()), f.trim_bins, list(c.audio_channels), list(c.visual_channels),
-            c.hidden, c.confidence_hidden, len(TAG_NAMES),
+            c.hidden, c.confidence_hidden, len(TAG_NAMES), c.camera_px // c.frame_size_px,
         )
 
     def get_example_inputs(self) -> tuple[torch.Tensor, ...]:
         g = torch.Generator().manual_seed(0)
-        s = self.cfg.frame_size_px
+        s = self.cfg.camera_px
         frame = torch.randint(0, 256, (1, s, s, 3), generator=g).to(torch.uint8)
         pcm = torch.randint(-3000, 3000, (1, self.cfg.n_samples), generator=g).to(torch.int16)
         return frame, pcm
@@ -248,11 +257,11 @@ def io_spec(cfg: StudentConfig) -> tuple[list[dict[str, Any]], list[dict[str, An
         outputs = [{"name": "event_probs", "dtype": "float32", "shape": [1, len(EVENT_NAMES)],
                     "description": "probability of each audio event in the window (labels order)"}]
         return [pcm], outputs
-    s = cfg.frame_size_px
+    c, s = cfg.camera_px, cfg.frame_size_px
     frame = {
-        "name": "frame", "dtype": "uint8", "shape": [1, s, s, 3],
-        "description": f"the newest RGB frame, resized to {s}x{s} (area), NHWC; "
-                       "scaled to [-1, 1] inside the program",
+        "name": "frame", "dtype": "uint8", "shape": [1, c, c, 3],
+        "description": f"the newest RGB camera frame as captured ({c}x{c}, NHWC); the program area-resizes it "
+                       f"to {s}x{s} (shared/frames.py) and scales it to [-1, 1] inside its graph",
     }
     outputs = [
         {"name": "tag_probs", "dtype": "float32", "shape": [1, len(TAG_NAMES)],

@@ -4,9 +4,10 @@ When the cloud is not asked (the policy chose to answer locally) or does not
 answer in time, the glasses still answer, from a small memory of detections:
 each trigger rising edge and each student label over its card threshold, with
 its time and score. No language model runs here; the answerer reads the
-question's kind and the sound labels it mentions from the text with a few
-fixed patterns, and answers with a label name (or yes/no, a count), the same
-closed forms the gold answers use (``sim/world/queries.py`` documents them).
+question's kind and the sound labels it mentions from the text with the
+wearer-query contract's rules (``shared/queries.py``: ``query_kind``,
+``labels_named``, the same phrasings the world asks with), and answers with a
+label name (or yes/no, a count), the same closed forms the gold answers use.
 
 | kind       | recognised by                 | answer                                                 |
 | ---        | ---                           | ---                                                    |
@@ -16,6 +17,7 @@ closed forms the gold answers use (``sim/world/queries.py`` documents them).
 | order      | "which came first, A or B"    | of the sounds A and B names, the one heard first       |
 | yes_no     | "did ..."                     | "yes" if the sound it names was heard, else "no"       |
 | count      | "how many ..."                | detection episodes of the sound it names               |
+| object     | "what did they ask ..."       | the most recent sound, or UNKNOWN (no speech model)    |
 | other      | anything else                 | the most recent sound, or UNKNOWN                      |
 
 This is deliberately simple and honest: it can only be right about sounds the
@@ -25,10 +27,10 @@ detected neither of two named sounds. Its accuracy is what the cloud adds to.
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass
 
 from shared.labels import names
+from shared.queries import NO, YES, labels_named, query_kind
 
 __all__ = ["LOOKBACK_S", "UNKNOWN", "Detection", "LocalMemory", "query_kind", "labels_named", "answer_locally"]
 
@@ -39,21 +41,6 @@ UNKNOWN = "unknown"
 #: Detections of the same label closer than this (s) are one episode (for counts).
 _EPISODE_GAP_S = 1.0
 
-# Words people use for a sound that its label name does not contain.
-_SYNONYMS = {
-    "timer_beep": ("timer", "oven timer", "beep"),
-    "microwave_beep": ("microwave",),
-    "doorbell": ("ring the doorbell", "doorbell", "bell"),
-    "kettle_whistle": ("kettle", "whistle"),
-    "phone_ring": ("phone ring", "phone rang", "phone ringing"),
-    "phone_notification": ("notification", "message"),
-    "car_horn": ("horn", "honk"),
-    "door_sound": ("the door",),
-    "running_water": ("water", "tap"),
-    "keyboard_typing": ("keyboard", "typing"),
-    "footsteps": ("steps", "footsteps"),
-    "speech": ("speech", "someone talk", "someone speak", "said", "say"),
-}
 _AUDIO = tuple(names("audio_event"))
 
 
@@ -80,50 +67,6 @@ class LocalMemory:
     def before(self, t_s: float, lookback_s: float | None = None) -> list[Detection]:
         lo = -float("inf") if lookback_s is None else t_s - lookback_s
         return [d for d in self.detections if lo <= d.t_s <= t_s + 1e-9]
-
-
-def query_kind(text: str) -> str:
-    """The question's kind from its wording (see the module table)."""
-    t = text.lower().strip()
-    if t.startswith("which came first") or " first," in t:
-        return "order"
-    if t.startswith("why did i stop"):
-        return "why_stop"
-    if t.startswith("why"):
-        return "why"
-    if t.startswith("what was that"):
-        return "sound_id"
-    if t.startswith("how many"):
-        return "count"
-    if t.startswith(("did ", "was there", "is there")):
-        return "yes_no"
-    return "other"
-
-
-def _phrases(label: str) -> tuple[str, ...]:
-    own = label.replace("_", " ")
-    return (own, *_SYNONYMS.get(label, ()))
-
-
-def labels_named(text: str) -> list[str]:
-    """Sound labels mentioned in ``text``, in the order they appear.
-
-    Every label's name ("microwave beep") and synonyms ("microwave") are
-    looked for; overlapping matches keep the longest phrase, so "the microwave
-    beep" names microwave_beep and not also timer_beep ("beep").
-    """
-    t = re.sub(r"[^a-z ]+", " ", text.lower())
-    spans = []
-    for label in _AUDIO:
-        for phrase in _phrases(label):
-            m = re.search(r"\b" + re.escape(phrase), t)
-            if m:
-                spans.append((m.start(), m.start() + len(phrase), label))
-    taken: list[tuple[int, int, str]] = []
-    for a, b, label in sorted(spans, key=lambda s: s[0] - s[1]):  # longest first
-        if all(b <= x or y <= a for x, y, _ in taken) and label not in {s[2] for s in taken}:
-            taken.append((a, b, label))
-    return [label for _, _, label in sorted(taken)]
 
 
 def _most_recent(memory: LocalMemory, t_s: float) -> str | None:
@@ -158,7 +101,7 @@ def answer_locally(memory: LocalMemory, text: str, t_s: float) -> str:
         return min(firsts, key=firsts.get) if firsts else named[0]
     if kind == "yes_no" and named:
         heard = {d.label for d in memory.before(t_s)}
-        return "yes" if heard & set(named) else "no"
+        return YES if heard & set(named) else NO
     if kind == "count" and named:
         return str(_episodes(memory, t_s, named[0]))
     return _most_recent(memory, t_s) or UNKNOWN

@@ -29,6 +29,9 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from shared.queries import KINDS as _QUERY_CONTRACT_KINDS
+from shared.queries import query_kind
+
 __all__ = [
     "Observation", "Action", "OffloadSpec", "OFFLOADS", "OFFLOAD_SPECS", "ACTIONS",
     "OFF", "LOOK", "OFFLOAD_LIGHT", "OFFLOAD_FULL", "OFFLOAD_AUDIO",
@@ -413,9 +416,10 @@ def make_policy(name: str, **params: Any) -> Policy:
     return cls(**params)
 
 
-#: The kinds a question's wording tells apart on the device (``edge.local_answer.query_kind``): which
-#: one is asked decides whether the device can answer it (a sound it heard) or only the cloud can.
-QUERY_KINDS = ("sound_id", "yes_no", "why", "why_stop", "count", "order", "other")
+#: The kinds a question's wording tells apart on the device (the wearer-query contract,
+#: ``shared/queries.py``): which one is asked decides whether the device can answer it (a sound it
+#: heard) or only the cloud can.
+QUERY_KINDS: tuple[str, ...] = tuple(_QUERY_CONTRACT_KINDS)
 _EXTRA_FEATURES = ("has_student", "student_confidence", "student_fresh", "snr", "battery", "link_up",
                    "rtt", "mbps", "since_offload", "pending", "has_query", "camera_on", "fired", "day_left",
                    "uplink_tokens", *(f"query_{k}" for k in QUERY_KINDS))
@@ -473,6 +477,4 @@ def observation_vector(obs: Observation, trigger_labels: Sequence[str], student_
 
 def query_kind_index(text: str) -> int:
     """Position of the question's kind feature after the student block (see :func:`observation_vector`)."""
-    from edge.local_answer import query_kind
-
     return len(_EXTRA_FEATURES) - len(QUERY_KINDS) + QUERY_KINDS.index(query_kind(text))

@@ -5,7 +5,8 @@ One step per hop (default 250 ms) of the recording clock; step ``i`` ends at
 
 1. take the hop's audio from the source into the ring buffer;
 2. run the trigger on the last second (every step: it is the always-on part);
-   labels newly over their card threshold are logged as ``trigger`` events;
+   the card's thresholds and refractory hold (``shared/trigger.py``) decide
+   which labels are held on; a label newly held is a ``trigger`` event;
 3. merge the cloud results (and failures) that have arrived by ``t``;
 4. build the `Observation` (trigger scores, the student's latest output, SNR
    estimate, battery, link, the user query that falls in this step) and ask
@@ -49,9 +50,9 @@ from edge.snr import estimate_snr_db
 from edge.source import AudioRing, RecordingSource
 from shared.profiles import EnergyMeter, inference_mj
 from shared.protocol import AudioWindow, Frame, InferRequest, Result, encode
+from shared.queries import answer_matches  # re-exported: edge.trace scores with it too
 
-__all__ = ["NO_ENDPOINT", "RING_S", "Summary", "EdgeRuntime", "answer_matches", "build_request", "step_times",
-           "resize_frame"]
+__all__ = ["NO_ENDPOINT", "RING_S", "Summary", "EdgeRuntime", "answer_matches", "build_request", "step_times"]
 
 #: Fallback reason when there is no connection to the cloud at the moment of an offload (no
 #: endpoint configured, or the client is reconnecting): nothing is sent.
@@ -69,13 +70,6 @@ def step_times(duration_s: float, hop_s: float) -> list[float]:
     """End times of the steps of a recording: ``(i + 1) * hop_s`` for i < floor(duration / hop)."""
     n = int(math.floor(duration_s / hop_s + 1e-9))
     return [round((i + 1) * hop_s, 9) for i in range(n)]
-
-
-def answer_matches(answer: str | None, gold: str | None) -> bool | None:
-    """Exact match after trimming and lower-casing (None without a gold answer)."""
-    if gold is None or gold == "":
-        return None
-    return answer is not None and answer.strip().lower() == gold.strip().lower()
 
 
 def _top(scores: dict[str, float], k: int = TOP_K) -> list[list]:
@@ -155,7 +149,6 @@ class EdgeRuntime:
                                         trigger.card.size_bytes)
         if student is not None:
             self._student_n = next(s.shape[-1] for s in student.card.inputs if s.dtype == "int16")
-            self._student_px = int(student.card.frame_size_px or 64)
             self._student_mj = inference_mj(meter.device, student.card.macs, student.card.precision,
                                             student.card.size_bytes)
         ann = source.recording.annotations
@@ -165,7 +158,7 @@ class EdgeRuntime:
         self._events: list[tuple[str, float, dict[str, Any]]] = []  # this step's, written after charging
         self._in_flight: list[_InFlight] = []
         self._next_request_id = 1
-        self._prev_fired: set[str] = set()
+        self._hold = trigger.card.trigger_hold()
         self._camera_on = False
         self._captured: list[int] = []          # indices of frames the camera captured, in time order
         self._student_scores: dict[str, float] | None = None
@@ -252,12 +245,10 @@ class EdgeRuntime:
         self._compute_mj += self._trigger_mj
         card = self.trigger.card
         scores = {lab: float(p) for lab, p in zip(card.labels, probs)}
-        fired = card.decide(probs)
-        for lab in fired:
-            if lab not in self._prev_fired:
-                self._emit("trigger", t, label=lab, score=scores[lab])
-                self.memory.add(t, lab, scores[lab], "trigger")
-        self._prev_fired = set(fired)
+        fired, new = self._hold.step(t, probs)
+        for lab in new:
+            self._emit("trigger", t, label=lab, score=scores[lab])
+            self.memory.add(t, lab, scores[lab], "trigger")
         return scores, fired
 
     def _query_for(self, t: float):
@@ -284,7 +275,9 @@ class EdgeRuntime:
         if not self._captured:
             return  # nothing seen yet (the camera just turned on before the first frame)
         rec = self.source.recording
-        frame = resize_frame(rec.frames[self._captured[-1]], self._student_px)
+        # The camera frame as captured: the program resizes it inside its graph (shared/frames.py),
+        # and its card's input shape says which size it reads (a wrong size is a ProgramError).
+        frame = rec.frames[self._captured[-1]]
         pcm = self.ring.last(self._student_n)
         outs = self.student(frame[None], pcm[None])
         card = self.student.card
@@ -469,15 +462,3 @@ def build_request(rec, ring: AudioRing, t: float, spec, captured: list[int], *, 
                        query=query.text if query is not None else None,
                        query_t_s=query.t_s if query is not None else None, audio=audio, frames=frames)
     return req, len(encode(req)), len(frames)
-
-
-def resize_frame(rgb: np.ndarray, px: int) -> np.ndarray:
-    """Area-resize (block mean) to ``px`` x ``px`` uint8, as the students were trained (cloud.data.resize_frames)."""
-    h, w = rgb.shape[:2]
-    if (h, w) == (px, px):
-        return np.ascontiguousarray(rgb)
-    if h % px == 0 and w % px == 0:
-        x = rgb.reshape(px, h // px, px, w // px, 3).astype(np.float32).mean(axis=(1, 3))
-        return np.clip(x.round(), 0, 255).astype(np.uint8)
-    rows, cols = (np.arange(px) * h / px).astype(int), (np.arange(px) * w / px).astype(int)
-    return np.ascontiguousarray(rgb[rows][:, cols])  # nearest, for sizes that do not divide (rare)

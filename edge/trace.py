@@ -38,7 +38,7 @@ import numpy as np
 
 from edge.local_answer import LocalMemory, answer_locally
 from edge.policy import OFFLOAD_SPECS
-from edge.runtime import build_request, resize_frame, step_times
+from edge.runtime import build_request, step_times
 from edge.snr import estimate_snr_db
 from edge.source import AudioRing
 from shared.trace import CAPTURE_VARIANTS, NOT_TRACED, OFFLOAD_KINDS, TRACE_VERSION, write_trace
@@ -70,8 +70,8 @@ def frame_blur(rgb: np.ndarray) -> float:
 def _program_info(program) -> dict[str, Any]:
     c = program.card
     return {"program": program.path.name, "sha256": c.sha256, "labels": list(c.labels),
-            "thresholds": c.threshold_vector(), "macs": c.macs, "size_bytes": c.size_bytes,
-            "precision": c.precision}
+            "thresholds": c.threshold_vector(), "refractory_s": c.refractory_s, "macs": c.macs,
+            "size_bytes": c.size_bytes, "precision": c.precision}
 
 
 def _cloud_entry(fut: concurrent.futures.Future | str, bytes_up: int, frame_t_s: list[float]) -> dict[str, Any]:
@@ -158,7 +158,6 @@ def trace_recording(rec, trigger, student, client, *, hop_s: float = 0.25, deadl
     ring = AudioRing(int(8.0 * rate))
     n_trig = trigger.card.inputs[0].shape[-1]
     n_stud = next(s.shape[-1] for s in student.card.inputs if s.dtype == "int16")
-    px = int(student.card.frame_size_px or 64)
     model_id = None
     if client is not None:
         from edge.client import ClientError
@@ -187,7 +186,7 @@ def trace_recording(rec, trigger, student, client, *, hop_s: float = 0.25, deadl
     queries = sorted(ann.queries, key=lambda q: q.t_s)
     onsets = [e.onset_s for e in ann.events if e.label in important]
     memory = LocalMemory()
-    prev_fired: set[str] = set()
+    hold = trigger.card.trigger_hold()  # the card's thresholds and refractory hold, as the runtime
     lines = []
     in_flight: list[tuple[dict, dict]] = []
     ahead = max(1, max_in_flight // len(CAPTURE_VARIANTS) - 1)  # hops whose requests may wait for replies
@@ -198,18 +197,16 @@ def trace_recording(rec, trigger, student, client, *, hop_s: float = 0.25, deadl
         pos = stop
         # trigger
         probs = trigger(ring.last(n_trig)[None])[0].reshape(-1)
-        fired = trigger.card.decide(probs)
-        for lab in fired:
-            if lab not in prev_fired:
-                memory.add(t, lab, float(probs[trigger.card.labels.index(lab)]), "trigger")
-        prev_fired = set(fired)
+        fired, new = hold.step(t, probs)
+        for lab in new:
+            memory.add(t, lab, float(probs[trigger.card.labels.index(lab)]), "trigger")
         line: dict[str, Any] = {"i": i, "t_s": t, "trigger": [float(p) for p in probs], "trigger_ms": trigger.last_ms,
                                 "snr_db": estimate_snr_db(ring.last(n_trig), rate),
                                 "frames": len(_captured(rec, t, hop_s, "now"))}
         # student on the hop's newest frame
         k = rec.frame_index_at(t) if len(rec.frames) else -1
         if k >= 0:
-            outs = student(resize_frame(rec.frames[k], px)[None], ring.last(n_stud)[None])
+            outs = student(rec.frames[k][None], ring.last(n_stud)[None])  # the program resizes in its graph
             s_probs = outs[0].reshape(-1)
             conf = float(outs[1].reshape(-1)[0]) if len(outs) > 1 else float(s_probs.max())
             for lab in student.card.decide(s_probs):

@@ -100,6 +100,27 @@ def _native_summary(d: dict) -> list[tuple[str, str, str]]:
     return out
 
 
+def _trigger_summary(d: dict) -> list[tuple[str, str, str]]:
+    from shared.stats import format_interval
+
+    rows = []
+    det = d.get("detector")
+    if det:
+        t, tg = det["test"], det["targets"]
+        rows += [("trigger event recall (held-out)", f"{format_interval(t['event_recall'])}%", f">= {100 * tg['recall']:.0f}%"),
+                 ("trigger false triggers / h (" + ("background" if t["hours_background"] else "outside events") + ")",
+                  format_interval(t["fa_per_hour_background"], scale=1.0), f"<= {tg['fa_per_hour']:g}")]
+    cam = d["camera"]
+    rows.append(("camera on under audio_trigger", f"{format_interval(cam['camera_on_share'])}% "
+                 f"(oracle {format_interval(cam['oracle_share'])}%)", f"<= {100 * cam['target']:.0f}%"))
+    imp = d.get("camera_important")
+    if imp:
+        rows.append((f"camera on, woken by {len(imp['wake_labels'])} important sounds only",
+                     f"{format_interval(imp['camera_on_share'])}% (oracle {format_interval(imp['oracle_share'])}%)",
+                     f"<= {100 * imp['target']:.0f}%"))
+    return rows
+
+
 def _sim_summary(d: dict) -> list[tuple[str, str, str]]:
     return [("env steps/s, one core", f"{d['steps_per_s']:,.0f}", ">= 100,000"),
             ("evaluation sweep wall time", f"{d['sweep_wall_s']:.2f} s", "")]
@@ -128,6 +149,9 @@ PARTS: dict[str, Part] = {
                                        "--trigger", str(_pick(run, "kd/trigger/export/*int8.pte")),
                                        "--student", str(_pick(run, "kd/av/export/*int8.pte")), "--json", str(js)],
                    _native_summary),
+    "trigger": Part("bench_trigger.py", ("kd/trigger/export/*int8.pte", "world/manifest.json"),
+                    lambda run, js, q: ["--export", str(run / "kd/trigger/export"), "--dataset", str(run / "world"),
+                                        "--recordings", "2" if q else "0", "--json", str(js)], _trigger_summary),
     "sim": Part("bench_sim.py", ("traces/*.jsonl",),
                 lambda run, js, q: ["--traces", str(run / "traces"), "--steps", "50000" if q else "200000",
                                     "--json", str(js)], _sim_summary),

@@ -16,7 +16,7 @@ from shared.config import TrackingConfig, check, check_choice, check_range, chec
 __all__ = ["DataSpec", "ExperimentSpec", "ExperimentConfig", "RESERVED_TRAIN_KEYS"]
 
 # Train keys the experiment sets itself: a variant or the shared `train` list may not.
-RESERVED_TRAIN_KEYS = ("out", "data.qa_dir", "data.dataset", "mlflow")
+RESERVED_TRAIN_KEYS = ("out", "seed", "data.qa_dir", "data.dataset", "perception.init", "mlflow")
 
 
 @dataclass
@@ -47,11 +47,17 @@ class ExperimentSpec:
     reference: str = ""  # published numbers the claim comes from, if any
     variants: dict[str, list[str]] = field(default_factory=dict)  # name -> train overrides; baseline first
     targets: dict[str, float] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # every variant is trained once per seed
+    corrupt_bench: bool = False  # trust: one modality corrupted per bench pair (cloud/corrupt.py)
     data: DataSpec = field(default_factory=DataSpec)
 
     def __post_init__(self) -> None:
         p = "experiment."
         check_choice(p + "name", self.name, KINDS)
+        check(len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds), p + "seeds",
+              f"must list distinct seeds, got {list(self.seeds)}")
+        for s in self.seeds:
+            check_range(p + "seeds", s, 0, 2**31, hi_open=True)
         check(len(self.variants) == 2, p + "variants", f"must name exactly two (baseline, treatment), got {list(self.variants)}")
         for v, overrides in self.variants.items():
             check(v.isidentifier(), p + "variants", f"{v!r}: variant names are folder names: letters, digits, _")

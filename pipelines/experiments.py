@@ -11,23 +11,29 @@ The schema is ``pipelines/experiment_config.py``; the verb is declared in
 (``pipelines/`` is the one layer that does).
 
 An experiment (``configs/experiment/<name>.yaml``) names two variants as
-``earshot train`` overrides (baseline first), the world and QA it needs, and
-its targets. `run` does, top to bottom:
+``earshot train`` overrides (baseline first), the seeds, the world and QA it
+needs, and its targets. `run` does, top to bottom:
 
-1. compose every variant's train config and validate it, so a bad override
-   fails before any data is made or any step is trained;
+1. compose every (variant, seed) train config and validate it, so a bad
+   override fails before any data is made or any step is trained;
 2. make the world (``earshot synth``) and the QA (``earshot instruct``) if
    they are missing, in this process, or check that the existing ones were
    made with the settings the experiment asks for;
 3. open (or reopen) a parent MLflow run for the experiment;
-4. per variant: train with ``cloud.train``'s recipe in this process (skipped
-   when ``<out>/<name>/<variant>`` already holds a finished run of the same
-   config, reused when another experiment under ``out`` trained it (the
-   treatments of all three are the default teacher); resumed from its newest
-   checkpoint when interrupted), nest its MLflow run under the parent, answer
-   the bench (cached next to the model);
-5. break the bench down (``cloud/experiment_analysis.py``), check the
-   targets, write ``<out>/<name>/results.json``, log it to the parent run;
+4. per seed, the perception phase once (``<out>/perception/seed<k>``), shared
+   by every variant of every experiment (they differ after it); then per
+   variant and seed: train the QA phase with ``cloud.train``'s recipe in this
+   process (skipped when ``<out>/<name>/<variant>/seed<k>`` holds a finished
+   run of the same config, reused when another experiment trained it (the
+   treatments of all three are the default teacher); resumed when
+   interrupted), nest its MLflow run under the parent, answer the bench
+   (cached next to the model; the trust experiment corrupts one modality per
+   pair, ``cloud/corrupt.py``);
+5. the controls (question only, question + scene, constant answer from the
+   training records; the treatment on shuffled clips), the seed-averaged
+   figures with recording-level intervals, the claim subsets and their paired
+   differences, the targets (``cloud/experiment_analysis.py``); write
+   ``<out>/<name>/results.json`` and log it to the parent run;
 6. regenerate ``results_doc`` from every results.json under ``out``
    (``cloud/results_doc.py``).
 """
@@ -46,7 +52,6 @@ from shared.config import CONFIG_DIR, ConfigError, UserError
 
 __all__ = ["compose_config", "compose_variants", "prepare_data", "train_variant", "answer_bench", "run", "command_line"]
 
-_EVAL_CACHE = "bench_predictions.json"
 _STATE_FILE = "experiment_state.json"
 
 
@@ -82,8 +87,8 @@ def compose_config(name: str, overrides: list[str], schema: type, key: str):
         raise ConfigError(f"{key}: {msg}") from None
 
 
-def compose_variants(cfg: ExperimentConfig) -> dict[str, Any]:
-    """Variant name -> validated TrainConfig, in config order (baseline first).
+def compose_variants(cfg: ExperimentConfig) -> dict[tuple[str, int], Any]:
+    """(variant, seed) -> validated TrainConfig, baseline first, seeds in order.
 
     Raises:
         ConfigError: a variant's overrides do not compose or fail validation,
@@ -94,19 +99,38 @@ def compose_variants(cfg: ExperimentConfig) -> dict[str, Any]:
     exp = cfg.experiment
     out = {}
     for name, overrides in exp.variants.items():
-        fixed = [
-            f"out={Path(cfg.out) / exp.name / name}",
-            f"data.qa_dir={exp.data.qa}",
-            f"data.dataset={exp.data.world}",
-            f"mlflow.enabled={str(cfg.mlflow.enabled).lower()}",
-            f"mlflow.experiment={cfg.mlflow.experiment}",
-            f"mlflow.run_name={exp.name}/{name}",
-        ]
-        if cfg.mlflow.tracking_uri:
-            fixed.append(f"mlflow.tracking_uri={cfg.mlflow.tracking_uri}")
-        out[name] = compose_config("train", [*cfg.train_overrides, *overrides, *fixed], TrainConfig,
-                                   f"experiment.variants.{name}")
+        for seed in exp.seeds:
+            fixed = [
+                f"out={Path(cfg.out) / exp.name / name / f'seed{seed}'}",
+                f"seed={seed}",
+                f"data.qa_dir={exp.data.qa}",
+                f"data.dataset={exp.data.world}",
+                f"perception.init={perception_dir(cfg, seed)}",
+                f"mlflow.enabled={str(cfg.mlflow.enabled).lower()}",
+                f"mlflow.experiment={cfg.mlflow.experiment}",
+                f"mlflow.run_name={exp.name}/{name}/seed{seed}",
+            ]
+            if cfg.mlflow.tracking_uri:
+                fixed.append(f"mlflow.tracking_uri={cfg.mlflow.tracking_uri}")
+            out[(name, seed)] = compose_config("train", [*cfg.train_overrides, *overrides, *fixed], TrainConfig,
+                                               f"experiment.variants.{name}")
     return out
+
+
+def perception_dir(cfg: ExperimentConfig, seed: int) -> Path:
+    """Where the shared perception phase of ``seed`` lives (a training out/)."""
+    return Path(cfg.out) / "perception" / f"seed{seed}"
+
+
+def perception_config(cfg: ExperimentConfig, seed: int):
+    """The train config that runs the shared perception phase of ``seed``: the default
+    teacher's, since phase 1 does not depend on what the variants change after it."""
+    from cloud.teacher_config import TrainConfig
+
+    exp = cfg.experiment
+    fixed = [f"out={perception_dir(cfg, seed)}", f"seed={seed}", f"data.qa_dir={exp.data.qa}",
+             f"data.dataset={exp.data.world}", "mlflow.enabled=false"]
+    return compose_config("train", [*cfg.train_overrides, *fixed], TrainConfig, "train_overrides")
 
 
 # --- 2. data -----------------------------------------------------------------------
@@ -195,12 +219,12 @@ def _finished(tcfg) -> dict[str, Any] | None:
 
 
 def _same_run_elsewhere(tcfg, root: Path) -> Path | None:
-    """Another variant folder under ``root`` (``<root>/<experiment>/<variant>``) that holds a
+    """Another variant folder under ``root`` (``<root>/<experiment>/<variant>/seed<k>``) that holds a
     finished run of the same config: the experiments share their treatment (the default
     teacher), and a seeded single-process run is deterministic, so it is not trained twice."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return None
-    for checkpoints in sorted(root.glob("*/*/checkpoints")):
+    for checkpoints in sorted(root.glob("*/*/seed*/checkpoints")):
         out = checkpoints.parent
         if out.resolve() != Path(tcfg.out).resolve() and _finished(dataclasses.replace(tcfg, out=str(out))):
             return out
@@ -243,49 +267,50 @@ def train_variant(tcfg, root: Path) -> dict[str, Any]:
             "mlflow_run_id": recipe.mlflow_run_id}
 
 
-def answer_bench(model_dir: Path, qa: Path, world: Path, batch_size: int, max_records: int) -> tuple[list, list]:
-    """(bench records, predictions), predictions cached in ``model_dir/../bench_predictions.json``
-    while the weights and the bench file are unchanged."""
-    from cloud.data import load_records
+def answer_bench(model_dir: Path, records: list, world: Path, batch_size: int, tag: str) -> list[dict[str, Any]]:
+    """Predictions of the model in ``model_dir`` on ``records``, cached in
+    ``model_dir/../bench_<tag>.json`` while the weights and the records are unchanged."""
+    import hashlib
 
-    records = load_records(qa, "bench", max_records)
-    bench = qa / "bench.jsonl"
-    key = {"weights_mtime_ns": (model_dir / "model.safetensors").stat().st_mtime_ns,
-           "bench": str(bench.resolve()), "bench_mtime_ns": bench.stat().st_mtime_ns, "max_records": max_records,
-           "fields": ["prediction", "reliability", "tag_probs"]}
-    cache = model_dir.parent / _EVAL_CACHE
+    digest = hashlib.sha256(json.dumps([[r.id, r.recording_id, r.meta.get("corrupt")] for r in records]).encode())
+    key = {"weights_mtime_ns": (model_dir / "model.safetensors").stat().st_mtime_ns, "records": digest.hexdigest(),
+           "fields": ["prediction", "option_logprobs", "reliability", "tag_probs"]}
+    cache = model_dir.parent / f"bench_{tag}.json"
     if cache.is_file():
         cached = json.loads(cache.read_text(encoding="utf-8"))
         if cached.get("key") == key:
-            return records, cached["predictions"]
+            return cached["predictions"]
 
-    from cloud.data import QADataset, RecordingStore, WindowSpec
+    from cloud.data import FeatureCache, QADataset, RecordingStore, WindowSpec
     from cloud.eval import predict
     from cloud.model.io import load_teacher
 
     model, tokenizer, card = load_teacher(model_dir)
     spec = WindowSpec(**card["data"])
     store = RecordingStore(world, spec.frame_size_px, spec.n_mels)
-    dataset = QADataset(records, store, tokenizer, spec, model.cfg.max_question_tokens, model.cfg.max_answer_tokens)
+    dataset = QADataset(records, store, tokenizer, spec, model.cfg.max_question_tokens, model.cfg.max_answer_tokens,
+                        cache=FeatureCache(model, store))
     predictions = predict(model, tokenizer, dataset, batch_size)
     cache.write_text(json.dumps({"key": key, "predictions": predictions}) + "\n", encoding="utf-8")
-    return records, predictions
+    return predictions
 
 
-def _sound_offsets(world: Path):
-    """record -> offsets of the sound events it asks about (from the recording's annotations)."""
-    from shared.dataset import load_dataset
+def corrupt_bench(records: list, seed: int = 0) -> list:
+    """The trust bench: each pair (both windows alike) gets one corruption by a hash of its
+    id: a third audio noise, a third video (blur or hands), a third left clean."""
+    import dataclasses as dc
+    import hashlib
 
-    dataset = load_dataset(world, check_files=False)
-    events: dict[str, dict[str, Any]] = {}
+    from cloud.corrupt import AUDIO_CORRUPTIONS, VIDEO_CORRUPTIONS
 
-    def offsets(r) -> list[float]:
-        if r.recording_id not in events:
-            events[r.recording_id] = {e.id: e for e in dataset.annotations(r.recording_id).events}
-        evs = [events[r.recording_id].get(i) for i in r.meta.get("event_ids", [])]
-        return [e.offset_s for e in evs if e is not None and e.modality in ("audio", "audiovisual")]
-
-    return offsets
+    out = []
+    for r in records:
+        unit = str(r.meta.get("pair_id", r.id))
+        h = int.from_bytes(hashlib.sha256(f"{unit}|{seed}".encode()).digest()[:8], "big")
+        third, pick = h % 3, (h // 3) % 2
+        kind = AUDIO_CORRUPTIONS[0] if third == 0 else VIDEO_CORRUPTIONS[pick] if third == 1 else None
+        out.append(dc.replace(r, meta={**r.meta, "corrupt": kind}) if kind else r)
+    return out
 
 
 # --- 3 and 5. tracking and results -------------------------------------------------
@@ -342,13 +367,16 @@ def _open_parent_run(cfg: ExperimentConfig, folder: Path):
 
 
 def _finish_parent_run(tracker, results: dict[str, Any], results_path: Path, failed: bool = False) -> None:
-    """Log every score and target of ``results`` (step 0) and the results file; close the run."""
+    """Log the headline figures and targets of ``results`` (step 0) and the results file; close the run."""
     metrics = {}
-    for name, v in results.get("variants", {}).items():
-        for group, cells in v["scores"].items():
-            for key, cell in cells.items():
-                if cell["value"] is not None:
-                    metrics[f"{name}/{group}/{key}"] = float(cell["value"])
+    for name, fig in results.get("figures", {}).items():
+        for cat, row in fig.items():
+            for level, iv in row.items():
+                if iv:
+                    metrics[f"{name}/{cat}/{level}"] = float(iv["value"])
+    for sub in results.get("subsets", []):
+        if sub.get("difference"):
+            metrics[f"difference/{sub['key']}"] = float(sub["difference"]["value"])
     for i, t in enumerate(results.get("targets", [])):
         metrics[f"target_met/{i}"] = float(t["met"])
     tracker.metrics(metrics, step=0)
@@ -367,7 +395,8 @@ def run(cfg: ExperimentConfig, command: str | None = None) -> dict[str, Any] | N
         return None
 
     exp = cfg.experiment
-    variants = compose_variants(cfg)  # 1: every config error before any work
+    runs = compose_variants(cfg)  # 1: every config error before any work
+    perceptions = {seed: perception_config(cfg, seed) for seed in exp.seeds}
     manifest, info = prepare_data(exp.data)  # 2
     folder = Path(cfg.out) / exp.name
     folder.mkdir(parents=True, exist_ok=True)
@@ -375,42 +404,58 @@ def run(cfg: ExperimentConfig, command: str | None = None) -> dict[str, Any] | N
 
     import torch
 
+    from cloud.controls import fit_priors, prior_answers, shuffled_records
     from cloud.data import load_records
-    from cloud.experiment_analysis import TABLES, breakdown, check_targets, no_look_baselines, prior_agreement, table
-    from cloud.train import MODEL_DIR
+    from cloud.data_engine.scoring import score
+    from cloud.experiment_analysis import analyse
+    from cloud.train import MODEL_DIR, run_perception
 
-    offsets = _sound_offsets(Path(exp.data.world))
-    train_av = load_records(exp.data.qa, "train_av")  # for the question-prior baselines
-    roles = dict(zip(exp.variants, ("baseline", "treatment")))
-    results: dict[str, Any] = {"variants": {}}
+    records = load_records(exp.data.qa, "bench", cfg.eval_max_records)
+    if exp.corrupt_bench:
+        records = corrupt_bench(records)
+    train_av = load_records(exp.data.qa, "train_av")  # the question-prior controls learn from it
+    baseline, treatment = list(exp.variants)
+    roles = {baseline: "baseline", treatment: "treatment"}
+    variants: dict[str, Any] = {n: {"role": roles[n], "overrides": list(exp.variants[n]), "runs": []}
+                                for n in exp.variants}
+    scores: dict[str, list[list[float]]] = {n: [] for n in exp.variants}
+    shuffled: list[list[float]] = []
     try:
-        for name, tcfg in variants.items():  # 4
-            print(f"=== {exp.name}: variant {name} ({roles[name]}): {' '.join(exp.variants[name])}", flush=True)
-            trained = train_variant(tcfg, Path(cfg.out))
-            if not trained["reused"]:  # a reused run stays nested under the experiment that trained it
-                tracker.adopt(trained["mlflow_run_id"])
-            torch.set_num_threads(cfg.threads or 1)
-            model_dir = Path(trained.pop("out")) / MODEL_DIR
-            records, predictions = answer_bench(model_dir, Path(exp.data.qa), Path(exp.data.world),
-                                                cfg.eval_batch_size, cfg.eval_max_records)
-            results["variants"][name] = {
-                "role": roles[name],
-                "overrides": list(exp.variants[name]),
-                "train_overrides": [*cfg.train_overrides, *exp.variants[name]],
-                **trained,
-                "model": str(model_dir),
-                "scores": {**breakdown(records, predictions, offsets),
-                           "avh_prior": prior_agreement(train_av, records, predictions)},
-            }
+        for seed in exp.seeds:  # 4
+            print(f"=== {exp.name}: perception phase, seed {seed}", flush=True)
+            run_perception(perceptions[seed])
+            for name in exp.variants:
+                tcfg = runs[(name, seed)]
+                print(f"=== {exp.name}: variant {name} ({roles[name]}), seed {seed}: "
+                      f"{' '.join(exp.variants[name])}", flush=True)
+                trained = train_variant(tcfg, Path(cfg.out))
+                if not trained["reused"]:  # a reused run stays nested under the experiment that trained it
+                    tracker.adopt(trained["mlflow_run_id"])
+                torch.set_num_threads(cfg.threads or 1)
+                model_dir = Path(trained.pop("out")) / MODEL_DIR
+                tag = "trust" if exp.corrupt_bench else "bench"
+                preds = answer_bench(model_dir, records, Path(exp.data.world), cfg.eval_batch_size, tag)
+                scores[name].append([score(r, p["prediction"]) for r, p in zip(records, preds)])
+                variants[name]["runs"].append({"seed": seed, "model": str(model_dir), **trained})
+                if name == treatment and len({r.recording_id for r in records}) >= 2:
+                    moved = shuffled_records(records, seed)
+                    preds = answer_bench(model_dir, moved, Path(exp.data.world), cfg.eval_batch_size, f"{tag}_shuffled")
+                    shuffled.append([score(r, p["prediction"]) for r, p in zip(records, preds)])
     except BaseException:
-        _finish_parent_run(tracker, results, folder / RESULTS_FILE, failed=True)
+        _finish_parent_run(tracker, {}, folder / RESULTS_FILE, failed=True)
         raise
 
-    baseline, treatment = list(exp.variants)  # 5
-    scores = {n: v["scores"] for n, v in results["variants"].items()}
+    priors = fit_priors(train_av)  # 5
+    controls: dict[str, Any] = {c: [score(r, a) for r, a in zip(records, prior_answers(priors, records, c))]
+                                for c in ("question_only", "question_scene", "constant_answer")}
+    if shuffled:
+        controls["shuffled_clip"] = shuffled
+    analysis = analyse(exp.name, records, scores, controls, baseline, treatment, exp.targets)
     splits: dict[str, int] = {}
     for r in manifest.get("recordings", []):
         splits[r["split"]] = splits.get(r["split"], 0) + 1
+    pairs = {c: len({r.meta["pair_id"] for r in records if r.category == c and "pair_id" in r.meta})
+             for c in ("SSA", "TR", "AVH")}
     results = {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "experiment": exp.name,
@@ -422,20 +467,25 @@ def run(cfg: ExperimentConfig, command: str | None = None) -> dict[str, Any] | N
         "git_commit": _git_commit(),
         "config": json.loads(json.dumps(dataclasses.asdict(cfg))),
         "world": {"path": exp.data.world, "recordings": len(manifest.get("recordings", [])), "splits": splits},
-        "qa": {"path": exp.data.qa, "bench_records": len(records)},
-        "variants": results["variants"],
-        "targets": check_targets(exp.name, exp.targets, baseline, treatment, scores),
-        # What a model that never looks at the clip scores (cloud/experiment_analysis.py).
-        "no_look_baselines": no_look_baselines(train_av, records),
+        "qa": {"path": exp.data.qa, "bench_records": len(records), "pairs": pairs,
+               "recordings": len({r.recording_id for r in records}), "corrupted": exp.corrupt_bench},
+        "seeds": list(exp.seeds),
+        "baseline": baseline,
+        "treatment": treatment,
+        "variants": variants,
+        **analysis,
         "mlflow_parent_run_id": tracker.run_id,
     }
     path = folder / RESULTS_FILE
     path.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     _finish_parent_run(tracker, results, path)
 
+    from cloud.eval import print_bench
+    from cloud.results_doc import subset_lines
+
     print(f"\n{exp.name}: {exp.claim}")
-    for title, columns in TABLES[exp.name]:
-        print(f"\n{title}\n{table(exp.name, scores, columns)}")
+    print_bench(results["figures"], f"{exp.name}: held-out bench, {len(exp.seeds)} seed(s) averaged")
+    print("\n".join(subset_lines(results)))
     print()
     for t in results["targets"]:
         print(f"[{'met' if t['met'] else 'NOT met'}] {t['target']}: {t['measured']}")

@@ -48,11 +48,11 @@ def _real_window(student_card: dict[str, Any], cfg: Any) -> tuple[Any, ...] | No
         windows = load_split(
             dataset, "test", audio_s=cfg.audio_s, stride_s=student_card["data"]["stride_s"],
             visual_span_s=student_card["data"]["visual_span_s"], teacher_view=TeacherView(1.0, 16, 64),
-            frame_size_px=cfg.frame_size_px if cfg.name == "av" else None, max_recordings=1,
+            frame_size_px=cfg.frame_size_px if cfg.name == "av" else None, max_recordings=1, keep_camera=True,
         )
     except Exception:  # recordings moved or deleted: fall back to the example input
         return None
-    return windows.student_inputs([len(windows) // 2]) if len(windows) else None
+    return windows.student_inputs([len(windows) // 2], camera=True) if len(windows) else None
 
 
 def _variants(distill_out: Path) -> tuple[dict[str, Any], list[tuple[str, Path | None, Callable[..., Any]]]]:

@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="native vs Python edge runtime benchmark")
     ap.add_argument("--recording", type=Path, default=ROOT / "data/world/recordings/kitchen_s0_00000")
     ap.add_argument("--trigger", type=Path, default=ROOT / "runs/kd/export/trigger_xnnpack_int8.pte")
-    ap.add_argument("--student", type=Path, default=ROOT / "runs/kd_av/export/av_xnnpack_int8.pte")
+    ap.add_argument("--student", type=Path, default=ROOT / "runs/kd_av/export/av_xnnpack_int8.pte",
+                    help="the AV student program; 'none' runs the trigger alone")
     ap.add_argument("--no-python", action="store_true", help="benchmark the binary only")
     ap.add_argument("--json", type=Path, help="also write the numbers here")
     args = ap.parse_args(argv)
@@ -109,14 +110,16 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copytree(args.recording, rec)
         subprocess.run([sys.executable, str(ROOT / "edge/native/decode_frames.py"), str(rec)], check=True,
                        stdout=subprocess.DEVNULL)
-        _, rss, wall = _run_child([str(BIN), "--recording", str(rec), "--trigger", str(args.trigger),
-                                   "--student", str(args.student), "--threads", "1", "--log", str(tmp / "n.jsonl"),
+        student = [] if str(args.student) == "none" else ["--student", str(args.student)]
+        _, rss, wall = _run_child([str(BIN), "--recording", str(rec), "--trigger", str(args.trigger), *student,
+                                   "--threads", "1", "--log", str(tmp / "n.jsonl"),
                                    "--summary-json", str(tmp / "n.json")])
         rows["native (earshot-edge)"] = {**_stats(json.loads((tmp / "n.json").read_text()), duration_s, hop_s),
                                          "peak_rss_mb": rss, "wall_s": wall}
         if not args.no_python:
             _, rss, wall = _run_child([sys.executable, "-c", _PY_CHILD, str(ROOT), str(rec), str(args.trigger),
-                                       str(args.student), str(tmp / "p.jsonl"), str(tmp / "p.json")])
+                                       "" if str(args.student) == "none" else str(args.student),
+                                       str(tmp / "p.jsonl"), str(tmp / "p.json")])
             rows["python (edge.runtime)"] = {**_stats(json.loads((tmp / "p.json").read_text()), duration_s, hop_s),
                                              "peak_rss_mb": rss, "wall_s": wall}
     et_lib = Path(subprocess.run([sys.executable, "-c", "import executorch; print(list(executorch.__path__)[0])"],

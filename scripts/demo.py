@@ -43,8 +43,10 @@ console = Console()
 # else is each verb's default. Sizes are set so the demo fits 15 minutes on 2 cores.
 PRESETS: dict[str, dict] = {
     "demo": {
-        "synth": ["n_recordings=24", "world.duration_s=30.0"],
-        "instruct": ["bench_per_category=60"],
+        # enough held-out recordings for >= 60 counterfactual pairs per category, enough
+        # training recordings for per-token perception to generalise
+        "synth": ["n_recordings=120", "world.duration_s=30.0", "splits.train=0.7", "splits.val=0.1", "splits.test=0.2"],
+        "instruct": ["bench_pairs_per_category=150", "bench_per_category=30"],
         "train": ["train/preset=demo"],
         "distill": ["distill/preset=demo"],
         "export": ["max_eval_windows=128", "tflite=off"],
@@ -56,7 +58,7 @@ PRESETS: dict[str, dict] = {
     },
     "tiny": {
         "synth": ["synth/preset=tiny"],
-        "instruct": ["windows_per_recording=2", "bench_per_category=10"],
+        "instruct": ["windows_per_recording=2", "bench_per_category=10", "bench_pairs_per_category=10"],
         "train": ["train/preset=tiny"],
         "distill": ["distill/preset=tiny"],
         "export": ["max_eval_windows=32", "tflite=off"],
@@ -139,8 +141,14 @@ def stage_instruct(ctx: Ctx) -> None:
 
 
 def stage_teachers(ctx: Ctx) -> None:
+    # Phase 1 (per-token perception) once, on both cores; the three teachers differ only after it.
+    perception = ctx.out / "teacher" / "perception"
+    run_parallel(ctx, "teachers-perception", [earshot(
+        "train", *ctx.p["train"], "phase=perception", f"data.qa_dir={ctx.out / 'qa'}", f"out={perception}",
+        f"threads={ctx.workers}", "mlflow.enabled=false", f"hydra.run.dir={ctx.logs / 'hydra' / 'train-perception'}")])
     cmds = [earshot("train", *ctx.p["train"], *extra, f"data.qa_dir={ctx.out / 'qa'}", f"out={ctx.out / 'teacher' / name}",
-                    "threads=1", f"mlflow.run_name=demo-{name}", f"hydra.run.dir={ctx.logs / 'hydra' / ('train-' + name)}")
+                    f"perception.init={perception}", "threads=1", f"mlflow.run_name=demo-{name}",
+                    f"hydra.run.dir={ctx.logs / 'hydra' / ('train-' + name)}")
             for name, extra in TEACHERS.items()]
     run_parallel(ctx, "teachers", cmds, max_parallel=len(cmds))  # one thread each; no idle tail on 2 cores
     cmds = [earshot("eval", f"checkpoint={ctx.out / 'teacher' / name / 'model'}", f"qa_dir={ctx.out / 'qa'}", "split=bench",
@@ -278,7 +286,12 @@ def stage_report(ctx: Ctx) -> None:
     run_parallel(ctx, "bench-edge-models", [[sys.executable, str(REPO / "scripts" / "bench_edge_models.py"),
                                              str(ctx.out / "kd" / "trigger"), str(ctx.out / "kd" / "av"),
                                              "--calls", str(ctx.p["bench_calls"]), "--json",
-                                             str(ctx.out / "bench" / "edge_models.json")]])
+                                             str(ctx.out / "bench" / "edge_models.json")],
+                                            # the trigger's camera-on share from earshot edge's event logs
+                                            [sys.executable, str(REPO / "scripts" / "bench_trigger.py"),
+                                             "--export", str(ctx.out / "kd" / "trigger" / "export"),
+                                             "--dataset", str(ctx.out / "world"),
+                                             "--json", str(ctx.out / "bench" / "trigger.json")]])
     run_parallel(ctx, "report", [[sys.executable, str(REPO / "scripts" / "report.py"), str(ctx.out), "--strict"]])
 
 

@@ -6,9 +6,13 @@
 
 Sections (each reads files the run wrote; nothing is typed in by hand):
 
-1. **Teacher benchmark**: accuracy per EgoAVU-Bench category for the three
-   teachers (AV + gate, vision-only + gate, AV + context-blind), by evidence
-   type and by SNR bin (``teacher/<variant>/model/eval_bench.scores.json``).
+1. **Teacher benchmark**: the counterfactual bench (every closed-form
+   question asked on two windows of one held-out recording with different
+   gold), per question and per pair with recording-level 95% intervals, the
+   three teachers (AV + gate, vision-only + gate, AV + context-blind) beside
+   the controls (question only, question + scene, shuffled clip, constant
+   answer); narrations apart; by evidence and SNR bin
+   (``teacher/<variant>/model/eval_bench.scores.json``).
 2. **Students vs teacher**: each exported program's model card (size,
    parameters, MACs, macro-F1 against the labels, the teacher's, retention).
 3. **Edge size and latency**: the edge-model benchmark
@@ -97,25 +101,61 @@ def _load(path: Path) -> Any:
 
 
 # ----------------------------------------------------------------------------- sections
-def section_teachers(r: Report) -> None:
-    r.h2("1. Teacher benchmark (held-out recordings)")
-    scores = {}
+def _ci(iv: dict | None) -> str:
+    from shared.stats import format_interval
+
+    return format_interval(iv) if iv else "-"
+
+
+def _teacher_scores(run: Path) -> dict[str, dict]:
+    out = {}
     for name in TEACHER_NAMES:
-        path = r.run / "teacher" / name / "model" / "eval_bench.scores.json"
+        path = run / "teacher" / name / "model" / "eval_bench.scores.json"
         if path.exists():
-            scores[name] = _load(path)["scores"]
-        else:
-            r.miss(str(path.relative_to(r.run)))
-    if not scores:
+            out[name] = _load(path)
+    return out
+
+
+def _bench_systems(scored: dict[str, dict]) -> dict[str, dict]:
+    """Teacher name -> figures, then the controls (computed beside the main teacher)."""
+    systems = {TEACHER_NAMES[n]: s["figures"]["model"] for n, s in scored.items() if "figures" in s}
+    main = next((s for s in scored.values() if "figures" in s), None)
+    if main:
+        systems.update({f"control: {k}": v for k, v in main["figures"].items() if k != "model"})
+    return systems
+
+
+def section_teachers(r: Report) -> None:
+    r.h2("1. Teacher benchmark: the counterfactual bench (held-out recordings)")
+    scored = _teacher_scores(r.run)
+    for name in TEACHER_NAMES:
+        if name not in scored:
+            r.miss(str((Path("teacher") / name / "model" / "eval_bench.scores.json")))
+    if not scored:
         return
+    systems = _bench_systems(scored)
+    if systems:
+        first = next(iter(systems.values()))
+        closed = first.get("closed", {})
+        n_pairs, n_rec = (closed["pair"]["n"], closed["pair"]["n_groups"]) if closed.get("pair") else (0, 0)
+        r.p(f"Every closed-form question (SSA, TR, AVH) is asked on two windows of one held-out recording whose "
+            f"gold answers differ ({n_pairs} pairs from {n_rec} recordings): a model that answers from the question "
+            "or the scene gets at most one of the two. Accuracy % per question / per pair (both right), "
+            "[95% bootstrap interval over recordings]. Controls: question only, question + scene, the AV+gate "
+            "teacher on another recording's clip (shuffled clip), one constant answer per type.")
+        cats = [c for c in ("closed", "SSA", "TR", "AVH") if c in first]
+        r.table(["system", *[f"{c} {lvl}" for c in cats for lvl in ("per question", "per pair")]],
+                [[name, *[_ci(fig.get(c, {}).get(lvl)) for c in cats for lvl in ("question", "pair")]]
+                 for name, fig in systems.items()])
+        r.p("Narrations (not closed-form; reported apart): AVDN F1 of time-stamped items, AVSN summary score.")
+        r.table(["system", "AVDN", "AVSN"], [[name, _ci(fig.get("AVDN", {}).get("question")),
+                                             _ci(fig.get("AVSN", {}).get("question"))]
+                                            for name, fig in systems.items()])
+    scores = {n: s["scores"] for n, s in scored.items()}
     names = list(scores)
-    r.p("Accuracy (%) per category; exact scoring of closed-form answers (docs/data_engine.md).")
-    rows = [[cat, scores[names[0]]["count"]["category"].get(cat, 0),
-             *(_pct(scores[n]["category"].get(cat)) for n in names)] for cat in CATEGORIES]
-    rows.append(["overall (macro)", scores[names[0]]["n"], *(_pct(scores[n]["overall"]) for n in names)])
-    r.table(["category", "questions", *(TEACHER_NAMES[n] for n in names)], rows)
     evid = sorted({k for n in names for k in scores[n]["evidence"]})
-    r.p("By the evidence a question needs: 'visual' questions are the ones vision-only training should not lose.")
+    r.p("By the evidence a question needs (per question, every category): 'visual' questions are the ones "
+        "vision-only training should not lose.")
     r.table(["evidence", *(TEACHER_NAMES[n] for n in names)],
             [[e, *(_pct(scores[n]["evidence"].get(e)) for n in names)] for e in evid])
     bins = sorted({k for n in names for k in scores[n]["snr"]})
@@ -127,7 +167,8 @@ def section_teachers(r: Report) -> None:
 
 def section_students(r: Report) -> None:
     r.h2("2. Students vs teacher")
-    cards = sorted((r.run / "kd").glob("*/export/*.json"))
+    # Model cards only: the trigger's detector report (*.trigger_eval.json) sits beside them.
+    cards = sorted(p for p in (r.run / "kd").glob("*/export/*.json") if not p.name.endswith(".trigger_eval.json"))
     if not cards:
         r.miss("kd/*/export/*.json (model cards)")
         return
@@ -141,6 +182,60 @@ def section_students(r: Report) -> None:
     r.p("Macro-F1 on held-out windows against the annotation labels; retention = student / teacher.")
     r.table(["program", "precision", "size kB", "params k", "MMAC/call", "student F1", "teacher F1",
              "retention %", "agreement F1", "windows"], rows)
+
+
+def section_trigger(r: Report) -> None:
+    """The trigger as a detector (earshot export's report) and the camera it turns on (bench_trigger.py)."""
+    from shared.stats import format_interval as fi
+
+    r.h2("2b. The always-on trigger as a detector (held-out recordings)")
+    reports = sorted((r.run / "kd" / "trigger" / "export").glob("*int8.trigger_eval.json"))
+    if not reports:
+        r.miss("kd/trigger/export/*int8.trigger_eval.json (earshot export of the trigger)")
+        return
+    rep = _load(reports[0])
+    t, op, tg = rep["test"], rep["operating_point"], rep["targets"]
+    r.p(f"{reports[0].name.split('.')[0]}: operating point chosen on val ({op['rule']} thresholds, budget "
+        f"{op['fa_per_hour_budget']:g} false triggers per val hour), refractory hold {rep['refractory_s']:g} s, one "
+        f"call per {rep['hop_s']:g} s hop. False triggers per hour on {t['background_source']} "
+        f"({t['hours_background']:.2f} h); 95% intervals resample recordings.")
+    single = t["single_threshold"]
+    r.table(["setting", "event recall %", "false triggers / h", "false / h on labelled recordings", "events",
+             "event F1 (sed_eval, onset collar)", "target"],
+            [[f"card ({op['rule']})", fi(t["event_recall"]), fi(t["fa_per_hour_background"], scale=1.0),
+              fi(t["fa_per_hour_labelled"], scale=1.0), t["n_events"],
+              _fmt(t["event_f1"]["micro_f1"]), f"recall >= {100 * tg['recall']:.0f}% at <= {tg['fa_per_hour']:g}/h: "
+              + ("met" if tg["met"] else "NOT met")],
+             [f"control: one threshold {single['threshold']:g}", fi(single["event_recall"]),
+              fi(single["fa_per_hour_background"], scale=1.0), "-", t["n_events"], "-", ""]])
+    det = reports[0].with_name(reports[0].name.replace(".trigger_eval.json", ".det.png"))
+    if det.exists():
+        r.image(det.read_bytes(), "DET curve: event recall vs false triggers per hour")
+    r.p("Per class (label must match; a trigger of another label during a sound is a false trigger).")
+    r.table(["label", "threshold", "events", "recall %", "false triggers / h"],
+            [[c["label"], c["threshold"], c["n_events"], fi(c["recall"]), fi(c["fa_per_hour_background"], scale=1.0)]
+             for c in rep["per_class"]])
+    r.p("Robustness: recall per event SNR (dB, the event against the scene noise), and per scene.")
+    r.table(["event SNR bin", "events", "recall %"], [[b["snr_bin"], b["n_events"], fi(b["recall"])] for b in rep["snr_bins"]])
+    r.table(["scene", "background h", "false triggers / h", "recall %"],
+            [[sc["scenario"], f"{sc['hours_background']:.2f}", fi(sc["fa_per_hour_background"], scale=1.0),
+              fi(sc["recall"])] for sc in rep["scenes"]])
+    n = rep["noisiest"]
+    r.p(f"Noisiest scenes ({n['rule']}): recall {fi(n['recall'])}%, false triggers / h "
+        f"{fi(n['fa_per_hour_background'], scale=1.0)}.", cls="")
+    bench = r.run / "bench" / "trigger.json"
+    if bench.exists():
+        cam = _load(bench)["camera"]
+        r.p(f"Camera on under audio_trigger ({len(cam['recordings'])} held-out recordings, earshot edge event logs): "
+            f"{fi(cam['camera_on_share'])}% of the recording; an oracle trigger needs {fi(cam['oracle_share'])}%, an "
+            f"always-on camera 100%; target <= {100 * cam['target']:.0f}%: {'met' if cam['met'] else 'NOT met'}.", cls="")
+        imp = _load(bench).get("camera_important")
+        if imp:
+            r.p(f"Camera woken only by the important sounds ({', '.join(imp['wake_labels'])}): "
+                f"{fi(imp['camera_on_share'])}% (oracle {fi(imp['oracle_share'])}%); target: "
+                f"{'met' if imp['met'] else 'NOT met'}.", cls="")
+    else:
+        r.miss("bench/trigger.json (scripts/bench_trigger.py: camera-on share)")
 
 
 def _event_logs(folder: Path) -> dict[str, list[dict]]:
@@ -271,16 +366,18 @@ def section_timeline(r: Report) -> None:
 def readme_markdown(run: Path) -> str:
     """The demo's headline results as Markdown (for the README's demo-results block)."""
     out = []
-    scores = {n: _load(run / "teacher" / n / "model" / "eval_bench.scores.json")["scores"]
-              for n in TEACHER_NAMES if (run / "teacher" / n / "model" / "eval_bench.scores.json").exists()}
-    if scores:
-        names = list(scores)
-        out += ["Teacher accuracy (%) on held-out recordings:", "",
-                "| category | " + " | ".join(TEACHER_NAMES[n] for n in names) + " |",
-                "| --- |" + " ---: |" * len(names)]
-        for cat in CATEGORIES:
-            out.append(f"| {cat} | " + " | ".join(_pct(scores[n]["category"].get(cat)) for n in names) + " |")
-        out.append("| overall | " + " | ".join(_pct(scores[n]["overall"]) for n in names) + " |")
+    systems = _bench_systems(_teacher_scores(run))
+    if systems:
+        first = next(iter(systems.values()))
+        closed = first.get("closed", {})
+        n = f"{closed['pair']['n']} pairs from {closed['pair']['n_groups']} held-out recordings" if closed.get("pair") else ""
+        out += [f"Teacher on the counterfactual bench ({n}): accuracy % per question / per pair, "
+                "[95% interval over recordings], beside the controls:", "",
+                "| system | closed q | closed pair | SSA pair | TR pair | AVH pair |", "| --- |" + " ---: |" * 5]
+        for name, fig in systems.items():
+            cells = [_ci(fig.get("closed", {}).get("question")), _ci(fig.get("closed", {}).get("pair")),
+                     *(_ci(fig.get(c, {}).get("pair")) for c in ("SSA", "TR", "AVH"))]
+            out.append(f"| {name} | " + " | ".join(cells) + " |")
         out.append("")
     cards = [_load(p) for p in sorted((run / "kd").glob("*/export/*int8.json"))]
     if cards:
@@ -291,6 +388,15 @@ def readme_markdown(run: Path) -> str:
                        f"{c['macs'] / 1e6:.2f} | {_fmt(m.get('macro_f1'))} ({_fmt(m.get('teacher_macro_f1'))}) | "
                        f"{_pct(m.get('retention'))}{'%' if m.get('retention') is not None else ''} |")
         out.append("")
+    trig = sorted((run / "kd" / "trigger" / "export").glob("*int8.trigger_eval.json"))
+    if trig:
+        from shared.stats import format_interval as fi
+
+        t = _load(trig[0])["test"]
+        cam = _load(run / "bench" / "trigger.json")["camera"] if (run / "bench" / "trigger.json").exists() else None
+        out.append(f"- Trigger on held-out recordings: event recall {fi(t['event_recall'])}% at "
+                   f"{fi(t['fa_per_hour_background'], scale=1.0)} false triggers per hour ({t['background_source']})"
+                   + (f"; camera on {fi(cam['camera_on_share'])}% of the time under `audio_trigger`" if cam else "") + ".")
     summary = run / "sim" / "summary.json"
     if summary.exists():
         info = _load(summary)
@@ -326,7 +432,7 @@ def update_readme(readme: Path, run: Path) -> None:
     print(f"updated the demo results in {readme}")
 
 
-SECTIONS = (section_teachers, section_students, section_edge, section_policies, section_timeline)
+SECTIONS = (section_teachers, section_students, section_trigger, section_edge, section_policies, section_timeline)
 
 
 def build(run: Path, heldout: Path | None = None) -> Report:

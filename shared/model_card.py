@@ -24,6 +24,10 @@ Fields (``card_version`` 1)::
     thresholds        {label: decision threshold in [0, 1]} for every label,
                       chosen on the validation split
     threshold_rule    how they were chosen (text)
+    refractory_s      (optional, default 0) the trigger's refractory hold: a
+                      label that fired is released only after this many
+                      seconds below its threshold (shared/trigger.py); both
+                      runtimes apply it
     features          the log-mel front end inside the program:
                       shared.features.FeatureConfig.to_dict() plus "trim_bins"
     audio_window_s    seconds of PCM per call
@@ -155,6 +159,7 @@ class ModelCard:
     teacher: dict[str, Any] = field(default_factory=dict)
     taxonomy_version: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    refractory_s: float = 0.0
     card_version: int = CARD_VERSION
 
     def __post_init__(self) -> None:
@@ -205,6 +210,8 @@ class ModelCard:
                 _fail(f"thresholds.{label}", "is not one of the labels")
             if not _is_number(value) or not 0.0 <= value <= 1.0:
                 _fail(f"thresholds.{label}", f"must be in [0, 1], got {value!r}")
+        if not _is_number(self.refractory_s) or not 0.0 <= self.refractory_s <= 60.0:
+            _fail("refractory_s", f"must be a number of seconds in [0, 60], got {self.refractory_s!r}")
         if not isinstance(self.features, Mapping):
             _fail("features", "expected an object")
         for key in FEATURE_KEYS:
@@ -274,6 +281,12 @@ class ModelCard:
     def decide(self, probs: Any) -> list[str]:
         """Labels whose probability (a sequence in label order) reaches its threshold."""
         return [x for x, p, t in zip(self.labels, probs, self.threshold_vector()) if float(p) >= t]
+
+    def trigger_hold(self) -> Any:
+        """A fresh `shared.trigger.TriggerHold` with this card's thresholds and refractory hold."""
+        from shared.trigger import TriggerHold
+
+        return TriggerHold(self.labels, self.threshold_vector(), self.refractory_s)
 
     def feature_config(self) -> Any:
         """The front end as a `shared.features.FeatureConfig` (imports torch)."""

@@ -120,7 +120,7 @@ class OffloadEnv(gym.Env):
 
     ## Observation Space
 
-    ``Box(-1, 1, (Nt + Ns + 22,), float32)``, built exactly as
+    ``Box(-1, 1, (Nt + Ns + 15 + len(QUERY_KINDS),), float32)``, built exactly as
     :func:`edge.policy.observation_vector` builds it on the glasses
     (``Nt`` trigger labels, ``Ns`` student labels of the trace's programs).
 
@@ -143,7 +143,7 @@ class OffloadEnv(gym.Env):
     | +12          | some trigger label is over its threshold      | 0   | 1   |
     | +13          | share of the day still ahead                  | 0   | 1   |
     | +14          | share of the uplink token bucket left         | 0   | 1   |
-    | +15..+21     | the query's kind, one-hot (edge.policy.QUERY_KINDS: sound_id, yes_no, why, why_stop, count, order, other) | 0 | 1 |
+    | +15..        | the query's kind, one-hot (edge.policy.QUERY_KINDS, from shared/queries.py) | 0 | 1 |
 
     ## Rewards
 

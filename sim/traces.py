@@ -29,7 +29,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from shared.queries import answer_matches
 from shared.trace import CAPTURE_VARIANTS, OFFLOAD_KINDS, VARIANT_NAMES, TraceError, read_trace, trace_files
+from shared.trigger import hold_runs
 
 __all__ = ["VARIANTS", "KINDS", "Trace", "TraceSet", "load_trace", "load_traces", "TraceError"]
 
@@ -42,7 +44,8 @@ class Trace:
     """One recording's trace as arrays (``T`` hops, ``V = len(VARIANTS)``, ``Q`` queries).
 
     Attributes (shapes; units):
-        trigger [T, Nt] float32 probabilities; trigger_fired [T, Nt] bool (>= card threshold)
+        trigger [T, Nt] float32 probabilities; trigger_fired [T, Nt] bool (held under the card's thresholds
+            and refractory hold, shared/trigger.py)
         student [T, Ns] float32 (0 before the first frame); student_confidence, student_ms [T]
         snr_db [T]; frames_per_hop [T] frames the camera captures during the hop
         cloud_ok, bytes_up, bytes_down, frames_sent: [V, T]
@@ -150,8 +153,6 @@ class Trace:
         return answer_locally(memory, self.query_texts[q], float(self.t_s[h_q]))
 
     def _answer_is_right(self, q: int, student_hops: Sequence[int]) -> bool:
-        from edge.runtime import answer_matches
-
         return bool(answer_matches(self.local_answer(q, student_hops), self.query_gold[q]))
 
 
@@ -198,7 +199,6 @@ def load_trace(path: str | Path, important: Sequence[str]) -> Trace:
     Raises:
         TraceError: anything :func:`shared.trace.read_trace` refuses.
     """
-    from edge.runtime import answer_matches
     from shared.labels import names
 
     path = Path(path)
@@ -256,16 +256,14 @@ def load_trace(path: str | Path, important: Sequence[str]) -> Trace:
             for v, name in enumerate(VARIANTS):
                 c = hops[i]["cloud"][name]
                 cloud_correct[v, n] = bool(c["ok"]) and bool(answer_matches(c["answer"], queries[qid]["answer"]))
-    # The device's memory: trigger rising edges every hop, student detections where it ran.
+    # The device's memory: the trigger's triggers every hop (its card's thresholds and refractory
+    # hold, shared/trigger.py, as both runtimes), student detections where it ran.
     audio = set(names("audio_event"))
-    fired = trigger >= t_thr[None, :]
-    t_det = _detections(trigger, t_thr, t_labels, audio)
-    prev: set[int] = set()
-    trigger_dets = []
-    for i in range(T):
-        now = set(np.flatnonzero(fired[i]).tolist())
-        trigger_dets.append([(t_labels[j], float(trigger[i, j])) for j in t_det[i] if j not in prev])
-        prev = now
+    triggered, held = hold_runs(trigger, t_thr[None, :], float(trig["refractory_s"] or 0.0), hop_s)
+    fired = held[0]
+    keep = np.array([l in audio for l in t_labels], bool)
+    trigger_dets = [[(t_labels[j], float(trigger[i, j])) for j in np.flatnonzero(triggered[0, i] & keep)]
+                    for i in range(T)]
     s_det = _detections(student, s_thr, s_labels, audio)
     student_dets = [[(s_labels[j], float(student[i, j])) for j in s_det[i]] if has_student[i] else [] for i in range(T)]
     q_hops = [_hops_that_matter(queries[q]["text"], int(query_hop[n]), t_s, student_dets)

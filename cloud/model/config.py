@@ -50,6 +50,11 @@ class ModelConfig:
         dropout: dropout in the transformer layers.
         label_mix: add each token's perception probabilities to the prefix as
             a mixture of the label words' embeddings (tied to the decoder).
+        fusion_reads_question: the question's words join the fusion layers, so
+            the audio-visual tokens are read knowing what is asked.
+        label_pointer: each question word that names a perception label adds a
+            prefix token pooled from where that label was perceived (features,
+            time, and whether it was), so "did you hear the knock?" is a lookup.
     """
 
     n_mels: int = 64
@@ -70,6 +75,8 @@ class ModelConfig:
     max_answer_tokens: int = 24
     dropout: float = 0.1
     label_mix: bool = True
+    fusion_reads_question: bool = False
+    label_pointer: bool = True
 
     def __post_init__(self) -> None:
         p = "model."

@@ -30,6 +30,7 @@ may carry ``audio_feat``/``frame_feat`` (and ``context``) instead of
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -110,6 +111,16 @@ def _masked_max(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return filled.amax(1) if logits.shape[1] else logits.new_full((logits.shape[0], logits.shape[2]), _EMPTY_LOGIT)
 
 
+def time_emb_a(model: "AVTeacher", audio_t: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Time embeddings of the audio tokens in their own order (relative to the query)."""
+    return model.time_embedding((audio_t - batch["t_query_s"].to(audio_t.dtype)[:, None]).float())
+
+
+def time_emb_v(model: "AVTeacher", batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    t = batch["frame_times_s"].to(torch.float64) - batch["t_query_s"].to(torch.float64)[:, None]
+    return model.time_embedding(t.float())
+
+
 class AVTeacher(nn.Module):
     """The teacher. ``decoder`` may be any `Decoder`; by default the built-in one.
 
@@ -149,12 +160,18 @@ class AVTeacher(nn.Module):
         self.decoder = decoder
         # Identity for the built-in decoder; a projector for a wider LM.
         self.to_decoder = nn.Identity() if decoder.d_model == d else nn.Linear(d, decoder.d_model)
+        if cfg.fusion_reads_question:
+            self.from_decoder = nn.Identity() if decoder.d_model == d else nn.Linear(decoder.d_model, d)
+            self.question_embedding = nn.Parameter(torch.zeros(d))
+        if cfg.label_pointer:
+            # what the tokens where a named label was perceived hold, and whether it was
+            self.pointer_proj = nn.Linear(d + 2, d)
         ids = label_word_ids if label_word_ids is not None else [-1] * (len(SOUND_LABELS) + len(FRAME_LABELS))
         if len(ids) != len(SOUND_LABELS) + len(FRAME_LABELS):
             raise ValueError(f"label_word_ids: {len(ids)} ids for {len(SOUND_LABELS) + len(FRAME_LABELS)} labels")
         self.register_buffer("label_word_ids", torch.tensor(ids, dtype=torch.long))
-        # the mixtures start small: the decoder first learns to read the tokens, then leans on the labels
-        self.mix_scale = nn.Parameter(torch.full((len(MODALITIES),), 0.5))
+        # how much each modality's label mixture adds to its prefix tokens (learned; starts level with them)
+        self.mix_scale = nn.Parameter(torch.full((len(MODALITIES),), 1.0))
         for part in (self.modality_embedding, self.fusion, self.decoder, self.sound_head, self.frame_head):
             part.apply(_init_weights)
         # Built last so the initialisation above cannot touch its physics prior.
@@ -188,10 +205,14 @@ class AVTeacher(nn.Module):
                 "visual": visual, "frame_valid": frame_valid, "frame_logits": self.frame_head(visual)}
 
     def _label_mixture(self, probs: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """(B, N, L) probabilities -> (B, N, decoder width): sum_l p_l * wte[id_l]."""
+        """(B, N, L) probabilities -> (B, N, decoder width): sum_l p_l * wte[id_l], each
+        label's embedding rescaled to the norm of a LayerNorm output (sqrt(width)), so a
+        heard label weighs as much in its prefix token as the token's own features
+        (word embeddings start ~50x smaller)."""
         known = ids >= 0
-        emb = self.decoder.embed(ids.clamp_min(0)) * known[:, None].to(probs.dtype)
-        return probs @ emb
+        emb = self.decoder.embed(ids.clamp_min(0))
+        emb = emb * (math.sqrt(emb.shape[-1]) / emb.norm(dim=-1, keepdim=True).clamp_min(1e-6))
+        return probs @ (emb * known[:, None].to(probs.dtype))
 
     # --- the fused prefix ------------------------------------------------------
 
@@ -229,10 +250,19 @@ class AVTeacher(nn.Module):
         # <av> is always valid, so no attention row is ever empty.
         x = torch.cat([self.start.expand(b, 1, -1), x], dim=1)
         prefix_mask = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=valid.device), valid], dim=1)
-        attend = prefix_mask[:, None, None, :]
+        n_prefix = x.shape[1]
+        attend_mask = prefix_mask
+        if self.cfg.fusion_reads_question and "question_ids" in batch:
+            # The question joins the bidirectional fusion, so every token is read knowing
+            # what is asked ("did you hear the knock?" lights the knock's tokens up).
+            q_ids = batch["question_ids"]
+            q = self.from_decoder(self.decoder.embed(q_ids)) + self.question_embedding
+            x = torch.cat([x, q], dim=1)
+            attend_mask = torch.cat([prefix_mask, q_ids != self.pad_id], dim=1)
+        attend = attend_mask[:, None, None, :]
         for block in self.fusion:
             x = block(x, attend)
-        prefix = self.to_decoder(self.fusion_ln(x))
+        prefix = self.to_decoder(self.fusion_ln(x[:, :n_prefix]))
 
         if self.cfg.label_mix:
             n_s = len(SOUND_LABELS)
@@ -243,10 +273,49 @@ class AVTeacher(nn.Module):
             mix = mix.gather(1, order[..., None].expand(-1, -1, mix.shape[-1])) * valid[..., None].to(mix.dtype)
             prefix = torch.cat([prefix[:, :1], prefix[:, 1:] + mix], dim=1)
 
+        if self.cfg.label_pointer and "question_ids" in batch:
+            ptr, ptr_mask = self._label_pointers(batch["question_ids"], p, audio_g + time_emb_a(self, audio_t, batch),
+                                                 visual_g + time_emb_v(self, batch), r)
+            prefix = torch.cat([prefix, ptr], dim=1)
+            prefix_mask = torch.cat([prefix_mask, ptr_mask], dim=1)
+
         tag_logits = torch.cat([_masked_max(p["sound_logits"], audio_valid),
                                 _masked_max(p["frame_logits"][..., :N_ACTIONS], frame_valid)], dim=-1)
         return Encoded(prefix, prefix_mask, t_rel, modality, time_emb, tag_logits, r, context,
                        p["sound_logits"], audio_valid, p["frame_logits"], frame_valid)
+
+    def _label_pointers(self, question_ids: torch.Tensor, p: dict[str, torch.Tensor], audio: torch.Tensor,
+                        visual: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One extra prefix token per question word that names a perception label.
+
+        For such a word (" knock"), the tokens of its modality are pooled with
+        softmax weights over that label's per-token logits: the token's features
+        and time where the knock was heard, and whether it was (the max
+        probability), both scaled by the gate's trust in that modality. Returns
+        (B, Lq, decoder width) tokens and their (B, Lq) mask (True at label words).
+        """
+        n_s = len(SOUND_LABELS)
+        lookup = torch.full((max(int(self.label_word_ids.max()) + 1, 1),), -1, dtype=torch.long,
+                            device=question_ids.device)
+        known = self.label_word_ids >= 0
+        lookup[self.label_word_ids[known]] = torch.arange(len(self.label_word_ids), device=question_ids.device)[known]
+        ids = question_ids.clamp(0, len(lookup) - 1)
+        label = torch.where(question_ids < len(lookup), lookup[ids], torch.full_like(ids, -1))  # (B, Lq)
+        out = []
+        for logits, feats, valid, lo, hi, m in ((p["sound_logits"], audio, p["audio_valid"], 0, n_s, 0),
+                                                 (p["frame_logits"], visual, p["frame_valid"], n_s, len(self.label_word_ids), 1)):
+            idx = (label - lo).clamp(0, hi - lo - 1)
+            lt = logits.gather(2, idx[:, None, :].expand(-1, logits.shape[1], -1)).transpose(1, 2)  # (B, Lq, N)
+            lt = lt.masked_fill(~valid[:, None, :], -1e4)
+            w = torch.softmax(lt, dim=-1)
+            pooled = (w @ feats) * r[:, m, None, None]
+            present = torch.sigmoid(lt.amax(-1, keepdim=True)) * r[:, m, None, None]
+            mine = ((label >= lo) & (label < hi))[..., None]
+            out.append(torch.where(mine, torch.cat([pooled, present, 1.0 - present], dim=-1), torch.zeros(())))
+        tokens = self.to_decoder(self.pointer_proj(out[0] + out[1]))
+        emb = self.decoder.embed(question_ids)
+        emb = emb * (math.sqrt(emb.shape[-1]) / emb.norm(dim=-1, keepdim=True).clamp_min(1e-6))
+        return tokens + emb, label >= 0
 
     # --- training and inference --------------------------------------------------
 

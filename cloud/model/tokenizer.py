@@ -32,9 +32,13 @@ def _normalize(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def split_words(text: str) -> list[str]:
-    """Lower-case, collapse whitespace, split into space-carrying tokens."""
-    return _TOKEN_RE.findall(_normalize(text))
+def split_words(text: str, lead_space: bool = False) -> list[str]:
+    """Lower-case, collapse whitespace, split into space-carrying tokens.
+
+    ``lead_space``: the first word carries a space too, as it would after other
+    words. Answers are encoded this way, so a label is one token whether a
+    question names it or an answer gives it (" timer_beep" in both)."""
+    return _TOKEN_RE.findall((" " if lead_space else "") + _normalize(text))
 
 
 class Tokenizer:
@@ -51,10 +55,12 @@ class Tokenizer:
         self.pad_id, self.unk_id, self.bos_id, self.eos_id = (self.ids[s] for s in SPECIALS)
 
     @classmethod
-    def build(cls, texts: Iterable[str], min_count: int = 1) -> "Tokenizer":
+    def build(cls, texts: Iterable[str], min_count: int = 1, answers: Iterable[str] = ()) -> "Tokenizer":
         """Vocabulary of every token seen at least ``min_count`` times, sorted
-        by count then alphabetically (deterministic for a given corpus)."""
+        by count then alphabetically (deterministic for a given corpus);
+        ``answers`` are split with a leading space (`encode_answer`)."""
         counts = Counter(tok for text in texts for tok in split_words(text))
+        counts.update(tok for text in answers for tok in split_words(text, lead_space=True))
         kept = sorted((t for t, c in counts.items() if c >= min_count), key=lambda t: (-counts[t], t))
         return cls([*SPECIALS, *kept])
 
@@ -63,6 +69,10 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         return [self.ids.get(tok, self.unk_id) for tok in split_words(text)]
+
+    def encode_answer(self, text: str) -> list[int]:
+        """Ids of an answer: its first word carries a space, like the same word inside a question."""
+        return [self.ids.get(tok, self.unk_id) for tok in split_words(text, lead_space=True)]
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of ``ids`` up to the first ``<eos>``; pad and bos are skipped."""

@@ -19,6 +19,13 @@ Stages, in the order they need each other:
    room), room reverberation per source, environment noise at an SNR drawn
    from the scenario's range, one gain to int16;
 5. queries (queries.py) and annotations.
+
+``background_only`` (the trigger's false-alarm hours): the same recording is
+planned, rendered and mixed, and then only its environment noise is written,
+at exactly the level it has under the scripted sounds; the audio events (and
+the queries, which ask about them) leave the annotations, the video and its
+visual actions stay. So a scene's background at its noise level, with no
+target sound in it.
 """
 from __future__ import annotations
 
@@ -315,8 +322,13 @@ def generate_recording(cfg: WorldConfig, seed: int, index: int = 0, *, scenario:
     clock("mix")
     events, new_ids = _final_events(plan)
     interrupted = {new_ids[k]: new_ids[v] for k, v in plan.interrupted.items()}
-    queries = make_queries(events, interrupted, plan.duration_s, cfg.queries_per_recording, rngs["queries"],
-                           plausible=plan.scn.plausible_sounds())
+    if cfg.background_only:
+        pcm = np.clip(np.round(noise), -32768, 32767).astype(np.int16)
+        kept = {e.id for e in events if e.modality == "visual"}
+        events = [dataclasses.replace(e, cause=e.cause if e.cause in kept else None) for e in events if e.id in kept]
+    queries = [] if cfg.background_only else make_queries(
+        events, interrupted, plan.duration_s, cfg.queries_per_recording, rngs["queries"],
+        plausible=plan.scn.plausible_sounds())
     status = _real_status()
     origins = Counter(e.attrs["origin"] for e in events if "origin" in e.attrs)
     ann = Annotations(

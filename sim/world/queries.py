@@ -1,5 +1,9 @@
 """Questions the wearer asks, with exact gold answers from the annotations.
 
+The kinds, their phrasings and answer types are the wearer-query contract in
+``shared/queries.py`` (the edge recognises the same phrasings); this module
+decides when each question is asked and what its gold answer is.
+
 Every answer is closed-form and short so scoring is exact: a label name
 (``microwave_beep``), ``yes`` / ``no``, an object name (``salt``) or a number
 (``3``). Each query names the events its answer rests on (``event_ids``), so
@@ -22,42 +26,10 @@ from __future__ import annotations
 import numpy as np
 
 from shared.annotations import Event, Query
+from shared.queries import (COUNTABLE, DISTINCT_SOUNDS, GERUNDS, NO, OBJECT_TEXT, SOUND_ID_TEXT, WHY, YES, YES_NO,
+                            count_text, order_text, why_stop_text)
 
 __all__ = ["DISTINCT_SOUNDS", "make_queries"]
-
-#: Short, recognisable sounds a wearer would ask about ("what was that?").
-DISTINCT_SOUNDS = (
-    "timer_beep", "microwave_beep", "doorbell", "knock", "kettle_whistle", "phone_ring",
-    "phone_notification", "door_sound", "car_horn", "alarm", "dishes",
-)
-_YES_NO = (
-    ("did someone ring the doorbell?", ("doorbell",)),
-    ("did someone knock?", ("knock",)),
-    ("did the phone ring?", ("phone_ring",)),
-    ("did I get a notification?", ("phone_notification",)),
-    ("did the oven timer go off?", ("timer_beep",)),
-    ("did the microwave beep?", ("microwave_beep",)),
-    ("did the kettle whistle?", ("kettle_whistle",)),
-    ("did a car honk?", ("car_horn",)),
-    ("did an alarm go off?", ("alarm",)),
-)
-_WHY = {
-    "open_oven": "why did I open the oven?",
-    "open_microwave": "why did I open the microwave?",
-    "walk_to_door": "why did I go to the door?",
-    "pick_up_phone": "why did I pick up the phone?",
-    "reach_for_object": "why did I reach for the {object}?",
-    "pour": "why did I start pouring?",
-    "idle": "why did I stop walking?",
-}
-_GERUND = {"chop": "chopping", "type": "typing", "wash": "washing up", "stir": "stirring", "read": "reading",
-           "drink": "drinking", "walk": "walking"}
-_COUNTABLE = {"timer_beep": "the oven timer beep", "microwave_beep": "the microwave beep",
-              "knock": "they knock"}
-_NAMES = {"timer_beep": "the timer", "microwave_beep": "the microwave", "doorbell": "the doorbell",
-          "knock": "the knock", "kettle_whistle": "the kettle", "phone_ring": "the phone ringing",
-          "phone_notification": "the notification", "door_sound": "the door", "car_horn": "the car horn",
-          "alarm": "the alarm", "dishes": "the dishes"}
 
 
 def _candidates(events: list[Event], interrupted: dict[str, str], T: float, rng: np.random.Generator,
@@ -74,33 +46,33 @@ def _candidates(events: list[Event], interrupted: dict[str, str], T: float, rng:
         t = e.offset_s + float(rng.uniform(0.5, 2.0))
         clash = [o for o in distinct if o is not e and o.onset_s < t and o.offset_s > e.onset_s - 0.5]
         if not clash:
-            q("sound_id", t, "what was that sound?", e.label, [e.id])
+            q("sound_id", t, SOUND_ID_TEXT, e.label, [e.id])
     t_late = float(rng.uniform(0.7, 1.0)) * T
-    for text, labels in _YES_NO:
+    for text, labels in YES_NO:
         if plausible is not None and not set(labels) & plausible:
             continue  # "did a car honk?" in an office is too easy a "no"
         hits = [e.id for e in events if e.label in labels and e.onset_s < t_late]
         present_later = any(e.label in labels for e in events)
         if hits or not present_later:  # a "no" only if it never happens at all
-            q("yes_no", t_late, text, "yes" if hits else "no", hits)
+            q("yes_no", t_late, text, YES if hits else NO, hits)
     for e in events:
         cause = by_id.get(e.cause) if e.cause else None
-        if e.label in _WHY and cause is not None and cause.modality in ("audio", "audiovisual"):
-            text = _WHY[e.label].format(object=e.attrs.get("object", "it"))
+        if e.label in WHY and cause is not None and cause.modality in ("audio", "audiovisual"):
+            text = WHY[e.label].format(object=e.attrs.get("object", "it"))
             q("why", e.offset_s + float(rng.uniform(0.5, 3.0)), text, cause.label, [e.id, cause.id])
         if e.label == "speech" and e.attrs.get("request"):
             effects = [x for x in events if x.cause == e.id]
             t = (effects[0].offset_s if effects else e.offset_s) + float(rng.uniform(0.5, 2.0))
-            q("object", t, "what did they ask me for?", e.attrs["object"], [e.id] + [x.id for x in effects])
-        if e.label in _COUNTABLE and e.attrs.get("n_bursts") and e.attrs.get("origin") == "procedural":
-            q("count", e.offset_s + float(rng.uniform(0.5, 2.0)), f"how many times did {_COUNTABLE[e.label]}?",
+            q("object", t, OBJECT_TEXT, e.attrs["object"], [e.id] + [x.id for x in effects])
+        if e.label in COUNTABLE and e.attrs.get("n_bursts") and e.attrs.get("origin") == "procedural":
+            q("count", e.offset_s + float(rng.uniform(0.5, 2.0)), count_text(e.label),
               int(e.attrs["n_bursts"]), [e.id])
     for effect_id, act_id in interrupted.items():
         effect, act = by_id.get(effect_id), by_id.get(act_id)
         cause = by_id.get(effect.cause) if effect is not None and effect.cause else None
-        if act is None or cause is None or act.label not in _GERUND:
+        if act is None or cause is None or act.label not in GERUNDS:
             continue
-        q("why_stop", effect.onset_s + float(rng.uniform(1.0, 3.0)), f"why did I stop {_GERUND[act.label]}?",
+        q("why_stop", effect.onset_s + float(rng.uniform(1.0, 3.0)), why_stop_text(act.label),
           cause.label, [act.id, effect.id, cause.id])
     labels_once = {}
     for e in distinct:
@@ -112,7 +84,7 @@ def _candidates(events: list[Event], interrupted: dict[str, str], T: float, rng:
         if b.onset_s - a.onset_s > 0.5:
             first, second = (a, b) if rng.random() < 0.5 else (b, a)
             q("order", max(a.offset_s, b.offset_s) + float(rng.uniform(0.5, 2.0)),
-              f"which came first, {_NAMES[first.label]} or {_NAMES[second.label]}?", a.label, [a.id, b.id])
+              order_text(first.label, second.label), a.label, [a.id, b.id])
     return out
 
 

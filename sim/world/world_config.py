@@ -94,6 +94,7 @@ class WorldConfig:
     head_turn_speed_deg_s: list[float] = field(default_factory=lambda: [80.0, 240.0])
     walk_bob_deg: float = 1.5
     hands: bool = True
+    background_only: bool = False
 
     def __post_init__(self) -> None:
         p = "world."

@@ -27,7 +27,7 @@ def test_blind_scene_and_constant_get_half_the_questions_and_no_pair(qa):
     bench = qa["bench"]
     closed = [r for r in bench if r.category in ("SSA", "TR", "AVH")]
     assert len({r.meta["pair_id"] for r in closed}) >= 20
-    for control in ("blind", "scene", "constant"):
+    for control in ("question_only", "question_scene", "constant_answer"):
         answers = prior_answers(priors, bench, control)
         fig = bench_figures(bench, [score(r, a) for r, a in zip(bench, answers)])
         assert fig["closed"]["question"]["value"] <= 0.5 + 1e-9, control

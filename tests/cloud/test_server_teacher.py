@@ -18,28 +18,14 @@ from tests.helpers.server_harness import (EARSHOT, JPEG_STUB, Proc, ping_until_r
                             wait_for_lines)
 
 from shared.protocol import AudioWindow, Frame, InferRequest  # noqa: E402
+from tests.helpers.teacher_world import make_tiny_teacher  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    import torch
-
-    from cloud.data import WindowSpec
-    from cloud.data_engine.qa import SUMMARY_QUESTION
-    from cloud.model.config import ModelConfig
-    from cloud.model.io import save_teacher
-    from cloud.model.teacher import AVTeacher
-    from cloud.model.tokenizer import Tokenizer
-
-    torch.manual_seed(0)
-    tok = Tokenizer.build([SUMMARY_QUESTION, "kitchen; heard: timer_beep; did: open_oven", "what was that?"])
-    cfg = ModelConfig(d_model=32, n_heads=2, fusion_layers=1, decoder_layers=1, audio_channels=8,
-                      visual_channels=4, max_answer_tokens=6)
-    model = AVTeacher(cfg, len(tok), tok.pad_id, tok.bos_id, tok.eos_id)
-    spec = WindowSpec(audio_history_s=2.0, frame_hz=2.0, max_window_s=4.0, frame_size_px=48, n_mels=64)
-    folder = tmp_path_factory.mktemp("teacher") / "model"
-    save_teacher(folder, model, tok, extra={"data": spec.__dict__})
-    return folder
+    return make_tiny_teacher(tmp_path_factory.mktemp("teacher") / "model",
+                             ["kitchen; heard: timer_beep; did: open_oven", "what was that?"],
+                             max_answer_tokens=6, frame_size_px=48)
 
 
 def earshot(*args, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:

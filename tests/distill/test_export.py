@@ -37,9 +37,9 @@ def _test_windows(run, world):
     _, cfg, card = load_student(run.out)
     windows = load_split(load_dataset(world), "test", audio_s=cfg.audio_s, stride_s=card["data"]["stride_s"],
                          visual_span_s=card["data"]["visual_span_s"], teacher_view=TeacherView(1.0, 32, 64),
-                         frame_size_px=cfg.frame_size_px if cfg.name == "av" else None)
+                         frame_size_px=cfg.frame_size_px if cfg.name == "av" else None, keep_camera=True)
     idx = np.linspace(0, len(windows) - 1, N_WINDOWS).round().astype(int)
-    return [windows.student_inputs([k]) for k in idx]
+    return [windows.student_inputs([k], camera=True) for k in idx]
 
 
 # The AV export fixture builds the int8 program only (conftest: lowering time).
@@ -116,5 +116,6 @@ def test_programs_are_logged_and_registered_in_mlflow(trigger_export, av_export,
             assert version.run_id == card.extra["mlflow_run_id"] and version.tags["precision"] == card.precision
             assert version.source.endswith(stem)
             listed = sorted(a.path for a in client.list_artifacts(version.run_id, stem))
-            assert listed == sorted([f"{stem}/{file}", f"{stem}/{stem}.json"])
+            extra = [f"{stem}/{card.extra[k]}" for k in ("trigger_eval", "det_curve") if k in card.extra]
+            assert listed == sorted([f"{stem}/{file}", f"{stem}/{stem}.json", *extra])
             assert client.get_run(version.run_id).data.metrics[f"{stem}/macro_f1"] == pytest.approx(card.metrics["macro_f1"])

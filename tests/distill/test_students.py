@@ -2,6 +2,8 @@
 import pytest
 import torch
 
+from shared.frames import resize_frames
+
 from cloud.model.teacher import TAG_NAMES
 from distill.student_config import StudentConfig
 from distill.students import EVENT_NAMES, MODELS, example_inputs, io_spec, labels_of, make_student
@@ -15,9 +17,14 @@ def test_forward_returns_probabilities_and_matches_forward_train(name, audio_s):
     model, inputs = entry.get_eager_model().eval(), entry.get_example_inputs()
     inputs_spec, outputs_spec = io_spec(cfg)
     assert [(t["dtype"], t["shape"]) for t in inputs_spec] == [(str(x.dtype).removeprefix("torch."), list(x.shape)) for x in inputs]
+    # forward reads the camera frame and resizes it in the graph; forward_train reads it resized
+    # by the same module ahead of time (shared/frames.py), as the training data holds it.
+    train_inputs = inputs
+    if name == "av":
+        train_inputs = (torch.from_numpy(resize_frames(inputs[0].numpy(), cfg.frame_size_px)), inputs[1])
     with torch.no_grad():
         out = model(*inputs)
-        train = model.forward_train(*inputs)
+        train = model.forward_train(*train_inputs)
     out = out if isinstance(out, tuple) else (out,)
     assert [list(o.shape) for o in out] == [t["shape"] for t in outputs_spec]
     assert all(((o >= 0) & (o <= 1)).all() for o in out)
@@ -30,7 +37,9 @@ def test_forward_returns_probabilities_and_matches_forward_train(name, audio_s):
 def test_confidence_head_does_not_train_the_tag_features():
     cfg = StudentConfig(name="av", audio_s=1.0)
     model = make_student(cfg)
-    model.forward_train(*example_inputs(cfg))["confidence_logit"].sum().backward()
+    frame, pcm = example_inputs(cfg)
+    frame = torch.from_numpy(resize_frames(frame.numpy(), cfg.frame_size_px))
+    model.forward_train(frame, pcm)["confidence_logit"].sum().backward()
     assert all(p.grad is None for n, p in model.named_parameters() if not n.startswith("confidence."))
     assert any(p.grad is not None for n, p in model.named_parameters() if n.startswith("confidence."))
 

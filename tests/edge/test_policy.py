@@ -126,10 +126,11 @@ def test_observation_vector_layout():
     assert extra[3] == 1.0 and extra[4] == 0.5 and extra[8] == 1.0 and extra[9] == 1.0
     assert extra[10] == 1.0 and extra[12] == 1.0
     assert extra[13] == 1.0 and extra[14] == 1.0  # day_left and uplink tokens default to "all of it"
-    assert extra[15:].tolist() == [0, 0, 0, 0, 0, 0, 1]  # the query "x" is of kind "other"
+    assert extra[15:].tolist() == [float(k == "other") for k in QUERY_KINDS]  # the query "x" is of kind "other"
     kinds = {"what was that sound?": "sound_id", "did someone knock?": "yes_no", "why did I open the oven?": "why",
              "why did I stop chopping?": "why_stop", "how many times did they knock?": "count",
-             "which came first, the knock or the kettle?": "order", "what did they ask me for?": "other"}
+             "which came first, the knock or the kettle?": "order", "what did they ask me for?": "object",
+             "how is the weather?": "other"}
     for text, kind in kinds.items():
         hot = observation_vector(Observation(t_s=1.0, trigger_scores={}, query=text), t, s)[5 + 15:]
         assert hot.tolist() == [float(k == kind) for k in QUERY_KINDS], text

@@ -16,7 +16,7 @@ from tests.helpers.server_harness import time_limit
 
 
 def _trace_config(overrides):
-    import edge.verbs  # noqa: F401  (registers the trace schema with Hydra)
+    import edge.verbs  # noqa: F401  (registers trace_schema)
     from edge.edge_config import TraceConfig
 
     GlobalHydra.instance().clear()

@@ -148,7 +148,10 @@ def trigger_run(teacher_dir, mlflow_env, tmp_path_factory):
 @pytest.fixture(scope="session")
 def av_run(teacher_dir, mlflow_env, tmp_path_factory):
     # Feature distillation on, so its path (adapter, checkpointed with the student) runs too.
-    return _distill("av", teacher_dir, tmp_path_factory.mktemp("kd_av") / "out", mlflow_env, "kd.feature_weight=0.5")
+    # The test world stores 64 px frames: the program reads them as they are (camera_px) and
+    # resizes them to 32 px in its graph, so the in-graph resize runs too.
+    return _distill("av", teacher_dir, tmp_path_factory.mktemp("kd_av") / "out", mlflow_env, "kd.feature_weight=0.5",
+                    f"student.camera_px={FRAME_PX}", "student.frame_size_px=32")
 
 
 def _export(run, mlflow_env, *extra):

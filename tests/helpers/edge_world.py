@@ -33,6 +33,7 @@ from shared.labels import names
 from shared.model_card import ModelCard, TensorSpec, file_sha256, save_model_card
 from shared.recording import Recording, save_recording
 from tests.helpers.server_harness import EARSHOT, Proc, ping_until_ready
+from tests.helpers.teacher_world import make_tiny_teacher
 
 RATE = 16_000
 FPS = 10.0
@@ -178,25 +179,10 @@ def programs(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def teacher(tmp_path_factory) -> Path:
-    """A tiny, freshly initialised teacher folder (as tests/cloud/test_server_teacher.py makes)."""
-    import torch
-
-    from cloud.data import WindowSpec
-    from cloud.data_engine.qa import SUMMARY_QUESTION
-    from cloud.model.config import ModelConfig
-    from cloud.model.io import save_teacher
-    from cloud.model.teacher import AVTeacher
-    from cloud.model.tokenizer import Tokenizer
-
-    torch.manual_seed(0)
-    tok = Tokenizer.build([SUMMARY_QUESTION, "timer_beep doorbell phone_ring knock", "what was that sound?"])
-    cfg = ModelConfig(d_model=32, n_heads=2, fusion_layers=1, decoder_layers=1, audio_channels=8,
-                      visual_channels=4, max_answer_tokens=4)
-    model = AVTeacher(cfg, len(tok), tok.pad_id, tok.bos_id, tok.eos_id)
-    spec = WindowSpec(audio_history_s=2.0, frame_hz=2.0, max_window_s=4.0, frame_size_px=32, n_mels=64)
-    folder = tmp_path_factory.mktemp("edge_teacher") / "model"
-    save_teacher(folder, model, tok, extra={"data": spec.__dict__})
-    return folder
+    """A tiny, freshly initialised teacher folder."""
+    return make_tiny_teacher(tmp_path_factory.mktemp("edge_teacher") / "model",
+                             ["timer_beep doorbell phone_ring knock", "what was that sound?"],
+                             max_answer_tokens=4, frame_size_px=32)
 
 
 def free_port() -> int:

@@ -52,3 +52,43 @@ def run_native(binary: Path, recording: Path, programs: dict, log: Path, *args: 
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
     return proc.returncode, events, proc.stderr
+
+
+# --- comparing the two runtimes (tests/edge/native/test_native_parity.py, test_native_trigger.py) ---
+
+
+def python_events(recording, programs, log, policy, **params):
+    """The Python runtime's event log for ``recording`` (no cloud), as a list of dicts."""
+    from tests.helpers.edge_world import make_runtime, read_jsonl
+
+    runtime, client = make_runtime(recording, programs, log, policy=policy, **params)
+    runtime.run()
+    runtime.log.close()
+    return read_jsonl(log)
+
+
+def decisions(events):
+    """The exact part of a log: (kind, t_s, key fields) per event, scores left out."""
+    out = []
+    for e in events:
+        k = e["kind"]
+        if k == "trigger":
+            out.append((k, e["t_s"], e["label"]))
+        elif k == "camera":
+            out.append((k, e["t_s"], e["on"]))
+        elif k == "local_inference":
+            out.append((k, e["t_s"], tuple(lab for lab, _ in e["top"])))
+        elif k == "offload":
+            out.append((k, e["t_s"], e["request_id"], e["offload"], e["frames"], e["jpeg_quality"], e["audio_s"],
+                        e["query_id"]))
+        elif k == "fallback":
+            out.append((k, e["t_s"], e["request_id"], e["reason"], e["query_id"]))
+        elif k == "answer":
+            out.append((k, e["t_s"], e["query_id"], e["answer"], e["source"], e["correct"]))
+        elif k == "end":
+            out.append((k, e["t_s"], e["steps"], e["offloads"], e["frames_captured"], e["queries"],
+                        e["answers_correct"]))
+        elif k == "start":
+            out.append((k, e["recording_id"], e["policy"], tuple(sorted(e["policy_params"].items())), e["hop_s"],
+                        e["device"], e["network"]))
+    return out

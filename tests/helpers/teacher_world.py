@@ -96,3 +96,25 @@ def make_world(root: Path, n_recordings: int = 4, seconds: float = 10.0, frame_p
         write_jsonl(qa / name, vis if split.endswith("visual") else av)
     (qa / INFO_FILE).write_text(json.dumps({"schema_version": 1, "dataset": str(world)}))
     return qa
+
+
+def make_tiny_teacher(folder: Path, texts: list[str], *, max_answer_tokens: int, frame_size_px: int) -> Path:
+    """A tiny, freshly initialised (seed 0) teacher saved as ``earshot train`` saves one, for the
+    server and edge tests: a vocabulary of ``texts`` (plus the summary question), 32-dim layers."""
+    import torch
+
+    from cloud.data import WindowSpec
+    from cloud.data_engine.qa import SUMMARY_QUESTION
+    from cloud.model.config import ModelConfig
+    from cloud.model.io import save_teacher
+    from cloud.model.teacher import AVTeacher
+    from cloud.model.tokenizer import Tokenizer
+
+    torch.manual_seed(0)
+    tok = Tokenizer.build([SUMMARY_QUESTION, *texts])
+    cfg = ModelConfig(d_model=32, n_heads=2, fusion_layers=1, decoder_layers=1, audio_channels=8,
+                      visual_channels=4, max_answer_tokens=max_answer_tokens)
+    model = AVTeacher(cfg, len(tok), tok.pad_id, tok.bos_id, tok.eos_id)
+    spec = WindowSpec(audio_history_s=2.0, frame_hz=2.0, max_window_s=4.0, frame_size_px=frame_size_px, n_mels=64)
+    save_teacher(folder, model, tok, extra={"data": spec.__dict__})
+    return folder

@@ -1,5 +1,6 @@
 """`earshot experiment`: config errors before any work, the tiny experiment end to end
-(world, QA, two trainings, results.json, MLflow), breakdown numbers, the generated doc."""
+(world, QA, shared perception, two variants x two seeds, controls, results.json, MLflow),
+the claim subsets and targets, the generated doc."""
 import copy
 import json
 import os
@@ -14,7 +15,7 @@ from hydra.errors import ConfigCompositionException
 
 import pipelines.verbs  # noqa: F401  (registers experiment_schema)
 from cloud.data_engine.records import QARecord
-from cloud.experiment_analysis import breakdown, check_targets, prior_agreement, question_prior
+from cloud.experiment_analysis import analyse, effective_snr_db, snr_bin_of
 from cloud.results_doc import NOTES_BEGIN, NOTES_END, RESULTS_FILE, load_results, write_doc
 from pipelines.experiment_config import ExperimentConfig
 from pipelines.experiments import run
@@ -79,57 +80,68 @@ def test_cli_reports_a_bad_variant_as_a_config_error(tmp_path):
 # --- the numbers ---------------------------------------------------------------------
 
 
-def _tr(i: int, lag: float | None, form: str, answer: str = "doorbell", t_query: float = 10.0) -> QARecord:
-    meta = {"form": form, "snr_db": -2.0 if i % 2 else 25.0, "event_ids": [f"e{i}"]}
-    if lag is not None:
-        meta["lag_s"] = lag
-    return QARecord(id=f"r.w00.tr{i:02d}.av", recording_id="r", category="TR", window_s=[0.0, t_query],
-                    t_query_s=t_query, question="what caused open_door?", answer=answer, answer_type="label",
-                    evidence="audiovisual", narration="av", meta=meta)
+def _rec(i: int, rid: str, category: str, form: str, answer: str, pair: str, **meta) -> QARecord:
+    return QARecord(id=f"{rid}.{i:03d}.av", recording_id=rid, category=category, window_s=[0.0, 10.0],
+                    t_query_s=10.0, question=f"q {form} {pair}", answer=answer,
+                    answer_type="yes_no" if answer in ("yes", "no") else "label",
+                    evidence=meta.pop("evidence", "audio"), narration="av",
+                    meta={"form": form, "pair_id": pair, "options": meta.pop("options", ["yes", "no"]), **meta})
 
 
-def test_breakdown_buckets_tr_by_lag_and_sound_age():
-    records = [_tr(0, 1.5, "cause"), _tr(1, 1.7, "response"), _tr(2, 3.2, "cause"), _tr(3, 0.2, "cause"), _tr(4, None, "first")]
-    right = ["doorbell", "doorbell", "knock", "doorbell", "doorbell"]
-    preds = [{"prediction": p, "reliability": [0.2 + 0.1 * i, 0.9]} for i, p in enumerate(right)]
-    # e0 and e3 are sounds that ended 8 s before the query; e4 ended inside the last second.
-    offsets = {"e0": [2.0], "e3": [2.0], "e4": [9.5]}
-    b = breakdown(records, preds, lambda r: offsets.get(r.meta["event_ids"][0], []))
-    assert b["tr"]["all"] == {"value": 4 / 5, "n": 5}
-    assert b["tr"]["lagged"] == {"value": 2 / 3, "n": 3}  # the 0.2 s lag is not a 1-5 s chain
-    assert b["tr"]["cause"] == {"value": 1 / 2, "n": 2}
-    assert b["tr"]["lag_1_2"] == {"value": 1.0, "n": 2} and b["tr"]["lag_3_4"] == {"value": 0.0, "n": 1}
-    assert b["tr"]["old_sound"] == {"value": 1.0, "n": 2}
-    assert b["snr"]["snr_lt0"]["n"] == 2 and b["snr"]["snr_ge20"] == {"value": 2 / 3, "n": 3}
-    assert b["gate_audio"]["snr_lt0"]["value"] == pytest.approx((0.3 + 0.5) / 2)
-    assert b["category"]["overall"]["value"] == pytest.approx(0.8)
+def _bench(n_rec: int = 8):
+    """Per recording: an off-screen AVH-sound pair, a visual-only pair, a lagged ambiguous cause pair."""
+    recs = []
+    for k in range(n_rec):
+        rid = f"r{k}"
+        recs += [_rec(0, rid, "AVH", "sound", "yes", f"{rid}.s", pair_offscreen=True, snr_db=5.0),
+                 _rec(1, rid, "AVH", "sound", "no", f"{rid}.s", pair_offscreen=True, snr_db=5.0),
+                 _rec(2, rid, "AVH", "action", "yes", f"{rid}.v", evidence="visual", snr_db=5.0),
+                 _rec(3, rid, "AVH", "action", "no", f"{rid}.v", evidence="visual", snr_db=5.0)]
+        cause = dict(options=["doorbell", "knock", "none"], lag_s=3.0, cause_end_before_query_s=4.0, snr_db=5.0,
+                     evidence="audiovisual")
+        recs += [_rec(4, rid, "TR", "cause", "doorbell", f"{rid}.c", pair_kind="contrast", **cause),
+                 _rec(5, rid, "TR", "cause", "knock", f"{rid}.c", pair_kind="contrast", **cause)]
+    return recs
 
 
-def test_question_prior_answers_each_question_with_its_training_majority():
-    def avh(i, question, answer):
-        return QARecord(id=f"r.w00.avh{i:02d}.av", recording_id="r", category="AVH", window_s=[0.0, 10.0], t_query_s=10.0,
-                        question=question, answer=answer, answer_type="yes_no", evidence="audio", narration="av", meta={})
+def test_data_and_temporal_subsets_and_their_paired_differences():
+    bench = _bench()
+    # baseline: always says "no" / "doorbell"; treatment: right everywhere but one visual question per recording
+    base = [float(r.answer in ("no", "doorbell")) for r in bench]
+    treat = [0.0 if (r.meta["form"] == "action" and r.answer == "yes") else 1.0 for r in bench]
+    out = analyse("data", bench, {"visual": [base, base], "av": [treat, treat]}, {}, "visual", "av",
+                  {"gain_min_pts": 20.0, "visual_drop_max_pts": 2.0})
+    sub = {s["key"]: s for s in out["subsets"]}
+    assert sub["offscreen_sound"]["systems"]["av"]["pair"]["value"] == 1.0
+    assert sub["offscreen_sound"]["systems"]["visual"]["pair"]["value"] == 0.0
+    assert sub["offscreen_sound"]["difference"]["value"] == 1.0 and sub["offscreen_sound"]["difference"]["n"] == 8
+    assert sub["visual_only"]["difference"]["value"] == pytest.approx(0.5 - 0.5)
+    met = {t["target"].split(":")[0]: t["met"] for t in out["targets"]}
+    assert met["off-screen sound pairs"] and met["visual-only questions"]
+    # temporal: the lagged ambiguous cause records only
+    out = analyse("temporal", bench, {"cooccur": [base], "history": [treat]}, {}, "cooccur", "history",
+                  {"gain_min_pts": 20.0})
+    (lag,) = out["subsets"]
+    assert lag["systems"]["cooccur"]["question"]["value"] == 0.5 and lag["systems"]["history"]["question"]["value"] == 1.0
+    assert lag["difference"]["value"] == 0.5 and lag["difference"]["n"] == 16
+    assert out["targets"][-1]["met"]
+    # a treatment that is no better: the claim is not met
+    out = analyse("temporal", bench, {"cooccur": [base], "history": [base]}, {}, "cooccur", "history",
+                  {"gain_min_pts": 20.0})
+    assert not out["targets"][-1]["met"]
 
-    train = [avh(0, "did you hear knock?", "no"), avh(1, "did you hear knock?", "no"), avh(2, "did you hear knock?", "yes"),
-             avh(3, "did you hear speech?", "yes"), avh(4, "did you hear alarm?", "no"), avh(5, "did you hear alarm?", "no")]
-    bench = [avh(6, "did you hear knock?", "no"), avh(7, "did you hear speech?", "no"), avh(8, "did you hear horn?", "no")]
-    assert question_prior(train, bench, lambda r: True) == {"value": 2 / 3, "n": 3}  # unseen 'horn': the majority, no
-    said = [{"prediction": "No."}, {"prediction": "yes"}, {"prediction": "yes"}]  # 'horn' was never asked in train
-    assert prior_agreement(train, bench, said) == {"agree": {"value": 1.0, "n": 2}, "prior_right": {"value": 1.0, "n": 1},
-                                                   "prior_wrong": {"value": 0.0, "n": 1}}
 
-
-def test_targets_compare_the_two_variants():
-    def scores(ssa, visual, avh):
-        return {"category": {"SSA": {"value": ssa, "n": 10}, "AVH": {"value": avh, "n": 10}},
-                "evidence": {"visual": {"value": visual, "n": 10}}}
-
-    targets = {"ssa_ratio_min": 2.0, "visual_drop_max_pts": 2.0, "avh_min": 0.9}
-    met = check_targets("data", targets, "visual", "av", {"visual": scores(0.3, 0.80, 0.6), "av": scores(0.6, 0.785, 0.9)})
-    assert [t["met"] for t in met] == [True, True, True]
-    met = check_targets("data", targets, "visual", "av", {"visual": scores(0.3, 0.80, 0.6), "av": scores(0.59, 0.77, 0.89)})
-    assert [t["met"] for t in met] == [False, False, False]
-    assert "0.59" not in met[0]["measured"] and "59.0%" in met[0]["measured"]
+def test_seed_averaging_pairs_and_effective_snr():
+    bench = _bench(4)
+    right = [1.0] * len(bench)
+    half = [1.0 if i % 2 else 0.0 for i in range(len(bench))]  # one record of every pair wrong
+    out = analyse("data", bench, {"visual": [half, half], "av": [right, half]}, {}, "visual", "av",
+                  {"gain_min_pts": 20.0, "visual_drop_max_pts": 2.0})
+    closed = out["figures"]["av"]["closed"]
+    assert closed["pair"]["value"] == 0.5 and closed["question"]["value"] == 0.75  # seeds averaged
+    noisy = _rec(0, "kitchen_s0_00000", "AVH", "sound", "yes", "p", snr_db=5.0, corrupt="audio_noise")
+    assert effective_snr_db(noisy) < -3.0 and snr_bin_of(noisy) == "snr_lt0"
+    assert snr_bin_of(_rec(0, "x", "AVH", "sound", "yes", "p", snr_db=25.0)) == "snr_ge20"
 
 
 # --- end to end on the tiny preset ---------------------------------------------------
@@ -149,26 +161,35 @@ def tiny_run(tmp_path_factory):
 
 
 @pytest.mark.slow  # a tiny experiment end to end
-def test_tiny_experiment_writes_results_json_with_both_variants_and_targets(tiny_run):
+def test_tiny_experiment_writes_results_json_with_both_variants_seeds_controls_and_targets(tiny_run):
     root, results = tiny_run
     on_disk = json.loads((root / "runs" / "trust" / RESULTS_FILE).read_text())
     assert on_disk == json.loads(json.dumps(results))
     assert {"schema_version", "experiment", "claim", "command", "scale", "date", "git_commit", "config", "world", "qa",
-            "variants", "targets", "no_look_baselines", "mlflow_parent_run_id"} <= set(on_disk)
-    assert on_disk["experiment"] == "trust" and on_disk["scale"] == "tiny"
+            "seeds", "variants", "figures", "subsets", "targets", "mlflow_parent_run_id"} <= set(on_disk)
+    assert on_disk["experiment"] == "trust" and on_disk["scale"] == "tiny" and on_disk["seeds"] == [0, 1]
     assert list(on_disk["variants"]) == ["blind", "gate"]
     assert [v["role"] for v in on_disk["variants"].values()] == ["baseline", "treatment"]
     for name, v in on_disk["variants"].items():
-        assert v["steps"] == 30 and v["overrides"] == [f"model.fusion={name}"]
-        assert (Path(v["model"]) / "model.safetensors").is_file()
-        s = v["scores"]
-        assert {"category", "evidence", "snr", "snr_audio", "gate_audio", "ssa", "avh", "tr"} <= set(s)
-        assert s["category"]["overall"]["n"] == on_disk["qa"]["bench_records"] > 0
-        for cells in s.values():
-            for cell in cells.values():
-                assert cell["n"] > 0 and 0.0 <= cell["value"] <= 1.0
-    assert [set(t) for t in on_disk["targets"]] == [{"target", "measured", "met"}] * 2
-    assert on_disk["world"]["recordings"] == 4 and (root / "qa" / "bench.jsonl").is_file()
+        assert [r["seed"] for r in v["runs"]] == [0, 1] and v["overrides"] == [f"model.fusion={name}"]
+        for r in v["runs"]:
+            assert r["steps"] == 30 and (Path(r["model"]) / "model.safetensors").is_file()
+    assert set(on_disk["figures"]) == {"blind", "gate", "question_only", "question_scene", "constant_answer",
+                                       "shuffled_clip"}
+    for fig in on_disk["figures"].values():
+        closed = fig["closed"]
+        assert closed["pair"]["n"] == sum(on_disk["qa"]["pairs"].values()) > 0
+        assert 0.0 <= closed["question"]["lo"] <= closed["question"]["value"] <= closed["question"]["hi"] <= 1.0
+    # the question-only control cannot win a pair, by construction
+    assert on_disk["figures"]["question_only"]["closed"]["pair"]["value"] <= 0.05
+    assert {s["key"] for s in on_disk["subsets"]} == {"cross_modal_snr_lt0", "cross_modal_snr_0_10",
+                                                      "cross_modal_snr_10_20", "cross_modal_snr_ge20"}
+    assert all(set(t) == {"target", "measured", "met"} for t in on_disk["targets"])
+    assert on_disk["qa"]["corrupted"] and on_disk["world"]["recordings"] == 8
+    # the perception phase ran once per seed and both variants started from it
+    for seed in (0, 1):
+        assert (root / "runs" / "perception" / f"seed{seed}" / "perception" / "model.safetensors").is_file()
+        assert not (root / "runs" / "trust" / "gate" / f"seed{seed}" / "perception").exists()
 
 
 @pytest.mark.slow  # a tiny experiment end to end
@@ -179,9 +200,10 @@ def test_tiny_experiment_nests_variant_runs_under_a_parent_mlflow_run(tiny_run):
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     parent = client.get_run(results["mlflow_parent_run_id"])
     assert parent.info.status == "FINISHED" and parent.data.tags["earshot.experiment"] == "trust"
-    assert "gate/category/overall" in parent.data.metrics
+    assert "gate/closed/pair" in parent.data.metrics
     children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    assert {c.info.run_id for c in children} == {v["mlflow_run_id"] for v in results["variants"].values()}
+    assert {c.info.run_id for c in children} == {r["mlflow_run_id"] for v in results["variants"].values()
+                                                 for r in v["runs"]}
 
 
 @pytest.mark.slow  # a tiny experiment end to end
@@ -195,16 +217,15 @@ def test_rerun_skips_finished_variants_and_reproduces_the_numbers(tiny_run, caps
     finally:
         os.chdir(cwd)
     assert "finished run of the same config, step 30; not retrained" in capsys.readouterr().out
-    assert again["variants"]["gate"]["scores"] == results["variants"]["gate"]["scores"]
+    assert again["figures"] == results["figures"] and again["subsets"] == results["subsets"]
 
 
 @pytest.mark.slow  # a tiny experiment end to end
 def test_doc_tables_come_from_results_json(tiny_run, tmp_path):
     root, results = tiny_run
     fake = copy.deepcopy(json.loads(json.dumps(results)))
-    fake["variants"]["gate"]["scores"]["snr"]["snr_0_10"] = {"value": 0.4321, "n": 17}
-    fake["variants"]["blind"]["scores"]["snr"]["snr_0_10"]["n"] = 17  # the header counts come from the baseline
-    fake["variants"]["blind"]["scores"]["category"]["AVH"] = {"value": 0.8766, "n": 9}
+    fake["figures"]["gate"]["closed"]["pair"] = {"value": 0.4321, "lo": 0.40, "hi": 0.46, "n": 17, "n_groups": 5}
+    fake["subsets"][0]["difference"] = {"value": 0.1234, "lo": 0.05, "hi": 0.2, "n": 40, "n_groups": 5, "p_value": 0.01}
     fake["targets"] = [{"target": "a made-up target", "measured": "gate 12.3% vs blind 4.5%", "met": False}]
     (tmp_path / "out" / "trust").mkdir(parents=True)
     (tmp_path / "out" / "trust" / RESULTS_FILE).write_text(json.dumps(fake))
@@ -215,9 +236,9 @@ def test_doc_tables_come_from_results_json(tiny_run, tmp_path):
     text = doc.read_text()
     assert [r["experiment"] for r in load_results(tmp_path / "out")] == ["trust"]
     gate_rows = [line for line in text.splitlines() if line.startswith("| gate |")]
-    blind_rows = [line for line in text.splitlines() if line.startswith("| blind |")]
-    assert "| 43.2 |" in gate_rows[0] and "0-10 dB (n=17)" in text  # the SNR table: first of trust
-    assert "| 87.7 |" in blind_rows[0] and "AVH (n=9)" in text
+    assert "43.2 [40.0, 46.0]" in gate_rows[0]
+    assert "+12.3 [+5.0, +20.0] p=0.010" in text
+    assert "| question_only |" in text and "| shuffled_clip |" in text
     assert "| a made-up target | gate 12.3% vs blind 4.5% | **no** |" in text
     assert "why the gate helps: hand-written" in text and "old" not in text.splitlines()[0]
     assert f"`{results['command']}`" in text and results["git_commit"] in text and "`tiny`" in text
@@ -234,9 +255,9 @@ def test_a_variant_trained_by_another_experiment_is_reused(tiny_run, capsys):
     finally:
         os.chdir(cwd)
     history, cooccur = temporal["variants"]["history"], temporal["variants"]["cooccur"]
-    assert history["reused"] and Path(history["model"]) == Path(results["variants"]["gate"]["model"])
-    assert not cooccur["reused"] and "runs/temporal/cooccur" in cooccur["model"]
-    assert history["scores"]["category"] == results["variants"]["gate"]["scores"]["category"]
+    assert all(r["reused"] for r in history["runs"])
+    assert [r["model"] for r in history["runs"]] == [r["model"] for r in results["variants"]["gate"]["runs"]]
+    assert not any(r["reused"] for r in cooccur["runs"]) and "runs/temporal/cooccur" in cooccur["runs"][0]["model"]
 
 
 @pytest.mark.slow  # a tiny experiment end to end
@@ -245,6 +266,7 @@ def test_a_different_max_steps_is_refused_not_resumed(tiny_run):
 
     root, _ = tiny_run
     cfg = compose_experiment([*tiny_overrides(root), "mlflow.enabled=false",
-                              "train_overrides=['train/preset=tiny','max_steps=40','eval_every=40','checkpoint_every=40']"])
+                              "train_overrides=['train/preset=tiny','max_steps=40','eval_every=40','checkpoint_every=40',"
+                              "'perception.steps=10','data.corrupt_share=0.3']"])
     with pytest.raises(UserError, match="holds a run with max_steps=30, this one asks for 40"):
         run(cfg)

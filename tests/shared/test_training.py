@@ -69,6 +69,7 @@ def test_resume_diff_ignores_only_the_keys_that_may_change(tmp_path):
         check_resume_config(tmp_path, then, now, {"max_steps", "mlflow"}, "distilled")
 
 
+@pytest.mark.slow  # creates an sqlite MLflow store (6-15 s here)
 def test_tracker_places_artifacts_beside_the_store_and_logs_a_resumed_step_once(tmp_path):
     uri = f"sqlite:///{tmp_path / 'db' / 'mlflow.db'}"
     (tmp_path / "db").mkdir()

@@ -61,7 +61,7 @@ def test_gymnasium_and_sb3_check_env_pass(traces):
     check_env(env.unwrapped)
     sb3_check_env(gym.make(ENV_ID, traces=str(traces), day_h=0.5).unwrapped, warn=True)
     assert env.action_space.n == len(ACTIONS) == 5
-    assert env.observation_space.dtype == np.float32 and env.observation_space.shape == (18 + 33 + 22,)
+    assert env.observation_space.dtype == np.float32 and env.observation_space.shape == (18 + 33 + 15 + 8,)
 
 
 def test_docstring_has_the_gymnasium_sections():
@@ -199,7 +199,7 @@ def test_device_answers_use_only_the_hops_the_student_ran(traces):
     assert tr.local_correct(q1, everything) and not tr.local_correct(q1, nothing)
     # The narrowed cache key agrees with the unnarrowed answer on random histories.
     rng = np.random.default_rng(0)
-    from edge.runtime import answer_matches
+    from shared.queries import answer_matches
 
     for _ in range(40):
         ran = (rng.random(tr.n_hops) < 0.3).tolist()

@@ -4,6 +4,8 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "sha256.h"
+
 namespace earshot {
 
 const TensorSpec* ModelCard::input(const std::string& n) const {
@@ -56,10 +58,31 @@ ModelCard load_model_card(const std::string& pte_path) {
       card.audio_window_s = j["audio_window_s"].get<double>();
     if (j.contains("frame_size_px") && !j["frame_size_px"].is_null())
       card.frame_size_px = j["frame_size_px"].get<int>();
+    card.refractory_s = j.value("refractory_s", 0.0);
+    if (!(card.refractory_s >= 0.0 && card.refractory_s <= 60.0))
+      throw std::runtime_error("refractory_s: must be in [0, 60] s");
+    if (card.sha256.size() != 64) throw std::runtime_error("sha256: expected 64 hex digits");
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(card.path + ": " + e.what());
   }
   return card;
+}
+
+void check_program(const ModelCard& card, const std::string& pte_path) {
+  auto slash = pte_path.rfind('/');
+  std::string file = slash == std::string::npos ? pte_path : pte_path.substr(slash + 1);
+  if (card.program != file)
+    throw std::runtime_error(pte_path + ": its card " + card.path + " describes '" + card.program + "'");
+  std::ifstream in(pte_path, std::ios::binary | std::ios::ate);
+  if (!in) throw std::runtime_error(pte_path + ": no such program file");
+  auto size = static_cast<int64_t>(in.tellg());
+  if (size != card.size_bytes)
+    throw std::runtime_error(pte_path + ": size_bytes: card " + card.path + " says " + std::to_string(card.size_bytes) +
+                             ", the file has " + std::to_string(size));
+  std::string digest = file_sha256(pte_path);
+  if (digest != card.sha256)
+    throw std::runtime_error(pte_path + ": sha256: does not match the card " + card.path + " (card " + card.sha256 +
+                             ", file " + digest + "): a different or corrupted program");
 }
 
 }  // namespace earshot

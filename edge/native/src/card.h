@@ -32,6 +32,7 @@ struct ModelCard {
   std::string sha256;
   std::string precision = "fp32";  // "int8" | "fp32": which energy per MAC applies
   double audio_window_s = 0.0;
+  double refractory_s = 0.0;  // the trigger's refractory hold (absent in older cards: 0)
   int frame_size_px = 0;  // 0 when the card says null
   const TensorSpec* input(const std::string& name) const;
   const TensorSpec* output(const std::string& name) const;
@@ -40,5 +41,10 @@ struct ModelCard {
 // The card of a program: `<stem>.json` next to `<stem>.pte`. Throws
 // std::runtime_error naming the file and field on any missing/ill-typed field.
 ModelCard load_model_card(const std::string& pte_path);
+
+// The program file against its card, as shared/model_card.py's check_program:
+// the card names this file, and its size and sha256 match. Throws
+// std::runtime_error naming the file and what differs (a corrupt or swapped program).
+void check_program(const ModelCard& card, const std::string& pte_path);
 
 }  // namespace earshot

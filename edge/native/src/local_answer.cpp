@@ -7,31 +7,22 @@
 #include <set>
 #include <tuple>
 
+#include "edge_contract.h"
+
 namespace earshot {
 
 const std::vector<std::string>& audio_event_labels() {
-  static const std::vector<std::string> labels = {
-      "speech",   "timer_beep",    "microwave_beep", "doorbell",        "knock",  "kettle_whistle",
-      "phone_ring", "phone_notification", "sizzle",  "chopping",        "running_water", "footsteps",
-      "keyboard_typing", "dishes", "door_sound",     "car_horn",        "alarm",  "pouring"};
+  static const std::vector<std::string> labels(std::begin(contract::kAudioEvents), std::end(contract::kAudioEvents));
   return labels;
 }
 
+// edge.local_answer._SYNONYMS, through the generated contract.
 static const std::map<std::string, std::vector<std::string>>& synonyms() {
-  static const std::map<std::string, std::vector<std::string>> s = {
-      {"timer_beep", {"timer", "oven timer", "beep"}},
-      {"microwave_beep", {"microwave"}},
-      {"doorbell", {"ring the doorbell", "doorbell", "bell"}},
-      {"kettle_whistle", {"kettle", "whistle"}},
-      {"phone_ring", {"phone ring", "phone rang", "phone ringing"}},
-      {"phone_notification", {"notification", "message"}},
-      {"car_horn", {"horn", "honk"}},
-      {"door_sound", {"the door"}},
-      {"running_water", {"water", "tap"}},
-      {"keyboard_typing", {"keyboard", "typing"}},
-      {"footsteps", {"steps", "footsteps"}},
-      {"speech", {"speech", "someone talk", "someone speak", "said", "say"}},
-  };
+  static const std::map<std::string, std::vector<std::string>> s = [] {
+    std::map<std::string, std::vector<std::string>> m;
+    for (auto& syn : contract::kSynonyms) m[syn.label].push_back(syn.phrase);
+    return m;
+  }();
   return s;
 }
 

@@ -71,30 +71,6 @@ Frames read_frames(const std::string& path) {
   return f;
 }
 
-std::vector<uint8_t> resize_square(const uint8_t* rgb, int h, int w, int px) {
-  int s = std::min(h, w), top = (h - s) / 2, left = (w - s) / 2;
-  std::vector<uint8_t> out(size_t(px) * px * 3);
-  auto at = [&](int y, int x, int c) { return rgb[(size_t(top + y) * w + (left + x)) * 3 + c]; };
-  if (s % px == 0) {
-    int k = s / px;
-    for (int y = 0; y < px; ++y)
-      for (int x = 0; x < px; ++x)
-        for (int c = 0; c < 3; ++c) {
-          double sum = 0;
-          for (int dy = 0; dy < k; ++dy)
-            for (int dx = 0; dx < k; ++dx) sum += at(y * k + dy, x * k + dx, c);
-          // numpy's round(): half to even, which nearbyint does in the default rounding mode.
-          out[(size_t(y) * px + x) * 3 + c] = static_cast<uint8_t>(std::nearbyint(sum / (k * k)));
-        }
-  } else {
-    for (int y = 0; y < px; ++y)
-      for (int x = 0; x < px; ++x)
-        for (int c = 0; c < 3; ++c)
-          out[(size_t(y) * px + x) * 3 + c] = at(int(double(y) * s / px), int(double(x) * s / px), c);
-  }
-  return out;
-}
-
 namespace {
 struct JpegError {
   jpeg_error_mgr mgr;

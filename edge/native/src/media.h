@@ -1,6 +1,7 @@
 // Recording inputs: audio.wav (16-bit mono PCM), the raw frame file that
 // edge/native/decode_frames.py writes from video.mp4, annotations.json
-// queries, and the frame operations the runtime needs (resize, JPEG).
+// queries, and JPEG encoding (frames are never resized here: the AV program
+// resizes inside its graph, shared/frames.py).
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -27,10 +28,6 @@ struct Frames {
   const uint8_t* frame(size_t i) const { return rgb.data() + i * height * width * 3; }
 };
 Frames read_frames(const std::string& path);
-
-// Centre-crop to a square, then area-resize to px x px, as edge/runtime.py's
-// _resize: a block mean rounded half-to-even when the side divides, else nearest.
-std::vector<uint8_t> resize_square(const uint8_t* rgb, int height, int width, int px);
 
 // Baseline JPEG (libjpeg, 4:2:0) of an RGB frame at libjpeg quality 1..100;
 // odd sizes are cropped to even, as edge/jpeg.py does.

@@ -1,15 +1,25 @@
 #include "policy.h"
 
+#include <cmath>
 #include <stdexcept>
+
+#include "edge_contract.h"
 
 namespace earshot {
 
-const OffloadSpec& offload_spec(const std::string& kind) {
-  static const std::map<std::string, OffloadSpec> specs = {
-      {"light", {1, 50, 2.0}}, {"full", {4, 75, 5.0}}, {"audio", {0, 0, 5.0}}};
-  auto it = specs.find(kind);
-  if (it == specs.end()) throw std::runtime_error("unknown offload kind '" + kind + "'");
-  return it->second;
+OffloadSpec offload_spec(const std::string& kind) {
+  for (auto& k : contract::kOffloadKinds)
+    if (kind == k.name) return {k.frames, k.jpeg_quality, k.audio_s};
+  throw std::runtime_error("unknown offload kind '" + kind + "'");
+}
+
+Action Periodic::act(const Observation& obs) {
+  if (obs.has_query) return OFFLOAD_FULL;
+  if (obs.t_s + 1e-9 >= next_s_) {
+    next_s_ = (std::floor(obs.t_s / period_s + 1e-9) + 1) * period_s;
+    return OFFLOAD_LIGHT;
+  }
+  return OFF;
 }
 
 void AudioTrigger::reset() {
@@ -49,6 +59,50 @@ Action ConfidenceThreshold::act(const Observation& obs) {
   return OFF;
 }
 
+void ContextAware::reset() {
+  ConfidenceThreshold::reset();
+  next_probe_s_ = 0.0;
+}
+
+double ContextAware::threshold_for(const Observation& obs) const {
+  if (obs.battery_frac < low_battery) return threshold * obs.battery_frac / low_battery;
+  return threshold;
+}
+
+bool ContextAware::unsure(const Observation& obs) const {
+  return !obs.student_confidence || obs.student_age_s > max_age_s || *obs.student_confidence < threshold_for(obs);
+}
+
+Action ContextAware::send(const Observation& obs, bool camera) const {
+  if (!obs.link_up || obs.pending >= max_pending || obs.link_rtt_ms > max_rtt_ms) return camera ? LOOK : OFF;
+  if (!camera) return OFFLOAD_AUDIO;
+  return obs.link_mbps < slow_mbps ? OFFLOAD_LIGHT : OFFLOAD_FULL;
+}
+
+Action ContextAware::act(const Observation& obs) {
+  bool r = rising(obs);
+  bool watching = obs.t_s < on_until_ - 1e-9;
+  bool noisy = obs.snr_db < noisy_snr_db;
+  bool probe = false;
+  if (noisy && obs.t_s + 1e-9 >= next_probe_s_) {
+    next_probe_s_ = obs.t_s + probe_period_s;
+    probe = true;
+  }
+  if (obs.has_query) {
+    if (!unsure(obs)) return LOOK;
+    return send(obs, obs.camera_on || watching || noisy);
+  }
+  if (r) {
+    if (!obs.camera_on && !noisy) return LOOK;  // quiet context: trust the ear, let the student look first
+    return unsure(obs) ? send(obs, true) : LOOK;
+  }
+  if (watching || probe) {
+    if (obs.camera_on && unsure(obs) && obs.since_offload_s >= hold_s) return send(obs, true);
+    return LOOK;
+  }
+  return OFF;
+}
+
 std::unique_ptr<Policy> make_policy(const std::string& name, const std::map<std::string, double>& params) {
   std::unique_ptr<Policy> p;
   std::set<std::string> known;
@@ -71,8 +125,31 @@ std::unique_ptr<Policy> make_policy(const std::string& name, const std::map<std:
     if (!(c->threshold >= 0 && c->threshold <= 1))
       throw std::runtime_error("confidence_threshold.threshold: must be in [0, 1]");
     p = std::move(c);
+  } else if (name == "periodic") {
+    auto q = std::make_unique<Periodic>();
+    known = {"period_s"};
+    for (auto& [k, v] : params)
+      if (k == "period_s") q->period_s = v;
+    if (!(q->period_s > 0)) throw std::runtime_error("periodic.period_s: must be > 0");
+    p = std::move(q);
+  } else if (name == "context_aware") {
+    auto c = std::make_unique<ContextAware>();
+    known = {"hold_s", "threshold", "max_age_s", "noisy_snr_db", "probe_period_s", "low_battery", "max_pending",
+             "max_rtt_ms", "slow_mbps"};
+    std::map<std::string, double*> fields = {
+        {"hold_s", &c->hold_s},         {"threshold", &c->threshold},        {"max_age_s", &c->max_age_s},
+        {"noisy_snr_db", &c->noisy_snr_db}, {"probe_period_s", &c->probe_period_s}, {"low_battery", &c->low_battery},
+        {"max_pending", &c->max_pending}, {"max_rtt_ms", &c->max_rtt_ms},     {"slow_mbps", &c->slow_mbps}};
+    for (auto& [k, v] : params)
+      if (fields.count(k)) *fields[k] = v;
+    if (!(c->hold_s >= 0)) throw std::runtime_error("context_aware.hold_s: must be >= 0");
+    if (!(c->threshold >= 0 && c->threshold <= 1))
+      throw std::runtime_error("context_aware.threshold: must be in [0, 1]");
+    if (c->max_pending != std::floor(c->max_pending)) throw std::runtime_error("context_aware.max_pending: must be an integer");
+    p = std::move(c);
   } else {
-    throw std::runtime_error("policy: unknown '" + name + "'; the native runtime has audio_trigger, confidence_threshold");
+    throw std::runtime_error("policy: unknown '" + name +
+                             "'; the native runtime has periodic, audio_trigger, confidence_threshold, context_aware");
   }
   for (auto& [k, v] : params)
     if (!known.count(k)) throw std::runtime_error("policy " + name + ": unknown parameter '" + k + "'");

@@ -1,5 +1,6 @@
 // Offloading policies ported from edge/policy.py (same names, parameters,
-// defaults and decisions): audio_trigger and confidence_threshold.
+// defaults and decisions): periodic, audio_trigger, confidence_threshold and
+// context_aware. Offload kinds come from the generated edge_contract.h.
 #pragma once
 #include <cmath>
 #include <limits>
@@ -22,6 +23,10 @@ struct Observation {
   std::vector<std::string> trigger_fired;
   std::optional<double> student_confidence;
   double student_age_s = kInf;
+  double snr_db = 20.0;
+  double battery_frac = 1.0;
+  bool link_up = true;
+  double link_rtt_ms = 40.0, link_mbps = 80.0;
   double since_offload_s = kInf;
   int pending = 0;
   bool has_query = false;
@@ -34,15 +39,17 @@ struct Action {
 };
 inline const Action OFF{false, false, "none"};
 inline const Action LOOK{true, true, "none"};
+inline const Action OFFLOAD_LIGHT{true, true, "light"};
 inline const Action OFFLOAD_FULL{true, true, "full"};
+inline const Action OFFLOAD_AUDIO{false, false, "audio"};
 
 struct OffloadSpec {
   int frames;
   int jpeg_quality;
   double audio_s;
 };
-// edge.policy.OFFLOAD_SPECS
-const OffloadSpec& offload_spec(const std::string& kind);
+// edge.policy.OFFLOAD_SPECS, from edge_contract.h. Throws std::runtime_error for an unknown kind.
+OffloadSpec offload_spec(const std::string& kind);
 
 class Policy {
  public:
@@ -52,6 +59,18 @@ class Policy {
   virtual Action act(const Observation& obs) = 0;
   // Parameters in dataclass field order (the start event's policy_params).
   virtual std::vector<std::pair<std::string, double>> params() const = 0;
+};
+
+class Periodic : public Policy {
+ public:
+  double period_s = 2.0;
+  std::string name() const override { return "periodic"; }
+  void reset() override { next_s_ = 0.0; }
+  Action act(const Observation& obs) override;
+  std::vector<std::pair<std::string, double>> params() const override { return {{"period_s", period_s}}; }
+
+ private:
+  double next_s_ = 0.0;
 };
 
 class AudioTrigger : public Policy {
@@ -77,8 +96,30 @@ class ConfidenceThreshold : public AudioTrigger {
     return {{"hold_s", hold_s}, {"threshold", threshold}, {"max_age_s", max_age_s}};
   }
 
+ protected:
+  virtual bool unsure(const Observation& obs) const;
+};
+
+class ContextAware : public ConfidenceThreshold {
+ public:
+  double noisy_snr_db = 5.0, probe_period_s = 4.0, low_battery = 0.2, max_pending = 2, max_rtt_ms = 500.0,
+         slow_mbps = 5.0;
+  std::string name() const override { return "context_aware"; }
+  void reset() override;
+  Action act(const Observation& obs) override;
+  std::vector<std::pair<std::string, double>> params() const override {
+    return {{"hold_s", hold_s},         {"threshold", threshold},        {"max_age_s", max_age_s},
+            {"noisy_snr_db", noisy_snr_db}, {"probe_period_s", probe_period_s}, {"low_battery", low_battery},
+            {"max_pending", max_pending}, {"max_rtt_ms", max_rtt_ms},     {"slow_mbps", slow_mbps}};
+  }
+
+ protected:
+  bool unsure(const Observation& obs) const override;
+
  private:
-  bool unsure(const Observation& obs) const;
+  double threshold_for(const Observation& obs) const;
+  Action send(const Observation& obs, bool camera) const;
+  double next_probe_s_ = 0.0;
 };
 
 // Builds a policy from its name and "key=value" parameters; throws

@@ -25,6 +25,7 @@ static ScalarType scalar_type(const std::string& dtype) {
 }
 
 Program::Program(const std::string& pte_path) : path_(pte_path), card_(load_model_card(pte_path)) {
+  check_program(card_, pte_path);  // before loading: never run a program its card does not describe
   // Mmap: the program's constant data stays in the page cache, not on the heap.
   module_ = std::make_unique<Module>(pte_path, Module::LoadMode::Mmap);
   Error err = module_->load_method("forward");

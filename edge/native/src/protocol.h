@@ -9,30 +9,32 @@
 #include <string>
 #include <vector>
 
+#include "edge_contract.h"
+
 namespace earshot::protocol {
 
-constexpr int kVersion = 1;
-// Section 8 limits (names as in shared/protocol.py).
-constexpr size_t MAX_MESSAGE_BYTES = 8u * 1024 * 1024;
-constexpr size_t MAX_DEPTH = 8;
-constexpr size_t MAX_OBJECTS = 8192;
-constexpr size_t MAX_ARRAY_LEN = 1024;
-constexpr size_t MAX_MAP_LEN = 1024;
-constexpr size_t MAX_STR_BYTES = 16384;
-constexpr size_t MAX_BIN_BYTES = 4u * 1024 * 1024;
-constexpr size_t MAX_FRAMES = 64;
-constexpr size_t MAX_JPEG_BYTES = 1024 * 1024;
-constexpr double MAX_AUDIO_S = 30.0;
-constexpr size_t MAX_LABELS = 1024;
-constexpr size_t MAX_LABEL_BYTES = 128;
-constexpr size_t MAX_QUERY_BYTES = 4096;
-constexpr size_t MAX_ANSWER_BYTES = 16384;
-constexpr size_t MAX_ERROR_TEXT_BYTES = 1024;
-constexpr size_t MAX_MODEL_ID_BYTES = 128;
-constexpr int64_t MAX_DEADLINE_MS = 60000;
-constexpr int64_t MAX_RETRY_AFTER_MS = 60000;
-constexpr size_t MAX_TIMING_STAGES = 32;
-constexpr int64_t MAX_BATCH_SIZE = 1024;
+// Version and section 8 limits: shared/protocol.py's, through the generated contract.
+constexpr int kVersion = contract::kProtocolVersion;
+using contract::MAX_MESSAGE_BYTES;
+using contract::MAX_DEPTH;
+using contract::MAX_OBJECTS;
+using contract::MAX_ARRAY_LEN;
+using contract::MAX_MAP_LEN;
+using contract::MAX_STR_BYTES;
+using contract::MAX_BIN_BYTES;
+using contract::MAX_FRAMES;
+using contract::MAX_JPEG_BYTES;
+using contract::MAX_AUDIO_S;
+using contract::MAX_LABELS;
+using contract::MAX_LABEL_BYTES;
+using contract::MAX_QUERY_BYTES;
+using contract::MAX_ANSWER_BYTES;
+using contract::MAX_ERROR_TEXT_BYTES;
+using contract::MAX_MODEL_ID_BYTES;
+using contract::MAX_DEADLINE_MS;
+using contract::MAX_RETRY_AFTER_MS;
+using contract::MAX_TIMING_STAGES;
+using contract::MAX_BATCH_SIZE;
 
 // A message that fails to decode (or a request too large to encode).
 // `code` is a protocol error code: bad_request, too_large, unsupported_version,

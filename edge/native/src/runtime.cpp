@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <stdexcept>
 #include <thread>
+
+#include "snr.h"
 
 namespace earshot {
 
@@ -36,7 +39,8 @@ bool answer_matches_ci(const std::string& a, const std::string& b) {
 Runtime::Runtime(Source& source, Program& trigger, Program* student, Policy& policy, EnergyMeter& meter,
                  EventLog& log, Client* client, RunOptions opts)
     : src_(source), trigger_(trigger), student_(student), policy_(policy), meter_(meter), log_(log),
-      client_(client), opts_(std::move(opts)) {
+      client_(client), opts_(std::move(opts)),
+      hold_(trigger.card().labels, trigger.card().thresholds, trigger.card().refractory_s) {
   ring_.assign(static_cast<size_t>(kRingS * src_.rate_hz), 0);
   const ModelCard& tc = trigger_.card();
   trigger_n_ = static_cast<size_t>(tc.inputs.at(0).shape.back());
@@ -47,8 +51,14 @@ Runtime::Runtime(Source& source, Program& trigger, Program* student, Policy& pol
       if (sc.inputs[i].dtype == "int16") student_n_ = static_cast<size_t>(sc.inputs[i].shape.back());
       if (sc.inputs[i].dtype == "uint8") student_frame_input_ = static_cast<int>(i);
     }
-    student_px_ = sc.frame_size_px ? sc.frame_size_px : 64;
     student_mj_ = inference_mj(meter_.device(), sc.macs, sc.precision, sc.size_bytes);
+    if (student_frame_input_ >= 0 && src_.frames) {
+      auto& shape = sc.inputs[student_frame_input_].shape;  // [1, H, W, 3]
+      if (shape.size() != 4 || shape[1] != src_.frames->height || shape[2] != src_.frames->width)
+        throw std::runtime_error(student_->path() + ": reads " + std::to_string(shape.size() == 4 ? shape[1] : 0) + "x" +
+                                 std::to_string(shape.size() == 4 ? shape[2] : 0) + " frames, the camera gives " +
+                                 std::to_string(src_.frames->height) + "x" + std::to_string(src_.frames->width));
+    }
   }
   queries_ = src_.annotations.queries;
 }
@@ -79,7 +89,8 @@ Summary Runtime::run() {
     while (wall_s() < until && !client_->rtt_ms()) client_->poll(10);
   }
   std::vector<std::pair<std::string, Json>> params;
-  for (auto& [k, v] : policy_.params()) params.emplace_back(k, Json::number(v));
+  for (auto& [k, v] : policy_.params())  // int fields of the Python dataclasses print as ints
+    params.emplace_back(k, k == "max_pending" ? Json::integer(static_cast<long long>(v)) : Json::number(v));
   emit("start", 0.0,
        {{"recording_id", Json::string(src_.annotations.recording_id)},
         {"policy", Json::string(policy_.name())},
@@ -156,6 +167,12 @@ void Runtime::step(double t, const int16_t* hop, size_t n) {
   obs.trigger_fired = fired;
   obs.student_confidence = student_conf_;
   obs.student_age_s = t - student_t_;
+  auto snr_pcm = last(trigger_n_);
+  obs.snr_db = estimate_snr_db(snr_pcm.data(), snr_pcm.size(), src_.rate_hz);
+  obs.battery_frac = meter_.battery_frac();
+  obs.link_up = client_ && client_->connected();
+  obs.link_rtt_ms = opts_.link_rtt_ms;
+  obs.link_mbps = opts_.link_mbps;
   obs.since_offload_s = t - last_offload_t_;
   obs.pending = static_cast<int>(in_flight_.size());
   obs.has_query = query.has_value();
@@ -178,19 +195,15 @@ std::pair<std::vector<double>, std::vector<std::string>> Runtime::run_trigger(do
   compute_mj_ += trigger_mj_;
   const ModelCard& card = trigger_.card();
   std::vector<double> scores(outs.at(0).begin(), outs.at(0).end());
-  std::vector<std::string> fired;
-  for (size_t i = 0; i < card.labels.size() && i < scores.size(); ++i)
-    if (scores[i] >= card.thresholds[i]) fired.push_back(card.labels[i]);
-  for (size_t i = 0; i < card.labels.size() && i < scores.size(); ++i) {
-    const std::string& lab = card.labels[i];
-    bool now = scores[i] >= card.thresholds[i];
-    bool before = std::find(prev_fired_.begin(), prev_fired_.end(), lab) != prev_fired_.end();
-    if (now && !before) {
-      emit("trigger", t, {{"label", Json::string(lab)}, {"score", Json::number(scores[i])}});
-      memory_.add(t, lab, scores[i]);
-    }
+  // The card's thresholds and refractory hold (trigger.h): held labels go to the policy,
+  // newly held ones are trigger events.
+  std::vector<std::string> fired, now;
+  hold_.step(t, scores, fired, now);
+  for (auto& lab : now) {
+    size_t i = std::find(card.labels.begin(), card.labels.end(), lab) - card.labels.begin();
+    emit("trigger", t, {{"label", Json::string(lab)}, {"score", Json::number(scores[i])}});
+    memory_.add(t, lab, scores[i]);
   }
-  prev_fired_ = fired;
   return {scores, fired};
 }
 
@@ -220,12 +233,13 @@ void Runtime::capture(double t) {
 
 void Runtime::run_student(double t) {
   if (captured_.empty()) return;  // nothing seen yet
-  const Frames& f = *src_.frames;
-  auto frame = resize_square(f.frame(captured_.back()), f.height, f.width, student_px_);
+  // The camera frame as captured: the program resizes it inside its graph (shared/frames.py);
+  // the constructor checked that its size is the one the card's input reads.
+  const uint8_t* frame = src_.frames->frame(captured_.back());
   auto pcm = last(student_n_);
   const ModelCard& card = student_->card();
   std::vector<const void*> inputs;
-  for (auto& spec : card.inputs) inputs.push_back(spec.dtype == "uint8" ? static_cast<const void*>(frame.data())
+  for (auto& spec : card.inputs) inputs.push_back(spec.dtype == "uint8" ? static_cast<const void*>(frame)
                                                                           : static_cast<const void*>(pcm.data()));
   auto t0 = std::chrono::steady_clock::now();
   auto outs = student_->run(inputs);

@@ -15,6 +15,7 @@
 #include "media.h"
 #include "policy.h"
 #include "program.h"
+#include "trigger.h"
 
 namespace earshot {
 
@@ -106,7 +107,6 @@ class Runtime {
   uint64_t written_ = 0;
   double trigger_mj_ = 0, student_mj_ = 0;
   size_t trigger_n_ = 16000, student_n_ = 32000;
-  int student_px_ = 64;
   int student_frame_input_ = -1;
   std::vector<Query> queries_;
   LocalMemory memory_;
@@ -114,7 +114,7 @@ class Runtime {
   std::vector<InFlight> in_flight_;
   std::map<uint64_t, std::pair<Outcome, double>> outcomes_;  // call -> (outcome, wall time resolved)
   long long next_request_id_ = 1;
-  std::vector<std::string> prev_fired_;
+  TriggerHold hold_;
   bool camera_on_ = false;
   std::vector<size_t> captured_;
   std::optional<std::vector<double>> student_scores_;

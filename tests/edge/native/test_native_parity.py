@@ -15,45 +15,13 @@ import math
 
 import pytest
 
-from tests.helpers.edge_world import make_runtime, read_jsonl
+from tests.helpers.edge_world import read_jsonl
+from tests.helpers.native import decisions as _decisions
+from tests.helpers.native import python_events as _python_events
 from tests.helpers.native import run_native
 
 SCORE_TOL = 1e-4
 ENERGY_REL_TOL = 0.02  # differs only through the JPEG bytes sent (radio energy)
-
-
-def _python_events(recording, programs, log, policy, **params):
-    runtime, client = make_runtime(recording, programs, log, policy=policy, **params)
-    runtime.run()
-    runtime.log.close()
-    return read_jsonl(log)
-
-
-def _decisions(events):
-    """The exact part of a log: (kind, t_s, key fields) per event, scores left out."""
-    out = []
-    for e in events:
-        k = e["kind"]
-        if k == "trigger":
-            out.append((k, e["t_s"], e["label"]))
-        elif k == "camera":
-            out.append((k, e["t_s"], e["on"]))
-        elif k == "local_inference":
-            out.append((k, e["t_s"], tuple(lab for lab, _ in e["top"])))
-        elif k == "offload":
-            out.append((k, e["t_s"], e["request_id"], e["offload"], e["frames"], e["jpeg_quality"], e["audio_s"],
-                        e["query_id"]))
-        elif k == "fallback":
-            out.append((k, e["t_s"], e["request_id"], e["reason"], e["query_id"]))
-        elif k == "answer":
-            out.append((k, e["t_s"], e["query_id"], e["answer"], e["source"], e["correct"]))
-        elif k == "end":
-            out.append((k, e["t_s"], e["steps"], e["offloads"], e["frames_captured"], e["queries"],
-                        e["answers_correct"]))
-        elif k == "start":
-            out.append((k, e["recording_id"], e["policy"], tuple(sorted(e["policy_params"].items())), e["hop_s"],
-                        e["device"], e["network"]))
-    return out
 
 
 @pytest.mark.parametrize("policy,params", [("audio_trigger", {}), ("confidence_threshold", {"threshold": 0.6})])

@@ -1,0 +1,151 @@
+"""The trigger's operating point, chosen on validation recordings only.
+
+Per-label thresholds that buy the most detected events for a false-trigger
+budget (``fa_per_hour``, false triggers per hour of validation audio:
+background hours plus the labelled recordings' non-event time), found by
+a greedy exchange over a threshold grid:
+
+1. every label starts *off* (threshold 1: no trigger, no false trigger);
+2. repeatedly, over every label and every lower grid threshold, take the move
+   with the most newly detected val events per added false trigger
+   (``gain / (added_false + 1)``; ties go to the higher threshold) that keeps
+   the total within the budget;
+3. stop when no move detects one more event within the budget.
+
+A single threshold shared by every label is chosen on the same data (the
+lowest one within the budget) as the control: per-label thresholds are kept
+only where they help, i.e. the card gets the per-label setting when it
+detects more val events, else the single threshold. A label with no val
+event gets the median of the others' thresholds (no evidence either way).
+
+The DET curve shifts every chosen threshold by the same amount in logit space
+(`shifted`), so it passes through the operating point.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from distill.detection import TriggerStream, score_streams
+
+__all__ = ["THRESHOLD_GRID", "OperatingPoint", "choose_operating_point", "shifted", "DET_SHIFTS"]
+
+#: Candidate thresholds: fine near 1, where a low false-trigger budget puts them.
+THRESHOLD_GRID = np.unique(np.round(np.concatenate([
+    np.arange(0.05, 0.90, 0.05), np.arange(0.90, 0.99, 0.01), [0.992, 0.995, 0.997, 0.998, 0.999]]), 4))
+#: Logit shifts of the DET curve (negative: more triggers).
+DET_SHIFTS = np.round(np.linspace(-8.0, 8.0, 33), 3)
+_OFF = 1.0
+
+
+@dataclass
+class OperatingPoint:
+    """What `choose_operating_point` decided, with its val figures.
+
+    Attributes:
+        thresholds: per label, in label order (what the card gets).
+        rule: ``"per_label"`` or ``"single"``.
+        single_threshold: the control's shared threshold.
+        val_detected, val_events: events detected / present on val (chosen setting).
+        val_false, val_hours: false triggers and hours of val audio (chosen setting).
+        single_detected, single_false: the control's val figures.
+    """
+
+    thresholds: list[float]
+    rule: str
+    single_threshold: float
+    val_detected: int
+    val_events: int
+    val_false: int
+    val_hours: float
+    single_detected: int
+    single_false: int
+    fa_per_hour_budget: float
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _tables(streams: list[TriggerStream], n_labels: int, refractory_s: float, hop_s: float, audio_s: float):
+    """(tp, fa) int arrays (K, C) over the grid, summed over recordings; events per label."""
+    grid = np.tile(THRESHOLD_GRID[:, None], (1, n_labels))
+    scores = score_streams(streams, grid, refractory_s, hop_s, audio_s)
+    tp = np.zeros(grid.shape, np.int64)
+    n_events = np.zeros(n_labels, np.int64)
+    for s, d in zip(scores.streams, scores.detected):
+        for c in range(n_labels):
+            mask = s.events[:, 0] == c
+            tp[:, c] += d[:, mask].sum(axis=1)
+            n_events[c] += int(mask.sum())
+    return tp, scores.false.sum(axis=0), n_events
+
+
+def choose_operating_point(streams: Sequence[TriggerStream], n_labels: int, *, refractory_s: float, hop_s: float,
+                           audio_s: float, fa_per_hour: float) -> OperatingPoint:
+    """Per-label thresholds within ``fa_per_hour`` on the val ``streams`` (module docstring).
+
+    Raises:
+        ValueError: no val audio.
+    """
+    streams = list(streams)
+    hours = sum(s.hours for s in streams)
+    if hours <= 0:
+        raise ValueError("no validation audio to choose an operating point on")
+    budget = fa_per_hour * hours
+    tp, fa, n_events = _tables(streams, n_labels, refractory_s, hop_s, audio_s)
+    grid = THRESHOLD_GRID
+
+    # The control: one threshold for all labels, the lowest within the budget.
+    fits = np.flatnonzero(fa.sum(axis=1) <= budget)
+    k_single = len(grid) - 1
+    if len(fits):  # most detections; among equals, the highest threshold
+        best = tp[fits].sum(axis=1).max()
+        k_single = int(max(k for k in fits if tp[k].sum() == best))
+
+    # Greedy exchange (module docstring). choice[c] = grid index, or None for off.
+    choice: list[int | None] = [None] * n_labels
+    used = 0
+    while True:
+        best_move, best_eff = None, 0.0
+        for c in range(n_labels):
+            tp0 = 0 if choice[c] is None else tp[choice[c], c]
+            fa0 = 0 if choice[c] is None else fa[choice[c], c]
+            top = len(grid) if choice[c] is None else choice[c]
+            for k in range(top - 1, -1, -1):  # lower thresholds, highest first
+                gain, cost = tp[k, c] - tp0, fa[k, c] - fa0
+                if gain <= 0 or used + cost > budget:
+                    continue
+                eff = gain / (max(cost, 0) + 1.0)
+                if eff > best_eff + 1e-12:
+                    best_move, best_eff = (c, k, cost), eff
+        if best_move is None:
+            break
+        c, k, cost = best_move
+        choice[c] = k
+        used += cost
+    per_label = np.array([_OFF if k is None else grid[k] for k in choice])
+    seen = n_events > 0
+    chosen = [k for k, s in zip(choice, seen) if s and k is not None]
+    if chosen:  # labels without val evidence: the median of the others
+        per_label[~seen] = float(np.median(grid[chosen]))
+    det_per = int(sum(tp[k, c] for c, k in enumerate(choice) if k is not None))
+    fa_per = int(sum(fa[k, c] for c, k in enumerate(choice) if k is not None))
+    det_single, fa_single = int(tp[k_single].sum()), int(fa[k_single].sum())
+    if det_per > det_single:
+        thresholds, rule, det, false = per_label, "per_label", det_per, fa_per
+    else:
+        thresholds, rule, det, false = np.full(n_labels, grid[k_single]), "single", det_single, fa_single
+    return OperatingPoint([round(float(x), 4) for x in thresholds], rule, float(grid[k_single]), det,
+                          int(n_events.sum()), false, hours, det_single, fa_single, fa_per_hour)
+
+
+def shifted(thresholds: Sequence[float], shifts: Sequence[float] = DET_SHIFTS) -> np.ndarray:
+    """(len(shifts), C) thresholds moved by each logit shift; 1 (off) stays off."""
+    th = np.clip(np.asarray(thresholds, np.float64), 1e-6, 1.0)
+    with np.errstate(divide="ignore"):
+        logit = np.log(th) - np.log1p(-th)
+    out = 1.0 / (1.0 + np.exp(-(logit[None, :] + np.asarray(shifts)[:, None])))
+    out[:, th >= 1.0] = 1.0
+    return out

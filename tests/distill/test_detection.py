@@ -1,0 +1,86 @@
+"""Event-level trigger metrics and the operating point (distill/detection.py, distill/operating_point.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from distill.detection import TriggerStream, event_recall, false_per_hour, hits_and_false, score_streams, snr_bin
+from distill.operating_point import choose_operating_point, shifted
+from shared.trigger import hold_runs
+
+HOP, AUDIO_S = 0.25, 1.0
+
+
+def _stream(rid, probs, events, background=False, duration_s=None):
+    probs = np.asarray(probs, np.float32)
+    return TriggerStream(rid, "kitchen", 0.0, duration_s or len(probs) * HOP, probs,
+                         np.asarray(events, np.float64).reshape(-1, 4), background)
+
+
+def test_hits_misses_false_and_repeats():
+    # label 0: event at 2.0-2.5 s (hit span: steps at t in [2.0, 3.5]); label 1: event at 6.0-6.2 s, missed
+    p = np.zeros((40, 2))
+    p[8, 0] = 0.9   # t = 2.25: hit
+    p[12, 0] = 0.9  # t = 3.25: a second trigger on the same event (a repeat)
+    p[30, 0] = 0.9  # t = 7.75: nothing of label 0 there -> false
+    p[25, 1] = 0.9  # t = 6.5: label 1's event ended at 6.2, window reaches back to 5.5 -> hit
+    events = [(0, 2.0, 2.5, 3.0), (1, 6.0, 6.2, -8.0)]
+    trig, _ = hold_runs(p, np.array([[0.5, 0.5]]), 0.0, HOP)
+    detected, false, repeats = hits_and_false(trig, np.asarray(events), HOP, AUDIO_S)
+    assert detected.tolist() == [[True, True]]
+    assert false.tolist() == [[1, 0]] and repeats.tolist() == [[1, 0]]
+    # with a 1 s hold the repeat at 3.25 s is gone (below for 0.75 s only)
+    trig, _ = hold_runs(p, np.array([[0.5, 0.5]]), 1.0, HOP)
+    _, false, repeats = hits_and_false(trig, np.asarray(events), HOP, AUDIO_S)
+    assert repeats.tolist() == [[0, 0]] and false.tolist() == [[1, 0]]
+
+
+def test_a_trigger_before_the_onset_or_after_the_window_is_false():
+    p = np.zeros((40, 1))
+    p[6, 0] = 0.9   # t = 1.75, event starts at 2.0
+    p[20, 0] = 0.9  # t = 5.25 > offset 4.0 + 1 s window
+    trig, _ = hold_runs(p, np.array([[0.5]]), 0.0, HOP)
+    detected, false, _ = hits_and_false(trig, np.array([[0, 2.0, 4.0, 0.0]]), HOP, AUDIO_S)
+    assert detected.tolist() == [[False]] and false.tolist() == [[2]]
+
+
+def test_rates_and_recall_aggregate_over_recordings_with_intervals():
+    hour = int(3600 / HOP)
+    streams = []
+    for r in range(4):  # each: 1 h background with r + 1 false triggers
+        p = np.zeros((hour, 1))
+        p[np.arange(r + 1) * 100 + 10, 0] = 0.9
+        streams.append(_stream(f"bg{r}", p, [], background=True))
+    p = np.zeros((40, 1))
+    p[9, 0] = 0.9
+    streams.append(_stream("lab", p, [(0, 2.0, 2.5, 10.0), (0, 6.0, 6.5, -10.0)]))
+    sc = score_streams(streams, np.array([[0.5]]), 0.0, HOP, AUDIO_S)
+    fa = false_per_hour(sc, 0, streams=lambda s: s.background)
+    assert fa.value == pytest.approx(10 / 4) and fa.n_groups == 4 and fa.lo < fa.value < fa.hi
+    rec = event_recall(sc, 0)
+    assert rec.value == 0.5 and rec.n == 2
+    low = event_recall(sc, 0, select=lambda ev: ev[:, 3] < 0)
+    assert low.value == 0.0 and snr_bin(-10.0) == "<-5" and snr_bin(12.0) == "10..20" and snr_bin(None) == "unknown"
+
+
+def test_operating_point_detects_most_within_the_false_trigger_budget():
+    rng = np.random.default_rng(0)
+    streams = []
+    for r in range(6):
+        n = 400
+        p = rng.random((n, 2)) * np.array([0.3, 0.85])  # label 1's noise reaches 0.85; label 0's stays under 0.3
+        events = []
+        for k in range(4):
+            i = 40 + 90 * k
+            p[i, 0] = 0.6  # label 0 events score 0.6: separable
+            p[i + 3, 1] = 0.95  # label 1 events score 0.95, above its noise
+            events += [(0, (i + 1) * HOP - 0.1, (i + 1) * HOP + 0.1, 0.0), (1, (i + 4) * HOP - 0.1, (i + 4) * HOP, 0.0)]
+        streams.append(_stream(f"r{r}", p, events))
+    hours = sum(s.hours for s in streams)
+    op = choose_operating_point(streams, 2, refractory_s=0.0, hop_s=HOP, audio_s=AUDIO_S, fa_per_hour=2.0 / hours)
+    assert op.val_false <= 2 and op.val_events == 48
+    assert op.rule == "per_label" and op.val_detected > op.single_detected
+    assert op.thresholds[0] <= 0.6 < op.thresholds[1] + 0.36 and op.thresholds[1] > 0.85
+    th = shifted(op.thresholds, [-2.0, 0.0, 2.0])
+    assert th[1] == pytest.approx(op.thresholds) and (th[0] < th[1]).all() and (th[2] > th[1]).all()
+    assert shifted([1.0], [-5.0])[0, 0] == 1.0  # off stays off

@@ -1,0 +1,63 @@
+"""Native parity for what issue 17 added: the refractory hold from the card, periodic and
+context_aware, and the program checked against its card's sha256 before it loads."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tests.helpers.native import decisions as _decisions
+from tests.helpers.native import python_events as _python_events
+from tests.helpers.native import run_native
+
+
+def _with_card(programs, tmp_path, **changes):
+    """A copy of the trigger program whose card has ``changes``."""
+    src = programs["trigger"]
+    dst = tmp_path / src.name
+    shutil.copy(src, dst)
+    card = json.loads(src.with_suffix(".json").read_text())
+    card.update(changes)
+    dst.with_suffix(".json").write_text(json.dumps(card))
+    return {**programs, "trigger": dst}
+
+
+@pytest.mark.parametrize("policy,params", [("periodic", {"period_s": 1.5}), ("context_aware", {}),
+                                           ("context_aware", {"noisy_snr_db": 60.0, "probe_period_s": 1.0})])
+def test_native_policies_match_python(native_bin, native_world, programs, tmp_path, policy, params):
+    rec = native_world[0]
+    py = _python_events(rec, programs, tmp_path / "py.jsonl", policy, **params)
+    args = ["--policy", policy] + [a for k, v in params.items() for a in ("--param", f"{k}={v}")]
+    rc, nat, err = run_native(native_bin, rec, programs, tmp_path / "n.jsonl", *args)
+    assert rc == 0, err
+    assert _decisions(nat) == _decisions(py)
+    assert [list(e) for e in nat] == [list(e) for e in py]
+    if policy == "periodic":
+        assert sum(e["kind"] == "offload" and e["offload"] == "light" for e in nat) >= 3
+    if params.get("noisy_snr_db") == 60.0:  # every hop reads as noisy: the camera probes on its own
+        assert any(e["kind"] == "camera" and e["on"] for e in nat)
+
+
+def test_the_refractory_hold_comes_from_the_card_in_both_runtimes(native_bin, native_world, programs, tmp_path):
+    rec = native_world[0]
+    edges = lambda evs: [(e["label"], e["t_s"]) for e in evs if e["kind"] == "trigger"]  # noqa: E731
+    plain = edges(_python_events(rec, programs, tmp_path / "plain.jsonl", "audio_trigger"))
+    held_programs = _with_card(programs, tmp_path, refractory_s=5.0)
+    py = _python_events(rec, held_programs, tmp_path / "py.jsonl", "audio_trigger")
+    rc, nat, err = run_native(native_bin, rec, held_programs, tmp_path / "n.jsonl")
+    assert rc == 0, err
+    assert edges(nat) == edges(py)
+    assert len(edges(py)) <= len(plain)
+    for label in {lab for lab, _ in edges(py)}:  # a label never triggers again within 5 s of its last trigger
+        times = [t for lab, t in edges(py) if lab == label]
+        assert all(b - a > 5.0 for a, b in zip(times, times[1:]))
+
+
+def test_a_program_that_does_not_match_its_card_is_refused(native_bin, native_world, programs, tmp_path):
+    swapped = _with_card(programs, tmp_path, sha256="0" * 64)
+    rc, _, err = run_native(native_bin, native_world[0], swapped, tmp_path / "n.jsonl")
+    assert rc == 2 and "sha256" in err and "does not match the card" in err, err
+    resized = _with_card(programs, tmp_path / "..", size_bytes=1)
+    rc, _, err = run_native(native_bin, native_world[0], resized, tmp_path / "m.jsonl")
+    assert rc == 2 and "size_bytes" in err, err

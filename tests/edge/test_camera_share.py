@@ -1,0 +1,60 @@
+"""The camera-on share under audio_trigger, read from earshot edge's event log (scripts/bench_trigger.py)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.edge_world import make_runtime, read_jsonl
+
+_SPEC = importlib.util.spec_from_file_location(
+    "bench_trigger", Path(__file__).resolve().parents[2] / "scripts" / "bench_trigger.py")
+_BENCH = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(_BENCH)
+camera_on_share, oracle_share, run_camera = _BENCH.camera_on_share, _BENCH.oracle_share, _BENCH.run_camera
+
+
+def test_the_share_read_from_the_log_is_the_runtimes_camera_steps(edge_world, programs, tmp_path):
+    for i, rec in enumerate(edge_world):
+        runtime, _ = make_runtime(rec, programs, tmp_path / f"{i}.jsonl", policy="audio_trigger", hold_s=1.0)
+        s = runtime.run()
+        runtime.log.close()
+        share, steps = camera_on_share(read_jsonl(tmp_path / f"{i}.jsonl"), runtime.hop_s)
+        assert steps == s.steps and share == pytest.approx(s.camera_steps / s.steps)
+        assert 0 < share < 1  # the tones turn the camera on, and it goes off again
+
+
+def test_share_and_oracle_by_hand():
+    hop = 0.25
+    events = [{"kind": "start", "t_s": 0.0}, {"kind": "camera", "t_s": 1.0, "on": True},
+              {"kind": "camera", "t_s": 2.0, "on": False}, {"kind": "camera", "t_s": 9.5, "on": True},
+              {"kind": "end", "t_s": 10.0, "steps": 40}]
+    share, steps = camera_on_share(events, hop)
+    assert steps == 40 and share == pytest.approx((4 + 3) / 40)  # steps 3..6, then 37..39
+
+    class _E:
+        def __init__(self, label, on, off):
+            self.label, self.onset_s, self.offset_s = label, on, off
+
+    class _A:
+        duration_s = 10.0
+        events = [_E("doorbell", 2.0, 3.0), _E("open_door", 0.0, 10.0)]
+
+    # doorbell from 2.0 to 3.0 + 1.0 hold: steps ending at 2.0 .. 3.75 (8 of 40); the action is not a sound
+    assert oracle_share(_A(), 1.0, hop, {"doorbell"}) == pytest.approx(8 / 40)
+
+
+def test_run_camera_writes_one_row_per_held_out_recording(edge_world, programs, tmp_path):
+    manifest = {"schema_version": 1, "generator": {"name": "test"}, "config": {}, "recordings": [
+        {"id": p.name, "split": "test", "environment": "kitchen", "duration_s": 6.0, "snr_db": 20.0,
+         "path": str(p.resolve())} for p in edge_world]}
+    root = tmp_path / "ds"
+    root.mkdir()
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    out = run_camera(programs["trigger"], root, 0, tmp_path / "logs", hold_s=2.0)
+    assert [r["recording_id"] for r in out["recordings"]] == [p.name for p in edge_world]
+    assert all(r["trigger_sha256"] and r["policy_params"] == {"hold_s": 2.0} for r in out["recordings"])
+    assert 0 < out["camera_on_share"]["value"] < 1 and out["always_on_share"] == 1.0
+    assert (tmp_path / "logs" / f"{edge_world[0].name}.jsonl").is_file()
