@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO))
 PRESETS: dict[str, dict] = {
     # >= 30 held-out recordings and >= 150 queries (issue 16): 80 x 30 s, 40% held out (32), 6 queries each.
     "full": {"recordings": 80, "test_share": 0.4, "duration_s": 30.0, "queries": 6, "seeds": 3,
-             "timesteps": 300_000, "n_envs": 8, "days": 3, "day_h": 12.0, "caps": [300.0, 500.0],
+             "timesteps": 1_000_000, "n_envs": 8, "days": 3, "day_h": 12.0, "caps": [300.0, 500.0],
              "deadlines": [300.0, 800.0], "headline": [500.0, 300.0]},
     "tiny": {"recordings": 4, "test_share": 0.5, "duration_s": 8.0, "queries": 2, "seeds": 2,
              "timesteps": 2048, "n_envs": 2, "days": 1, "day_h": 0.1, "caps": [500.0], "deadlines": [300.0],

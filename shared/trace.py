@@ -15,7 +15,7 @@ Header keys (all required):
 | ``trace_version`` | :data:`TRACE_VERSION` |
 | ``recording_id``, ``environment``, ``duration_s``, ``hop_s``, ``snr_db`` | the recording |
 | ``split`` | ``train`` / ``val`` / ``test`` from the dataset manifest, or null |
-| ``trigger``, ``student`` | program blocks: ``program``, ``sha256``, ``labels``, ``thresholds``, ``refractory_s`` (the trigger's hold, ``shared/trigger.py``), ``macs``, ``size_bytes``, ``precision`` |
+| ``trigger``, ``student`` | program blocks: ``program``, ``sha256``, ``labels``, ``thresholds``, ``refractory_s`` (the trigger's hold, ``shared/trigger.py``; absent for programs whose card has none: 0, no hold), ``macs``, ``size_bytes``, ``precision`` |
 | ``server`` | ``endpoint`` and ``model_id`` (null without a cloud) |
 | ``offloads`` | per offload kind: ``frames``, ``jpeg_quality``, ``audio_s`` |
 | ``variants`` | per capture variant (:data:`CAPTURE_VARIANTS`): ``offload`` and ``history`` |
@@ -105,7 +105,7 @@ HEADER_KEYS = ("trace_version", "recording_id", "environment", "duration_s", "ho
                "student", "server", "offloads", "variants", "service_ms", "cloud_hops", "events", "queries")
 #: The error of a cloud entry the tracer did not ask for (``cloud_hops`` mode ``needed``).
 NOT_TRACED = "not_traced"
-PROGRAM_KEYS = ("program", "sha256", "labels", "thresholds", "refractory_s", "macs", "size_bytes", "precision")
+PROGRAM_KEYS = ("program", "sha256", "labels", "thresholds", "macs", "size_bytes", "precision")
 HOP_KEYS = ("i", "t_s", "trigger", "trigger_ms", "snr_db", "student", "student_confidence", "student_ms",
             "frame_blur", "frames", "query_id", "cloud")
 CLOUD_KEYS = ("ok", "error", "bytes_up", "bytes_down", "frame_t_s", "tags", "answer")

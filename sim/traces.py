@@ -259,7 +259,7 @@ def load_trace(path: str | Path, important: Sequence[str]) -> Trace:
     # The device's memory: the trigger's triggers every hop (its card's thresholds and refractory
     # hold, shared/trigger.py, as both runtimes), student detections where it ran.
     audio = set(names("audio_event"))
-    triggered, held = hold_runs(trigger, t_thr[None, :], float(trig["refractory_s"] or 0.0), hop_s)
+    triggered, held = hold_runs(trigger, t_thr[None, :], float(trig.get("refractory_s") or 0.0), hop_s)
     fired = held[0]
     keep = np.array([l in audio for l in t_labels], bool)
     trigger_dets = [[(t_labels[j], float(trigger[i, j])) for j in np.flatnonzero(triggered[0, i] & keep)]
