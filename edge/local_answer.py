@@ -26,6 +26,7 @@ detected neither of two named sounds. Its accuracy is what the cloud adds to.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from shared.labels import names
@@ -85,10 +86,16 @@ def _episodes(memory: LocalMemory, t_s: float, label: str) -> int:
     return sum(1 for i, x in enumerate(times) if i == 0 or x - times[i - 1] > EPISODE_GAP_S)
 
 
+@functools.lru_cache(maxsize=4096)
+def _parsed(text: str) -> tuple[str, tuple[str, ...]]:
+    """(kind, labels named) of a question: parsed once per wording (the simulator asks the same
+    question under many student histories)."""
+    return query_kind(text), tuple(labels_named(text))
+
+
 def answer_locally(memory: LocalMemory, text: str, t_s: float) -> str:
     """The device's answer to the question ``text`` asked at ``t_s`` (see the module table)."""
-    kind = query_kind(text)
-    named = labels_named(text)
+    kind, named = _parsed(text)
     if kind == "order" and named:
         firsts = {}
         for d in memory.before(t_s):

@@ -261,15 +261,22 @@ def stage_edge(ctx: Ctx) -> None:
 
 
 def stage_sim(ctx: Ctx) -> None:
-    """Train PPO on the traces, then evaluate every policy (the learned one too) under a budget grid."""
+    """Train PPO on the traces, then evaluate every policy (the learned one too) under a budget grid.
+
+    The demo traces a few held-out recordings only, so its simulator trains and evaluates on the same
+    ones (``env.split=all``): a check that the pipeline runs; the held-out figures come from
+    ``scripts/sim_heldout.py``.
+    """
     run_parallel(ctx, "sim-train", [earshot("sim", "train", *ctx.p["sim_train"], f"env.traces={ctx.out / 'traces'}",
-                                            f"out={ctx.out / 'sim_train'}", f"hydra.run.dir={ctx.logs / 'hydra' / 'sim-train'}")])
+                                            "env.split=all", f"out={ctx.out / 'sim_train'}",
+                                            f"hydra.run.dir={ctx.logs / 'hydra' / 'sim-train'}")])
     learned = ctx.out / "sim_train" / "policy_xnnpack_fp32.pte"
-    policies = ("[{name: always_local}, {name: always_cloud, params: {offload: full}}, {name: periodic},"
-                " {name: audio_trigger}, {name: confidence_threshold}, {name: context_aware},"
+    policies = ("[{name: never_on}, {name: query_only}, {name: always_local}, {name: always_cloud, params: {offload: full}},"
+                " {name: periodic}, {name: audio_trigger}, {name: confidence_threshold}, {name: context_aware},"
                 f" {{name: learned, params: {{program: '{learned}'}}}}, {{name: random}}, {{name: oracle}}]")
-    run_parallel(ctx, "sim-eval", [earshot("sim", "eval", f"env.traces={ctx.out / 'traces'}", f"out={ctx.out / 'sim'}",
-                                           f"policies={policies}", "grid.deadline_ms=[300,800]",
+    run_parallel(ctx, "sim-eval", [earshot("sim", "eval", f"env.traces={ctx.out / 'traces'}", "env.split=all",
+                                           f"out={ctx.out / 'sim'}", f"policies={policies}", "days=1",
+                                           "grid.deadline_ms=[300,800]",
                                            f"hydra.run.dir={ctx.logs / 'hydra' / 'sim-eval'}")])
 
 

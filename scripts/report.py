@@ -21,7 +21,8 @@ Sections (each reads files the run wrote; nothing is typed in by hand):
 3. **Edge size and latency**: the edge-model benchmark
    (``bench/edge_models.json``) and the Python and native runtimes' runs on
    held-out recordings (``edge/*.jsonl``, ``native/*.jsonl`` event logs).
-4. **Policies**: the simulator's evaluation table and Pareto plot (``sim/``).
+4. **Policies**: the held-out simulator study (``--sim-heldout``: ``scripts/sim_heldout.py``'s
+   output) and this run's own simulator table (``sim/``), figures with 95% intervals.
 5. **Timeline** of one held-out recording from the Python runtime's event log.
 
 Images are embedded as base64 PNG, styles inline: the file opens anywhere.
@@ -59,8 +60,9 @@ td:first-child,th:first-child{text-align:left} .missing{color:#c00;font-weight:6
 
 
 class Report:
-    def __init__(self, run: Path) -> None:
+    def __init__(self, run: Path, heldout: Path | None = None) -> None:
         self.run = run
+        self.heldout = heldout
         self.parts: list[str] = []
         self.missing: list[str] = []
 
@@ -320,30 +322,56 @@ def section_edge(r: Report) -> None:
                  "student ms (median)", "cloud ms (median)", "energy mJ", "mean mW"], rows)
 
 
+def _policy_rows(results: Path) -> tuple[list[str], list[list[Any]]]:
+    """The simulator's table with its intervals (sim/evaluate.py's results.json)."""
+    from shared.stats import format_interval
+
+    cols = ["policy", "cap mW", "deadline ms", "query success %", "events %", "power mW", "battery out",
+            "throttled", "frames %", "p95 ms", "MB/h"]
+    rows = [[x["policy"], x["power_cap_mw"], x["deadline_ms"], format_interval(x["query_acc"]),
+             format_interval(x["events"]), format_interval(x["power_mw"], scale=1.0, digits=0),
+             f"{x['battery_out']:.0%}", f"{x['throttled']:.0%}", format_interval(x["frames_share"]), x["p95_ms"],
+             x["mb_per_h"]]
+            for x in _load(results)]
+    return cols, rows
+
+
 def section_policies(r: Report) -> None:
+    """The held-out study (scripts/sim_heldout.py) when there is one, then the demo's own simulator run."""
+    from sim.evaluate import targets_text
+
     r.h2("4. Offloading policies (simulator)")
+    study = r.heldout / "heldout.json" if r.heldout else None
+    if study is not None and study.exists():
+        info = _load(study)
+        s = info["scale"]
+        r.p(f"Held-out study ({r.heldout}): {s['test']['recordings']} held-out recordings, {s['test']['queries']} "
+            f"wearer queries, policies trained on {s['train']['recordings']} other recordings ({info['seeds']} PPO "
+            f"seeds, pooled); teacher {', '.join(s['teacher_model_ids'])} ({info['teacher']}). Query success "
+            "within the deadline is the headline; 95% recording-level bootstrap intervals.")
+        cols, rows = _policy_rows(Path(info["eval_dir"]) / "results.json")
+        r.table(cols, rows)
+        for line in targets_text(info["eval"]).splitlines():
+            r.p(line, cls="")
+        pareto = Path(info["eval_dir"]) / "pareto.png"
+        if pareto.exists():
+            r.image(pareto.read_bytes(), "held-out query success vs power")
     results, summary = r.run / "sim" / "results.json", r.run / "sim" / "summary.json"
     if not results.exists():
         r.miss("sim/results.json")
-    else:
-        rows = _load(results)
-        cols = ["policy", "power_cap_mw", "deadline_ms", "success", "query_acc", "event_recall", "power_mw",
-                "battery_h", "p50_ms", "p95_ms", "mb_sent", "frames", "misses"]
-        cols = [c for c in cols if c in rows[0]]
-        info = _load(summary) if summary.exists() else {}
-        r.p(f"Policies x budgets on the traces of {len(info.get('recordings', []))} held-out recording(s) "
-            "(earshot sim eval); "
-            "success = correct answers within the deadline + important events notified, per opportunity.")
-        r.table(cols, [[row.get(c) for c in cols] for row in rows])
-        for t in info.get("targets", []):
-            vs = t["success_vs_cloud"]
-            vs = "n/a (always_cloud scored 0)" if vs != vs else f"{100 * vs:.0f}%"
-            r.p(f"budget {t['budget']}: best non-oracle policy {t['best']} reaches {vs} "
-                f"of always_cloud's success at {100 * t['energy_vs_cloud']:.0f}% of its energy and captures "
-                f"{100 * t['fewer_frames_than_always_on']:.0f}% fewer frames than an always-on camera.", cls="")
+        return
+    info = _load(summary) if summary.exists() else {}
+    where = ("the same recordings the policy was trained on (in-sample: a check that the pipeline runs, not a claim)"
+             if info.get("split") in (None, "all") else f"the {info.get('split')} split")
+    r.p(f"This run's simulator (earshot sim eval): {len(info.get('recordings', []))} traced recording(s), {where}.")
+    cols, rows = _policy_rows(results)
+    r.table(cols, rows)
+    if info.get("targets"):
+        for line in targets_text(info).splitlines():
+            r.p(line, cls="")
     pareto = r.run / "sim" / "pareto.png"
     if pareto.exists():
-        r.image(pareto.read_bytes(), "task success vs energy")
+        r.image(pareto.read_bytes(), "query success vs power")
     else:
         r.miss("sim/pareto.png")
 
@@ -406,12 +434,20 @@ def readme_markdown(run: Path) -> str:
                    + (f"; camera on {fi(cam['camera_on_share'])}% of the time under `audio_trigger`" if cam else "") + ".")
     summary = run / "sim" / "summary.json"
     if summary.exists():
-        for t in _load(summary).get("targets", []):
-            vs = t["success_vs_cloud"]
-            out.append(f"- Simulator, deadline {t['budget']['deadline_ms']:.0f} ms: best non-oracle policy "
-                       f"`{t['best']}` reaches {'n/a' if vs != vs else f'{100 * vs:.0f}%'} of always-cloud task success "
-                       f"at {100 * t['energy_vs_cloud']:.0f}% of its energy, with "
-                       f"{100 * t['fewer_frames_than_always_on']:.0f}% fewer frames than an always-on camera.")
+        info = _load(summary)
+        rows = {(x["policy"], x["power_cap_mw"], x["deadline_ms"]): x for x in _load(run / "sim" / "results.json")}
+        for t in info.get("targets", []):
+            b = t["budget"]
+            acc = {p: (rows.get((p, b["power_cap_mw"], b["deadline_ms"])) or {}).get("query_acc")
+                   for p in ("never_on", "always_cloud", "learned")}
+            from shared.stats import format_interval
+
+            out.append(f"- Simulator smoke run ({len(info.get('recordings', []))} traced recording(s), "
+                       f"{'in-sample' if info.get('split') in (None, 'all') else info.get('split')}, cap "
+                       f"{b['power_cap_mw']:g} mW, deadline {b['deadline_ms']:g} ms): query success never-on "
+                       f"{format_interval(acc['never_on'])}%, always-cloud {format_interval(acc['always_cloud'])}%, "
+                       f"learned {format_interval(acc['learned'])}%; the held-out figures are in the simulator "
+                       "section below.")
     stages = run / "stages.json"
     if stages.exists():
         info = _load(stages)
@@ -435,8 +471,8 @@ SECTIONS = (section_teachers, section_students, section_trigger, section_student
             section_timeline)
 
 
-def build(run: Path) -> Report:
-    r = Report(run)
+def build(run: Path, heldout: Path | None = None) -> Report:
+    r = Report(run, heldout)
     stages = run / "stages.json"
     info = _load(stages) if stages.exists() else {}
     try:
@@ -460,10 +496,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strict", action="store_true", help="exit 1 if any section's inputs are missing")
     ap.add_argument("--readme", type=Path, default=None,
                     help="also rewrite the <!-- demo-results --> block of this README from the run")
+    ap.add_argument("--sim-heldout", type=Path, default=None,
+                    help="a scripts/sim_heldout.py output folder: its held-out study heads the policy section")
     args = ap.parse_args(argv)
     if args.readme:
         update_readme(args.readme, args.run)
-    r = build(args.run)
+    r = build(args.run, args.sim_heldout)
     out = args.out or args.run / "report.html"
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>Earshot report: {html.escape(args.run.name)}</title>"
             f"<style>{CSS}</style></head><body>{''.join(r.parts)}</body></html>")
