@@ -299,6 +299,9 @@ class QADataset:
         self.records, self.store, self.tokenizer, self.spec = list(records), store, tokenizer, spec
         self.max_question_tokens, self.max_answer_tokens = max_question_tokens, max_answer_tokens
         self.cache, self.token_s = cache, token_s
+        # Cached-feature items are pure functions of the record: kept after the first epoch
+        # reads them (~20 kB each), so later epochs cost no assembly.
+        self._items: dict[int, dict[str, Any]] = {}
         # Where each record's signals come from: its recording, or a corrupted copy
         # (meta "corrupt", or drawn for a share of the records when training for trust).
         self.keys = [signal_key(r, corrupt_share) for r in self.records]
@@ -308,6 +311,10 @@ class QADataset:
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def use_cache(self, cache: "FeatureCache | None") -> None:
+        """Read items from ``cache`` from now on (items kept from another cache are dropped)."""
+        self.cache, self._items = cache, {}
 
     def _encode_text(self, r: QARecord) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         tok = self.tokenizer
@@ -320,6 +327,8 @@ class QADataset:
         )
 
     def __getitem__(self, i: int) -> dict[str, Any]:
+        if self.cache is not None and i in self._items:
+            return dict(self._items[i])
         r, key = self.records[i], self.keys[i]
         start, end = float(r.window_s[0]), float(r.window_s[1])
         rec = self.store.get(key)
@@ -333,6 +342,9 @@ class QADataset:
             targets["sound_mask" if key.split("@", 1)[1].startswith("audio") else "frame_mask"][:] = 0.0
         item.update(t_query_s=float(r.t_query_s), question_ids=question, answer_in=answer_in, answer_out=answer_out,
                     **targets)
+        if self.cache is not None:
+            self._items[i] = item
+            return dict(item)
         return item
 
 

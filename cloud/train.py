@@ -311,7 +311,8 @@ class TrainRecipe:
             for rid in ids:
                 cache.add(rid)
                 bar.advance(task)
-        self.train_set.cache = self.val_set.cache = cache
+        self.train_set.use_cache(cache)
+        self.val_set.use_cache(cache)
         if self.is_main:
             print(f"feature cache: {len(ids)} recordings in {time.perf_counter() - t0:.1f} s", flush=True)
 

@@ -16,11 +16,12 @@ from distill.trigger_config import TriggerEvalConfig
 from shared.config import (OptimConfig, TrackingConfig, check, check_choice, check_range, check_recipe_loop,
                            check_threads)
 
-__all__ = ["DistillDataConfig", "KDConfig", "DistillConfig", "ExportConfig"]
+__all__ = ["DistillDataConfig", "KDConfig", "DistillConfig", "ProbesConfig", "ExportConfig"]
 
 _CONFIDENCE_TARGETS = ("teacher", "labels")
 _PRECISIONS = ("fp32", "int8")
 _TFLITE = ("auto", "on", "off")
+_PROBES = ("auto", "on", "off")
 
 
 @dataclass
@@ -29,14 +30,12 @@ class DistillDataConfig:
 
     dataset: str | None = None  # recordings; default: the dataset the teacher was trained on
     stride_s: float = 0.25  # window ends on this grid
-    visual_span_s: float = 0.5  # a visual action labels a window if on screen in the last this-many seconds
     max_recordings: int = 0  # per split; 0 = all
     pos_weight: float = 1.0  # weight of positive windows in the hard loss (> 1: fewer missed events)
 
     def __post_init__(self) -> None:
         p = "data."
         check_range(p + "stride_s", self.stride_s, 0.05, 10.0, unit="s")
-        check_range(p + "visual_span_s", self.visual_span_s, 0.1, 10.0, unit="s")
         check_range(p + "max_recordings", self.max_recordings, 0)
         check_range(p + "pos_weight", self.pos_weight, 0.1, 100.0)
 
@@ -47,7 +46,7 @@ class KDConfig:
 
     temperature: float = 2.0
     kd_weight: float = 0.5
-    feature_weight: float = 0.0  # > 0 turns on feature distillation (cosine to the teacher's tag-head input)
+    feature_weight: float = 0.0  # > 0 turns on feature distillation (cosine to the teacher's per-token features)
     confidence_weight: float = 0.2  # av only: the confidence head's BCE
     confidence_target: str = "teacher"  # teacher: agree with the teacher on every tag; labels: be right on every tag
 
@@ -67,7 +66,7 @@ def _distill_optim() -> OptimConfig:
 
 @dataclass
 class DistillConfig:
-    """``earshot distill``: distil the teacher's tag head into an on-device student."""
+    """``earshot distill``: distil the per-token teacher into an on-device student."""
 
     teacher: str | None = "runs/teacher/model"  # a teacher model folder; None: labels only (kd_weight 0)
     out: str = "runs/distill/trigger"
@@ -100,6 +99,27 @@ class DistillConfig:
 
 
 @dataclass
+class ProbesConfig:
+    """The students on the counterfactual bench's event probes (``distill/probes.py``)."""
+
+    mode: str = "auto"  # auto: when the teacher and a bench.jsonl are at hand; on: required; off: skip
+    qa_dir: str | None = None  # the QA folder whose bench.jsonl to answer; default: the one the teacher trained on
+    max_pairs: int = 0  # event-probe pairs, evenly spaced over the bench; 0 = all
+    hop_s: float = 0.25  # the runtime's hop: one program call per hop over the bench's recordings
+    batch_size: int = 32  # the teacher's answers
+    target_retention: float = 0.9  # student pair accuracy / teacher pair accuracy, per modality
+    seed: int = 0  # shuffled-clip donors and bootstrap resamples
+
+    def __post_init__(self) -> None:
+        p = "probes."
+        check_choice(p + "mode", self.mode, _PROBES)
+        check_range(p + "max_pairs", self.max_pairs, 0)
+        check_range(p + "hop_s", self.hop_s, 0.05, 2.0, unit="s")
+        check_range(p + "batch_size", self.batch_size, 1, 4096)
+        check_range(p + "target_retention", self.target_retention, 0.0, 10.0)
+
+
+@dataclass
 class ExportConfig:
     """``earshot export``: a distilled student -> .pte programs (+ .tflite) and model cards."""
 
@@ -114,6 +134,7 @@ class ExportConfig:
     threads: int = 0  # 0 = all cores
     register: bool = True  # register each program as an MLflow model version
     trigger: TriggerEvalConfig = field(default_factory=TriggerEvalConfig)  # the trigger as a detector
+    probes: ProbesConfig = field(default_factory=ProbesConfig)  # pair accuracy and retention on the bench
     mlflow: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="earshot-export"))
 
     def __post_init__(self) -> None:

@@ -10,13 +10,18 @@ For one student (``earshot distill``'s ``out/student``) it writes, into
     <name>_xnnpack_int8.pte   PT2E + XNNPACKQuantizer, calibrated on val windows, then the same
     <name>_litert_fp32.tflite litert-torch (optional extra; skipped with a message without it)
     <program stem>.json       the model card of each (shared/model_card.py)
+    <program stem>.probes.json  the program on the bench's event probes (distill/probes.py)
 
 Every program is loaded back and run, one window per call as on the device,
 over the val windows (to choose its per-label decision thresholds) and the
-test windows (held-out recordings: accuracy against the labels, the teacher's
-accuracy on the same windows, agreement with the teacher, parity with the
-eager model). Programs and cards are logged to MLflow and each program is
-registered as a version of the model ``earshot-<name>-<backend>-<precision>``.
+test windows (held-out recordings: macro-F1 against the labels, the
+teacher's on the same windows, agreement with the teacher, parity with the
+eager model). Then it answers the counterfactual bench's event probes ("did
+you hear X?", "did you X?", "did you see X?") from its own outputs at every
+hop, beside the teacher's answers and the controls; **retention** on its card
+is its pair accuracy over the teacher's (``distill/probes.py``). Programs and
+cards are logged to MLflow and each program is registered as a version of the
+model ``earshot-<name>-<backend>-<precision>``.
 
 The style of ExecuTorch's ``examples/portable/scripts/export.py``: the model
 comes from the registry (``distill/students.py``), the file name says backend
@@ -34,12 +39,14 @@ import numpy as np
 import torch
 
 from cloud.model.io import load_teacher
-from distill.data import TeacherView, WindowSet, load_split, teacher_targets
+from distill.data import TeacherView, WindowSet, load_split
 from distill.io import load_student, student_folder
 from distill.macs import count_macs
 from distill.metrics import auroc, choose_thresholds, f1_per_label, macro_f1
+from distill.probes import NoProbes, TeacherProbes, hop_outputs, probe_metrics
 from distill.programs import EagerProgram, PteProgram, delegation_summary, lower_to_pte, program_outputs, quantize_int8
 from distill.students import example_inputs, io_spec, labels_of, num_parameters
+from distill.teacher_tokens import teacher_window_targets
 from distill.tflite import TfliteProgram, convert_tflite, tflite_status
 from shared.tracking import make_tracker
 from distill.distill_config import ExportConfig
@@ -86,21 +93,24 @@ def _eager_outputs(model: torch.nn.Module, windows: WindowSet) -> list[np.ndarra
 
 def _metrics(probs: np.ndarray, thresholds: np.ndarray, test: WindowSet, teacher: dict[str, np.ndarray] | None,
              n: int) -> dict[str, Any]:
-    """Accuracy of one program on the test windows, against the labels and against the teacher (if any)."""
-    labels = test.labels[:, :n]
+    """Accuracy of one program on the test windows, against the labels and against the teacher (if any).
+
+    ``retention`` is left None here: it is the probes' pair-accuracy ratio (`probe_metrics`);
+    ``macro_f1_ratio`` is the window-level one."""
+    labels, mask = test.labels[:, :n], test.label_mask[:, :n]
     m: dict[str, Any] = {
         "split": "test",
         "n_windows": len(test),
         "n_recordings": len(test.recordings),
-        "labels_counted": int((labels.sum(0) > 0).sum()),
-        "macro_f1": macro_f1(probs, labels, thresholds),
-        "teacher_macro_f1": None, "agreement_f1": None, "retention": None,
+        "labels_counted": int(((labels * mask).sum(0) > 0).sum()),
+        "macro_f1": macro_f1(probs, labels, thresholds, mask),
+        "teacher_macro_f1": None, "agreement_f1": None, "retention": None, "macro_f1_ratio": None,
     }
     if teacher is None:
         return m
     m["teacher_macro_f1"] = teacher["macro_f1"]
     m["agreement_f1"] = macro_f1(probs, teacher["test"] >= teacher["thresholds"][None, :], thresholds)
-    m["retention"] = m["macro_f1"] / m["teacher_macro_f1"] if m["teacher_macro_f1"] > 0 else None
+    m["macro_f1_ratio"] = m["macro_f1"] / m["teacher_macro_f1"] if m["teacher_macro_f1"] > 0 else None
     return m
 
 
@@ -116,12 +126,14 @@ def run(cfg: ExportConfig) -> dict[str, ModelCard]:
 
     # Held-out windows: val picks thresholds and calibrates int8, test measures.
     teacher_dir = cfg.teacher or (scard.get("teacher") or {}).get("folder")  # None: distilled from labels only
-    teacher, tcard = None, None
+    teacher, tokenizer, tcard = None, None, None
     if teacher_dir:
-        teacher, _, tcard = load_teacher(teacher_dir)
+        teacher, tokenizer, tcard = load_teacher(teacher_dir)
+    # The bench first: a missing or empty one is a configuration problem, found before the long work.
+    probes, hop_windows = _load_probes(cfg, teacher, tokenizer, tcard, scfg)
     dataset = load_dataset(cfg.dataset or scard["data"]["dataset"])
     data = scard["data"]
-    split_kw = dict(audio_s=scfg.audio_s, stride_s=data["stride_s"], visual_span_s=data["visual_span_s"],
+    split_kw = dict(audio_s=scfg.audio_s, stride_s=data["stride_s"],
                     teacher_view=TeacherView.from_card(tcard) if teacher else None,
                     frame_size_px=scfg.frame_size_px if name == "av" else None, keep_camera=True)
     val, test = load_split(dataset, "val", **split_kw), load_split(dataset, "test", **split_kw)
@@ -130,11 +142,11 @@ def run(cfg: ExportConfig) -> dict[str, ModelCard]:
     calibration = [val.student_inputs([k], camera=True) for k in evenly(len(val), cfg.calibration_windows)]
     val, test = val.subset(evenly(len(val), cfg.max_eval_windows)), test.subset(evenly(len(test), cfg.max_eval_windows))
     teacher_ref = None
-    if teacher is not None:
-        t_val, t_test = (torch.sigmoid(teacher_targets(teacher, w)[0][:, :n]).numpy() for w in (val, test))
-        t_thresholds = choose_thresholds(t_val, val.labels[:, :n])
+    if teacher is not None:  # the per-token teacher at the same windows (distill/teacher_tokens.py)
+        t_val, t_test = (torch.sigmoid(teacher_window_targets(teacher, w)[0][:, :n]).numpy() for w in (val, test))
+        t_thresholds = choose_thresholds(t_val, val.labels[:, :n], val.label_mask[:, :n])
         teacher_ref = {"test": t_test, "thresholds": t_thresholds,
-                       "macro_f1": macro_f1(t_test, test.labels[:, :n], t_thresholds)}
+                       "macro_f1": macro_f1(t_test, test.labels[:, :n], t_thresholds, test.label_mask[:, :n])}
 
     # The programs. Each entry: (backend, precision, file, runner).
     macs = count_macs(model, inputs)
@@ -157,8 +169,8 @@ def run(cfg: ExportConfig) -> dict[str, ModelCard]:
 
     # Measure: eager first (the parity reference), then each program one window per call.
     eager_val, eager_test = _eager_outputs(model, val), _eager_outputs(model, test)
-    eager_thresholds = choose_thresholds(eager_val[0], val.labels[:, :n])
-    eager_f1 = macro_f1(eager_test[0], test.labels[:, :n], eager_thresholds)
+    eager_thresholds = choose_thresholds(eager_val[0], val.labels[:, :n], val.label_mask[:, :n])
+    eager_f1 = macro_f1(eager_test[0], test.labels[:, :n], eager_thresholds, test.label_mask[:, :n])
     inputs_spec, outputs_spec = io_spec(scfg)
     tracker = make_tracker(cfg.mlflow)
     tracker.start(run_name=cfg.mlflow.run_name or f"export-{name}")
@@ -170,7 +182,7 @@ def run(cfg: ExportConfig) -> dict[str, ModelCard]:
     for backend, precision, path, runner in programs:
         t0 = time.perf_counter()
         p_val, p_test = program_outputs(runner, _per_window(val)), program_outputs(runner, _per_window(test))
-        thresholds = choose_thresholds(p_val[0], val.labels[:, :n])
+        thresholds = choose_thresholds(p_val[0], val.labels[:, :n], val.label_mask[:, :n])
         metrics = _metrics(p_test[0], thresholds, test, teacher_ref, n)
         metrics["eager_fp32_macro_f1"] = eager_f1
         metrics["max_abs_diff_vs_eager"] = float(max(np.abs(a - b).max() for a, b in zip(p_test, eager_test)))
@@ -184,7 +196,7 @@ def run(cfg: ExportConfig) -> dict[str, ModelCard]:
             metrics["agreement_rate"] = float(agree.mean())
         extra: dict[str, Any] = {"mlflow_run_id": tracker.run_id, "distill_mlflow_run_id": scard.get("mlflow_run_id"),
                                  "student_folder": str(student_folder(cfg.checkpoint).resolve()),
-                                 "per_label_f1": dict(zip(labels, [None if np.isnan(v) else round(float(v), 4) for v in f1_per_label(p_test[0] >= thresholds, test.labels[:, :n])])),
+                                 "per_label_f1": dict(zip(labels, [None if np.isnan(v) else round(float(v), 4) for v in f1_per_label(p_test[0] >= thresholds, test.labels[:, :n], test.label_mask[:, :n])])),
                                  "calibration_windows": len(calibration) if precision == "int8" else 0,
                                  "macs_by_op": macs.by_op, "eval_seconds": round(time.perf_counter() - t0, 2)}
         if path.suffix == ".pte":
@@ -203,6 +215,14 @@ def run(cfg: ExportConfig) -> dict[str, ModelCard]:
             extra.update(trigger_eval=report_path.name, det_curve=det_path.name)
             tracker.artifact(report_path, path.stem)
             tracker.artifact(det_path, path.stem)
+        if probes is not None:  # with the card's final thresholds: what the device would answer
+            report = probes.score(hop_outputs(_one_call(runner), hop_windows, cfg.probes.hop_s), labels, thresholds)
+            metrics.update(probe_metrics(report, cfg.probes.target_retention))
+            probes_path = out / f"{path.stem}.probes.json"
+            probes_path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+            extra["probes"] = probes_path.name
+            tracker.artifact(probes_path, path.stem)
+            _print_probes(path.name, report)
         metrics = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in metrics.items()}  # JSON has no NaN
         card = ModelCard(
             name=name, program=path.name, format=path.suffix[1:], backend=backend, precision=precision,
@@ -232,6 +252,70 @@ def run(cfg: ExportConfig) -> dict[str, ModelCard]:
     return cards
 
 
+def _load_probes(cfg: ExportConfig, teacher, tokenizer, tcard, scfg) -> tuple[TeacherProbes | None, WindowSet | None]:
+    """The teacher and the controls on the bench's event probes, and the hop windows of its
+    recordings for the programs (None, None when ``probes.mode`` is off or auto finds no bench)."""
+    from cloud.data import resolve_dataset
+
+    p = cfg.probes
+    if p.mode == "off":
+        return None, None
+    qa_dir = p.qa_dir or ((tcard or {}).get("trained_on") or {}).get("qa_dir")
+    why = ("no teacher to compare with" if teacher is None else "no QA folder (probes.qa_dir)" if not qa_dir
+           else None if (Path(qa_dir) / "bench.jsonl").is_file() else f"no {Path(qa_dir) / 'bench.jsonl'}")
+    if why:
+        if p.mode == "on":
+            raise UserError(f"probes: {why}; set probes.mode=off to export without the bench's event probes")
+        print(f"probes: skipped ({why})", flush=True)
+        return None, None
+    root = resolve_dataset(qa_dir, None)
+    t0 = time.perf_counter()
+    try:
+        probes = TeacherProbes.load(teacher, tokenizer, tcard, qa_dir, max_pairs=p.max_pairs, batch_size=p.batch_size,
+                                    seed=p.seed, dataset_root=root)
+    except NoProbes as exc:
+        if p.mode == "on":
+            raise
+        print(f"probes: skipped ({exc})", flush=True)
+        return None, None
+    windows = load_split(load_dataset(root), "test", audio_s=scfg.audio_s, stride_s=p.hop_s, teacher_view=None,
+                         frame_size_px=scfg.frame_size_px if scfg.name == "av" else None, keep_camera=True,
+                         only=probes.recording_ids, first_end_s=p.hop_s)
+    missing = probes.recording_ids - {r.id for r in windows.recordings}
+    if missing:
+        raise UserError(f"probes: {qa_dir}/bench.jsonl asks about {sorted(missing)[:3]}, not test recordings of {root}")
+    print(f"probes: {len(probes.records) // 2} event-probe pairs on {len(probes.recording_ids)} held-out recordings; "
+          f"teacher and controls in {time.perf_counter() - t0:.1f} s", flush=True)
+    return probes, windows
+
+
+def _one_call(runner: Any):
+    """A program called with torch inputs, returning its outputs as numpy arrays."""
+    return lambda *inputs: [np.asarray(o) for o in runner(*inputs)]
+
+
+def _print_probes(program: str, report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from shared.stats import format_interval
+
+    mods = report["modalities"]
+    table = Table(title=f"{program}: the bench's event probes ({report['n_pairs']} pairs, "
+                        f"{report['n_recordings']} held-out recordings)")
+    table.add_column("system")
+    for m in mods:
+        table.add_column(f"{m} per question %", justify="right")
+        table.add_column(f"{m} per pair %", justify="right")
+    for name in report["systems"]:
+        fig = report["figures"][name]
+        table.add_row(name, *[format_interval((fig.get(m) or {}).get(lvl)) for m in mods for lvl in ("question", "pair")],
+                      style="bold" if name in ("student", "teacher") else "dim")
+    table.add_row("retention (student / teacher pairs)",
+                  *[x for m in mods for x in ("", format_interval(report["retention"][m]))], style="bold")
+    Console(width=200).print(table)
+
+
 def _one_per_call(runner: Any):
     """A batched call made of one program call per window, as on the device."""
     def run(windows: np.ndarray) -> np.ndarray:
@@ -256,15 +340,19 @@ def _print_table(name: str, cards: dict[str, ModelCard]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{name}: programs (test windows; thresholds from val)")
-    for col in ("program", "size kB", "macro-F1", "teacher F1", "retention", "agreement F1", "max |diff| vs eager"):
+    table = Table(title=f"{name}: programs (macro-F1 on test windows, thresholds from val; pairs: the bench's "
+                        "event probes; retention = student / teacher pair accuracy)")
+    for col in ("program", "size kB", "macro-F1", "teacher F1", "agreement F1", "probe pairs %", "teacher pairs %",
+                "retention", "max |diff| vs eager"):
         table.add_column(col, justify="left" if col == "program" else "right")
     def fmt(value: Any, spec: str) -> str:
         return "n/a" if value is None else format(value, spec)
 
     for file, card in cards.items():
         m = card.metrics
+        pct = lambda key: fmt(None if m.get(key) is None else 100 * m[key], ".1f")  # noqa: E731
         table.add_row(file, f"{card.size_bytes / 1024:.1f}", fmt(m["macro_f1"], ".3f"), fmt(m["teacher_macro_f1"], ".3f"),
-                      fmt(None if m["retention"] is None else 100 * m["retention"], ".1f") + "%", fmt(m["agreement_f1"], ".3f"),
+                      fmt(m["agreement_f1"], ".3f"), pct("probe_pair_accuracy"), pct("teacher_probe_pair_accuracy"),
+                      pct("retention") + ("%" if m.get("retention") is not None else ""),
                       fmt(m["max_abs_diff_vs_eager"], ".2e"))
     Console(width=160).print(table)

@@ -56,10 +56,18 @@ def binary_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t
     return t * t * (cross - entropy).mean()
 
 
-def hard_loss(student_logits: torch.Tensor, labels: torch.Tensor, pos_weight: float = 1.0) -> torch.Tensor:
-    """Binary cross-entropy against 0/1 annotation labels (B, C), mean over entries."""
+def hard_loss(student_logits: torch.Tensor, labels: torch.Tensor, pos_weight: float = 1.0,
+              mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Binary cross-entropy against 0/1 annotation labels (B, C), mean over the entries
+    ``mask`` keeps (all without one; ``distill/data.py``: a label that only grazes the
+    window, or an inaudible sound, is neither on nor off and is left out)."""
     weight = None if pos_weight == 1.0 else torch.full((student_logits.shape[-1],), float(pos_weight))
-    return F.binary_cross_entropy_with_logits(student_logits, labels.to(student_logits.dtype), pos_weight=weight)
+    if mask is None:
+        return F.binary_cross_entropy_with_logits(student_logits, labels.to(student_logits.dtype), pos_weight=weight)
+    per = F.binary_cross_entropy_with_logits(student_logits, labels.to(student_logits.dtype), pos_weight=weight,
+                                             reduction="none")
+    m = mask.to(per.dtype)
+    return (per * m).sum() / m.sum().clamp_min(1.0)
 
 
 def feature_loss(projected: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""`earshot distill`: knowledge distillation of the teacher's tag head, top to bottom.
+"""`earshot distill`: knowledge distillation of the per-token teacher, top to bottom.
 
     earshot distill teacher=runs/teacher/model
     earshot distill distill/student=av teacher=runs/teacher/model
@@ -11,13 +11,19 @@ One class in the torchtune style (``recipes/knowledge_distillation_single_device
 
 The loss (``distill/losses.py``), per batch of windows::
 
-    (1 - kd_weight) * BCE(student, labels)
+    (1 - kd_weight) * BCE(student, labels | label mask)
       + kd_weight * T^2 * mean KL(Bernoulli(sigmoid(teacher / T)) || Bernoulli(sigmoid(student / T)))
-      + feature_weight * (1 - cos(adapter(student embedding), teacher tag-head input))
+      + feature_weight * (1 - cos(adapter(student embedding), teacher per-token features))
       + confidence_weight * BCE(confidence, student agrees with the teacher on every tag)   [av]
 
-The trigger learns the audio-event columns of the teacher's tags, the AV
-student all of them. ``data.pos_weight`` weighs the positive labels of the
+The teacher is the per-token one (``distill/teacher_tokens.py``): the
+trigger's window is compared with the teacher's sound probabilities of the
+0.5 s tokens that tile that window's audio (max over them), the AV student's
+frame outputs with the teacher's action and state probabilities of that very
+frame. The hard labels are the world's exact ones, defined as the teacher's
+perception targets (``distill/data.py``), masked where they are unsure. The
+trigger learns the 18 sound events, the AV student those and the 23 frame
+labels (``distill.students.STUDENT_LABELS``). ``data.pos_weight`` weighs the positive labels of the
 hard term (a trigger that misses a sound costs more than one that fires
 twice: the hold and the operating point trim the rest).
 
@@ -27,8 +33,8 @@ term, and the val metrics against the teacher are left out. Pointing
 ``teacher=`` at a teacher and raising ``kd.kd_weight`` adds its soft targets
 back; nothing else changes.
 
-Teacher targets are computed once per run: the teacher's tag logits and
-tag-head inputs for every train and val window go to
+Teacher targets are computed once per run: the teacher's per-token logits and
+features pooled for every train and val window go to
 ``<out>/teacher_targets.safetensors`` (with a JSON key naming the teacher
 weights' hash and the window parameters); a resumed run reads them back.
 
@@ -65,12 +71,13 @@ from torch import nn
 
 from cloud.model.io import WEIGHTS_FILE as TEACHER_WEIGHTS
 from cloud.model.io import load_teacher
-from distill.data import TeacherView, WindowSet, dataset_root_of, load_split, teacher_targets
+from distill.data import TeacherView, WindowSet, dataset_root_of, load_split
 from distill.io import save_student
 from distill.losses import binary_kd_loss, confidence_loss, confidence_targets, feature_loss, hard_loss
 from distill.macs import count_macs
 from distill.metrics import auroc, macro_f1
 from distill.students import example_inputs, labels_of, make_student, num_parameters
+from distill.teacher_tokens import teacher_window_targets
 from distill.distill_config import DistillConfig
 from shared.config import UserError
 from shared.dataset import load_dataset
@@ -160,8 +167,7 @@ class DistillRecipe:
         # Windows of the train and val recordings, in the forms both models read.
         s = cfg.student
         common = dict(
-            audio_s=s.audio_s, stride_s=cfg.data.stride_s, visual_span_s=cfg.data.visual_span_s,
-            teacher_view=view,
+            audio_s=s.audio_s, stride_s=cfg.data.stride_s, teacher_view=view,
             frame_size_px=s.frame_size_px if s.name == "av" else None, max_recordings=cfg.data.max_recordings,
         )
         self.train_set = load_split(dataset, "train", **common)
@@ -207,6 +213,7 @@ class DistillRecipe:
         if self.teacher is None:
             return {}
         key = {
+            "targets": "per-token v1",  # distill/teacher_tokens.py (older runs cached pooled tags)
             "teacher_weights_sha256": _sha256(Path(self.cfg.teacher) / TEACHER_WEIGHTS),
             "dataset": str(Path(self.dataset_root).resolve()),
             "audio_s": self.cfg.student.audio_s,
@@ -220,7 +227,7 @@ class DistillRecipe:
         t0 = time.perf_counter()
         targets = {}
         for split, windows in (("train", self.train_set), ("val", self.val_set)):
-            logits, features = teacher_targets(self.teacher, windows)
+            logits, features = teacher_window_targets(self.teacher, windows)
             targets[f"{split}.logits"], targets[f"{split}.features"] = logits.contiguous(), features.contiguous()
         self.out.mkdir(parents=True, exist_ok=True)
         safetensors.torch.save_file(targets, str(path))
@@ -234,8 +241,9 @@ class DistillRecipe:
         """(total loss, its parts) for the train windows ``idx``."""
         n = self.n_out
         labels = torch.from_numpy(self.train_set.labels[idx, :n])
+        mask = torch.from_numpy(self.train_set.label_mask[idx, :n])
         out = self.student.forward_train(*self.train_set.student_inputs(idx))
-        hard = hard_loss(out["logits"], labels, self.cfg.data.pos_weight)
+        hard = hard_loss(out["logits"], labels, self.cfg.data.pos_weight, mask)
         loss, parts = (1.0 - self.kd_weight) * hard, {"hard": hard}
         teacher_logits = None
         if self.teacher is not None:
@@ -293,18 +301,18 @@ class DistillRecipe:
             return None
         n = self.n_out
         out = student_outputs(self.student, self.val_set)
-        labels = self.val_set.labels[:, :n]
+        labels, mask = self.val_set.labels[:, :n], self.val_set.label_mask[:, :n]
         s_prob = torch.sigmoid(out["logits"]).numpy()
         half = np.full(n, 0.5)
         m = {
-            "val/hard": hard_loss(out["logits"], torch.from_numpy(labels)).item(),
-            "val/macro_f1": macro_f1(s_prob, labels, half),
+            "val/hard": hard_loss(out["logits"], torch.from_numpy(labels), mask=torch.from_numpy(mask)).item(),
+            "val/macro_f1": macro_f1(s_prob, labels, half, mask),
         }
         if self.teacher is not None:
             teacher = self.targets["val.logits"][:, :n]
             t_prob = torch.sigmoid(teacher).numpy()
             m["val/kd"] = binary_kd_loss(out["logits"], teacher, self.temperature).item()
-            m["val/teacher_macro_f1"] = macro_f1(t_prob, labels, half)
+            m["val/teacher_macro_f1"] = macro_f1(t_prob, labels, half, mask)
             m["val/agreement_f1"] = macro_f1(s_prob, t_prob >= 0.5, half)
             m["val/retention"] = (m["val/macro_f1"] / m["val/teacher_macro_f1"] if m["val/teacher_macro_f1"] > 0
                                   else float("nan"))

@@ -6,8 +6,14 @@
 
     AVStudent      frame uint8 (1, C, C, 3) --FrameResize--> (1, 3, S, S) --x/127.5-1--> VisualBody --> (1, Cv) --+
                    pcm int16 (1, N) --PcmLogMel--> AudioBody ------------> (1, Ca) --+--> Linear+ReLU (hidden)
-                        hidden --> tag_logits (1, 33) --sigmoid--> tag_probs (1, 33)
+                        hidden --> tag_logits (1, 41) --sigmoid--> tag_probs (1, 41)
                         [hidden, tag_probs] --> MLP --sigmoid--> confidence (1, 1)
+
+Outputs follow the per-token teacher (``cloud/model/perception.py``): the
+trigger's 18 are the sound events it heard in its window (the teacher's sound
+head over the window's tokens); the AV student's 41 are those 18, then what its
+frame shows: 15 visual actions and 8 object states (the teacher's frame head),
+so it can answer "did you see the door open?" as well as "did you hear it?".
 
 Both bodies are depthwise-separable CNNs (MobileNet / DS-CNN keyword-spotting
 style: conv-BN-ReLU only, which PT2E's XNNPACK quantizer annotates and
@@ -31,14 +37,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from cloud.model.teacher import TAG_NAMES
+from cloud.model.perception import FRAME_LABELS, SOUND_LABELS
 from distill.student_config import StudentConfig
 from shared.features import FeatureConfig, PcmLogMel
 from shared.frames import FrameResize
-from shared.labels import names
 
 __all__ = [
     "EVENT_NAMES",
+    "STUDENT_LABELS",
     "AudioBody",
     "VisualBody",
     "AudioTrigger",
@@ -51,10 +57,10 @@ __all__ = [
     "num_parameters",
 ]
 
-#: The trigger's outputs: every audio event, in ``shared.labels`` id order
-#: (the first len(EVENT_NAMES) entries of the teacher's TAG_NAMES).
-EVENT_NAMES: tuple[str, ...] = tuple(names("audio_event"))
-assert TAG_NAMES[: len(EVENT_NAMES)] == EVENT_NAMES
+#: The trigger's outputs: every audio event, in ``shared.labels`` id order (the teacher's sound head).
+EVENT_NAMES: tuple[str, ...] = SOUND_LABELS
+#: The AV student's outputs: the sound events, then the teacher's frame labels (actions, object states).
+STUDENT_LABELS: tuple[str, ...] = (*SOUND_LABELS, *FRAME_LABELS)
 
 # Log-mel values lie in about [log(1e-3), 3]: a fixed affine to near unit scale
 # (the stem's BatchNorm learns the rest), as the teacher's AudioEncoder does.
@@ -135,7 +141,7 @@ class AudioTrigger(nn.Module):
 
 
 class AVStudent(nn.Module):
-    """One camera frame plus recent audio -> (tag probabilities (B, 33), confidence (B, 1)).
+    """One camera frame plus recent audio -> (tag probabilities (B, 41), confidence (B, 1)).
 
     ``forward`` (exported) reads the camera frame (B, C, C, 3) and resizes it with
     ``frame_resize`` in the graph; ``forward_train`` reads frames already resized by
@@ -188,7 +194,7 @@ class AVStudent(nn.Module):
 
 def labels_of(name: str) -> tuple[str, ...]:
     """Output labels of a student, in output order."""
-    return EVENT_NAMES if name == "trigger" else TAG_NAMES
+    return EVENT_NAMES if name == "trigger" else STUDENT_LABELS
 
 
 class TriggerModel:
@@ -217,7 +223,7 @@ class AVModel:
         c, f = self.cfg, self.cfg.features
         return AVStudent(
             FeatureConfig(**f.feature_kwargs()), f.trim_bins, list(c.audio_channels), list(c.visual_channels),
-            c.hidden, c.confidence_hidden, len(TAG_NAMES), c.camera_px // c.frame_size_px,
+            c.hidden, c.confidence_hidden, len(STUDENT_LABELS), c.camera_px // c.frame_size_px,
         )
 
     def get_example_inputs(self) -> tuple[torch.Tensor, ...]:
@@ -264,8 +270,9 @@ def io_spec(cfg: StudentConfig) -> tuple[list[dict[str, Any]], list[dict[str, An
                        f"to {s}x{s} (shared/frames.py) and scales it to [-1, 1] inside its graph",
     }
     outputs = [
-        {"name": "tag_probs", "dtype": "float32", "shape": [1, len(TAG_NAMES)],
-         "description": "probability of each audio event and visual action (labels order)"},
+        {"name": "tag_probs", "dtype": "float32", "shape": [1, len(STUDENT_LABELS)],
+         "description": "probability of each audio event in the audio window, then of each visual action and "
+                        "object state in the frame (labels order)"},
         {"name": "confidence", "dtype": "float32", "shape": [1, 1],
          "description": "estimated probability that every tag's decision at 0.5 matches the reference the head "
                         "was trained on (extra.confidence_target: the cloud teacher by default)"},

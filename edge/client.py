@@ -18,8 +18,9 @@ Guarantees:
   edge should answer locally rather than queue work that will be late.
 - **Deadlines.** Every call resolves by its deadline: a ``Result`` (or
   ``Pong``/``Stats``), or a `ClientError`. The server gets the remaining
-  budget minus half the smoothed ping RTT (its clock starts when the request
-  arrives), and the client keeps its own timer for the full budget.
+  budget minus the smoothed ping RTT and ``VERDICT_MARGIN_MS`` (its clock
+  starts when the request arrives, and its verdict must travel back before
+  the caller's deadline), and the client keeps its own timer for the full budget.
 - **At most once.** A future is resolved exactly once, and each request id is
   used once: a reply to a request that already failed (late, or from before a
   reconnect) is dropped and counted (``counters["late_replies"]``).
@@ -59,12 +60,14 @@ import zmq
 import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
-from shared.protocol import (CLIENT_SOCKET_OPTIONS, MAX_DEADLINE_MS, REPLY_KINDS, ErrorCode, ErrorReply,
-                             InferRequest, Ping, Pong, ProtocolError, Result, Stats, StatsRequest, decode, encode)
+from shared.protocol import (CLIENT_SOCKET_OPTIONS, MAX_DEADLINE_MS, REPLY_KINDS, Capabilities, ErrorCode, ErrorReply,
+                             Hello, InferRequest, Ping, Pong, ProtocolError, Result, Stats, StatsRequest, decode,
+                             encode)
 
 __all__ = [
     "Client", "ClientError", "UNAVAILABLE", "TOO_MANY_IN_FLIGHT", "CLOSED",
     "DEFAULT_DEADLINE_MS", "PING_TIMEOUT_MS", "MIN_RETRY_BUDGET_MS", "MAX_SENDS", "SILENT_TIMEOUTS_BEFORE_RESET",
+    "VERDICT_MARGIN_MS",
     "REOPEN_BACKOFF_INITIAL_MS", "REOPEN_BACKOFF_MAX_MS",
 ]
 
@@ -99,10 +102,16 @@ SILENT_TIMEOUTS_BEFORE_RESET = 3
 REOPEN_BACKOFF_INITIAL_MS = CLIENT_SOCKET_OPTIONS["RECONNECT_IVL"]
 #: ... up to this (ms). libzmq's own reconnect backoff uses the same pair.
 REOPEN_BACKOFF_MAX_MS = CLIENT_SOCKET_OPTIONS["RECONNECT_IVL_MAX"]
+#: Milliseconds the server's budget ends before the client's own timer, besides a round
+#: trip: the server's reply must be sent and read (two event-loop turns, a few ms on a
+#: busy host) before the caller's deadline, or a verdict the server did send is counted late.
+VERDICT_MARGIN_MS = 10
 #: Weight of the newest ping in the smoothed RTT.
 RTT_EWMA = 0.25
 #: Longest poll (ms) of the I/O thread.
 _POLL_MAX_MS = 100
+#: What ``hello`` tells the server about this client (its log shows it).
+CLIENT_NAME = "earshot-edge-python/1"
 
 
 class ClientError(Exception):
@@ -127,7 +136,7 @@ class ClientError(Exception):
 
 @dataclass(eq=False)
 class _Call:
-    kind: str                 # infer | ping | stats
+    kind: str                 # infer | ping | stats | hello
     request: InferRequest | None
     future: Future
     deadline: float           # monotonic: the caller's full budget
@@ -246,6 +255,13 @@ class Client:
     def stats(self, timeout_ms: int = PING_TIMEOUT_MS) -> Stats:
         """The server's counters. Raises `ClientError`."""
         return self._start(_Call("stats", None, Future(), time.monotonic() + timeout_ms / 1000, 1), None).result()
+
+    def hello(self, timeout_ms: int = PING_TIMEOUT_MS) -> Capabilities:
+        """What the server and its model take (input contract, labels, answer forms).
+
+        Raises `ClientError` (``unsupported_kind`` from a server older than protocol revision 1.1).
+        """
+        return self._start(_Call("hello", None, Future(), time.monotonic() + timeout_ms / 1000, 1), None).result()
 
     @property
     def counters(self) -> dict[str, int]:
@@ -443,8 +459,13 @@ class Client:
             return wire_id, Ping(id=wire_id, t_client_s=max(0.0, time.monotonic()))
         if call.kind == "stats":
             return wire_id, StatsRequest(id=wire_id)
-        one_way_ms = (self.rtt_ms or 0.0) / 2
-        budget = int(min(MAX_DEADLINE_MS, max(1.0, 1000 * (call.deadline - now) - one_way_ms)))
+        if call.kind == "hello":
+            return wire_id, Hello(id=wire_id, client=CLIENT_NAME)
+        # The server's clock starts when the request arrives (one way later) and its verdict
+        # (a result, or deadline_exceeded) needs another one way back: give it the remaining
+        # budget minus a round trip and a margin, so its answer lands before our own timer.
+        rtt_ms = self.rtt_ms or 0.0
+        budget = int(min(MAX_DEADLINE_MS, max(1.0, 1000 * (call.deadline - now) - rtt_ms - VERDICT_MARGIN_MS)))
         return wire_id, dataclasses.replace(call.request, id=wire_id, deadline_ms=budget)
 
     def _flush(self, now: float) -> None:
@@ -467,6 +488,7 @@ class Client:
             self._unsent.popleft()
             call.sends += 1
             call.wire_id, call.t_sent = wire_id, now
+            call.future.sent_at = now  # latency stages (edge/runtime.py): on the wire
             self._by_id[wire_id] = call
             self._count("sent")
 
@@ -501,7 +523,7 @@ class Client:
             self._resolve(call, error=ClientError(msg.code.value, msg.message, retry_after_ms=msg.retry_after_ms,
                                                   from_server=True))
             return
-        expected = {"infer": Result, "ping": Pong, "stats": Stats}[call.kind]
+        expected = {"infer": Result, "ping": Pong, "stats": Stats, "hello": Capabilities}[call.kind]
         if not isinstance(msg, expected):
             self._resolve(call, error=ClientError(ErrorCode.BAD_REQUEST.value,
                                                   f"server answered {call.kind} with {msg.KIND}", from_server=True))
@@ -530,9 +552,15 @@ class Client:
             self._reset(f"{self._silent_timeouts} requests in a row got no reply", now)
 
     def _resolve(self, call: _Call, *, result=None, error: ClientError | None = None) -> None:
-        """Deliver exactly once (the only place a Future is completed)."""
+        """Deliver exactly once (the only place a Future is completed).
+
+        The future carries two monotonic timestamps for latency accounting:
+        ``sent_at`` (the last send on the wire, or absent if never sent) and
+        ``resolved_at`` (now: the reply was read, or the call failed).
+        """
         if call.future.done():
             return
+        call.future.resolved_at = time.monotonic()
         with self._lock:
             self._unresolved -= 1
         if error is not None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
-from shared.config import ConfigError, check, check_range
+from shared.config import ConfigError, check, check_choice, check_range
 from shared.protocol import MAX_DEADLINE_MS
 
 __all__ = ["EdgeConfig", "TraceConfig", "load_profile", "recording_folders", "make_client"]
@@ -127,8 +127,19 @@ class TraceConfig:
     hop_s: float = 0.25
     max_in_flight: int = 8
     out: str = "traces"                    # writes <out>/<recording_id>.jsonl
+    cloud_hops: str = "all"                # all | needed: only hops that ask a query or lie in an event's window
+    important_labels: list[str] = field(default_factory=lambda: ["alarm", "timer_beep", "doorbell", "car_horn",
+                                                                  "phone_ring", "knock", "kettle_whistle",
+                                                                  "microwave_beep"])
+    event_window_s: float = 5.0            # cloud_hops=needed: seconds after an important event's onset
 
     def __post_init__(self) -> None:
+        check_choice("cloud_hops", self.cloud_hops, ("all", "needed"))
+        check_range("event_window_s", self.event_window_s, 0.0, 60.0, lo_open=True, unit="s")
+        from shared.labels import names
+
+        bad = sorted(set(self.important_labels) - set(names("audio_event")))
+        check(not bad, "important_labels", f"unknown audio_event labels {bad}")
         check(Path(self.recording).is_dir(), "recording", f"no such folder: {self.recording}")
         check(bool(recording_folders(self.recording)), "recording",
               f"no recording folders (with annotations.json) in {self.recording}")

@@ -28,7 +28,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "camera": ("on",),
     "local_inference": ("top", "confidence", "latency_ms"),
     "offload": ("request_id", "offload", "frames", "jpeg_quality", "audio_s", "bytes", "query_id"),
-    "result": ("request_id", "latency_ms", "answer", "top", "model_id"),
+    "result": ("request_id", "latency_ms", "answer", "top", "model_id", "stages_ms"),
     "fallback": ("request_id", "reason", "query_id"),
     "answer": ("query_id", "text", "answer", "source", "latency_ms", "correct"),
     # The run's total energy is the common energy_mj key of the end line.

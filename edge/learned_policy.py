@@ -4,10 +4,10 @@
 ``policy_xnnpack_fp32.pte`` with a card beside it (``policy_xnnpack_fp32.json``)::
 
     {"card_version": 1, "kind": "offload_policy", "program": "policy_xnnpack_fp32.pte",
-     "size_bytes": ..., "sha256": ..., "obs_size": 64,
+     "size_bytes": ..., "sha256": ..., "obs_size": 74,
      "trigger_labels": [...], "student_labels": [...],      # observation_vector's label lists
      "actions": [{"camera": false, "student": false, "offload": "none"}, ...],   # ACTIONS order
-     "inputs": [{"name": "obs", "dtype": "float32", "shape": [1, 64]}],
+     "inputs": [{"name": "obs", "dtype": "float32", "shape": [1, 74]}],
      "outputs": [{"name": "logits", "dtype": "float32", "shape": [1, 5]}], "extra": {...}}
 
 :class:`LearnedPolicy` follows the ``edge.policy`` protocol: it turns the

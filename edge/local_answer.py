@@ -26,19 +26,23 @@ detected neither of two named sounds. Its accuracy is what the cloud adds to.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from shared.labels import names
 from shared.queries import NO, YES, labels_named, query_kind
 
-__all__ = ["LOOKBACK_S", "UNKNOWN", "Detection", "LocalMemory", "query_kind", "labels_named", "answer_locally"]
+__all__ = ["LOOKBACK_S", "UNKNOWN", "EPISODE_GAP_S", "SAME_MOMENT_S", "Detection", "LocalMemory", "query_kind",
+           "labels_named", "answer_locally"]
 
 #: How far back (s) "what was that?" and "why did I ...?" look for the sound.
 LOOKBACK_S = 10.0
 #: The answer when there is nothing to answer from.
 UNKNOWN = "unknown"
 #: Detections of the same label closer than this (s) are one episode (for counts).
-_EPISODE_GAP_S = 1.0
+EPISODE_GAP_S = 1.0
+#: "The latest moment": detections this close (s) to the most recent one compete on score.
+SAME_MOMENT_S = 0.5
 
 _AUDIO = tuple(names("audio_event"))
 
@@ -74,18 +78,24 @@ def _most_recent(memory: LocalMemory, t_s: float) -> str | None:
         return None
     latest = max(d.t_s for d in recent)
     # Among the detections of the latest moment, the most confident one.
-    return max((d for d in recent if d.t_s >= latest - 0.5), key=lambda d: d.score).label
+    return max((d for d in recent if d.t_s >= latest - SAME_MOMENT_S), key=lambda d: d.score).label
 
 
 def _episodes(memory: LocalMemory, t_s: float, label: str) -> int:
     times = [d.t_s for d in memory.before(t_s) if d.label == label]
-    return sum(1 for i, x in enumerate(times) if i == 0 or x - times[i - 1] > _EPISODE_GAP_S)
+    return sum(1 for i, x in enumerate(times) if i == 0 or x - times[i - 1] > EPISODE_GAP_S)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(text: str) -> tuple[str, tuple[str, ...]]:
+    """(kind, labels named) of a question: parsed once per wording (the simulator asks the same
+    question under many student histories)."""
+    return query_kind(text), tuple(labels_named(text))
 
 
 def answer_locally(memory: LocalMemory, text: str, t_s: float) -> str:
     """The device's answer to the question ``text`` asked at ``t_s`` (see the module table)."""
-    kind = query_kind(text)
-    named = labels_named(text)
+    kind, named = _parsed(text)
     if kind == "order" and named:
         firsts = {}
         for d in memory.before(t_s):

@@ -29,11 +29,15 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from shared.queries import KINDS as _QUERY_CONTRACT_KINDS
+from shared.queries import query_kind
+
 __all__ = [
     "Observation", "Action", "OffloadSpec", "OFFLOADS", "OFFLOAD_SPECS", "ACTIONS",
     "OFF", "LOOK", "OFFLOAD_LIGHT", "OFFLOAD_FULL", "OFFLOAD_AUDIO",
-    "Policy", "AlwaysLocal", "AlwaysCloud", "Periodic", "AudioTrigger", "ConfidenceThreshold",
-    "ContextAware", "POLICIES", "make_policy", "observation_vector", "observation_size",
+    "Policy", "NeverOn", "QueryOnly", "AlwaysLocal", "AlwaysCloud", "Periodic", "AudioTrigger",
+    "ConfidenceThreshold", "ContextAware", "POLICIES", "make_policy", "observation_vector", "observation_size",
+    "QUERY_KINDS", "query_kind_index",
 ]
 
 
@@ -58,6 +62,9 @@ class Observation:
         query: text of a user query that falls in this step, or None.
         query_id: its id, or None.
         camera_on: camera state during the previous step.
+        day_left_frac: share of the wearing day still ahead, 0..1 (1 when the runtime does not
+            know the day: ``earshot edge`` replays one recording).
+        uplink_tokens_frac: share of the uplink token bucket left, 0..1 (1 without a bucket).
     """
 
     t_s: float
@@ -76,6 +83,8 @@ class Observation:
     query: str | None = None
     query_id: str | None = None
     camera_on: bool = False
+    day_left_frac: float = 1.0
+    uplink_tokens_frac: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -155,6 +164,41 @@ class _Base:
 
     def params(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+
+
+@dataclass
+class NeverOn(_Base):
+    """Camera off and nothing sent, ever: queries are answered from what the always-on trigger heard.
+
+    The floor every policy is compared with: what the glasses know for free.
+    """
+
+    name = "never_on"
+
+    def act(self, obs: Observation) -> Action:
+        return OFF
+
+
+@dataclass
+class QueryOnly(_Base):
+    """Offloads only when the wearer asks (``offload``: audio, light or full), camera off otherwise.
+
+    ``full`` and ``light`` turn the camera on for the query's step only, so the
+    cloud sees the frames of that moment; ``audio`` sends sound alone.
+    """
+
+    name = "query_only"
+    offload: str = "full"
+
+    def __post_init__(self) -> None:
+        if self.offload not in OFFLOAD_SPECS:
+            raise ValueError(f"query_only.offload: expected one of {sorted(OFFLOAD_SPECS)}, got {self.offload!r}")
+        super().__post_init__()
+
+    def act(self, obs: Observation) -> Action:
+        if obs.query is None:
+            return OFF
+        return {"full": OFFLOAD_FULL, "light": OFFLOAD_LIGHT, "audio": OFFLOAD_AUDIO}[self.offload]
 
 
 @dataclass
@@ -355,7 +399,8 @@ class ContextAware(ConfidenceThreshold):
 
 
 POLICIES: dict[str, type] = {
-    cls.name: cls for cls in (AlwaysLocal, AlwaysCloud, Periodic, AudioTrigger, ConfidenceThreshold, ContextAware)
+    cls.name: cls for cls in (NeverOn, QueryOnly, AlwaysLocal, AlwaysCloud, Periodic, AudioTrigger,
+                              ConfidenceThreshold, ContextAware)
 }
 
 
@@ -371,8 +416,13 @@ def make_policy(name: str, **params: Any) -> Policy:
     return cls(**params)
 
 
+#: The kinds a question's wording tells apart on the device (the wearer-query contract,
+#: ``shared/queries.py``): which one is asked decides whether the device can answer it (a sound it
+#: heard) or only the cloud can.
+QUERY_KINDS: tuple[str, ...] = tuple(_QUERY_CONTRACT_KINDS)
 _EXTRA_FEATURES = ("has_student", "student_confidence", "student_fresh", "snr", "battery", "link_up",
-                   "rtt", "mbps", "since_offload", "pending", "has_query", "camera_on", "fired")
+                   "rtt", "mbps", "since_offload", "pending", "has_query", "camera_on", "fired", "day_left",
+                   "uplink_tokens", *(f"query_{k}" for k in QUERY_KINDS))
 
 
 def observation_size(trigger_labels: Sequence[str], student_labels: Sequence[str]) -> int:
@@ -388,7 +438,9 @@ def observation_vector(obs: Observation, trigger_labels: Sequence[str], student_
     has_student, student_confidence, student_fresh (age <= 1 s), snr_db / 40
     (clipped to [-1, 1]), battery_frac, link_up, rtt (ms / 1000, clipped to 1),
     mbps (log10(1 + mbps) / 3, clipped), since_offload (s / 10, clipped to 1),
-    pending (/ 4, clipped), has_query, camera_on, any trigger label fired.
+    pending (/ 4, clipped), has_query, camera_on, any trigger label fired,
+    day_left_frac, uplink_tokens_frac, then a one-hot of the query's kind
+    (:data:`QUERY_KINDS`, all zero without a query).
     """
     n_t, n_s = len(trigger_labels), len(student_labels)
     v = np.zeros(n_t + n_s + len(_EXTRA_FEATURES), np.float32) if out is None else out
@@ -414,5 +466,15 @@ def observation_vector(obs: Observation, trigger_labels: Sequence[str], student_
         float(obs.query is not None),
         float(obs.camera_on),
         float(bool(obs.trigger_fired)),
+        min(1.0, max(0.0, obs.day_left_frac)),
+        min(1.0, max(0.0, obs.uplink_tokens_frac)),
+        *(0.0 for _ in QUERY_KINDS),
     )
+    if obs.query is not None:
+        v[k + query_kind_index(obs.query)] = 1.0
     return v
+
+
+def query_kind_index(text: str) -> int:
+    """Position of the question's kind feature after the student block (see :func:`observation_vector`)."""
+    return len(_EXTRA_FEATURES) - len(QUERY_KINDS) + QUERY_KINDS.index(query_kind(text))

@@ -28,6 +28,12 @@ trigger- and student-driven inputs depend only on the recording and the
 programs, never on wall time; only ``pending`` and ``link_up`` (used by
 ``context_aware``) can differ between runs.
 
+Answers are shown when they arrive, not at the next step: the client's
+callback hands each cloud result to ``display`` at once (a hop is 250 ms; a
+merge-time display made the wearer wait half a hop on average). Every
+``result`` event carries ``stages_ms``: where the time went from the sending
+step's audio in hand to the answer shown (docs/edge.md).
+
 Failures never stop the loop: a request that fails (deadline, server down,
 busy, too many in flight, no endpoint) is logged as ``fallback`` and its
 query, if any, is answered on the device (edge/local_answer.py).
@@ -38,7 +44,7 @@ import concurrent.futures
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -84,6 +90,9 @@ class _InFlight:
     future: concurrent.futures.Future
     query: Any | None          # shared.annotations.Query
     wall_done: float | None = None
+    wall_step: float = 0.0     # time.monotonic() when the sending step's audio was in hand
+    wall_trigger: float = 0.0  # ... and when that step's trigger had answered
+    wall_shown: float | None = None  # ... and when its answer was shown (on arrival, see EdgeRuntime)
 
 
 @dataclass
@@ -131,16 +140,22 @@ class EdgeRuntime:
         deadline_ms: budget of each offload.
         link_rtt_ms, link_mbps: the link estimate the policy sees (from the network profile).
         run_info: extra fields of the ``start`` event (device, network, endpoint, program paths).
+        display: called with each cloud `Result` (and its offload's ``request_id``) the moment it
+            arrives, on the client's I/O thread (keep it short): the wearer sees an answer when it
+            comes, not at the next hop. The step loop still merges it at the next step for the
+            policy, the energy account and the log (``stages_ms.shown_ms`` is the display time).
     """
 
     def __init__(self, source: RecordingSource, trigger, student, policy, meter: EnergyMeter, log: EventLog, *,
                  client=None, hop_s: float = 0.25, deadline_ms: int = 800, link_rtt_ms: float = 40.0,
-                 link_mbps: float = 80.0, run_info: dict[str, Any] | None = None) -> None:
+                 link_mbps: float = 80.0, run_info: dict[str, Any] | None = None,
+                 display: Callable[[int, Result], None] | None = None) -> None:
         self.source, self.trigger, self.student, self.policy = source, trigger, student, policy
         self.meter, self.log, self.client = meter, log, client
         self.hop_s, self.deadline_ms = float(hop_s), int(deadline_ms)
         self.link_rtt_ms, self.link_mbps = float(link_rtt_ms), float(link_mbps)
         self.run_info = dict(run_info or {})
+        self.display = display
         rate = source.sample_rate_hz
         self.rate = rate
         self.ring = AudioRing(int(RING_S * rate))
@@ -166,6 +181,7 @@ class EdgeRuntime:
         self._student_t = -math.inf
         self._last_offload_t = -math.inf
         self._t = 0.0
+        self._wall_step = self._wall_trigger = 0.0  # this step's audio in hand / trigger answered (monotonic)
         # per-step accumulators
         self._tx = self._rx = self._jpeg_frames = 0
         self._compute_mj = 0.0
@@ -212,7 +228,9 @@ class EdgeRuntime:
         """One step ending at recording time ``t`` (see the module docstring)."""
         self._t = t
         self.ring.push(self.source.read_until(t))
+        self._wall_step = time.monotonic()
         scores, fired = self._run_trigger(t)
+        self._wall_trigger = time.monotonic()
         self._merge(t)
         query = self._query_for(t)
         obs = Observation(
@@ -319,10 +337,11 @@ class EdgeRuntime:
             # background): answer at once instead of holding the wearer for the whole deadline.
             self._fallback(t, request_id, NO_ENDPOINT, query)
             return
-        item = _InFlight(request_id, t, time.monotonic(), None, query)  # type: ignore[arg-type]
+        item = _InFlight(request_id, t, time.monotonic(), None, query,  # type: ignore[arg-type]
+                         wall_step=self._wall_step, wall_trigger=self._wall_trigger)
         fut = self.client.submit(req, deadline_ms=self.deadline_ms)
         item.future = fut
-        fut.add_done_callback(lambda _f, it=item: setattr(it, "wall_done", time.monotonic()))
+        fut.add_done_callback(lambda _f, it=item: self._arrived(it))
         if fut.done() and fut.exception() is not None:
             err = fut.exception()
             self._fallback(t, request_id, err.code if isinstance(err, ClientError) else "internal", query)
@@ -330,6 +349,19 @@ class EdgeRuntime:
         self._tx += n_bytes
         self.summary.bytes_sent += n_bytes
         self._in_flight.append(item)
+
+    def _arrived(self, item: _InFlight) -> None:
+        """On the client's I/O thread, when an offload resolves: show a result at once."""
+        item.wall_done = time.monotonic()
+        fut = item.future
+        if fut.exception() is None and self.display is not None:
+            try:
+                self.display(item.request_id, fut.result())
+            except Exception:  # a display bug must not take the client thread down
+                import logging
+
+                logging.getLogger("earshot.edge").exception("display failed")
+        item.wall_shown = time.monotonic()
 
     def _merge(self, t: float, *, final: bool = False) -> None:
         """Merge the requests that have resolved by ``t`` (all of them when ``final``), in send order."""
@@ -339,17 +371,19 @@ class EdgeRuntime:
             fut = item.future
             budget_s = t - item.t_sent_s
             if not fut.done() and (final or not realtime):
-                wait_s = 1e9 if final else budget_s - (time.monotonic() - item.wall_sent)
+                wait_s = 1e9 if final else budget_s - (time.monotonic() - item.wall_step)
                 if wait_s > 0:
                     concurrent.futures.wait([fut], timeout=min(wait_s, self.deadline_ms / 1000 + 5.0))
             if not fut.done():
                 keep.append(item)
                 continue
-            latency_s = (item.wall_done or time.monotonic()) - item.wall_sent
-            if not (final or realtime) and latency_s > budget_s + 1e-3:
+            done = item.wall_done or time.monotonic()
+            # On the virtual clock the step's own compute (trigger, student, JPEG) counts too:
+            # the reply arrives at t_sent + (done - the moment the sending step began).
+            if not (final or realtime) and done - item.wall_step > budget_s + 1e-3:
                 keep.append(item)  # resolved, but on the virtual clock it arrives after this step
                 continue
-            self._resolve(t, item, latency_s)
+            self._resolve(t, item, done - item.wall_sent)
         self._in_flight = keep
 
     def _resolve(self, t: float, item: _InFlight, latency_s: float) -> None:
@@ -367,10 +401,34 @@ class EdgeRuntime:
         self.summary.results += 1
         latency_ms = 1000 * latency_s
         self._emit("result", t, request_id=item.request_id, latency_ms=latency_ms, answer=result.answer,
-                   top=_top(result.tags), model_id=result.model_id)
+                   top=_top(result.tags), model_id=result.model_id, stages_ms=self._stages_ms(t, item, result))
         if item.query is not None:
             q = item.query
             self._answer(t, q, result.answer, "cloud", 1000 * (item.t_sent_s - q.t_s) + latency_ms)
+
+    def _stages_ms(self, t: float, item: _InFlight, result: Result) -> dict[str, float]:
+        """Where the time of one offload went, from its step's audio in hand to the answer shown.
+
+        Wall intervals on the device (``trigger_ms``, ``build_ms``, ``send_ms``), the round trip
+        split into the server's own ``total_ms`` and the rest (``network_ms``), and ``shown_ms``:
+        reply read -> answer shown, which happens on arrival (``display``, `_arrived`), not when
+        the step loop merges the result. docs/edge.md lists them.
+        """
+        fut = item.future
+        sent = getattr(fut, "sent_at", item.wall_sent)
+        replied = getattr(fut, "resolved_at", item.wall_done or time.monotonic())
+        server_ms = float(result.timing_ms.get("total_ms", 0.0))
+        shown_ms = 1000 * ((item.wall_shown or replied) - replied)  # the same on both clocks: a wall interval
+        return {
+            "trigger_ms": 1000 * (item.wall_trigger - item.wall_step),
+            "build_ms": 1000 * (item.wall_sent - item.wall_trigger),
+            "send_ms": 1000 * (sent - item.wall_sent),
+            "network_ms": max(0.0, 1000 * (replied - sent) - server_ms),
+            "server_ms": server_ms,
+            "server_queue_ms": float(result.timing_ms.get("queue_ms", 0.0)),
+            "server_model_ms": float(result.timing_ms.get("worker_ms", result.timing_ms.get("model_ms", 0.0))),
+            "shown_ms": max(0.0, shown_ms),
+        }
 
     def _fallback(self, t: float, request_id: int | None, reason: str, query, t_known: float | None = None) -> None:
         """Log a failed offload; its query is answered from what the device knew when it was asked

@@ -3,29 +3,32 @@
 The simulator cannot run the programs and the server for every policy it
 evaluates, so this exhaustive mode runs them once per recording and writes
 what each would have answered, and at what cost, into a trace file
-(``traces/<recording_id>.jsonl``, format v1 in docs/edge.md)::
+(``<out>/<recording_id>.jsonl``; the format, its version and its one reader
+are ``shared/trace.py``)::
 
-    line 1    header: recording, programs (sha256, labels, thresholds, MACs), server, offload specs,
+    line 1    header: recording and split, programs (sha256, labels, thresholds, MACs), server,
+              offload specs, capture variants, the server's service times measured sequentially,
               annotated events and queries
     line 2..  one per hop i (t_s = (i + 1) * hop_s): trigger probabilities and ms, SNR estimate,
-              student probabilities / confidence / ms on the hop's frame, a blur estimate,
-              the local answer to a query that falls in the hop, and the cloud's answer to each
-              offload kind (light, full, audio) through the live server
+              student probabilities / confidence / ms on the hop's frame, a blur estimate, the
+              device's answer to a query in the hop (student on every hop), and the cloud's answer
+              under each capture variant (light, full_now, full_warm, audio)
 
-Everything is computed as if the camera were on at every step (the student
-sees every hop's newest frame; offloads carry the frames of the last
-``audio_s`` seconds), so a replay can take any policy's view of it. Cloud
-``latency_ms`` is server + loopback time; the simulator adds the network's
-delay and loss from its profile.
+What the camera captured decides what an offload carries, so each hop asks
+the cloud once per capture variant (``shared.trace.CAPTURE_VARIANTS``): the
+frames of this hop only, the frames of the whole window, or none. The student
+runs on every hop here; the simulator rebuilds the device's answers from the
+hops a policy actually ran it on.
 
-`load_trace` reads a file back (validating the header); `replay_trace` runs a
-policy over a trace the way the runtime would, deterministically (the
-simulator's environment does the same with energy and network on top).
+Service time: before tracing, :func:`measure_service_ms` sends requests one
+at a time (nothing else in flight) and records their round trip on loopback;
+the simulator samples that distribution and adds the network's delay. The
+per-hop requests are sent concurrently (the server batches them) and their
+wall time is not kept: it depends on the machine's load while tracing.
 """
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import math
 import time
 from pathlib import Path
@@ -34,25 +37,23 @@ from typing import Any
 import numpy as np
 
 from edge.local_answer import LocalMemory, answer_locally
-from edge.policy import OFFLOAD_SPECS, Observation
-from edge.runtime import answer_matches, build_request, step_times
+from edge.policy import OFFLOAD_SPECS
+from edge.runtime import build_request, step_times
 from edge.snr import estimate_snr_db
 from edge.source import AudioRing
-from shared.trigger import TriggerHold
+from shared.trace import CAPTURE_VARIANTS, NOT_TRACED, OFFLOAD_KINDS, TRACE_VERSION, write_trace
 
-__all__ = ["TRACE_VERSION", "CLOUD_TOP_K", "LAPLACIAN_SHARP", "frame_blur", "trace_recording", "run_trace",
-           "load_trace", "replay_trace", "TraceError"]
+__all__ = ["CLOUD_TOP_K", "LAPLACIAN_SHARP", "SERVICE_SAMPLES", "frame_blur", "measure_service_ms",
+           "trace_recording", "run_trace"]
 
-TRACE_VERSION = 1
 #: Tags kept per cloud answer (the highest).
 CLOUD_TOP_K = 5
 #: Variance of the 4-neighbour Laplacian (grey levels^2) at which a frame counts as fully sharp.
 LAPLACIAN_SHARP = 400.0
+#: Sequential requests per offload kind for the service-time distribution: 24 gives its median
+#: within a few percent and a p95 from the two slowest, in a few seconds of a tiny teacher.
+SERVICE_SAMPLES = 24
 _TIE_EPS = 1e-9
-
-
-class TraceError(ValueError):
-    """A trace file that does not follow the format; the message names the file and line."""
 
 
 def frame_blur(rgb: np.ndarray) -> float:
@@ -73,27 +74,84 @@ def _program_info(program) -> dict[str, Any]:
             "size_bytes": c.size_bytes, "precision": c.precision}
 
 
-def _cloud_entry(fut: concurrent.futures.Future, t_submit: float, bytes_up: int) -> dict[str, Any]:
-    from edge.client import ClientError
+def _cloud_entry(fut: concurrent.futures.Future | str, bytes_up: int, frame_t_s: list[float]) -> dict[str, Any]:
+    """One variant's cloud entry (``fut`` a string: not sent, that is the error: ``link_down``, ``not_traced``)."""
     from shared.protocol import encode
 
+    base = {"bytes_up": bytes_up, "frame_t_s": frame_t_s}
+    if isinstance(fut, str):
+        return {"ok": False, "error": fut, "bytes_down": 0, "tags": {}, "answer": None, **base}
     err = fut.exception()
-    latency_ms = 1000 * (time.monotonic() - t_submit)
     if err is not None:
+        from edge.client import ClientError
+
         code = err.code if isinstance(err, ClientError) else "internal"
-        return {"ok": False, "latency_ms": latency_ms, "bytes_up": bytes_up, "bytes_down": 0, "tags": {},
-                "answer": None, "error": code}
+        return {"ok": False, "error": code, "bytes_down": 0, "tags": {}, "answer": None, **base}
     res = fut.result()
     tags = dict(sorted(res.tags.items(), key=lambda kv: (-kv[1], kv[0]))[:CLOUD_TOP_K])
-    return {"ok": True, "latency_ms": latency_ms, "bytes_up": bytes_up, "bytes_down": len(encode(res)),
-            "tags": tags, "answer": res.answer, "error": None}
+    return {"ok": True, "error": None, "bytes_down": len(encode(res)), "tags": tags, "answer": res.answer, **base}
+
+
+def _captured(rec, t: float, hop_s: float, history: str) -> list[int]:
+    """Frame indices the camera holds at ``t`` under a capture history (``now``: this hop's only)."""
+    k = rec.frame_index_at(t) if len(rec.frames) else -1
+    if history == "none" or k < 0:
+        return []
+    if history == "window":
+        return list(range(k + 1))
+    lo = int(np.searchsorted(rec.frame_times_s, t - hop_s + _TIE_EPS, side="left"))
+    return list(range(lo, k + 1))
+
+
+def measure_service_ms(rec, client, *, hop_s: float, deadline_ms: int,
+                       samples: int = SERVICE_SAMPLES) -> dict[str, list[float]]:
+    """Service time (ms, loopback round trip) per offload kind, one request at a time.
+
+    Requests are built from ``samples`` hops spread over the recording, with the
+    window's frames; each waits for its reply before the next is sent. A failed
+    request is left out (the trace's per-hop entries say which variants fail).
+    """
+    from edge.client import ClientError
+
+    ring = AudioRing(int(8.0 * rec.sample_rate_hz))
+    times = step_times(rec.duration_s, hop_s)
+    picks = set(np.linspace(0, len(times) - 1, min(samples, len(times))).round().astype(int).tolist())
+    out: dict[str, list[float]] = {k: [] for k in OFFLOAD_KINDS}
+    pos = 0
+    for i, t in enumerate(times):
+        stop = min(int(round(t * rec.sample_rate_hz)), len(rec.audio))
+        ring.push(rec.audio[pos:stop])
+        pos = stop
+        if i not in picks:
+            continue
+        for kind in OFFLOAD_KINDS:
+            spec = OFFLOAD_SPECS[kind]
+            req, _, _ = build_request(rec, ring, t, spec, _captured(rec, t, hop_s, "window"), trigger_label="trace",
+                                      trigger_score=0.0, student_scores=None, student_confidence=None, query=None,
+                                      deadline_ms=deadline_ms)
+            t0 = time.perf_counter()
+            try:
+                client.submit(req, deadline_ms=deadline_ms).result()
+            except ClientError:
+                continue
+            out[kind].append(1000.0 * (time.perf_counter() - t0))
+    return out
 
 
 def trace_recording(rec, trigger, student, client, *, hop_s: float = 0.25, deadline_ms: int = 5000,
-                    endpoint: str | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                    endpoint: str | None = None, split: str | None = None,
+                    service_ms: dict[str, list[float]] | None = None, max_in_flight: int = 8,
+                    cloud_hops: str = "all", important: tuple[str, ...] = (),
+                    event_window_s: float = 5.0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(header, hop lines) of one loaded `Recording` (see the module docstring).
 
     ``client``: an ``edge.client.Client`` (None: every cloud entry is ``link_down``).
+    ``service_ms``: the sequential measurement to store (:func:`measure_service_ms`).
+    ``max_in_flight``: the client's limit; the next hops' requests are sent while
+    earlier ones are served, within it. ``cloud_hops="needed"``: ask the cloud only at
+    hops that ask a query or end within ``(onset, onset + event_window_s]`` of an event
+    labelled in ``important`` (the requests are still built: their bytes and frames are
+    recorded); elsewhere every variant says ``not_traced``.
     """
     ann = rec.annotations
     rate = rec.sample_rate_hz
@@ -110,11 +168,15 @@ def trace_recording(rec, trigger, student, client, *, hop_s: float = 0.25, deadl
             pass
     header = {
         "trace_version": TRACE_VERSION, "recording_id": ann.recording_id, "environment": ann.environment,
-        "duration_s": rec.duration_s, "hop_s": hop_s, "snr_db": ann.snr_db,
+        "duration_s": rec.duration_s, "hop_s": hop_s, "snr_db": ann.snr_db, "split": split,
         "trigger": _program_info(trigger), "student": _program_info(student),
         "server": {"endpoint": endpoint, "model_id": model_id},
         "offloads": {k: {"frames": s.frames, "jpeg_quality": s.jpeg_quality, "audio_s": s.audio_s}
                      for k, s in OFFLOAD_SPECS.items()},
+        "variants": {n: {"offload": v.offload, "history": v.history} for n, v in CAPTURE_VARIANTS.items()},
+        "service_ms": {k: [float(x) for x in v] for k, v in (service_ms or {k: [] for k in OFFLOAD_KINDS}).items()},
+        "cloud_hops": ({"mode": "all"} if cloud_hops == "all" else
+                       {"mode": "needed", "labels": sorted(important), "window_s": float(event_window_s)}),
         "events": [{"id": e.id, "label": e.label, "onset_s": e.onset_s, "offset_s": e.offset_s,
                     "modality": e.modality, "source_visible": e.source_visible} for e in ann.events],
         "queries": [{"id": q.id, "t_s": q.t_s, "text": q.text, "answer": q.answer, "kind": q.kind,
@@ -122,9 +184,12 @@ def trace_recording(rec, trigger, student, client, *, hop_s: float = 0.25, deadl
     }
     times = step_times(rec.duration_s, hop_s)
     queries = sorted(ann.queries, key=lambda q: q.t_s)
+    onsets = [e.onset_s for e in ann.events if e.label in important]
     memory = LocalMemory()
     hold = trigger.card.trigger_hold()  # the card's thresholds and refractory hold, as the runtime
     lines = []
+    in_flight: list[tuple[dict, dict]] = []
+    ahead = max(1, max_in_flight // len(CAPTURE_VARIANTS) - 1)  # hops whose requests may wait for replies
     pos = 0
     for i, t in enumerate(times):
         stop = min(int(round(t * rate)), len(rec.audio))
@@ -136,10 +201,10 @@ def trace_recording(rec, trigger, student, client, *, hop_s: float = 0.25, deadl
         for lab in new:
             memory.add(t, lab, float(probs[trigger.card.labels.index(lab)]), "trigger")
         line: dict[str, Any] = {"i": i, "t_s": t, "trigger": [float(p) for p in probs], "trigger_ms": trigger.last_ms,
-                                "snr_db": estimate_snr_db(ring.last(n_trig), rate)}
+                                "snr_db": estimate_snr_db(ring.last(n_trig), rate),
+                                "frames": len(_captured(rec, t, hop_s, "now"))}
         # student on the hop's newest frame
         k = rec.frame_index_at(t) if len(rec.frames) else -1
-        captured = list(range(k + 1))
         if k >= 0:
             outs = student(rec.frames[k][None], ring.last(n_stud)[None])  # the program resizes in its graph
             s_probs = outs[0].reshape(-1)
@@ -152,43 +217,58 @@ def trace_recording(rec, trigger, student, client, *, hop_s: float = 0.25, deadl
         else:
             line.update(student=None, student_confidence=None, student_ms=None, frame_blur=None)
             s_scores, conf = None, None
-        # a query in this hop
-        lo = t - hop_s if i else -math.inf
-        hop_queries = [q for q in queries if lo + _TIE_EPS < q.t_s <= t + _TIE_EPS
-                       or (i == len(times) - 1 and q.t_s > t)]
-        if hop_queries:
-            line["local_answer"] = {q.id: answer_locally(memory, q.text, t) for q in hop_queries}
-        query = hop_queries[0] if hop_queries else None
-        # the cloud, for every offload kind
+        # the query of this hop, as the runtime picks it: the next unasked one whose time has
+        # come, one per hop (a second one in the same hop waits for the next)
+        query = queries.pop(0) if queries and queries[0].t_s <= t + _TIE_EPS else None
+        line["query_id"] = query.id if query is not None else None
+        asked = [query] if query is not None else []
+        if i == len(times) - 1:
+            asked += queries  # past the last hop: the runtime answers them on the device at the end
+        if asked:
+            line["local_answer"] = {q.id: answer_locally(memory, q.text, t) for q in asked}
+        # the cloud, under every capture variant, sent together
         label = max(fired, key=lambda lab: probs[trigger.card.labels.index(lab)]) if fired else "trace"
         score = float(probs[trigger.card.labels.index(label)]) if fired else float(probs.max())
-        cloud = {}
-        submitted = {}
-        for kind, spec in OFFLOAD_SPECS.items():
-            req, n_bytes, _ = build_request(rec, ring, t, spec, captured, trigger_label=label, trigger_score=score,
-                                            student_scores=s_scores, student_confidence=conf, query=query,
+        ask = client is not None and (cloud_hops == "all" or query is not None
+                                      or any(t > o and t - hop_s < o + event_window_s for o in onsets))
+        sent = {}
+        for name, variant in CAPTURE_VARIANTS.items():
+            camera = variant.history != "none"
+            captured = _captured(rec, t, hop_s, variant.history)
+            req, n_bytes, _ = build_request(rec, ring, t, OFFLOAD_SPECS[variant.offload], captured,
+                                            trigger_label=label, trigger_score=score,
+                                            student_scores=s_scores if camera else None,
+                                            student_confidence=conf if camera else None, query=query,
                                             deadline_ms=deadline_ms)
-            if client is None:
-                cloud[kind] = {"ok": False, "latency_ms": 0.0, "bytes_up": n_bytes, "bytes_down": 0, "tags": {},
-                               "answer": None, "error": "link_down"}
-            else:
-                submitted[kind] = (client.submit(req, deadline_ms=deadline_ms), time.monotonic(), n_bytes)
-        for kind, (fut, t_submit, n_bytes) in submitted.items():
-            concurrent.futures.wait([fut])
-            cloud[kind] = _cloud_entry(fut, t_submit, n_bytes)
-        line["cloud"] = {k: cloud[k] for k in OFFLOAD_SPECS}
+            fut = client.submit(req, deadline_ms=deadline_ms) if ask else ("link_down" if client is None else NOT_TRACED)
+            sent[name] = (fut, n_bytes, [float(f.t_s) for f in req.frames])
+        # Keep the next hops' requests coming while these are served (the server batches them);
+        # a hop's line is finished once its replies are in.
+        in_flight.append((line, sent))
+        while len(in_flight) > ahead or (i == len(times) - 1 and in_flight):
+            done_line, done_sent = in_flight.pop(0)
+            futures = [f for f, _, _ in done_sent.values() if not isinstance(f, str)]
+            if futures:
+                concurrent.futures.wait(futures)
+            done_line["cloud"] = {name: _cloud_entry(fut, n, ft) for name, (fut, n, ft) in done_sent.items()}
         lines.append(line)
     return header, lines
 
 
-def _round(x: Any) -> Any:
-    from edge.eventlog import round_floats
+def _splits(path: Path) -> dict[str, str]:
+    """recording id -> split from the dataset manifest: ``path`` is a dataset folder, or a recording
+    inside one (``<dataset>/recordings/<id>``); empty when there is no manifest."""
+    from shared.dataset import MANIFEST_FILE, load_dataset
 
-    return round_floats(x)
+    for root in (path, path.parent.parent):
+        if (root / MANIFEST_FILE).is_file():
+            return {e.id: e.split for e in load_dataset(root).entries}
+    return {}
 
 
 def run_trace(cfg) -> list[Path]:
     """Trace every recording of a `TraceConfig`; returns the files written."""
+    from edge.eventlog import round_floats
     from edge.programs import load_program
     from edge.edge_config import make_client, recording_folders
     from shared.recording import load_recording
@@ -198,21 +278,33 @@ def run_trace(cfg) -> list[Path]:
     client = make_client(cfg.endpoint, cfg.server_public_key, cfg.client_keys, cfg.max_in_flight, cfg.deadline_ms)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    folders = recording_folders(cfg.recording)
+    splits = _splits(Path(cfg.recording))
     written = []
     try:
-        for folder in recording_folders(cfg.recording):
+        service = None
+        if client is not None and folders:
+            t0 = time.monotonic()
+            service = measure_service_ms(load_recording(folders[0]), client, hop_s=cfg.hop_s,
+                                         deadline_ms=cfg.deadline_ms)
+            med = {k: float(np.median(v)) if v else math.nan for k, v in service.items()}
+            print(f"service time, {SERVICE_SAMPLES} sequential requests per kind: median "
+                  + ", ".join(f"{k} {v:.1f} ms" for k, v in med.items()) + f" ({time.monotonic() - t0:.1f} s)")
+        for folder in _progress(folders):
             rec = load_recording(folder)
             t0 = time.monotonic()
             header, lines = trace_recording(rec, trigger, student, client, hop_s=cfg.hop_s,
-                                            deadline_ms=cfg.deadline_ms, endpoint=cfg.endpoint)
-            path = out / f"{header['recording_id']}.jsonl"
-            tmp = path.with_suffix(".jsonl.tmp")
-            with open(tmp, "w", encoding="utf-8") as f:
-                for obj in [header, *lines]:
-                    f.write(json.dumps(_round(obj), ensure_ascii=False) + "\n")
-            tmp.replace(path)
+                                            deadline_ms=cfg.deadline_ms, endpoint=cfg.endpoint,
+                                            split=splits.get(rec.annotations.recording_id), service_ms=service,
+                                            max_in_flight=cfg.max_in_flight, cloud_hops=cfg.cloud_hops,
+                                            important=tuple(cfg.important_labels),
+                                            event_window_s=cfg.event_window_s)
+            path = write_trace(out / f"{header['recording_id']}.jsonl", round_floats(header),
+                               [round_floats(line) for line in lines])
             ok = sum(c["ok"] for line in lines for c in line["cloud"].values())
-            print(f"{path}: {len(lines)} hops, {ok}/{3 * len(lines)} cloud answers, {time.monotonic() - t0:.1f} s")
+            asked = sum(c["error"] != NOT_TRACED for line in lines for c in line["cloud"].values())
+            print(f"{path}: {len(lines)} hops, {ok}/{asked} cloud answers ({asked} of "
+                  f"{len(CAPTURE_VARIANTS) * len(lines)} asked), {time.monotonic() - t0:.1f} s")
             written.append(path)
     finally:
         if client is not None:
@@ -220,89 +312,10 @@ def run_trace(cfg) -> list[Path]:
     return written
 
 
-def load_trace(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(header, hops) of a trace file.
+def _progress(items: list) -> Any:
+    """A rich progress bar over many recordings (plain iteration for one)."""
+    if len(items) < 2:
+        return items
+    from rich.progress import track
 
-    Raises:
-        TraceError: not a v1 trace, a hop line missing a field, or hops out of order.
-    """
-    path = Path(path)
-    with open(path, encoding="utf-8") as f:
-        lines = [line for line in f if line.strip()]
-    if not lines:
-        raise TraceError(f"{path}: empty")
-    try:
-        header = json.loads(lines[0])
-        hops = [json.loads(line) for line in lines[1:]]
-    except json.JSONDecodeError as exc:
-        raise TraceError(f"{path}: not JSON lines ({exc})") from None
-    if header.get("trace_version") != TRACE_VERSION:
-        raise TraceError(f"{path}:1: trace_version {header.get('trace_version')!r}, this reader knows {TRACE_VERSION}")
-    for key in ("recording_id", "duration_s", "hop_s", "trigger", "student", "offloads", "events", "queries"):
-        if key not in header:
-            raise TraceError(f"{path}:1: header misses {key!r}")
-    for n, hop in enumerate(hops):
-        for key in ("i", "t_s", "trigger", "snr_db", "student", "student_confidence", "cloud"):
-            if key not in hop:
-                raise TraceError(f"{path}:{n + 2}: hop misses {key!r}")
-        if hop["i"] != n:
-            raise TraceError(f"{path}:{n + 2}: hop i={hop['i']}, expected {n}")
-    return header, hops
-
-
-def replay_trace(path: str | Path, policy, *, cloud_ok: bool = True) -> dict[str, Any]:
-    """Run ``policy`` over a trace as the runtime would; returns the decisions and answers.
-
-    Camera, student and offloads follow the policy's actions; the student's
-    output is seen from the step after it ran; an offload's answer (the
-    trace's cloud entry for its kind) arrives ``latency_ms`` later, with no
-    network model (the simulator adds one). ``cloud_ok=False`` replays with the
-    cloud down (every offload falls back). Deterministic: the same trace and
-    policy give the same result.
-
-    Returns: {"actions": [action index per hop], "offloads": [(i, kind)], "answers":
-    {query_id: (answer, source, correct)}, "camera_steps": n, "frames": frames sent}.
-    """
-    header, hops = load_trace(path)
-    t_labels, s_labels = header["trigger"]["labels"], header["student"]["labels"]
-    hold = TriggerHold(t_labels, header["trigger"]["thresholds"], header["trigger"].get("refractory_s", 0.0))
-    queries = {q["id"]: q for q in header["queries"]}
-    policy.reset(seed=0)
-    camera_on, student, s_conf, s_t, last_off = False, None, None, -math.inf, -math.inf
-    pending: list[tuple[float, str, dict]] = []  # (arrival t, query id, cloud entry)
-    out: dict[str, Any] = {"actions": [], "offloads": [], "answers": {}, "camera_steps": 0, "frames": 0}
-    for hop in hops:
-        t = hop["t_s"]
-        scores = dict(zip(t_labels, hop["trigger"]))
-        fired = tuple(hold.step(t, hop["trigger"])[0])  # the card's thresholds and hold, as the runtime
-        qid = next(iter(hop.get("local_answer", {})), None)
-        arrived = [p for p in pending if p[0] <= t + _TIE_EPS]
-        pending = [p for p in pending if p[0] > t + _TIE_EPS]
-        for _, q_id, entry in arrived:
-            if q_id is not None and q_id not in out["answers"]:
-                out["answers"][q_id] = (entry["answer"], "cloud", answer_matches(entry["answer"], queries[q_id]["answer"]))
-        obs = Observation(t_s=t, trigger_scores=scores, trigger_fired=fired, student_scores=student,
-                          student_confidence=s_conf, student_age_s=t - s_t, snr_db=hop["snr_db"],
-                          link_up=cloud_ok, since_offload_s=t - last_off, pending=len(pending),
-                          query=queries[qid]["text"] if qid else None, query_id=qid, camera_on=camera_on)
-        action = policy.act(obs)
-        out["actions"].append(action.index)
-        camera_on = action.camera
-        out["camera_steps"] += camera_on
-        if action.student and hop["student"] is not None:
-            student, s_conf, s_t = dict(zip(s_labels, hop["student"])), hop["student_confidence"], t
-        if action.offload != "none":
-            last_off = t
-            out["offloads"].append((hop["i"], action.offload))
-            out["frames"] += header["offloads"][action.offload]["frames"]
-            entry = hop["cloud"][action.offload]
-            if cloud_ok and entry["ok"]:
-                pending.append((t + entry["latency_ms"] / 1000, qid, entry))
-                continue
-        if qid is not None:
-            answer = hop["local_answer"][qid]
-            out["answers"][qid] = (answer, "local", answer_matches(answer, queries[qid]["answer"]))
-    for _, q_id, entry in pending:  # arrivals after the last hop
-        if q_id is not None and q_id not in out["answers"]:
-            out["answers"][q_id] = (entry["answer"], "cloud", answer_matches(entry["answer"], queries[q_id]["answer"]))
-    return out
+    return track(items, description="tracing recordings")

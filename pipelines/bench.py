@@ -68,12 +68,71 @@ def _server_summary(d: dict) -> list[tuple[str, str, str]]:
     sat = d["saturation"]
     best = max(sat, key=lambda r: r["throughput_rps"])
     one = next(r for r in sat if r["max_batch"] == 1)
-    return [
-        ("batching speed-up (best max batch vs 1)", f"x{best['speedup']:.2f} at batch {best['max_batch']}", "> 1"),
+    slo = {r["max_batch"]: r for r in d.get("slo", [])}
+    rows = []
+    if slo:
+        top = slo[d["best_batch_at_slo"]]
+        rows.append((f"batching speed-up at p99 <= {d['slo_ms']} ms (best max batch vs 1)",
+                     f"x{d['speedup_at_slo'] or 0:.2f} at batch {top['max_batch']} "
+                     f"({top['rate_rps']:.1f} vs {slo[1]['rate_rps']:.1f} req/s)", ">= 3x"))
+    rows += [
+        ("batching speed-up at saturation", f"x{best['speedup']:.2f} at batch {best['max_batch']}", ""),
+        ("requests per server CPU-second, best vs batch 1", f"x{max(r['cpu_speedup'] for r in sat):.2f}", ""),
         ("throughput at max batch 1", f"{one['throughput_rps']:.1f} req/s", ""),
-        *[(f"{r['message']} message encode / decode ({r['bytes'] / 1024:.0f} kB)",
-           f"{r['encode_us']:.0f} / {r['decode_us']:.0f} µs", "") for r in d.get("codec", []) if r["message"].startswith("infer")],
     ]
+    prof = d.get("profile", [])
+    if prof:
+        big = prof[-1]
+        rows.append((f"CPU ms per request at batch {prof[0]['max_batch']} / {big['max_batch']} "
+                     f"(model, JPEG, audio at batch {big['max_batch']})",
+                     f"{prof[0]['total_ms']:.1f} / {big['total_ms']:.1f} ({big['model_ms']:.1f}, {big['jpeg_ms']:.1f}, "
+                     f"{big['audio_ms']:.1f})", ""))
+    rows += [(f"{r['message']} message encode / decode ({r['bytes'] / 1024:.0f} kB)",
+              f"{r['encode_us']:.0f} / {r['decode_us']:.0f} µs", "") for r in d.get("codec", [])
+             if r["message"].startswith("infer")]
+    return rows
+
+
+def _latency_summary(d: dict) -> list[tuple[str, str, str]]:
+    from shared.stats import format_interval
+
+    s = d["summary"]
+    total = s["stages"]["onset -> answer"]
+    hop = d["args"]["hops"].split(",")[0]
+    rows = [(f"audio onset -> cloud answer p95, {d['args']['network']} emulated, hop {hop} s "
+             f"({s['answered']} onsets, {s['recordings']} recordings)",
+             f"{format_interval(total['p95'], scale=1.0, digits=0)} ms", "<= 500 ms"),
+            ("audio onset -> cloud answer p50", f"{format_interval(total['p50'], scale=1.0, digits=0)} ms", "")]
+    for name in ("onset -> trigger fires", "trigger -> request sent", "network + queue + model", "reply -> answer shown"):
+        st = s["stages"][name]
+        rows.append((f"  stage {name}: mean / p95", f"{st['mean']['value']:.0f} / {st['p95']['value']:.0f} ms",
+                     "worst" if name == s["worst_stage"] else ""))
+    rows.append(("onsets the cloud never answered", f"{format_interval(s['missed_share'])} %", ""))
+    return rows
+
+
+def _reliability_summary(d: dict) -> list[tuple[str, str, str]]:
+    rows = []
+    if "fuzz" in d:
+        f = d["fuzz"]
+        rows += [(f"fuzz: {f['messages']:,} messages, server alive / replies / valid answered right",
+                  f"{f['server_alive']} / {f['replies']:,} of {f['expected_replies']:,} / "
+                  f"{f['valid_answered_right']:,} of {f['valid_requests']:,}", "True / all / all"),
+                 ("fuzz: server RSS MB after warm-up, min / max",
+                  f"{f['rss_mb']['min_after_warmup']:.0f} / {f['rss_mb']['max']:.0f}", "bounded")]
+    if "soak" in d:
+        s = d["soak"]
+        rows += [(f"soak {s['seconds']:.0f} s at {s['offered_rps']:.1f} req/s (2 x capacity): shed replies p99",
+                  f"{s['busy_p99_ms'] or 0:.1f} ms", "<= 10 ms"),
+                 ("soak: admitted requests answered within their deadline",
+                  f"{100 * (s['admitted_in_deadline_share'] or 0):.1f}% of {s['admitted']:,}", "all"),
+                 ("soak: server RSS MB, first minute / last minute",
+                  f"{s['rss_mb']['first_minute']:.0f} / {s['rss_mb']['last_minute']:.0f}", "flat")]
+    if "chaos" in d:
+        c = d["chaos"]
+        rows.append(("chaos (worker kill -9, broker restart): requests silently lost",
+                     f"{c['silently_lost']} of {c['submitted']:,}", "0"))
+    return rows
 
 
 def _edge_models_summary(d: dict) -> list[tuple[str, str, str]]:
@@ -85,6 +144,25 @@ def _edge_models_summary(d: dict) -> list[tuple[str, str, str]]:
             rows.append((f"{s['student']}: int8 .pte vs eager fp32", f"x{int8['speedup_vs_eager']:.1f}", ""))
             if "realtime_factor" in int8:
                 rows.append((f"{s['student']}: int8 real-time factor (1 thread)", f"{int8['realtime_factor']:.0f}x", ""))
+    return rows
+
+
+def _students_summary(d: dict) -> list[tuple[str, str, str]]:
+    from shared.stats import format_interval
+
+    rows, tg = [], d["targets"]
+    for s in d["students"]:
+        ret, who = s["probes"]["retention"], s["student"]
+        target = f">= {100 * tg['retention']:.0f}%" if who == "av" else ""
+        for m in s["probes"]["modalities"]:
+            if m != "all":
+                fig = s["probes"]["figures"]
+                rows.append((f"{who} int8: {m} event-probe pairs, student / teacher",
+                             f"{format_interval(fig['student'][m]['pair'])}% / {format_interval(fig['teacher'][m]['pair'])}%", ""))
+                rows.append((f"{who} int8: retention of the teacher's {m} pair accuracy", f"{format_interval(ret[m])}%", target))
+        if who == "av":
+            rows += [("av int8: parameters", f"{s['parameters'] / 1e3:.1f} k", f"<= {tg['max_parameters'] / 1e6:g} M"),
+                     ("av int8 .pte vs eager fp32 (1 thread)", f"x{s['speedup_vs_eager']:.1f}", f">= {tg['speedup_vs_eager']:g}x")]
     return rows
 
 
@@ -122,7 +200,7 @@ def _trigger_summary(d: dict) -> list[tuple[str, str, str]]:
 
 
 def _sim_summary(d: dict) -> list[tuple[str, str, str]]:
-    return [("env steps/s, one core", f"{d['steps_per_s']:,.0f}", ">= 20,000"),
+    return [("env steps/s, one core", f"{d['steps_per_s']:,.0f}", ">= 100,000"),
             ("evaluation sweep wall time", f"{d['sweep_wall_s']:.2f} s", "")]
 
 
@@ -135,11 +213,21 @@ PARTS: dict[str, Part] = {
                                                              "--json", str(js)], _world_summary),
     "server": Part("bench_server.py", ("teacher/av_gate/model/model.safetensors",),
                    lambda run, js, q: ["--checkpoint", str(run / "teacher/av_gate/model"), "--out", str(js),
-                                       *(["--quick"] if q else ["--batch-sizes", "1,4,16", "--loads", "1,4"])],
+                                       *(["--quick"] if q else ["--batch-sizes", "1,4,8,16"])],
                    _server_summary),
+    "latency": Part("bench_latency.py", ("kd/trigger/export/*int8.pte", "kd/av/export/*int8.pte",
+                                         "teacher/av_gate/model/model.safetensors"),
+                    lambda run, js, q: ["--run", str(run), *(["--quick"] if q else ["--hops", "0.25,0.1"]),
+                                        "--json", str(js)], _latency_summary),
+    "reliability": Part("bench_reliability.py", ("teacher/av_gate/model/model.safetensors",),
+                        lambda run, js, q: ["--run", str(run), *(["--quick"] if q else []), "--json", str(js)],
+                        _reliability_summary),
     "edge_models": Part("bench_edge_models.py", ("kd/trigger/export/*.pte", "kd/av/export/*.pte"),
                         lambda run, js, q: [str(run / "kd/trigger"), str(run / "kd/av"),
                                             "--calls", "60" if q else "300", "--json", str(js)], _edge_models_summary),
+    "students": Part("bench_students.py", ("kd/av/export/*int8.json", "kd/trigger/export/*int8.json"),
+                     lambda run, js, q: [str(run / "kd/av"), str(run / "kd/trigger"), "--calls", "60" if q else "300",
+                                         "--json", str(js)], _students_summary),
     "edge_runtime": Part("bench_edge_runtime.py", ("kd/trigger/export/*int8.pte", "kd/av/export/*int8.pte",
                                                    "teacher/av_gate/model/model.safetensors"),
                          lambda run, js, q: ["--run", str(run), *(["--quick"] if q else []), "--json", str(js)],

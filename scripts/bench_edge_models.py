@@ -47,7 +47,7 @@ def _real_window(student_card: dict[str, Any], cfg: Any) -> tuple[Any, ...] | No
         dataset = load_dataset(student_card["data"]["dataset"])
         windows = load_split(
             dataset, "test", audio_s=cfg.audio_s, stride_s=student_card["data"]["stride_s"],
-            visual_span_s=student_card["data"]["visual_span_s"], teacher_view=TeacherView(1.0, 16, 64),
+            teacher_view=TeacherView(1.0, 16, 64),
             frame_size_px=cfg.frame_size_px if cfg.name == "av" else None, max_recordings=1, keep_camera=True,
         )
     except Exception:  # recordings moved or deleted: fall back to the example input

@@ -13,6 +13,12 @@ per-hop step latency p50/p95, trigger latency p50, the trigger's real-time
 factor (audio seconds per second of trigger compute), peak RSS, and the size
 of the binary (alone, and with the ExecuTorch libraries it loads).
 Targets (issue 8): trigger >= 1000x real time on one thread, peak RSS < 50 MB.
+
+    .venv/bin/python scripts/bench_native.py --no-python --baseline /tmp/earshot-edge-main --rounds 5 ...
+
+``--baseline`` times another earshot-edge build (say, main's) in the same run,
+alternating with this build ``--rounds`` times (timings pooled per binary), and
+prints this build's step and trigger p50 as ratios of the baseline's.
 """
 from __future__ import annotations
 
@@ -95,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="the AV student program; 'none' runs the trigger alone")
     ap.add_argument("--no-python", action="store_true", help="benchmark the binary only")
     ap.add_argument("--json", type=Path, help="also write the numbers here")
+    ap.add_argument("--baseline", type=Path, help="another earshot-edge build to time in the same run (ratios)")
+    ap.add_argument("--rounds", type=int, default=1, help="with --baseline: runs of each binary, alternating")
     args = ap.parse_args(argv)
     if not BIN.is_file():
         raise SystemExit(f"{BIN} is not built: run edge/native/build.sh")
@@ -111,11 +119,21 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([sys.executable, str(ROOT / "edge/native/decode_frames.py"), str(rec)], check=True,
                        stdout=subprocess.DEVNULL)
         student = [] if str(args.student) == "none" else ["--student", str(args.student)]
-        _, rss, wall = _run_child([str(BIN), "--recording", str(rec), "--trigger", str(args.trigger), *student,
-                                   "--threads", "1", "--log", str(tmp / "n.jsonl"),
-                                   "--summary-json", str(tmp / "n.json")])
-        rows["native (earshot-edge)"] = {**_stats(json.loads((tmp / "n.json").read_text()), duration_s, hop_s),
-                                         "peak_rss_mb": rss, "wall_s": wall}
+        binaries = {"native (earshot-edge)": BIN}
+        if args.baseline:
+            binaries["baseline (--baseline)"] = args.baseline
+        runs: dict[str, list] = {name: [] for name in binaries}
+        for i in range(args.rounds if args.baseline else 1):  # alternate, so load drift hits both
+            for name, binary in binaries.items():
+                _, rss, wall = _run_child([str(binary), "--recording", str(rec), "--trigger", str(args.trigger),
+                                           *student, "--threads", "1", "--log", str(tmp / f"n{i}.jsonl"),
+                                           "--summary-json", str(tmp / "n.json")])
+                runs[name].append((json.loads((tmp / "n.json").read_text()), rss, wall))
+        for name, done in runs.items():
+            pooled = {k: [x for t, _, _ in done for x in t[k]] for k in ("step_ms", "trigger_ms", "student_ms")}
+            rows[name] = {**_stats(pooled, duration_s, hop_s), "steps": len(done[0][0]["step_ms"]),
+                          "peak_rss_mb": max(r for _, r, _ in done),
+                          "wall_s": float(np.mean([w for _, _, w in done]))}
         if not args.no_python:
             _, rss, wall = _run_child([sys.executable, "-c", _PY_CHILD, str(ROOT), str(rec), str(args.trigger),
                                        "" if str(args.student) == "none" else str(args.student),
@@ -130,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "sizes": sizes}, indent=1))
     native = rows["native (earshot-edge)"]
+    if args.baseline:
+        base = rows["baseline (--baseline)"]
+        print(f"this build / baseline over {args.rounds} alternating round(s): step p50 "
+              f"{native['step_p50_ms'] / base['step_p50_ms']:.3f}x, step p95 {native['step_p95_ms'] / base['step_p95_ms']:.3f}x, "
+              f"trigger p50 {native['trigger_p50_ms'] / base['trigger_p50_ms']:.3f}x, wall "
+              f"{native['wall_s'] / base['wall_s']:.3f}x (below 1: this build is faster)")
     ok = native["trigger_rtf"] >= RTF_TARGET and native["peak_rss_mb"] < RSS_TARGET_MB
     print(f"targets (steady-state trigger >= {RTF_TARGET:.0f}x real time, peak RSS < {RSS_TARGET_MB:.0f} MB): "
           f"{'met' if ok else 'NOT met'}")

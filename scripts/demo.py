@@ -43,8 +43,10 @@ console = Console()
 # else is each verb's default. Sizes are set so the demo fits 15 minutes on 2 cores.
 PRESETS: dict[str, dict] = {
     "demo": {
-        "synth": ["n_recordings=24", "world.duration_s=30.0"],
-        "instruct": ["bench_per_category=60"],
+        # enough held-out recordings for >= 60 counterfactual pairs per category, enough
+        # training recordings for per-token perception to generalise
+        "synth": ["n_recordings=120", "world.duration_s=30.0", "splits.train=0.7", "splits.val=0.1", "splits.test=0.2"],
+        "instruct": ["bench_pairs_per_category=150", "bench_per_category=30"],
         "train": ["train/preset=demo"],
         "distill": ["distill/preset=demo"],
         "export": ["max_eval_windows=128", "tflite=off"],
@@ -56,7 +58,7 @@ PRESETS: dict[str, dict] = {
     },
     "tiny": {
         "synth": ["synth/preset=tiny"],
-        "instruct": ["windows_per_recording=2", "bench_per_category=10"],
+        "instruct": ["windows_per_recording=2", "bench_per_category=10", "bench_pairs_per_category=10"],
         "train": ["train/preset=tiny"],
         "distill": ["distill/preset=tiny"],
         "export": ["max_eval_windows=32", "tflite=off"],
@@ -139,8 +141,14 @@ def stage_instruct(ctx: Ctx) -> None:
 
 
 def stage_teachers(ctx: Ctx) -> None:
+    # Phase 1 (per-token perception) once, on both cores; the three teachers differ only after it.
+    perception = ctx.out / "teacher" / "perception"
+    run_parallel(ctx, "teachers-perception", [earshot(
+        "train", *ctx.p["train"], "phase=perception", f"data.qa_dir={ctx.out / 'qa'}", f"out={perception}",
+        f"threads={ctx.workers}", "mlflow.enabled=false", f"hydra.run.dir={ctx.logs / 'hydra' / 'train-perception'}")])
     cmds = [earshot("train", *ctx.p["train"], *extra, f"data.qa_dir={ctx.out / 'qa'}", f"out={ctx.out / 'teacher' / name}",
-                    "threads=1", f"mlflow.run_name=demo-{name}", f"hydra.run.dir={ctx.logs / 'hydra' / ('train-' + name)}")
+                    f"perception.init={perception}", "threads=1", f"mlflow.run_name=demo-{name}",
+                    f"hydra.run.dir={ctx.logs / 'hydra' / ('train-' + name)}")
             for name, extra in TEACHERS.items()]
     run_parallel(ctx, "teachers", cmds, max_parallel=len(cmds))  # one thread each; no idle tail on 2 cores
     cmds = [earshot("eval", f"checkpoint={ctx.out / 'teacher' / name / 'model'}", f"qa_dir={ctx.out / 'qa'}", "split=bench",
@@ -253,15 +261,22 @@ def stage_edge(ctx: Ctx) -> None:
 
 
 def stage_sim(ctx: Ctx) -> None:
-    """Train PPO on the traces, then evaluate every policy (the learned one too) under a budget grid."""
+    """Train PPO on the traces, then evaluate every policy (the learned one too) under a budget grid.
+
+    The demo traces a few held-out recordings only, so its simulator trains and evaluates on the same
+    ones (``env.split=all``): a check that the pipeline runs; the held-out figures come from
+    ``scripts/sim_heldout.py``.
+    """
     run_parallel(ctx, "sim-train", [earshot("sim", "train", *ctx.p["sim_train"], f"env.traces={ctx.out / 'traces'}",
-                                            f"out={ctx.out / 'sim_train'}", f"hydra.run.dir={ctx.logs / 'hydra' / 'sim-train'}")])
+                                            "env.split=all", f"out={ctx.out / 'sim_train'}",
+                                            f"hydra.run.dir={ctx.logs / 'hydra' / 'sim-train'}")])
     learned = ctx.out / "sim_train" / "policy_xnnpack_fp32.pte"
-    policies = ("[{name: always_local}, {name: always_cloud, params: {offload: full}}, {name: periodic},"
-                " {name: audio_trigger}, {name: confidence_threshold}, {name: context_aware},"
+    policies = ("[{name: never_on}, {name: query_only}, {name: always_local}, {name: always_cloud, params: {offload: full}},"
+                " {name: periodic}, {name: audio_trigger}, {name: confidence_threshold}, {name: context_aware},"
                 f" {{name: learned, params: {{program: '{learned}'}}}}, {{name: random}}, {{name: oracle}}]")
-    run_parallel(ctx, "sim-eval", [earshot("sim", "eval", f"env.traces={ctx.out / 'traces'}", f"out={ctx.out / 'sim'}",
-                                           f"policies={policies}", "grid.deadline_ms=[300,800]",
+    run_parallel(ctx, "sim-eval", [earshot("sim", "eval", f"env.traces={ctx.out / 'traces'}", "env.split=all",
+                                           f"out={ctx.out / 'sim'}", f"policies={policies}", "days=1",
+                                           "grid.deadline_ms=[300,800]",
                                            f"hydra.run.dir={ctx.logs / 'hydra' / 'sim-eval'}")])
 
 

@@ -6,15 +6,23 @@
 
 Sections (each reads files the run wrote; nothing is typed in by hand):
 
-1. **Teacher benchmark**: accuracy per EgoAVU-Bench category for the three
-   teachers (AV + gate, vision-only + gate, AV + context-blind), by evidence
-   type and by SNR bin (``teacher/<variant>/model/eval_bench.scores.json``).
+1. **Teacher benchmark**: the counterfactual bench (every closed-form
+   question asked on two windows of one held-out recording with different
+   gold), per question and per pair with recording-level 95% intervals, the
+   three teachers (AV + gate, vision-only + gate, AV + context-blind) beside
+   the controls (question only, question + scene, shuffled clip, constant
+   answer); narrations apart; by evidence and SNR bin
+   (``teacher/<variant>/model/eval_bench.scores.json``).
 2. **Students vs teacher**: each exported program's model card (size,
-   parameters, MACs, macro-F1 against the labels, the teacher's, retention).
+   parameters, MACs, macro-F1 against the labels, the teacher's, pair
+   accuracy on the bench's event probes, retention); then the event probes in
+   full, each int8 student beside the teacher and the controls
+   (``kd/*/export/*int8.probes.json``, `section_student_probes`).
 3. **Edge size and latency**: the edge-model benchmark
    (``bench/edge_models.json``) and the Python and native runtimes' runs on
    held-out recordings (``edge/*.jsonl``, ``native/*.jsonl`` event logs).
-4. **Policies**: the simulator's evaluation table and Pareto plot (``sim/``).
+4. **Policies**: the held-out simulator study (``--sim-heldout``: ``scripts/sim_heldout.py``'s
+   output) and this run's own simulator table (``sim/``), figures with 95% intervals.
 5. **Timeline** of one held-out recording from the Python runtime's event log.
 
 Images are embedded as base64 PNG, styles inline: the file opens anywhere.
@@ -52,8 +60,9 @@ td:first-child,th:first-child{text-align:left} .missing{color:#c00;font-weight:6
 
 
 class Report:
-    def __init__(self, run: Path) -> None:
+    def __init__(self, run: Path, heldout: Path | None = None) -> None:
         self.run = run
+        self.heldout = heldout
         self.parts: list[str] = []
         self.missing: list[str] = []
 
@@ -95,25 +104,61 @@ def _load(path: Path) -> Any:
 
 
 # ----------------------------------------------------------------------------- sections
-def section_teachers(r: Report) -> None:
-    r.h2("1. Teacher benchmark (held-out recordings)")
-    scores = {}
+def _ci(iv: dict | None) -> str:
+    from shared.stats import format_interval
+
+    return format_interval(iv) if iv else "-"
+
+
+def _teacher_scores(run: Path) -> dict[str, dict]:
+    out = {}
     for name in TEACHER_NAMES:
-        path = r.run / "teacher" / name / "model" / "eval_bench.scores.json"
+        path = run / "teacher" / name / "model" / "eval_bench.scores.json"
         if path.exists():
-            scores[name] = _load(path)["scores"]
-        else:
-            r.miss(str(path.relative_to(r.run)))
-    if not scores:
+            out[name] = _load(path)
+    return out
+
+
+def _bench_systems(scored: dict[str, dict]) -> dict[str, dict]:
+    """Teacher name -> figures, then the controls (computed beside the main teacher)."""
+    systems = {TEACHER_NAMES[n]: s["figures"]["model"] for n, s in scored.items() if "figures" in s}
+    main = next((s for s in scored.values() if "figures" in s), None)
+    if main:
+        systems.update({f"control: {k}": v for k, v in main["figures"].items() if k != "model"})
+    return systems
+
+
+def section_teachers(r: Report) -> None:
+    r.h2("1. Teacher benchmark: the counterfactual bench (held-out recordings)")
+    scored = _teacher_scores(r.run)
+    for name in TEACHER_NAMES:
+        if name not in scored:
+            r.miss(str((Path("teacher") / name / "model" / "eval_bench.scores.json")))
+    if not scored:
         return
+    systems = _bench_systems(scored)
+    if systems:
+        first = next(iter(systems.values()))
+        closed = first.get("closed", {})
+        n_pairs, n_rec = (closed["pair"]["n"], closed["pair"]["n_groups"]) if closed.get("pair") else (0, 0)
+        r.p(f"Every closed-form question (SSA, TR, AVH) is asked on two windows of one held-out recording whose "
+            f"gold answers differ ({n_pairs} pairs from {n_rec} recordings): a model that answers from the question "
+            "or the scene gets at most one of the two. Accuracy % per question / per pair (both right), "
+            "[95% bootstrap interval over recordings]. Controls: question only, question + scene, the AV+gate "
+            "teacher on another recording's clip (shuffled clip), one constant answer per type.")
+        cats = [c for c in ("closed", "SSA", "TR", "AVH") if c in first]
+        r.table(["system", *[f"{c} {lvl}" for c in cats for lvl in ("per question", "per pair")]],
+                [[name, *[_ci(fig.get(c, {}).get(lvl)) for c in cats for lvl in ("question", "pair")]]
+                 for name, fig in systems.items()])
+        r.p("Narrations (not closed-form; reported apart): AVDN F1 of time-stamped items, AVSN summary score.")
+        r.table(["system", "AVDN", "AVSN"], [[name, _ci(fig.get("AVDN", {}).get("question")),
+                                             _ci(fig.get("AVSN", {}).get("question"))]
+                                            for name, fig in systems.items()])
+    scores = {n: s["scores"] for n, s in scored.items()}
     names = list(scores)
-    r.p("Accuracy (%) per category; exact scoring of closed-form answers (docs/data_engine.md).")
-    rows = [[cat, scores[names[0]]["count"]["category"].get(cat, 0),
-             *(_pct(scores[n]["category"].get(cat)) for n in names)] for cat in CATEGORIES]
-    rows.append(["overall (macro)", scores[names[0]]["n"], *(_pct(scores[n]["overall"]) for n in names)])
-    r.table(["category", "questions", *(TEACHER_NAMES[n] for n in names)], rows)
     evid = sorted({k for n in names for k in scores[n]["evidence"]})
-    r.p("By the evidence a question needs: 'visual' questions are the ones vision-only training should not lose.")
+    r.p("By the evidence a question needs (per question, every category): 'visual' questions are the ones "
+        "vision-only training should not lose.")
     r.table(["evidence", *(TEACHER_NAMES[n] for n in names)],
             [[e, *(_pct(scores[n]["evidence"].get(e)) for n in names)] for e in evid])
     bins = sorted({k for n in names for k in scores[n]["snr"]})
@@ -135,11 +180,41 @@ def section_students(r: Report) -> None:
         c = _load(path)
         m = c["metrics"]
         rows.append([c["program"], c["precision"], f"{c['size_bytes'] / 1024:.0f}", f"{c['num_parameters'] / 1e3:.1f}",
-                     f"{c['macs'] / 1e6:.2f}", m.get("macro_f1"), m.get("teacher_macro_f1"), _pct(m.get("retention")),
-                     m.get("agreement_f1"), m.get("n_windows")])
-    r.p("Macro-F1 on held-out windows against the annotation labels; retention = student / teacher.")
-    r.table(["program", "precision", "size kB", "params k", "MMAC/call", "student F1", "teacher F1",
-             "retention %", "agreement F1", "windows"], rows)
+                     f"{c['macs'] / 1e6:.2f}", m.get("macro_f1"), m.get("teacher_macro_f1"), m.get("agreement_f1"),
+                     _pct(m.get("probe_pair_accuracy")), _pct(m.get("teacher_probe_pair_accuracy")),
+                     _pct(m.get("retention")), m.get("n_windows")])
+    r.p("Macro-F1 on held-out windows against the annotation labels (per-token labels, thresholds from val); "
+        "pairs: accuracy per pair on the counterfactual bench's event probes (both windows right); "
+        "retention = student pairs / teacher pairs on the same pairs (section 2c).")
+    r.table(["program", "precision", "size kB", "params k", "MMAC/call", "student F1", "teacher F1", "agreement F1",
+             "student pairs %", "teacher pairs %", "retention %", "windows"], rows)
+
+
+def section_student_probes(r: Report) -> None:
+    """The int8 students on the bench's event probes, beside the teacher and the controls."""
+    from shared.stats import format_interval as fi
+
+    r.h2("2c. Students on the counterfactual bench's event probes (held-out recordings)")
+    reports = sorted((r.run / "kd").glob("*/export/*int8.probes.json"))
+    if not reports:
+        r.miss("kd/*/export/*int8.probes.json (earshot export with the teacher's bench)")
+        return
+    r.p("'Did you hear X?' (audio), 'did you X in this clip?' and 'did you see X?' (visual), each asked on two "
+        "windows of one held-out recording whose answers differ. A student answers from its own outputs at every "
+        "0.25 s hop over the window (its max probability of X against the card's threshold); the teacher by option "
+        "likelihood. Controls: the question's prior answers from training (both windows alike: 0 pairs by "
+        "construction) and each model on another recording's window (shuffled clip). Retention = student pair "
+        "accuracy / teacher pair accuracy, paired bootstrap over recordings; target >= 90% on the audio and the "
+        "visual probes for the AV student. [95% intervals]")
+    for path in reports:
+        rep = _load(path)
+        mods = rep["modalities"]
+        rows = [[name, *[fi((rep["figures"][name].get(m) or {}).get(lvl)) for m in mods for lvl in ("question", "pair")]]
+                for name in rep["systems"]]
+        rows.append(["retention (student / teacher pairs)", *[x for m in mods for x in ("", fi(rep["retention"][m]))]])
+        r.p(f"{path.name.split('.')[0]}: {rep['n_pairs']} pairs on {rep['n_recordings']} recordings "
+            f"({', '.join(f'{k} {v}' for k, v in rep['by_form'].items() if v)}).")
+        r.table(["system", *[f"{m} per {lvl} %" for m in mods for lvl in ("question", "pair")]], rows)
 
 
 def section_trigger(r: Report) -> None:
@@ -247,30 +322,56 @@ def section_edge(r: Report) -> None:
                  "student ms (median)", "cloud ms (median)", "energy mJ", "mean mW"], rows)
 
 
+def _policy_rows(results: Path) -> tuple[list[str], list[list[Any]]]:
+    """The simulator's table with its intervals (sim/evaluate.py's results.json)."""
+    from shared.stats import format_interval
+
+    cols = ["policy", "cap mW", "deadline ms", "query success %", "events %", "power mW", "battery out",
+            "throttled", "frames %", "p95 ms", "MB/h"]
+    rows = [[x["policy"], x["power_cap_mw"], x["deadline_ms"], format_interval(x["query_acc"]),
+             format_interval(x["events"]), format_interval(x["power_mw"], scale=1.0, digits=0),
+             f"{x['battery_out']:.0%}", f"{x['throttled']:.0%}", format_interval(x["frames_share"]), x["p95_ms"],
+             x["mb_per_h"]]
+            for x in _load(results)]
+    return cols, rows
+
+
 def section_policies(r: Report) -> None:
+    """The held-out study (scripts/sim_heldout.py) when there is one, then the demo's own simulator run."""
+    from sim.evaluate import targets_text
+
     r.h2("4. Offloading policies (simulator)")
+    study = r.heldout / "heldout.json" if r.heldout else None
+    if study is not None and study.exists():
+        info = _load(study)
+        s = info["scale"]
+        r.p(f"Held-out study ({r.heldout}): {s['test']['recordings']} held-out recordings, {s['test']['queries']} "
+            f"wearer queries, policies trained on {s['train']['recordings']} other recordings ({info['seeds']} PPO "
+            f"seeds, pooled); teacher {', '.join(s['teacher_model_ids'])} ({info['teacher']}). Query success "
+            "within the deadline is the headline; 95% recording-level bootstrap intervals.")
+        cols, rows = _policy_rows(Path(info["eval_dir"]) / "results.json")
+        r.table(cols, rows)
+        for line in targets_text(info["eval"]).splitlines():
+            r.p(line, cls="")
+        pareto = Path(info["eval_dir"]) / "pareto.png"
+        if pareto.exists():
+            r.image(pareto.read_bytes(), "held-out query success vs power")
     results, summary = r.run / "sim" / "results.json", r.run / "sim" / "summary.json"
     if not results.exists():
         r.miss("sim/results.json")
-    else:
-        rows = _load(results)
-        cols = ["policy", "power_cap_mw", "deadline_ms", "success", "query_acc", "event_recall", "power_mw",
-                "battery_h", "p50_ms", "p95_ms", "mb_sent", "frames", "misses"]
-        cols = [c for c in cols if c in rows[0]]
-        info = _load(summary) if summary.exists() else {}
-        r.p(f"Policies x budgets on the traces of {len(info.get('recordings', []))} held-out recording(s) "
-            "(earshot sim eval); "
-            "success = correct answers within the deadline + important events notified, per opportunity.")
-        r.table(cols, [[row.get(c) for c in cols] for row in rows])
-        for t in info.get("targets", []):
-            vs = t["success_vs_cloud"]
-            vs = "n/a (always_cloud scored 0)" if vs != vs else f"{100 * vs:.0f}%"
-            r.p(f"budget {t['budget']}: best non-oracle policy {t['best']} reaches {vs} "
-                f"of always_cloud's success at {100 * t['energy_vs_cloud']:.0f}% of its energy and captures "
-                f"{100 * t['fewer_frames_than_always_on']:.0f}% fewer frames than an always-on camera.", cls="")
+        return
+    info = _load(summary) if summary.exists() else {}
+    where = ("the same recordings the policy was trained on (in-sample: a check that the pipeline runs, not a claim)"
+             if info.get("split") in (None, "all") else f"the {info.get('split')} split")
+    r.p(f"This run's simulator (earshot sim eval): {len(info.get('recordings', []))} traced recording(s), {where}.")
+    cols, rows = _policy_rows(results)
+    r.table(cols, rows)
+    if info.get("targets"):
+        for line in targets_text(info).splitlines():
+            r.p(line, cls="")
     pareto = r.run / "sim" / "pareto.png"
     if pareto.exists():
-        r.image(pareto.read_bytes(), "task success vs energy")
+        r.image(pareto.read_bytes(), "query success vs power")
     else:
         r.miss("sim/pareto.png")
 
@@ -298,24 +399,28 @@ def section_timeline(r: Report) -> None:
 def readme_markdown(run: Path) -> str:
     """The demo's headline results as Markdown (for the README's demo-results block)."""
     out = []
-    scores = {n: _load(run / "teacher" / n / "model" / "eval_bench.scores.json")["scores"]
-              for n in TEACHER_NAMES if (run / "teacher" / n / "model" / "eval_bench.scores.json").exists()}
-    if scores:
-        names = list(scores)
-        out += ["Teacher accuracy (%) on held-out recordings:", "",
-                "| category | " + " | ".join(TEACHER_NAMES[n] for n in names) + " |",
-                "| --- |" + " ---: |" * len(names)]
-        for cat in CATEGORIES:
-            out.append(f"| {cat} | " + " | ".join(_pct(scores[n]["category"].get(cat)) for n in names) + " |")
-        out.append("| overall | " + " | ".join(_pct(scores[n]["overall"]) for n in names) + " |")
+    systems = _bench_systems(_teacher_scores(run))
+    if systems:
+        first = next(iter(systems.values()))
+        closed = first.get("closed", {})
+        n = f"{closed['pair']['n']} pairs from {closed['pair']['n_groups']} held-out recordings" if closed.get("pair") else ""
+        out += [f"Teacher on the counterfactual bench ({n}): accuracy % per question / per pair, "
+                "[95% interval over recordings], beside the controls:", "",
+                "| system | closed q | closed pair | SSA pair | TR pair | AVH pair |", "| --- |" + " ---: |" * 5]
+        for name, fig in systems.items():
+            cells = [_ci(fig.get("closed", {}).get("question")), _ci(fig.get("closed", {}).get("pair")),
+                     *(_ci(fig.get(c, {}).get("pair")) for c in ("SSA", "TR", "AVH"))]
+            out.append(f"| {name} | " + " | ".join(cells) + " |")
         out.append("")
     cards = [_load(p) for p in sorted((run / "kd").glob("*/export/*int8.json"))]
     if cards:
-        out += ["| int8 program | size | params | MMAC/call | macro-F1 (teacher) | retention |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        out += ["| int8 program | size | params | MMAC/call | macro-F1 (teacher) | probe pairs % (teacher) | retention |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for c in cards:
             m = c["metrics"]
             out.append(f"| {c['program']} | {c['size_bytes'] / 1024:.0f} kB | {c['num_parameters'] / 1e3:.1f} k | "
                        f"{c['macs'] / 1e6:.2f} | {_fmt(m.get('macro_f1'))} ({_fmt(m.get('teacher_macro_f1'))}) | "
+                       f"{_pct(m.get('probe_pair_accuracy'))} ({_pct(m.get('teacher_probe_pair_accuracy'))}) | "
                        f"{_pct(m.get('retention'))}{'%' if m.get('retention') is not None else ''} |")
         out.append("")
     trig = sorted((run / "kd" / "trigger" / "export").glob("*int8.trigger_eval.json"))
@@ -329,12 +434,20 @@ def readme_markdown(run: Path) -> str:
                    + (f"; camera on {fi(cam['camera_on_share'])}% of the time under `audio_trigger`" if cam else "") + ".")
     summary = run / "sim" / "summary.json"
     if summary.exists():
-        for t in _load(summary).get("targets", []):
-            vs = t["success_vs_cloud"]
-            out.append(f"- Simulator, deadline {t['budget']['deadline_ms']:.0f} ms: best non-oracle policy "
-                       f"`{t['best']}` reaches {'n/a' if vs != vs else f'{100 * vs:.0f}%'} of always-cloud task success "
-                       f"at {100 * t['energy_vs_cloud']:.0f}% of its energy, with "
-                       f"{100 * t['fewer_frames_than_always_on']:.0f}% fewer frames than an always-on camera.")
+        info = _load(summary)
+        rows = {(x["policy"], x["power_cap_mw"], x["deadline_ms"]): x for x in _load(run / "sim" / "results.json")}
+        for t in info.get("targets", []):
+            b = t["budget"]
+            acc = {p: (rows.get((p, b["power_cap_mw"], b["deadline_ms"])) or {}).get("query_acc")
+                   for p in ("never_on", "always_cloud", "learned")}
+            from shared.stats import format_interval
+
+            out.append(f"- Simulator smoke run ({len(info.get('recordings', []))} traced recording(s), "
+                       f"{'in-sample' if info.get('split') in (None, 'all') else info.get('split')}, cap "
+                       f"{b['power_cap_mw']:g} mW, deadline {b['deadline_ms']:g} ms): query success never-on "
+                       f"{format_interval(acc['never_on'])}%, always-cloud {format_interval(acc['always_cloud'])}%, "
+                       f"learned {format_interval(acc['learned'])}%; the held-out figures are in the simulator "
+                       "section below.")
     stages = run / "stages.json"
     if stages.exists():
         info = _load(stages)
@@ -354,11 +467,12 @@ def update_readme(readme: Path, run: Path) -> None:
     print(f"updated the demo results in {readme}")
 
 
-SECTIONS = (section_teachers, section_students, section_trigger, section_edge, section_policies, section_timeline)
+SECTIONS = (section_teachers, section_students, section_trigger, section_student_probes, section_edge, section_policies,
+            section_timeline)
 
 
-def build(run: Path) -> Report:
-    r = Report(run)
+def build(run: Path, heldout: Path | None = None) -> Report:
+    r = Report(run, heldout)
     stages = run / "stages.json"
     info = _load(stages) if stages.exists() else {}
     try:
@@ -382,10 +496,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strict", action="store_true", help="exit 1 if any section's inputs are missing")
     ap.add_argument("--readme", type=Path, default=None,
                     help="also rewrite the <!-- demo-results --> block of this README from the run")
+    ap.add_argument("--sim-heldout", type=Path, default=None,
+                    help="a scripts/sim_heldout.py output folder: its held-out study heads the policy section")
     args = ap.parse_args(argv)
     if args.readme:
         update_readme(args.readme, args.run)
-    r = build(args.run)
+    r = build(args.run, args.sim_heldout)
     out = args.out or args.run / "report.html"
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>Earshot report: {html.escape(args.run.name)}</title>"
             f"<style>{CSS}</style></head><body>{''.join(r.parts)}</body></html>")

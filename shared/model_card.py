@@ -34,9 +34,12 @@ Fields (``card_version`` 1)::
     frame_size_px     square frame size (null for audio-only programs)
     num_parameters    trainable parameters
     macs              multiply-accumulates per call, front end included
-    metrics           accuracy on held-out (test) windows: at least
-                      macro_f1, teacher_macro_f1, retention (= their ratio),
-                      agreement_f1, n_windows, split; free-form extras
+    metrics           accuracy on held-out (test) data: at least
+                      macro_f1, teacher_macro_f1 (windows), retention (the
+                      program's pair accuracy on the counterfactual bench's
+                      event probes over the teacher's, distill/probes.py;
+                      null without a teacher or a bench), agreement_f1,
+                      n_windows, split; free-form extras
     teacher           provenance of the distilled-from teacher (free-form)
     taxonomy_version  shared.labels.TAXONOMY_VERSION the labels come from
     extra             free-form (MLflow run id, parity figures, ...)

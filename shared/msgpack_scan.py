@@ -4,7 +4,9 @@ Walks msgpack bytes without building objects, so hostile input costs at most
 ``max_objects`` header reads: length headers are checked against ``limits``
 (a bin32 claiming 4 GiB is refused from its 5 header bytes), nesting depth is
 counted iteratively (no recursion), ext types and non-str map keys are
-refused. ``shared.protocol`` runs it before ``msgpack.unpackb``.
+refused, and every str is checked to be UTF-8 (so the error names the byte
+offset in words any client understands, not a host language's exception).
+``shared.protocol`` runs it before ``msgpack.unpackb``.
 """
 from __future__ import annotations
 
@@ -25,6 +27,14 @@ _SIZED = {0xC4: (1, "bin"), 0xC5: (2, "bin"), 0xC6: (4, "bin"),
           0xD9: (1, "str"), 0xDA: (2, "str"), 0xDB: (4, "str"),
           0xDC: (2, "array"), 0xDD: (4, "array"), 0xDE: (2, "map"), 0xDF: (4, "map")}
 _EXT = frozenset({0xC7, 0xC8, 0xC9, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8})
+
+
+def _is_utf8(raw: memoryview) -> bool:
+    try:
+        str(raw, "utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def is_str_head(head: int) -> bool:
@@ -88,6 +98,8 @@ def scan(buf: memoryview, pos: int, max_objects: int, *, limits: dict[str, int],
             pos += length
             if pos > n:
                 raise ScanError(f"truncated msgpack: {family} at byte {start} runs past the end")
+            if family == "str" and length and not _is_utf8(buf[pos - length:pos]):
+                raise ScanError(f"invalid UTF-8 in the str at byte {start}")
         else:
             if len(left) > max_depth:
                 raise ScanError(f"containers nested deeper than {max_depth} at byte {start}", too_large=True)

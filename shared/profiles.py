@@ -26,14 +26,25 @@ Per step of ``hop_s`` seconds, in mJ (mW x s = mJ; pJ x 1e-9 = mJ)::
                  (int8 -> npu_pj_per_mac, fp32 -> cpu_pj_per_mac)
     jpeg       = jpeg_frames * jpeg_mj_per_frame
     radio      = (tx_bytes * 8 * tx_nj_per_bit + rx_bytes * 8 * rx_nj_per_bit) * 1e-6
-    tail       = tail_mw * (seconds of this step spent in the radio tail)
+                 + active_mw * airtime_s
+    tail       = tail_mw * (seconds of this step the radio spends in its tail)
 
-The radio tail: every step with traffic restarts a ``tail_ms`` timer at the
-step's end; the following steps pay ``tail_mw`` while it runs (a step with
-traffic pays no tail for itself: its transfer energy covers the radio being
-on). ``EnergyMeter.avg_power_mw`` is an exponential moving average of power
-with time constant ``thermal_window_s``; ``over_cap`` says whether it exceeds
-``sustained_power_mw``.
+``airtime_s`` is the time the radio spends sending and receiving (the
+simulator passes the drawn link's; by default the profile's mean rates give
+it). This is the shape of Huang et al.'s (MobiSys 2012) model: power
+``alpha * throughput + beta`` while transferring, i.e. ``alpha`` per bit
+(``tx_nj_per_bit``: 1 mW per Mbit/s = 1 nJ/bit) plus ``beta`` (``active_mw``)
+for the airtime.
+
+The radio tail is per transfer: after each transfer the radio stays in a
+high-power tail for ``tail_ms`` before it sleeps. A transfer is taken to start
+at its step's start, so a step with traffic pays ``tail_mw`` for the rest of
+the step after its airtime (up to ``tail_ms``), and the following steps pay
+what is left of the tail; a new transfer ends the running tail (the radio is
+busy again). ``EnergyMeter.avg_power_mw`` is an exponential moving average of
+power with time constant ``thermal_window_s``; ``over_cap`` says whether it
+exceeds ``sustained_power_mw``. :meth:`EnergyMeter.idle` charges a stretch of
+time with the camera off and nothing sent (the trigger still runs) in one call.
 """
 from __future__ import annotations
 
@@ -94,6 +105,9 @@ _NETWORK_FIELDS: dict[str, tuple[str, float, float]] = {
     "rx_nj_per_bit": ("nJ/bit", 0.0, 1e5),
     "tail_ms": ("ms", 0.0, 1e6),
     "tail_mw": ("mW", 0.0, 1e5),
+    "active_mw": ("mW", 0.0, 1e5),
+    "rtt_tail_share": ("ratio", 0.0, 1.0),
+    "rtt_tail_alpha": ("ratio", 1.01, 100.0),
 }
 
 
@@ -139,7 +153,14 @@ class NetworkProfile:
     rx_nj_per_bit: float
     tail_ms: float
     tail_mw: float
+    active_mw: float
+    rtt_tail_share: float
+    rtt_tail_alpha: float
     sources: dict[str, Quantity] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    def airtime_s(self, tx_bytes: int, rx_bytes: int = 0) -> float:
+        """Seconds the radio sends and receives ``tx_bytes`` / ``rx_bytes`` at the mean rates."""
+        return tx_bytes * 8 / (self.uplink_mbps * 1e6) + rx_bytes * 8 / (self.downlink_mbps * 1e6)
 
     def transfer_ms(self, bytes_up: int, bytes_down: int = 0) -> float:
         """Mean time on the wire for a request: one RTT plus upload and download at the mean rates."""
@@ -262,6 +283,9 @@ class EnergyMeter:
         self.reset()
 
     def reset(self) -> None:
+        self._hop_s, self._alpha = 0.0, 0.0
+        self._tail_s = self.network.tail_ms / 1000.0
+        self.last_parts: tuple[float, ...] = ()
         self.total_mj = 0.0
         self.elapsed_s = 0.0
         self.avg_power_mw = 0.0
@@ -282,35 +306,70 @@ class EnergyMeter:
         return self.total_mj / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     def step(self, hop_s: float, *, camera_on: bool, compute_mj: float = 0.0, jpeg_frames: int = 0,
-             tx_bytes: int = 0, rx_bytes: int = 0) -> StepEnergy:
-        """Charge one step of ``hop_s`` seconds and return its energy by component."""
-        if hop_s <= 0:
-            raise ValueError(f"hop_s must be > 0, got {hop_s}")
-        dev, net = self.device, self.network
+             tx_bytes: int = 0, rx_bytes: int = 0, airtime_s: float | None = None) -> StepEnergy:
+        """Charge one step of ``hop_s`` seconds and return its energy by component.
+
+        ``airtime_s``: the radio's send + receive time (default: at the profile's mean rates).
+        """
+        self.step_mj(hop_s, camera_on, compute_mj, jpeg_frames, tx_bytes, rx_bytes, airtime_s)
+        return StepEnergy(*self.last_parts)
+
+    def step_mj(self, hop_s: float, camera_on: bool, compute_mj: float = 0.0, jpeg_frames: int = 0,
+                tx_bytes: int = 0, rx_bytes: int = 0, airtime_s: float | None = None) -> float:
+        """:meth:`step` returning only the total (mJ), for the simulator's hot loop; the parts are in
+        ``last_parts`` (:class:`StepEnergy` order). The one arithmetic of the module docstring."""
+        if hop_s != self._hop_s:
+            if hop_s <= 0:
+                raise ValueError(f"hop_s must be > 0, got {hop_s}")
+            dev = self.device
+            self._hop_s, self._alpha = hop_s, 1.0 - math.exp(-hop_s / dev.thermal_window_s)
+            self._per_hop = (dev.baseline_mw * hop_s, dev.audio_dsp_mw * hop_s, dev.camera_mw * hop_s)
+        baseline, audio, camera_on_mj = self._per_hop
         camera = 0.0
         if camera_on:
-            camera = dev.camera_mw * hop_s + (0.0 if self._camera_on else dev.camera_wake_mj)
+            camera = camera_on_mj if self._camera_on else camera_on_mj + self.device.camera_wake_mj
         self._camera_on = camera_on
-        radio = (tx_bytes * 8 * net.tx_nj_per_bit + rx_bytes * 8 * net.rx_nj_per_bit) * 1e-6
         if tx_bytes or rx_bytes:
-            tail = 0.0
-            self._tail_left_s = net.tail_ms / 1000.0
+            net = self.network
+            air = net.airtime_s(tx_bytes, rx_bytes) if airtime_s is None else airtime_s
+            radio = (tx_bytes * 8 * net.tx_nj_per_bit + rx_bytes * 8 * net.rx_nj_per_bit) * 1e-6 + net.active_mw * air
+            rest = hop_s - air
+            in_tail = self._tail_s if rest > self._tail_s else (rest if rest > 0.0 else 0.0)
+            self._tail_left_s = self._tail_s - in_tail
         else:
-            in_tail = min(hop_s, self._tail_left_s)
-            tail = net.tail_mw * in_tail
+            radio = 0.0
+            in_tail = self._tail_left_s if self._tail_left_s < hop_s else hop_s
             self._tail_left_s -= in_tail
-        e = StepEnergy(
-            baseline=dev.baseline_mw * hop_s,
-            audio=dev.audio_dsp_mw * hop_s,
-            camera=camera,
-            compute=compute_mj,
-            jpeg=jpeg_frames * dev.jpeg_mj_per_frame,
-            radio=radio,
-            tail=tail,
-        )
-        total = e.total
+        jpeg = jpeg_frames * self.device.jpeg_mj_per_frame if jpeg_frames else 0.0
+        tail = self.network.tail_mw * in_tail if in_tail else 0.0
+        self.last_parts = (baseline, audio, camera, compute_mj, jpeg, radio, tail)
+        total = baseline + audio + camera + compute_mj + jpeg + radio + tail  # StepEnergy.total's order
         self.total_mj += total
         self.elapsed_s += hop_s
-        alpha = 1.0 - math.exp(-hop_s / dev.thermal_window_s)
-        self.avg_power_mw += alpha * (total / hop_s - self.avg_power_mw)
-        return e
+        self.avg_power_mw += self._alpha * (total / hop_s - self.avg_power_mw)
+        return total
+
+    def idle(self, duration_s: float, compute_mw: float = 0.0) -> float:
+        """Charge ``duration_s`` with the camera off and no traffic (the always-on parts, what is
+        left of a radio tail, ``compute_mw`` of the trigger); returns the energy (mJ).
+
+        The same arithmetic as that many empty steps, in one call: the power
+        average relaxes through the tail's stretch, then the rest.
+        """
+        if duration_s < 0:
+            raise ValueError(f"duration_s must be >= 0, got {duration_s}")
+        if duration_s == 0:
+            return 0.0
+        dev, net = self.device, self.network
+        in_tail = min(duration_s, self._tail_left_s)
+        self._tail_left_s -= in_tail
+        self._camera_on = False
+        base_mw = dev.baseline_mw + dev.audio_dsp_mw + compute_mw
+        total = base_mw * duration_s + net.tail_mw * in_tail
+        self.total_mj += total
+        self.elapsed_s += duration_s
+        # Two stretches of constant power (tail, then none): the average relaxes through each.
+        for span_s, power_mw in ((in_tail, base_mw + net.tail_mw), (duration_s - in_tail, base_mw)):
+            if span_s > 0:
+                self.avg_power_mw += (1.0 - math.exp(-span_s / dev.thermal_window_s)) * (power_mw - self.avg_power_mw)
+        return total

@@ -3,7 +3,9 @@
 The normative spec is ``docs/protocol.md``; this module is its reference
 implementation, and ``tests/shared/test_protocol.py`` keeps the two in step
 (the doc's hex examples are decoded and re-encoded byte for byte, and its
-limits table is compared with the constants below).
+limits table is compared with the constants). The limits, error codes and
+field checks live in ``shared/protocol_fields.py`` and are re-exported here;
+the JPEG header walk is ``shared/jpeg_header.py``.
 
 Transport in one paragraph: the edge's ZeroMQ DEALER sends every message as
 exactly ONE frame (no empty delimiter frame); the server's ROUTER receives
@@ -24,7 +26,6 @@ Messages validate themselves on construction, so ``encode`` can only emit what
 from __future__ import annotations
 
 import dataclasses
-import enum
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Collection, Union
@@ -32,266 +33,26 @@ from typing import Any, ClassVar, Collection, Union
 import msgpack
 import numpy as np
 
+from shared.jpeg_header import JpegHeaderError, jpeg_size
 from shared.msgpack_scan import ScanError, is_str_head, scan
+from shared.protocol_fields import (  # noqa: F401  (re-exported: callers import from shared.protocol)
+    PROTOCOL_VERSION, MAX_MESSAGE_BYTES, ZMQ_MAXMSGSIZE, MAX_DEPTH, MAX_OBJECTS, MAX_ARRAY_LEN, MAX_MAP_LEN,
+    MAX_STR_BYTES, MAX_BIN_BYTES, MAX_FRAMES, MAX_JPEG_BYTES, MAX_JPEG_PIXELS, MAX_AUDIO_S, MAX_TIME_S,
+    AUDIO_RATES_HZ, MAX_LABELS, MAX_LABEL_BYTES, MAX_QUERY_BYTES, MAX_ANSWER_BYTES, MAX_ERROR_TEXT_BYTES,
+    MAX_MODEL_ID_BYTES, MAX_DEADLINE_MS, MAX_RETRY_AFTER_MS, MAX_TIMING_STAGES, MAX_BATCH_SIZE, UINT64_MAX,
+    CLIENT_SOCKET_OPTIONS, SERVER_SOCKET_OPTIONS, ErrorCode, ProtocolError, truncate_utf8, pcm_to_bytes,
+    pcm_from_bytes, _CODES, _bad, _large, _wire_type, _is_int, _int, _float, _text, _binary, _bool, _opt,
+    _map, _scores, _uints, _set,
+)
 
 __all__ = [
     "PROTOCOL_VERSION", "ErrorCode", "ProtocolError",
     "Frame", "AudioWindow", "InferRequest", "Result", "ErrorReply",
-    "Ping", "Pong", "StatsRequest", "Stats", "Message",
+    "Ping", "Pong", "StatsRequest", "Stats", "Hello", "Capabilities", "ModelInput", "AnswerFormat", "Message",
     "KINDS", "REQUEST_KINDS", "REPLY_KINDS",
     "encode", "decode", "peek_id", "pcm_to_bytes", "pcm_from_bytes", "truncate_utf8",
     "CLIENT_SOCKET_OPTIONS", "SERVER_SOCKET_OPTIONS",
 ]
-
-PROTOCOL_VERSION = 1
-
-# ---------------------------------------------------------------- limits --
-# One table, mirrored in docs/protocol.md section 8 (a test compares them).
-# Sizes are bytes, counts are msgpack elements, text limits are UTF-8 bytes
-# (not characters: a C++ receiver can check them from the str header alone).
-MAX_MESSAGE_BYTES = 8 * 1024 * 1024   # one whole ZeroMQ frame
-ZMQ_MAXMSGSIZE = MAX_MESSAGE_BYTES    # socket option: larger frames drop the peer
-MAX_DEPTH = 8                         # nested containers; the root map is depth 1
-MAX_OBJECTS = 8192                    # msgpack values in one message, keys included
-MAX_ARRAY_LEN = 1024
-MAX_MAP_LEN = 1024                    # key/value pairs in one map
-MAX_STR_BYTES = 16384                 # any str, including unknown keys' values
-MAX_BIN_BYTES = 4 * 1024 * 1024       # any bin; >= 30 s of 48 kHz PCM (2.88 MB)
-MAX_FRAMES = 64                       # 6.4 s of video at 10 fps
-MAX_JPEG_BYTES = 1024 * 1024
-MAX_AUDIO_S = 30.0
-AUDIO_RATES_HZ = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
-MAX_LABELS = 1024                     # entries in a label -> score map
-MAX_LABEL_BYTES = 128
-MAX_QUERY_BYTES = 4096
-MAX_ANSWER_BYTES = 16384
-MAX_ERROR_TEXT_BYTES = 1024
-MAX_MODEL_ID_BYTES = 128
-MAX_DEADLINE_MS = 60_000
-MAX_RETRY_AFTER_MS = 60_000
-MAX_TIMING_STAGES = 32
-MAX_BATCH_SIZE = 1024
-UINT64_MAX = 2**64 - 1
-
-# Socket options by pyzmq/libzmq name (zmq.<NAME> / ZMQ_<NAME>), kept as plain
-# data so this module does not import zmq. Heartbeats follow the architecture
-# (1 s interval, liveness 3); see docs/protocol.md section 2 for the reasons.
-CLIENT_SOCKET_OPTIONS = {
-    "MAXMSGSIZE": ZMQ_MAXMSGSIZE,
-    "LINGER": 0,              # never block exit on requests nobody will answer
-    "IMMEDIATE": 1,           # no queueing while disconnected: send fails, edge falls back
-    "SNDHWM": 64,
-    "RCVHWM": 64,
-    "RECONNECT_IVL": 100,
-    "RECONNECT_IVL_MAX": 5000,
-    "HEARTBEAT_IVL": 1000,
-    "HEARTBEAT_TIMEOUT": 3000,
-}
-SERVER_SOCKET_OPTIONS = {
-    "MAXMSGSIZE": ZMQ_MAXMSGSIZE,
-    "LINGER": 1000,           # let drained replies leave on shutdown
-    "ROUTER_MANDATORY": 1,    # reply to a vanished client raises (counted) instead of vanishing
-    "SNDHWM": 1000,
-    "RCVHWM": 1000,
-    "HEARTBEAT_IVL": 1000,
-    "HEARTBEAT_TIMEOUT": 3000,
-}
-
-
-class ErrorCode(enum.StrEnum):
-    """Machine-readable error codes (the ``code`` of an ``error`` message).
-
-    The set is fixed for protocol v1; adding a code is a version change.
-    """
-
-    BAD_REQUEST = "bad_request"                  # malformed or invalid message
-    UNSUPPORTED_VERSION = "unsupported_version"  # v is not 1
-    UNSUPPORTED_KIND = "unsupported_kind"        # well-formed but unknown kind
-    TOO_LARGE = "too_large"                      # a limit of section 8 exceeded
-    BUSY = "busy"                                # queue full, request shed
-    DEADLINE_EXCEEDED = "deadline_exceeded"      # budget ran out before a result
-    UNAUTHORIZED = "unauthorized"                # client may not make this request
-    INTERNAL = "internal"                        # server (or decoder) bug
-    SHUTTING_DOWN = "shutting_down"              # draining, no new work
-
-
-_CODES = frozenset(code.value for code in ErrorCode)
-
-
-class ProtocolError(Exception):
-    """The only exception this module raises.
-
-    ``code`` is an :class:`ErrorCode`; ``path`` names the offending field
-    (``"infer.frames[2].jpeg"``, empty when the message as a whole is bad);
-    ``str(err)`` is ``"<path>: <reason>"``, ready for an error reply.
-    """
-
-    def __init__(self, code: ErrorCode | str, reason: str, path: str = "") -> None:
-        self.code = ErrorCode(code)
-        self.reason = reason
-        self.path = path
-        super().__init__(f"{path}: {reason}" if path else reason)
-
-    def under(self, prefix: str) -> ProtocolError:
-        """The same error with ``prefix`` prepended to its field path."""
-        if not prefix:
-            return self
-        if not self.path:
-            path = prefix
-        elif self.path.startswith("["):
-            path = prefix + self.path
-        else:
-            path = f"{prefix}.{self.path}"
-        return ProtocolError(self.code, self.reason, path)
-
-
-def _bad(path: str, reason: str) -> ProtocolError:
-    return ProtocolError(ErrorCode.BAD_REQUEST, reason, path)
-
-
-def _large(path: str, reason: str) -> ProtocolError:
-    return ProtocolError(ErrorCode.TOO_LARGE, reason, path)
-
-
-# ------------------------------------------------------- field validators --
-# Each takes the value and its path, returns the normalised value or raises.
-# Python types map one to one onto msgpack types after unpacking, so these
-# checks are also the wire type checks.
-
-_WIRE_NAMES = {bool: "bool", int: "int", float: "float", str: "str", bytes: "bin",
-               list: "array", tuple: "array", dict: "map", type(None): "nil"}
-
-
-def _wire_type(value: Any) -> str:
-    return _WIRE_NAMES.get(type(value), type(value).__name__)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _int(value: Any, path: str, lo: int, hi: int) -> int:
-    if not _is_int(value):
-        raise _bad(path, f"expected int, got {_wire_type(value)}")
-    if not lo <= value <= hi:
-        raise _bad(path, f"must be in [{lo}, {hi}], got {int(value)}")
-    return int(value)
-
-
-def _float(value: Any, path: str, lo: float = 0.0, hi: float = math.inf) -> float:
-    # ints are accepted too: encoders in some languages (JavaScript) cannot tell
-    # 1.0 from 1 and pack it as an int.
-    if not (_is_int(value) or isinstance(value, (float, np.floating))):
-        raise _bad(path, f"expected float, got {_wire_type(value)}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise _bad(path, f"must be finite, got {value}")
-    if not lo <= value <= hi:
-        raise _bad(path, f"must be in [{lo}, {hi}], got {value}")
-    return value
-
-
-def _text(value: Any, path: str, max_bytes: int, min_bytes: int = 0) -> str:
-    if not isinstance(value, str):
-        raise _bad(path, f"expected str, got {_wire_type(value)}")
-    try:
-        size = len(value.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise _bad(path, "not encodable as UTF-8 (lone surrogate)") from None
-    if size > max_bytes:
-        raise _large(path, f"{size} UTF-8 bytes exceeds the limit of {max_bytes}")
-    if size < min_bytes:
-        raise _bad(path, "must not be empty")
-    return str(value)
-
-
-def _binary(value: Any, path: str, max_bytes: int) -> bytes | memoryview:
-    # A memoryview is kept as is so PCM from a numpy array travels without a copy.
-    if isinstance(value, memoryview):
-        if not value.c_contiguous:
-            raise _bad(path, "memoryview must be C-contiguous")
-        value = value.cast("B")
-    elif isinstance(value, bytearray):
-        value = bytes(value)
-    elif not isinstance(value, bytes):
-        raise _bad(path, f"expected bin, got {_wire_type(value)}")
-    if len(value) > max_bytes:
-        raise _large(path, f"{len(value)} bytes exceeds the limit of {max_bytes}")
-    return value
-
-
-def _bool(value: Any, path: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise _bad(path, f"expected bool, got {_wire_type(value)}")
-    return bool(value)
-
-
-def _opt(check, value: Any, path: str, *args: Any) -> Any:
-    return None if value is None else check(value, path, *args)
-
-
-def _map(value: Any, path: str, max_len: int) -> dict:
-    if not isinstance(value, dict):
-        raise _bad(path, f"expected map, got {_wire_type(value)}")
-    if len(value) > max_len:
-        raise _large(path, f"{len(value)} entries exceeds the limit of {max_len}")
-    return value
-
-
-def _scores(value: Any, path: str, max_len: int = MAX_LABELS, hi: float = 1.0) -> dict[str, float]:
-    """label -> float in [0, hi]; labels are non-empty str of at most MAX_LABEL_BYTES."""
-    out = {}
-    for key, score in _map(value, path, max_len).items():
-        key = _text(key, f"{path}[{key!r:.40}]", MAX_LABEL_BYTES, 1)
-        out[key] = _float(score, f"{path}[{key!r:.40}]", 0.0, hi)
-    return out
-
-
-def _uints(value: Any, path: str, max_len: int) -> tuple[int, ...]:
-    if not isinstance(value, (list, tuple)):
-        raise _bad(path, f"expected array, got {_wire_type(value)}")
-    if len(value) > max_len:
-        raise _large(path, f"{len(value)} entries exceeds the limit of {max_len}")
-    return tuple(_int(x, f"{path}[{i}]", 0, UINT64_MAX) for i, x in enumerate(value))
-
-
-def _set(obj: Any, name: str, value: Any) -> None:
-    object.__setattr__(obj, name, value)  # frozen dataclass: normalise in __post_init__
-
-
-def truncate_utf8(text: str, max_bytes: int) -> str:
-    """``text`` cut to at most ``max_bytes`` UTF-8 bytes, never mid-character."""
-    raw = text.encode("utf-8", "replace")[:max_bytes]
-    return raw.decode("utf-8", "ignore")
-
-
-# ------------------------------------------------------------------- PCM --
-
-def pcm_to_bytes(samples: np.ndarray) -> memoryview:
-    """1-D int16 samples -> little-endian bytes for ``AudioWindow.pcm``.
-
-    Returns a memoryview over ``samples`` itself (no copy) when it is already
-    C-contiguous little-endian int16; otherwise over a converted copy. Do not
-    modify ``samples`` while the message is alive. Raises ProtocolError
-    (bad_request) for any other dtype or shape: converting floats silently
-    would hide a scaling bug.
-    """
-    arr = np.asarray(samples)
-    if arr.ndim != 1 or arr.dtype.kind != "i" or arr.dtype.itemsize != 2:
-        raise _bad("pcm", f"expected a 1-D int16 array, got {arr.dtype} with shape {arr.shape}")
-    return memoryview(np.ascontiguousarray(arr, dtype="<i2")).cast("B")
-
-
-def pcm_from_bytes(pcm: bytes | memoryview) -> np.ndarray:
-    """int16 little-endian bytes -> 1-D int16 array of shape (len(pcm) // 2,).
-
-    A zero-copy view: read-only when ``pcm`` is ``bytes``. Raises
-    ProtocolError (bad_request) for an odd byte count.
-    """
-    if len(pcm) % 2:
-        raise _bad("pcm", f"odd byte count {len(pcm)}; int16 samples are 2 bytes")
-    return np.frombuffer(pcm, dtype="<i2")
-
 
 # -------------------------------------------------------------- messages --
 # Field order in each class IS the wire order (canonical encoding). A field
@@ -301,19 +62,29 @@ def _short_bin(value: bytes | memoryview) -> str:
     return f"<{len(value)} bytes>"
 
 
+def _time(value: Any, path: str) -> float:
+    """A recording-clock time: finite, in [0, MAX_TIME_S] seconds."""
+    return _float(value, path, 0.0, MAX_TIME_S)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Frame:
-    """One video frame: ``t_s`` (seconds, recording clock, finite >= 0) and
-    ``jpeg`` (JPEG bytes starting with FF D8, at most MAX_JPEG_BYTES)."""
+    """One video frame: ``t_s`` (seconds, recording clock, 0 .. MAX_TIME_S) and
+    ``jpeg`` (at most MAX_JPEG_BYTES: FF D8, then a marker chain that reaches
+    a frame header of at most MAX_JPEG_PIXELS pixels; ``shared.jpeg_header``)."""
 
     t_s: float
     jpeg: bytes | memoryview
 
     def __post_init__(self) -> None:
-        _set(self, "t_s", _float(self.t_s, "t_s"))
+        _set(self, "t_s", _time(self.t_s, "t_s"))
         jpeg = _binary(self.jpeg, "jpeg", MAX_JPEG_BYTES)
-        if bytes(jpeg[:2]) != b"\xff\xd8":
-            raise _bad("jpeg", "not a JPEG (missing FFD8 header)")
+        try:
+            width, height = jpeg_size(jpeg)
+        except JpegHeaderError as exc:
+            raise _bad("jpeg", str(exc)) from None
+        if width * height > MAX_JPEG_PIXELS:
+            raise _large("jpeg", f"{width}x{height} pixels exceeds the limit of {MAX_JPEG_PIXELS}")
         _set(self, "jpeg", jpeg)
 
     def __repr__(self) -> str:
@@ -322,16 +93,16 @@ class Frame:
 
 @dataclass(frozen=True, kw_only=True)
 class AudioWindow:
-    """Mono int16 little-endian PCM: ``start_s`` (seconds, recording clock) of
-    the first sample, ``rate_hz`` from AUDIO_RATES_HZ, ``pcm`` of 1 ..
-    rate_hz * MAX_AUDIO_S samples (2 bytes each)."""
+    """Mono int16 little-endian PCM: ``start_s`` (seconds, recording clock,
+    0 .. MAX_TIME_S) of the first sample, ``rate_hz`` from AUDIO_RATES_HZ,
+    ``pcm`` of 1 .. rate_hz * MAX_AUDIO_S samples (2 bytes each)."""
 
     start_s: float
     rate_hz: int
     pcm: bytes | memoryview  # a memoryview when built from a numpy array (no copy)
 
     def __post_init__(self) -> None:
-        _set(self, "start_s", _float(self.start_s, "start_s"))
+        _set(self, "start_s", _time(self.start_s, "start_s"))
         rate = _int(self.rate_hz, "rate_hz", 0, UINT64_MAX)
         if rate not in AUDIO_RATES_HZ:
             raise _bad("rate_hz", f"must be one of {AUDIO_RATES_HZ}, got {rate}")
@@ -393,7 +164,7 @@ class InferRequest:
         _set(self, "student_scores", _scores(self.student_scores, "student_scores"))
         _set(self, "student_confidence", _float(self.student_confidence, "student_confidence", 0.0, 1.0))
         _set(self, "query", _opt(_text, self.query, "query", MAX_QUERY_BYTES, 1))
-        _set(self, "query_t_s", _opt(_float, self.query_t_s, "query_t_s"))
+        _set(self, "query_t_s", _opt(_time, self.query_t_s, "query_t_s"))
         if (self.query is None) != (self.query_t_s is None):
             raise _bad("query_t_s", "query and query_t_s must be both set or both nil")
         _set(self, "model", _opt(_text, self.model, "model", MAX_MODEL_ID_BYTES, 1))
@@ -587,16 +358,137 @@ class Stats:
                 raise _bad(names[i], f"must be >= {names[i - 1]} (p50 <= p95 <= p99)")
 
 
-Message = Union[InferRequest, Result, ErrorReply, Ping, Pong, StatsRequest, Stats]
+@dataclass(frozen=True, kw_only=True)
+class Hello:
+    """``hello``, client -> server: ask what the server and its model take
+    (answered by :class:`Capabilities`). ``client`` is an optional name and
+    version for the server's log, e.g. ``"earshot-edge/1.0"``."""
+
+    KIND: ClassVar[str] = "hello"
+    id: int
+    client: str | None = None
+
+    def __post_init__(self) -> None:
+        _set(self, "id", _int(self.id, "id", 0, UINT64_MAX))
+        _set(self, "client", _opt(_text, self.client, "client", MAX_MODEL_ID_BYTES, 1))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelInput:
+    """What the model reads of an ``infer`` (docs/protocol.md 6.9).
+
+    The window ends at the request's latest time (audio end, last frame,
+    ``query_t_s``). ``audio_s``: seconds of audio the model reads, ending
+    there (earlier samples are unused, missing ones are silence).
+    ``sample_rate_hz``: the model's rate (other AUDIO_RATES_HZ are resampled).
+    ``frame_hz`` and ``frames``: one frame slot every ``1 / frame_hz`` s
+    counted back from the end, ``frames`` slots; each takes the newest frame
+    at or before it (frames older than ``frames / frame_hz`` s are unused).
+    ``frame_size_px``: frames are centre-cropped to a square and resized to it.
+    """
+
+    audio_s: float
+    sample_rate_hz: int
+    frame_hz: float
+    frames: int
+    frame_size_px: int
+
+    def __post_init__(self) -> None:
+        _set(self, "audio_s", _float(self.audio_s, "audio_s", 0.0, MAX_AUDIO_S))
+        rate = _int(self.sample_rate_hz, "sample_rate_hz", 0, UINT64_MAX)
+        if rate not in AUDIO_RATES_HZ:
+            raise _bad("sample_rate_hz", f"must be one of {AUDIO_RATES_HZ}, got {rate}")
+        _set(self, "sample_rate_hz", rate)
+        _set(self, "frame_hz", _float(self.frame_hz, "frame_hz", 0.0, 1000.0))
+        _set(self, "frames", _int(self.frames, "frames", 0, MAX_FRAMES))
+        _set(self, "frame_size_px", _int(self.frame_size_px, "frame_size_px", 1, 65535))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnswerFormat:
+    """One form ``result.answer`` can take: ``kind`` (a name such as
+    ``summary`` or ``yes_no``), ``when`` (which requests get it), ``format``
+    (its grammar) and an ``example``."""
+
+    kind: str
+    when: str
+    format: str
+    example: str
+
+    def __post_init__(self) -> None:
+        _set(self, "kind", _text(self.kind, "kind", MAX_LABEL_BYTES, 1))
+        for name in ("when", "format", "example"):
+            _set(self, name, _text(getattr(self, name), name, MAX_QUERY_BYTES))
+
+
+def _names(value: Any, path: str) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise _bad(path, f"expected array, got {_wire_type(value)}")
+    if len(value) > MAX_LABELS:
+        raise _large(path, f"{len(value)} entries exceeds the limit of {MAX_LABELS}")
+    return tuple(_text(x, f"{path}[{i}]", MAX_LABEL_BYTES, 1) for i, x in enumerate(value))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Capabilities:
+    """``capabilities``, server -> client: the reply to :class:`Hello`.
+
+    ``server``: software name and version. ``versions``: protocol versions
+    spoken. ``kinds``: request kinds taken. ``ready`` as in :class:`Pong`.
+    ``model_id`` and ``input`` (:class:`ModelInput`) are None until a model
+    is loaded. ``labels``: taxonomy group -> label names the model knows
+    (``trigger_label`` and ``student_scores`` keys; other labels are
+    accepted and ignored). ``tags``: the labels of ``result.tags``.
+    ``answers``: the forms ``result.answer`` takes (:class:`AnswerFormat`).
+    """
+
+    KIND: ClassVar[str] = "capabilities"
+    id: int
+    server: str
+    versions: tuple[int, ...]
+    kinds: tuple[str, ...]
+    ready: bool
+    model_id: str | None = None
+    input: ModelInput | None = None
+    labels: dict[str, tuple[str, ...]]
+    tags: tuple[str, ...]
+    answers: tuple[AnswerFormat, ...]
+
+    def __post_init__(self) -> None:
+        _set(self, "id", _int(self.id, "id", 0, UINT64_MAX))
+        _set(self, "server", _text(self.server, "server", MAX_MODEL_ID_BYTES, 1))
+        _set(self, "versions", _uints(self.versions, "versions", 64))
+        _set(self, "kinds", _names(self.kinds, "kinds"))
+        _set(self, "ready", _bool(self.ready, "ready"))
+        _set(self, "model_id", _opt(_text, self.model_id, "model_id", MAX_MODEL_ID_BYTES, 1))
+        if self.input is not None and not isinstance(self.input, ModelInput):
+            raise _bad("input", f"expected ModelInput or None, got {type(self.input).__name__}")
+        groups = {}
+        for group, members in _map(self.labels, "labels", 64).items():
+            group = _text(group, f"labels[{group!r:.40}]", MAX_LABEL_BYTES, 1)
+            groups[group] = _names(members, f"labels[{group!r:.40}]")
+        _set(self, "labels", groups)
+        _set(self, "tags", _names(self.tags, "tags"))
+        if not isinstance(self.answers, (list, tuple)):
+            raise _bad("answers", f"expected array, got {_wire_type(self.answers)}")
+        if len(self.answers) > 64:
+            raise _large("answers", f"{len(self.answers)} entries exceeds the limit of 64")
+        for i, fmt in enumerate(self.answers):
+            if not isinstance(fmt, AnswerFormat):
+                raise _bad(f"answers[{i}]", f"expected AnswerFormat, got {type(fmt).__name__}")
+        _set(self, "answers", tuple(self.answers))
+
+
+Message = Union[InferRequest, Result, ErrorReply, Ping, Pong, StatsRequest, Stats, Hello, Capabilities]
 KINDS: dict[str, type] = {cls.KIND: cls for cls in Message.__args__}
-REQUEST_KINDS = frozenset({"infer", "ping", "stats_request"})
-REPLY_KINDS = frozenset({"result", "error", "pong", "stats"})
+REQUEST_KINDS = frozenset({"infer", "ping", "stats_request", "hello"})
+REPLY_KINDS = frozenset({"result", "error", "pong", "stats", "capabilities"})
 
 
 # -------------------------------------------------------------- encoding --
 
 def _to_wire(value: Any) -> Any:
-    if isinstance(value, (Frame, AudioWindow)):
+    if isinstance(value, (Frame, AudioWindow, ModelInput, AnswerFormat)):
         return {f.name: _to_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, (list, tuple)):
         return [_to_wire(v) for v in value]
@@ -678,9 +570,11 @@ def decode(data: bytes, *, accept: Collection[str] | None = None) -> Message:
     except ProtocolError:
         raise
     except _MALFORMED as exc:
-        raise _bad("", f"malformed message ({type(exc).__name__}: {str(exc):.80})") from exc
+        # The pre-scan catches every defect we know of first, with a message in msgpack's
+        # terms; this is the second line, and its text must not leak host-language details.
+        raise _bad("", "malformed msgpack") from exc
     except Exception as exc:  # a decoder bug must not take a server down; 'internal' says whose fault
-        raise ProtocolError(ErrorCode.INTERNAL, f"decoder failure ({type(exc).__name__})") from exc
+        raise ProtocolError(ErrorCode.INTERNAL, "decoder failure") from exc
 
 
 def _decode(data: bytes, accept: Collection[str] | None) -> Message:
@@ -716,6 +610,8 @@ def _decode(data: bytes, accept: Collection[str] | None) -> Message:
         raise _bad("kind", f"{kind!r} is not accepted here (expected one of {sorted(accept)})")
     if kind == InferRequest.KIND:
         return _infer_from_wire(raw)
+    if kind == Capabilities.KIND:
+        return _capabilities_from_wire(raw)
     return _build(KINDS[kind], raw, kind)
 
 
@@ -749,6 +645,18 @@ def _infer_from_wire(raw: dict) -> InferRequest:
     if audio is not None:
         audio = _build(AudioWindow, audio, "infer.audio")
     return _build(InferRequest, {**raw, "frames": frames, "audio": audio}, "infer")
+
+
+def _capabilities_from_wire(raw: dict) -> Capabilities:
+    nested = {}
+    if raw.get("input") is not None:
+        nested["input"] = _build(ModelInput, raw["input"], "capabilities.input")
+    answers = raw.get("answers")
+    if isinstance(answers, list):
+        if len(answers) > 64:
+            raise _large("capabilities.answers", f"{len(answers)} entries exceeds the limit of 64")
+        nested["answers"] = [_build(AnswerFormat, a, f"capabilities.answers[{i}]") for i, a in enumerate(answers)]
+    return _build(Capabilities, {**raw, **nested}, "capabilities")
 
 
 def peek_id(data: bytes) -> int | None:

@@ -29,6 +29,7 @@ __all__ = [
     "bootstrap_mean",
     "bootstrap_ratio",
     "paired_difference",
+    "paired_ratio",
     "group_index",
     "format_interval",
 ]
@@ -180,6 +181,48 @@ def paired_difference(
     below, above = float(np.mean(samples <= 0.0)), float(np.mean(samples >= 0.0))
     p = min(1.0, 2.0 * min(below, above))
     return Interval(value, lo, hi, len(t), k, p_value=p)
+
+
+def paired_ratio(
+    numerators_a: Sequence[float],
+    denominators_a: Sequence[float],
+    groups_a: Sequence[Hashable],
+    numerators_b: Sequence[float],
+    denominators_b: Sequence[float],
+    groups_b: Sequence[Hashable],
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> Interval:
+    """(sum num_a / sum den_a) / (sum num_b / sum den_b), both resampled by the same recordings.
+
+    For "A reaches x% of B's success" or "A spends y% of B's energy": the two
+    systems may have different items (episodes that ended at different
+    times), but each resample draws recordings once and recomputes both
+    ratios from the items of those recordings, so what the recordings share
+    cancels. Groups missing from one side contribute nothing to it.
+
+    Raises:
+        ValueError: lengths differ, or either side has nothing to average.
+    """
+    na, da = np.asarray(numerators_a, np.float64), np.asarray(denominators_a, np.float64)
+    nb, db = np.asarray(numerators_b, np.float64), np.asarray(denominators_b, np.float64)
+    if not (len(na) == len(da) == len(groups_a)) or not (len(nb) == len(db) == len(groups_b)):
+        raise ValueError("lengths differ between numerators, denominators and groups")
+    if da.sum() <= 0 or db.sum() <= 0 or nb.sum() == 0:
+        raise ValueError("nothing to compare: a side with no items, every denominator 0, or a zero baseline")
+    gid, k = group_index(list(groups_a) + list(groups_b))
+    ga, gb = gid[: len(na)], gid[len(na):]
+    sa_n, sa_d = _group_sums(na, ga, k), _group_sums(da, ga, k)
+    sb_n, sb_d = _group_sums(nb, gb, k), _group_sums(db, gb, k)
+    value = float((sa_n.sum() / sa_d.sum()) / (sb_n.sum() / sb_d.sum()))
+    if k < 2:
+        return Interval(value, value, value, len(na) + len(nb), k)
+    w = _resample_weights(k, resamples, seed)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        samples = ((w @ sa_n) / (w @ sa_d)) / ((w @ sb_n) / (w @ sb_d))
+    lo, hi = _percentiles(samples)
+    return Interval(value, lo, hi, len(na) + len(nb), k)
 
 
 def format_interval(iv: Interval | dict[str, Any] | None, *, scale: float = 100.0, digits: int = 1,

@@ -29,7 +29,8 @@ class EnvConfig:
     """What the environment replays and how it models the world around the traces."""
 
     traces: str = "traces"  # folder of <recording_id>.jsonl from 'earshot trace'
-    recordings: list[str] = field(default_factory=list)  # empty: every trace in the folder
+    split: str = "all"  # train | val | test (the dataset manifest's, recorded in each trace) | all
+    recordings: list[str] = field(default_factory=list)  # empty: every trace of the split
     notify_s: float = 3.0
     important_labels: list[str] = field(default_factory=lambda: list(_IMPORTANT))
     cloud_tag_threshold: float = 0.5
@@ -39,10 +40,15 @@ class EnvConfig:
     outage_mean_s: float = 2.0
     bandwidth_trace: str | None = None
     battery_start_frac: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    day_h: float = 12.0
+    active_share: float = 0.1
 
     def __post_init__(self) -> None:
         p = "env."
         check(bool(str(self.traces).strip()), p + "traces", "must name a folder of traces ('earshot trace')")
+        check_choice(p + "split", self.split, ("train", "val", "test", "all"))
+        check_range(p + "day_h", self.day_h, 0.01, 48.0, unit="h")
+        check_range(p + "active_share", self.active_share, 0.0, 1.0, lo_open=True)
         check_range(p + "notify_s", self.notify_s, 0.0, 60.0, lo_open=True, unit="s")
         from shared.labels import names
 
@@ -67,6 +73,8 @@ class BudgetConfig:
     deadline_ms: float = 800.0
     compute_gmacs_per_s: float = 0.0
     max_in_flight: int = 4
+    uplink_kbps: float = 0.0
+    uplink_burst_kb: float = 1000.0
 
     def __post_init__(self) -> None:
         p = "budget."
@@ -75,6 +83,8 @@ class BudgetConfig:
         check_range(p + "deadline_ms", self.deadline_ms, 0.0, lo_open=True)
         check_range(p + "compute_gmacs_per_s", self.compute_gmacs_per_s, 0.0, note="0 = unlimited")
         check_range(p + "max_in_flight", self.max_in_flight, 1)
+        check_range(p + "uplink_kbps", self.uplink_kbps, 0.0, note="0 = no token bucket")
+        check_range(p + "uplink_burst_kb", self.uplink_burst_kb, 0.0, lo_open=True)
 
 
 @dataclass
@@ -87,9 +97,11 @@ class RewardConfig:
     energy_per_j: float = 0.3
     deadline_miss: float = 0.5
     throttle: float = 0.1
+    battery_empty: float = 1.0
 
     def __post_init__(self) -> None:
-        for k in ("query_correct", "event_notified", "event_missed", "energy_per_j", "deadline_miss", "throttle"):
+        for k in ("query_correct", "event_notified", "event_missed", "energy_per_j", "deadline_miss", "throttle",
+                  "battery_empty"):
             check_range(f"reward.{k}", getattr(self, k), 0.0, note="it is a weight")
 
 
@@ -129,7 +141,7 @@ class PolicySpec:
     """One policy to evaluate: an ``edge.policy`` name, ``random``, ``oracle`` or ``learned``."""
 
     name: str = "always_local"
-    label: str | None = None  # the table's name for it (default: name)
+    label: str | None = None  # the table's name for it (default: name); specs sharing a label are pooled
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -164,8 +176,8 @@ class SimTrainConfig:
         check_range("eval_episodes", self.eval_episodes, 1)
 
 
-_KNOWN_POLICIES = ("always_local", "always_cloud", "periodic", "audio_trigger", "confidence_threshold",
-                   "context_aware", "random", "oracle", "learned")
+_KNOWN_POLICIES = ("never_on", "query_only", "always_local", "always_cloud", "periodic", "audio_trigger",
+                   "confidence_threshold", "context_aware", "random", "oracle", "learned")
 
 
 @dataclass
@@ -174,7 +186,7 @@ class SimEvalConfig:
 
     out: str = "runs/sim_eval"
     seed: int = 0
-    episodes: int = 1  # per recording, seeds seed..seed+episodes-1
+    days: int = 3  # evaluation days per policy and budget, seeds seed..seed+days-1 (the same days for all)
     device: Any = None
     network: Any = None
     env: EnvConfig = field(default_factory=EnvConfig)
@@ -186,10 +198,14 @@ class SimEvalConfig:
 
     def __post_init__(self) -> None:
         check(bool(str(self.out).strip()), "out", "must name an output folder")
-        check_range("episodes", self.episodes, 1)
+        check_range("days", self.days, 1)
         check(len(self.policies) >= 1, "policies", "name at least one policy")
         for k, p in enumerate(self.policies):
             check_choice(f"policies[{k}].name", p.name, _KNOWN_POLICIES)
+            if p.name == "learned":
+                program = (p.params or {}).get("program")
+                check(program is not None and Path(str(program)).is_file(), f"policies[{k}].params.program",
+                      f"a learned policy needs the .pte from 'earshot sim train' (no such file: {program})")
         for k in ("power_cap_mw", "deadline_ms", "energy_budget_j"):
             check(all(v >= 0 for v in getattr(self.grid, k)), f"grid.{k}", "values must be >= 0")
 
@@ -221,10 +237,10 @@ def make_env_kwargs(env: EnvConfig, budget: BudgetConfig, reward: RewardConfig, 
     from sim.env import Budget, RewardWeights
 
     return dict(
-        traces=env.traces, recordings=list(env.recordings) or None, device=device, network=network,
+        traces=env.traces, recordings=list(env.recordings) or None, split=env.split, device=device, network=network,
         budget=Budget(**asdict(budget)), reward=RewardWeights(**asdict(reward)), notify_s=env.notify_s,
         important_labels=tuple(env.important_labels), cloud_tag_threshold=env.cloud_tag_threshold,
         cloud_utilization=env.cloud_utilization, rate_corr=env.rate_corr, outage_every_s=env.outage_every_s,
         outage_mean_s=env.outage_mean_s, bandwidth_trace=env.bandwidth_trace,
-        battery_start_frac=tuple(env.battery_start_frac),
+        battery_start_frac=tuple(env.battery_start_frac), day_h=env.day_h, active_share=env.active_share,
     )

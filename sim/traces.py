@@ -1,28 +1,27 @@
-"""Traces of recordings, loaded once into numpy arrays for the simulator.
+"""Traces of recordings as numpy arrays, loaded once for the simulator.
 
-A trace (``earshot trace``, format in the contract / ``docs/simulator.md``) is
-one JSONL file per recording: a header, then one line per hop with what every
-on-device model and the cloud (for each offload kind) answered on that hop.
-:func:`load_traces` turns a folder of them into a :class:`TraceSet`; each
-:class:`Trace` holds plain arrays indexed by hop, so the environment's
-``step`` is array indexing and arithmetic, never JSON or dict look-ups.
+The format and its reader are ``shared/trace.py``; this module turns each
+file into a :class:`Trace` of plain arrays indexed by hop, so the
+environment's ``step`` is array indexing and arithmetic, never JSON.
 
 Conventions:
 
 - hop ``i`` covers ``(i * hop_s, (i + 1) * hop_s]``; ``t_s[i]`` is its end.
-- offload kinds are indexed in :data:`KINDS` order (``light, full, audio``).
-- a query belongs to the hop whose line carries its ``local_answer``; when two
-  queries share a hop, the later one moves to the next hop without a query
-  (the edge answers one query per decision).
+- capture variants are indexed in :data:`shared.trace.VARIANT_NAMES` order
+  (``light, full_now, full_warm, audio``), offload kinds in ``OFFLOAD_KINDS``.
+- a hop asks at most one query (``query_at``); queries past the last hop
+  (``late_queries``) are answered on the device when the recording ends.
 - important events (a config list of labels) have a notification window
   ``(onset_s, onset_s + notify_s]``; :meth:`Trace.event_hops` lists its hops.
 
-Raises :class:`TraceError` (a :class:`shared.config.UserError`) naming the
-file and line of anything malformed.
+What the device answers depends on the hops the student actually ran:
+:meth:`Trace.local_correct` rebuilds the runtime's detection memory from the
+trigger's rising edges (every hop) and the student's detections on the hops
+it ran, and asks ``edge.local_answer.answer_locally``, the runtime's own
+answerer. Results are cached per (query, student hops that matter).
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,48 +29,38 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from shared.config import UserError
 from shared.queries import answer_matches
+from shared.trace import CAPTURE_VARIANTS, OFFLOAD_KINDS, VARIANT_NAMES, TraceError, read_trace, trace_files
 from shared.trigger import hold_runs
 
-__all__ = ["KINDS", "TRACE_VERSION", "TraceError", "Trace", "TraceSet", "load_trace", "load_traces"]
+__all__ = ["VARIANTS", "KINDS", "Trace", "TraceSet", "load_trace", "load_traces", "TraceError"]
 
-TRACE_VERSION = 1
-#: Offload kinds in array order (the contract's OFFLOAD_SPECS keys minus "none").
-KINDS: tuple[str, ...] = ("light", "full", "audio")
-
-
-class TraceError(UserError):
-    """A malformed trace file; the message names the file and line."""
-
-
-def _thresholds(block: dict[str, Any], labels: list[str]) -> np.ndarray:
-    thr = block.get("thresholds")
-    if thr is None:
-        return np.full(len(labels), 0.5, np.float32)
-    if isinstance(thr, dict):
-        return np.array([float(thr.get(l, 0.5)) for l in labels], np.float32)
-    return np.asarray(thr, np.float32)
+VARIANTS = VARIANT_NAMES
+KINDS = OFFLOAD_KINDS
 
 
 @dataclass
 class Trace:
-    """One recording's trace as arrays (``T`` hops, ``K = len(KINDS)`` kinds).
+    """One recording's trace as arrays (``T`` hops, ``V = len(VARIANTS)``, ``Q`` queries).
 
     Attributes (shapes; units):
-        trigger [T, Nt] float32 probabilities; trigger_fired [T, Nt] bool (held under the card's thresholds and refractory hold, shared/trigger.py)
-        student [T, Ns] float32; student_confidence [T] float32; student_ms, trigger_ms [T]
-        snr_db [T]; frame_blur [T] (nan where the trace has null)
-        cloud_ok, cloud_latency_ms, bytes_up, bytes_down: [K, T]
-        cloud_tags [K, T, Ni]: the cloud's tag probability for each important label (0 if not in its top 5)
-        query_hop [Q] int; query_at [T] int (-1: none); local_correct [Q] bool;
-        cloud_correct [K, Q] bool (ok and answer == gold); query_ids, query_texts [Q]
+        trigger [T, Nt] float32 probabilities; trigger_fired [T, Nt] bool (held under the card's thresholds
+            and refractory hold, shared/trigger.py)
+        student [T, Ns] float32 (0 before the first frame); student_confidence, student_ms [T]
+        snr_db [T]; frames_per_hop [T] frames the camera captures during the hop
+        cloud_ok, bytes_up, bytes_down, frames_sent: [V, T]
+        cloud_tags [V, T, Ni]: the cloud's tag probability for each important label (0 if not in its top 5)
+        warm_from_hop [T]: the first hop the camera must have been on since for ``full_warm``
+        service_ms: offload kind -> measured service times (ms)
+        query_ids, query_texts, query_kinds, query_gold [Q]; query_at [T] (-1: none); query_hop [Q]
+        cloud_correct [V, Q] bool; late_queries: query indices answered on the device at the end
         event_label [E] index into ``important``; event_onset_s [E]
     """
 
     path: str
     recording_id: str
     environment: str
+    split: str | None
     duration_s: float
     hop_s: float
     header: dict[str, Any]
@@ -84,28 +73,36 @@ class Trace:
     t_s: np.ndarray
     trigger: np.ndarray
     trigger_fired: np.ndarray
-    trigger_ms: np.ndarray
     snr_db: np.ndarray
     student: np.ndarray
     student_confidence: np.ndarray
     student_ms: np.ndarray
-    frame_blur: np.ndarray
+    frames_per_hop: np.ndarray
     cloud_ok: np.ndarray
-    cloud_latency_ms: np.ndarray
     bytes_up: np.ndarray
     bytes_down: np.ndarray
+    frames_sent: np.ndarray
     cloud_tags: np.ndarray
+    warm_from_hop: np.ndarray
+    service_ms: dict[str, np.ndarray]
     query_ids: list[str]
     query_texts: list[str]
+    query_kinds: list[str]
     query_gold: list[str]
     query_hop: np.ndarray
     query_at: np.ndarray
-    local_correct: np.ndarray
     cloud_correct: np.ndarray
+    late_queries: list[int]
+    local_answer_all: list[str]
     important: tuple[str, ...]
     event_ids: list[str] = field(default_factory=list)
     event_label: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     event_onset_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # Detections that feed the device's answers: per hop, (label, score) in the runtime's order.
+    trigger_detections: list[list[tuple[str, float]]] = field(default_factory=list, repr=False)
+    student_detections: list[list[tuple[str, float]]] = field(default_factory=list, repr=False)
+    _query_student_hops: list[list[int]] = field(default_factory=list, repr=False)
+    _local_cache: dict[tuple[int, int], bool] = field(default_factory=dict, repr=False)
 
     @property
     def n_hops(self) -> int:
@@ -121,115 +118,177 @@ class Trace:
             out.append((first, last))
         return out
 
+    def student_hops_that_matter(self, q: int) -> list[int]:
+        """Hops up to query ``q``'s whose student detections could change the device's answer."""
+        return self._query_student_hops[q]
 
-def _bad(path: Path, line: int, msg: str) -> TraceError:
-    return TraceError(f"{path}:{line}: {msg}")
+    def local_correct(self, q: int, student_ran: Sequence[bool]) -> bool:
+        """Whether the device answers query ``q`` correctly when the student ran on the hops where
+        ``student_ran[h]`` is true (the runtime's memory and answerer, see the module docstring)."""
+        hops = self._query_student_hops[q]
+        mask = 0
+        for b, h in enumerate(hops):
+            if student_ran[h]:
+                mask |= 1 << b
+        key = (q, mask)
+        hit = self._local_cache.get(key)
+        if hit is None:
+            hit = self._local_cache[key] = self._answer_is_right(q, [h for b, h in enumerate(hops) if mask >> b & 1])
+        return hit
+
+    def local_answer(self, q: int, student_hops: Sequence[int]) -> str:
+        """The device's answer to query ``q`` with the student run on ``student_hops``."""
+        from edge.local_answer import LocalMemory, answer_locally
+
+        h_q = self.query_hop[q]
+        ran = set(student_hops)
+        memory = LocalMemory()
+        for h in range(h_q + 1):
+            t = float(self.t_s[h])
+            for label, score in self.trigger_detections[h]:
+                memory.add(t, label, score, "trigger")
+            if h in ran:
+                for label, score in self.student_detections[h]:
+                    memory.add(t, label, score, "student")
+        return answer_locally(memory, self.query_texts[q], float(self.t_s[h_q]))
+
+    def _answer_is_right(self, q: int, student_hops: Sequence[int]) -> bool:
+        return bool(answer_matches(self.local_answer(q, student_hops), self.query_gold[q]))
+
+
+def _thresholds(block: dict[str, Any], labels: list[str]) -> np.ndarray:
+    thr = block["thresholds"]
+    if isinstance(thr, dict):
+        return np.array([float(thr.get(l, 0.5)) for l in labels], np.float32)
+    return np.asarray(thr, np.float32)
+
+
+def _detections(probs: np.ndarray, thresholds: np.ndarray, labels: list[str], audio: set[str]) -> list[list[int]]:
+    """Per hop, the indices of labels over their threshold that the device's memory keeps (audio events)."""
+    keep = np.array([l in audio for l in labels], bool)
+    over = (probs >= thresholds[None, :]) & keep[None, :]
+    return [np.flatnonzero(row).tolist() for row in over]
+
+
+def _hops_that_matter(text: str, hop: int, t_s: np.ndarray, student_dets: list[list[tuple[str, float]]]) -> list[int]:
+    """Hops up to ``hop`` whose student detections can change ``edge.local_answer``'s answer to ``text``.
+
+    Mirrors that module's table: "which came first" reads the first two sounds
+    the question names, "did ..." and "how many ..." the sounds it names (the
+    first for a count), anything else the sounds of the last ``LOOKBACK_S``.
+    Fewer hops, fewer distinct student histories to answer for (the cache);
+    tests/sim check the narrowing against the unnarrowed answer.
+    """
+    from edge.local_answer import LOOKBACK_S, labels_named, query_kind
+
+    kind, named = query_kind(text), labels_named(text)
+    if named and kind in ("order", "yes_no", "count"):
+        wanted = set(named[:2] if kind == "order" else named[:1] if kind == "count" else named)
+        return [h for h in range(hop + 1) if any(l in wanted for l, _ in student_dets[h])]
+    lo = float(t_s[hop]) - LOOKBACK_S - 1e-9
+    return [h for h in range(hop + 1) if student_dets[h] and t_s[h] >= lo]
 
 
 def load_trace(path: str | Path, important: Sequence[str]) -> Trace:
-    """Read one ``<recording_id>.jsonl`` trace into arrays.
+    """Read one trace file (``shared.trace.read_trace``) into arrays.
 
     Args:
         path: the trace file.
         important: labels whose events must be detected and notified.
 
     Raises:
-        TraceError: unreadable JSON, a wrong version, missing keys or hops out of order.
+        TraceError: anything :func:`shared.trace.read_trace` refuses.
     """
+    from shared.labels import names
+
     path = Path(path)
-    try:
-        lines = [l for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
-    except OSError as exc:
-        raise TraceError(f"{path}: cannot read ({exc})") from None
-    if len(lines) < 2:
-        raise TraceError(f"{path}: a trace needs a header and at least one hop")
-    try:
-        header = json.loads(lines[0])
-        hops = [json.loads(l) for l in lines[1:]]
-    except json.JSONDecodeError as exc:
-        raise TraceError(f"{path}: invalid JSON ({exc})") from None
-    if header.get("trace_version") != TRACE_VERSION:
-        raise _bad(path, 1, f"trace_version must be {TRACE_VERSION}, got {header.get('trace_version')!r}")
-    try:
-        trig, stud = header["trigger"], header["student"]
-        hop_s = float(header["hop_s"])
-        t_labels, s_labels = list(trig["labels"]), list(stud["labels"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise _bad(path, 1, f"header is missing {exc}") from None
-    important = tuple(important)
-    T, K, Ni = len(hops), len(KINDS), len(important)
-    a = {
-        "t_s": np.zeros(T), "trigger": np.zeros((T, len(t_labels)), np.float32), "trigger_ms": np.zeros(T),
-        "snr_db": np.zeros(T), "student": np.zeros((T, len(s_labels)), np.float32),
-        "student_confidence": np.zeros(T, np.float32), "student_ms": np.zeros(T), "frame_blur": np.full(T, np.nan),
-        "cloud_ok": np.zeros((K, T), bool), "cloud_latency_ms": np.zeros((K, T)), "bytes_up": np.zeros((K, T), np.int64),
-        "bytes_down": np.zeros((K, T), np.int64), "cloud_tags": np.zeros((K, T, Ni), np.float32),
-    }
-    gold = {q["id"]: q["answer"] for q in header.get("queries", [])}
-    texts = {q["id"]: q.get("text", "") for q in header.get("queries", [])}
-    q_hop: dict[str, int] = {}
-    q_local: dict[str, bool] = {}
-    q_cloud: dict[str, list[bool]] = {}
-    for i, h in enumerate(hops):
-        ln = i + 2
-        try:
-            if int(h["i"]) != i:
-                raise _bad(path, ln, f"hop index {h['i']} out of order (expected {i})")
-            a["t_s"][i] = h["t_s"]
-            a["trigger"][i] = h["trigger"]
-            a["trigger_ms"][i] = h.get("trigger_ms") or 0.0
-            a["snr_db"][i] = h.get("snr_db", header.get("snr_db", 0.0)) or 0.0
-            a["student"][i] = h["student"]
-            a["student_confidence"][i] = h.get("student_confidence") or 0.0
-            a["student_ms"][i] = h.get("student_ms") or 0.0
-            if h.get("frame_blur") is not None:
-                a["frame_blur"][i] = h["frame_blur"]
-            for k, kind in enumerate(KINDS):
-                c = h["cloud"][kind]
-                a["cloud_ok"][k, i] = bool(c["ok"])
-                a["cloud_latency_ms"][k, i] = c.get("latency_ms") or 0.0
-                a["bytes_up"][k, i] = c.get("bytes_up") or 0
-                a["bytes_down"][k, i] = c.get("bytes_down") or 0
-                tags = c.get("tags") or {}
-                a["cloud_tags"][k, i] = [float(tags.get(l, 0.0)) for l in important]
-            for qid, answer in (h.get("local_answer") or {}).items():
-                if qid not in gold:
-                    raise _bad(path, ln, f"local_answer names query {qid!r}, which the header does not list")
-                q_hop[qid] = i
-                q_local[qid] = bool(answer_matches(answer, gold[qid]))
-                q_cloud[qid] = [bool(h["cloud"][kind]["ok"]) and bool(answer_matches(h["cloud"][kind].get("answer"), gold[qid]))
-                                for kind in KINDS]
-        except TraceError:
-            raise
-        except (KeyError, TypeError, ValueError) as exc:
-            raise _bad(path, ln, f"bad hop ({type(exc).__name__}: {exc})") from None
-    # One query per hop: a later query sharing a hop moves to the next free hop.
-    query_at = np.full(T, -1, np.int64)
-    qids = sorted(q_hop, key=lambda q: (q_hop[q], q))
-    for n, qid in enumerate(qids):
-        i = q_hop[qid]
-        while i < T - 1 and query_at[i] >= 0:
-            i += 1
-        query_at[i] = n
-        q_hop[qid] = i
+    header, hops = read_trace(path)
+    trig, stud = header["trigger"], header["student"]
+    hop_s = float(header["hop_s"])
+    t_labels, s_labels = list(trig["labels"]), list(stud["labels"])
     t_thr, s_thr = _thresholds(trig, t_labels), _thresholds(stud, s_labels)
-    events = [e for e in header.get("events", []) if e.get("label") in important]
+    important = tuple(important)
+    T, V, Ni = len(hops), len(VARIANTS), len(important)
+    t_s = np.array([float(h["t_s"]) for h in hops])
+    trigger = np.array([h["trigger"] for h in hops], np.float32).reshape(T, len(t_labels))
+    has_student = np.array([h["student"] is not None for h in hops])
+    student = np.zeros((T, len(s_labels)), np.float32)
+    if has_student.any():
+        student[has_student] = np.array([h["student"] for h in hops if h["student"] is not None], np.float32)
+    cloud_ok = np.array([[bool(h["cloud"][v]["ok"]) for h in hops] for v in VARIANTS], bool)
+    bytes_up = np.array([[int(h["cloud"][v]["bytes_up"]) for h in hops] for v in VARIANTS], np.int64)
+    bytes_down = np.array([[int(h["cloud"][v]["bytes_down"]) for h in hops] for v in VARIANTS], np.int64)
+    frames_sent = np.array([[len(h["cloud"][v]["frame_t_s"]) for h in hops] for v in VARIANTS], np.int64)
+    tags = np.zeros((V, T, Ni), np.float32)
+    for v, name in enumerate(VARIANTS):
+        for i, h in enumerate(hops):
+            got = h["cloud"][name]["tags"] or {}
+            tags[v, i] = [float(got.get(l, 0.0)) for l in important]
+    # full_warm needs the camera on since the hop of its oldest frame (the current hop at least).
+    warm = VARIANTS.index("full_warm")
+    warm_from = np.arange(T)
+    for i, h in enumerate(hops):
+        ft = h["cloud"][VARIANTS[warm]]["frame_t_s"]
+        if ft:
+            warm_from[i] = min(i, max(0, int(math.ceil(min(ft) / hop_s - 1e-9)) - 1))
+    frames_per_hop = np.array([int(h["frames"]) for h in hops], np.int64)
+
+    # Queries: the hop that asks each one, and what the cloud answered there under each variant.
+    queries = {q["id"]: q for q in header["queries"]}
+    asked: dict[str, int] = {}
+    late: list[str] = []
+    local_all: dict[str, str] = {}
+    for i, h in enumerate(hops):
+        for qid, ans in (h.get("local_answer") or {}).items():
+            local_all[qid] = ans
+            if qid == h["query_id"]:
+                asked[qid] = i
+            else:
+                late.append(qid)
+    qids = sorted(set(asked) | set(late), key=lambda q: (asked.get(q, T), q))
+    query_at = np.full(T, -1, np.int64)
+    query_hop = np.array([asked.get(q, T - 1) for q in qids], np.int64)
+    cloud_correct = np.zeros((V, len(qids)), bool)
+    for n, qid in enumerate(qids):
+        if qid in asked:
+            i = asked[qid]
+            query_at[i] = n
+            for v, name in enumerate(VARIANTS):
+                c = hops[i]["cloud"][name]
+                cloud_correct[v, n] = bool(c["ok"]) and bool(answer_matches(c["answer"], queries[qid]["answer"]))
+    # The device's memory: the trigger's triggers every hop (its card's thresholds and refractory
+    # hold, shared/trigger.py, as both runtimes), student detections where it ran.
+    audio = set(names("audio_event"))
+    triggered, held = hold_runs(trigger, t_thr[None, :], float(trig.get("refractory_s") or 0.0), hop_s)
+    fired = held[0]
+    keep = np.array([l in audio for l in t_labels], bool)
+    trigger_dets = [[(t_labels[j], float(trigger[i, j])) for j in np.flatnonzero(triggered[0, i] & keep)]
+                    for i in range(T)]
+    s_det = _detections(student, s_thr, s_labels, audio)
+    student_dets = [[(s_labels[j], float(student[i, j])) for j in s_det[i]] if has_student[i] else [] for i in range(T)]
+    q_hops = [_hops_that_matter(queries[q]["text"], int(query_hop[n]), t_s, student_dets)
+              for n, q in enumerate(qids)]
+
+    events = [e for e in header["events"] if e.get("label") in important]
+    service = {k: np.asarray(header["service_ms"].get(k, []), float) for k in KINDS}
     return Trace(
-        path=str(path), recording_id=str(header.get("recording_id", path.stem)),
-        environment=str(header.get("environment", "")), duration_s=float(header.get("duration_s", T * hop_s)),
-        hop_s=hop_s, header=header, trigger_labels=t_labels, student_labels=s_labels,
-        trigger_thresholds=t_thr, student_thresholds=s_thr,
-        trigger_macs=int(trig.get("macs") or 0), student_macs=int(stud.get("macs") or 0),
-        # The card's thresholds and refractory hold, as both runtimes apply them (shared/trigger.py).
-        trigger_fired=hold_runs(a["trigger"], t_thr[None, :], float(trig.get("refractory_s") or 0.0), hop_s)[1][0],
-        query_ids=qids, query_texts=[texts[q] for q in qids],
-        query_gold=[gold[q] for q in qids], query_hop=np.array([q_hop[q] for q in qids], np.int64), query_at=query_at,
-        local_correct=np.array([q_local[q] for q in qids], bool),
-        cloud_correct=np.array([q_cloud[q] for q in qids], bool).reshape(len(qids), K).T.copy(),
-        important=important, event_ids=[e["id"] for e in events],
+        path=str(path), recording_id=str(header["recording_id"]), environment=str(header["environment"]),
+        split=header["split"], duration_s=float(header["duration_s"]), hop_s=hop_s, header=header,
+        trigger_labels=t_labels, student_labels=s_labels, trigger_thresholds=t_thr, student_thresholds=s_thr,
+        trigger_macs=int(trig["macs"] or 0), student_macs=int(stud["macs"] or 0), t_s=t_s, trigger=trigger,
+        trigger_fired=fired, snr_db=np.array([float(h["snr_db"] or 0.0) for h in hops]), student=student,
+        student_confidence=np.array([float(h["student_confidence"] or 0.0) for h in hops], np.float32),
+        student_ms=np.array([float(h["student_ms"] or 0.0) for h in hops]), frames_per_hop=frames_per_hop,
+        cloud_ok=cloud_ok, bytes_up=bytes_up, bytes_down=bytes_down, frames_sent=frames_sent, cloud_tags=tags,
+        warm_from_hop=warm_from, service_ms=service, query_ids=qids,
+        query_texts=[queries[q]["text"] for q in qids], query_kinds=[str(queries[q].get("kind", "")) for q in qids],
+        query_gold=[queries[q]["answer"] for q in qids], query_hop=query_hop, query_at=query_at,
+        cloud_correct=cloud_correct, late_queries=[n for n, q in enumerate(qids) if q not in asked],
+        local_answer_all=[local_all[q] for q in qids], important=important,
+        event_ids=[e["id"] for e in events],
         event_label=np.array([important.index(e["label"]) for e in events], np.int64),
         event_onset_s=np.array([float(e["onset_s"]) for e in events]),
-        **{k: v for k, v in a.items()},
+        trigger_detections=trigger_dets, student_detections=student_dets, _query_student_hops=q_hops,
     )
 
 
@@ -267,6 +326,21 @@ class TraceSet:
     def subset(self, recording_ids: Sequence[str]) -> "TraceSet":
         return TraceSet([self.traces[self.index(r)] for r in recording_ids], self.important)
 
+    def split(self, name: str | None) -> "TraceSet":
+        """The traces of one dataset split (``train``, ``val``, ``test``); None or ``all``: every trace.
+
+        Raises:
+            TraceError: no trace of that split.
+        """
+        if name in (None, "all"):
+            return self
+        keep = [t for t in self.traces if t.split == name]
+        if not keep:
+            have = sorted({str(t.split) for t in self.traces})
+            raise TraceError(f"no traces of split {name!r} (the traces' splits: {have}); trace a dataset folder "
+                             "with a manifest, or use split=all")
+        return TraceSet(keep, self.important)
+
 
 def load_traces(source: str | Path | Sequence[str | Path], important: Sequence[str]) -> TraceSet:
     """Load a folder of ``*.jsonl`` traces, one file, or a list of files.
@@ -275,14 +349,7 @@ def load_traces(source: str | Path | Sequence[str | Path], important: Sequence[s
         TraceError: no traces found, a malformed file, or traces whose label
             lists or hop lengths disagree (one env cannot mix them).
     """
-    if isinstance(source, (str, Path)):
-        p = Path(source)
-        files = sorted(p.glob("*.jsonl")) if p.is_dir() else [p]
-    else:
-        files = [Path(f) for f in source]
-    if not files or not all(f.is_file() for f in files):
-        raise TraceError(f"{source}: no trace files (*.jsonl); make them with 'earshot trace'")
-    traces = sorted((load_trace(f, important) for f in files), key=lambda t: t.recording_id)
+    traces = sorted((load_trace(f, important) for f in trace_files(source)), key=lambda t: t.recording_id)
     first = traces[0]
     for t in traces[1:]:
         if t.trigger_labels != first.trigger_labels or t.student_labels != first.student_labels:

@@ -195,7 +195,7 @@ def run(cfg: SimTrainConfig) -> dict[str, Any]:
                 ent_coef=p.ent_coef, seed=cfg.seed, device="cpu", verbose=0,
                 policy_kwargs={"net_arch": {"pi": list(p.net_arch), "vf": list(p.net_arch)}})
     t0 = time.perf_counter()
-    model.learn(total_timesteps=p.total_timesteps, callback=RewardCurve())
+    model.learn(total_timesteps=p.total_timesteps, callback=RewardCurve(), progress_bar=True)
     train_s = time.perf_counter() - t0
 
     # Hand-off to the edge: the actor alone, as safetensors and as an ExecuTorch program.

@@ -67,12 +67,20 @@ class SelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.forward_kv(x, mask)[0]
+
+    def forward_kv(self, x: torch.Tensor, mask: torch.Tensor,
+                   cache: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, tuple]:
+        """Attention of ``x`` (B, n, d) over ``cache`` keys/values (B, H, m, d/H) followed by
+        its own; ``mask`` (B, 1, n, m + n). Returns the output and the extended (keys, values)."""
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        if cache is not None:
+            k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
         # No dropout on the attention weights: on a CPU drawing the (B, H, L, L) mask
         # costs as much as the attention itself; the residual dropout regularises.
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(b, n, d)))
+        return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(b, n, d))), (k, v)
 
 
 class Block(nn.Module):
@@ -88,8 +96,13 @@ class Block(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), mask)
-        return x + self.mlp(self.ln_2(x))
+        return self.forward_kv(x, mask)[0]
+
+    def forward_kv(self, x: torch.Tensor, mask: torch.Tensor, cache: tuple | None = None) -> tuple[torch.Tensor, tuple]:
+        """``forward`` for new positions after cached ones (`SelfAttention.forward_kv`)."""
+        a, kv = self.attn.forward_kv(self.ln_1(x), mask, cache)
+        x = x + a
+        return x + self.mlp(self.ln_2(x)), kv
 
 
 class TransformerDecoder(nn.Module):
@@ -130,16 +143,37 @@ class TransformerDecoder(nn.Module):
     def generate(
         self, prefix: torch.Tensor, prefix_mask: torch.Tensor, ids: torch.Tensor, max_new_tokens: int, eos_id: int
     ) -> torch.Tensor:
-        # No KV cache: answers are a dozen tokens after a prefix of ~60, so a
-        # full forward per step costs little and keeps the code obvious.
+        # A key/value cache: one pass over [prefix | ids] keeps every layer's keys and
+        # values, then each new token runs through the blocks alone. Re-running the
+        # whole sequence per token (~100 positions for one new one) made decoding
+        # most of the server's batch time, growing with the batch; this is the same
+        # arithmetic (tests/cloud/test_decoder_cache.py) at a fraction of the cost.
+        text_valid = ids != self.pad_id
+        pos = (text_valid.long().cumsum(1) - 1).clamp(0, self.max_text_tokens - 1)
+        x = self.drop(torch.cat([prefix, self.wte(ids) + self.wpe(pos)], dim=1))
+        valid = torch.cat([prefix_mask, text_valid], dim=1)
+        mask = causal_mask(valid)
+        cache = []
+        for block in self.blocks:
+            x, kv = block.forward_kv(x, mask)
+            cache.append(kv)
+        logits = self.lm_head(self.ln_f(x[:, -1]))
+        n_text = text_valid.long().sum(1)  # real text tokens so far: the next one's position
         done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
         new = []
-        for _ in range(max_new_tokens):
-            nxt = self(prefix, prefix_mask, ids)[:, -1].argmax(-1)
+        for step in range(max_new_tokens):
+            nxt = logits.argmax(-1)
             nxt = torch.where(done, torch.full_like(nxt, self.pad_id), nxt)
             new.append(nxt)
-            ids = torch.cat([ids, nxt[:, None]], dim=1)
             done |= nxt == eos_id
-            if bool(done.all()):
+            if bool(done.all()) or step == max_new_tokens - 1:
                 break
+            real = nxt != self.pad_id
+            h = self.drop(self.wte(nxt) + self.wpe(n_text.clamp(max=self.max_text_tokens - 1)))[:, None]
+            n_text = n_text + real.long()
+            valid = torch.cat([valid, real[:, None]], dim=1)
+            key_mask = valid[:, None, None, :]  # the new token is last: it sees every valid key
+            for i, block in enumerate(self.blocks):
+                h, cache[i] = block.forward_kv(h, key_mask, cache[i])
+            logits = self.lm_head(self.ln_f(h[:, -1]))
         return torch.stack(new, dim=1) if new else ids[:, :0]

@@ -165,7 +165,8 @@ class AVTeacher(nn.Module):
             self.question_embedding = nn.Parameter(torch.zeros(d))
         if cfg.label_pointer:
             # what the tokens where a named label was perceived hold, and whether it was
-            self.pointer_proj = nn.Linear(d + 2, d)
+            self.pointer_proj = nn.Linear(d + 4, d)
+            self.relation_proj = nn.Linear(4, d)
         ids = label_word_ids if label_word_ids is not None else [-1] * (len(SOUND_LABELS) + len(FRAME_LABELS))
         if len(ids) != len(SOUND_LABELS) + len(FRAME_LABELS):
             raise ValueError(f"label_word_ids: {len(ids)} ids for {len(SOUND_LABELS) + len(FRAME_LABELS)} labels")
@@ -274,8 +275,10 @@ class AVTeacher(nn.Module):
             prefix = torch.cat([prefix[:, :1], prefix[:, 1:] + mix], dim=1)
 
         if self.cfg.label_pointer and "question_ids" in batch:
+            t_a = (audio_t - batch["t_query_s"].to(audio_t.dtype)[:, None]).float()
+            t_v = (batch["frame_times_s"].to(torch.float64) - batch["t_query_s"].to(torch.float64)[:, None]).float()
             ptr, ptr_mask = self._label_pointers(batch["question_ids"], p, audio_g + time_emb_a(self, audio_t, batch),
-                                                 visual_g + time_emb_v(self, batch), r)
+                                                 visual_g + time_emb_v(self, batch), r, (t_a, t_v))
             prefix = torch.cat([prefix, ptr], dim=1)
             prefix_mask = torch.cat([prefix_mask, ptr_mask], dim=1)
 
@@ -285,14 +288,18 @@ class AVTeacher(nn.Module):
                        p["sound_logits"], audio_valid, p["frame_logits"], frame_valid)
 
     def _label_pointers(self, question_ids: torch.Tensor, p: dict[str, torch.Tensor], audio: torch.Tensor,
-                        visual: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One extra prefix token per question word that names a perception label.
+                        visual: torch.Tensor, r: torch.Tensor, times: tuple[torch.Tensor, torch.Tensor]
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Extra prefix tokens for the perception labels the question names.
 
-        For such a word (" knock"), the tokens of its modality are pooled with
-        softmax weights over that label's per-token logits: the token's features
-        and time where the knock was heard, and whether it was (the max
-        probability), both scaled by the gate's trust in that modality. Returns
-        (B, Lq, decoder width) tokens and their (B, Lq) mask (True at label words).
+        One token per question word that names a label (" knock"): the tokens of
+        its modality pooled with softmax weights over that label's per-token
+        logits (the features where the knock was heard), whether it was (the max
+        probability) and when (its first and last active token, seconds before
+        the question / 10), scaled by the gate's trust in that modality. Then one
+        relation token for the first two labels named (their onset and end
+        differences and both presences), so "did you hear X before Y?" is read
+        off the prefix. Returns (B, Lq + 1, decoder width) tokens and their mask.
         """
         n_s = len(SOUND_LABELS)
         lookup = torch.full((max(int(self.label_word_ids.max()) + 1, 1),), -1, dtype=torch.long,
@@ -301,21 +308,38 @@ class AVTeacher(nn.Module):
         lookup[self.label_word_ids[known]] = torch.arange(len(self.label_word_ids), device=question_ids.device)[known]
         ids = question_ids.clamp(0, len(lookup) - 1)
         label = torch.where(question_ids < len(lookup), lookup[ids], torch.full_like(ids, -1))  # (B, Lq)
-        out = []
-        for logits, feats, valid, lo, hi, m in ((p["sound_logits"], audio, p["audio_valid"], 0, n_s, 0),
-                                                 (p["frame_logits"], visual, p["frame_valid"], n_s, len(self.label_word_ids), 1)):
+        feats_out, when = [], []
+        for logits, feats, valid, t, lo, hi, m in (
+                (p["sound_logits"], audio, p["audio_valid"], times[0], 0, n_s, 0),
+                (p["frame_logits"], visual, p["frame_valid"], times[1], n_s, len(self.label_word_ids), 1)):
             idx = (label - lo).clamp(0, hi - lo - 1)
             lt = logits.gather(2, idx[:, None, :].expand(-1, logits.shape[1], -1)).transpose(1, 2)  # (B, Lq, N)
             lt = lt.masked_fill(~valid[:, None, :], -1e4)
             w = torch.softmax(lt, dim=-1)
             pooled = (w @ feats) * r[:, m, None, None]
             present = torch.sigmoid(lt.amax(-1, keepdim=True)) * r[:, m, None, None]
+            # when: first and last active token (or the most likely one), seconds / 10 before the query
+            tt = t[:, None, :].expand_as(lt).detach()
+            active = lt > 0
+            peak = tt.gather(2, lt.argmax(-1, keepdim=True))
+            onset = torch.where(active.any(-1, keepdim=True), tt.masked_fill(~active, 1e4).amin(-1, keepdim=True), peak)
+            end = torch.where(active.any(-1, keepdim=True), tt.masked_fill(~active, -1e4).amax(-1, keepdim=True), peak)
             mine = ((label >= lo) & (label < hi))[..., None]
-            out.append(torch.where(mine, torch.cat([pooled, present, 1.0 - present], dim=-1), torch.zeros(())))
-        tokens = self.to_decoder(self.pointer_proj(out[0] + out[1]))
+            zero = torch.zeros((), dtype=pooled.dtype, device=pooled.device)
+            feats_out.append(torch.where(mine, torch.cat([pooled, present, 1.0 - present, onset / 10, end / 10], -1), zero))
+            when.append(torch.where(mine, torch.cat([onset / 10, end / 10, present], -1), zero))
+        tokens = self.to_decoder(self.pointer_proj(feats_out[0] + feats_out[1]))
         emb = self.decoder.embed(question_ids)
         emb = emb * (math.sqrt(emb.shape[-1]) / emb.norm(dim=-1, keepdim=True).clamp_min(1e-6))
-        return tokens + emb, label >= 0
+        mask = label >= 0
+        # the relation of the first two labels named
+        when = when[0] + when[1]  # (B, Lq, 3)
+        order = torch.where(mask, torch.arange(mask.shape[1], device=mask.device), mask.shape[1]).argsort(1)
+        first, second = when.gather(1, order[:, :1, None].expand(-1, 1, 3)), when.gather(1, order[:, 1:2, None].expand(-1, 1, 3))
+        two = (mask.sum(1, keepdim=True) >= 2)
+        rel = torch.cat([first[..., :2] - second[..., :2], first[..., 2:], second[..., 2:]], -1)  # (B, 1, 4)
+        rel_token = self.to_decoder(self.relation_proj(rel))
+        return torch.cat([tokens + emb, rel_token], 1), torch.cat([mask, two], 1)
 
     # --- training and inference --------------------------------------------------
 

@@ -6,6 +6,7 @@ The serving machinery (queue, batching, deadlines, workers) only needs::
     backend.max_batch_size    the largest batch ``infer`` takes
     backend.warmup()          run once before the worker reports READY
     backend.infer(requests)   -> BatchOutput: one Answer or ProtocolError per request
+    backend.capabilities()    optional: the model half of 'capabilities' (cloud/server/capabilities.py)
 
 ``infer`` returns answers, not protocol ``Result`` messages: a result's
 ``timing_ms.total_ms`` runs from the server's receive time to its reply, which
@@ -24,7 +25,6 @@ summary question) as word ids.
 """
 from __future__ import annotations
 
-import fractions
 import hashlib
 import logging
 import time
@@ -34,19 +34,16 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from shared.protocol import (MAX_ANSWER_BYTES, MAX_MODEL_ID_BYTES, AudioWindow, ErrorCode, Frame, InferRequest,
-                             ProtocolError, truncate_utf8)
+from cloud.server.audio import FftLogMel
+from cloud.server.jpeg import decode_frame, encode_jpeg
+from shared.protocol import (MAX_ANSWER_BYTES, MAX_JPEG_PIXELS, MAX_MODEL_ID_BYTES, AudioWindow, ErrorCode, Frame,
+                             InferRequest, ModelInput, ProtocolError, truncate_utf8)
 
-__all__ = ["Answer", "BatchOutput", "Backend", "TeacherBackend", "load_teacher_backend",
-           "jpeg_size", "decode_jpeg", "encode_jpeg", "warmup_request", "MAX_JPEG_PIXELS"]
+__all__ = ["Answer", "BatchOutput", "Backend", "TeacherBackend", "load_teacher_backend", "warmup_request",
+           "encode_jpeg"]
 
 log = logging.getLogger("earshot.server.backend")
 
-#: Frames larger than this (pixels) are refused before decoding: a 1 MiB JPEG
-#: may claim 65535 x 65535 pixels, and the decoder would try to allocate them.
-MAX_JPEG_PIXELS = 4096 * 4096
-_JPEG_MAX_SEGMENTS = 256  # markers scanned for the frame header before giving up
-_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 
 
 @dataclass(frozen=True)
@@ -59,11 +56,15 @@ class Answer:
 
 @dataclass
 class BatchOutput:
-    """``items[i]`` answers ``requests[i]``; ``timing_ms`` are the batch's stages
-    (``decode_ms`` inputs -> tensors, ``model_ms`` forward + greedy decoding)."""
+    """``items[i]`` answers ``requests[i]``; ``timing_ms`` are the batch's stages that go on
+    the wire (``decode_ms`` inputs -> tensors, ``model_ms`` forward + greedy decoding);
+    ``detail_ms`` splits them further for profiling, never sent: CPU time of the worker thread
+    (``audio_cpu_ms``, ``jpeg_cpu_ms``, ``prepare_cpu_ms`` in all, ``model_cpu_ms``), which other
+    load on a shared host does not inflate the way it inflates wall time."""
 
     items: list[Answer | ProtocolError]
     timing_ms: dict[str, float] = field(default_factory=dict)
+    detail_ms: dict[str, float] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -82,98 +83,16 @@ class Backend(Protocol):
         ...
 
 
-# --- JPEG ----------------------------------------------------------------------
-
-
-def jpeg_size(data: bytes | memoryview) -> tuple[int, int]:
-    """(width, height) from a JPEG's frame header, without decoding.
-
-    Raises:
-        ValueError: no SOI, a broken marker chain, or no frame header among
-            the first segments.
-    """
-    buf = memoryview(data).cast("B")
-    n = len(buf)
-    if n < 4 or buf[0] != 0xFF or buf[1] != 0xD8:
-        raise ValueError("missing SOI marker")
-    pos = 2
-    for _ in range(_JPEG_MAX_SEGMENTS):
-        while pos < n and buf[pos] == 0xFF and pos + 1 < n and buf[pos + 1] == 0xFF:
-            pos += 1  # fill bytes
-        if pos + 4 > n or buf[pos] != 0xFF:
-            break
-        marker = buf[pos + 1]
-        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
-            pos += 2
-            continue
-        if marker in (0xD9, 0xDA):
-            break  # end of image or scan data before any frame header
-        length = (buf[pos + 2] << 8) | buf[pos + 3]
-        if length < 2:
-            break
-        if marker in _SOF_MARKERS:
-            if pos + 9 > n:
-                break
-            height = (buf[pos + 5] << 8) | buf[pos + 6]
-            width = (buf[pos + 7] << 8) | buf[pos + 8]
-            if not (width and height):
-                raise ValueError(f"frame header claims {width}x{height} pixels")
-            return width, height
-        pos += 2 + length
-    raise ValueError("no frame header (SOF) found")
-
-
-def decode_jpeg(data: bytes | memoryview, max_pixels: int = MAX_JPEG_PIXELS) -> np.ndarray:
-    """JPEG -> (h, w, 3) uint8 RGB with PyAV's mjpeg decoder (one thread).
-
-    Raises:
-        ValueError: not decodable, or larger than ``max_pixels``.
-    """
-    import av
-
-    width, height = jpeg_size(data)
-    if width * height > max_pixels:
-        raise ValueError(f"{width}x{height} pixels exceeds the server's limit of {max_pixels}")
-    ctx = av.CodecContext.create("mjpeg", "r")
-    ctx.thread_count = 1
-    try:
-        frames = ctx.decode(av.Packet(bytes(data)))
-    except av.error.FFmpegError as exc:
-        raise ValueError(f"cannot decode JPEG ({exc})") from None
-    if not frames:
-        raise ValueError("cannot decode JPEG (no picture)")
-    return frames[0].to_ndarray(format="rgb24")
-
-
-def encode_jpeg(rgb: np.ndarray) -> bytes:
-    """(h, w, 3) uint8 RGB -> baseline JPEG bytes (PyAV mjpeg; odd sizes are cropped to even)."""
-    import av
-
-    rgb = np.ascontiguousarray(rgb[: rgb.shape[0] // 2 * 2, : rgb.shape[1] // 2 * 2], dtype=np.uint8)
-    ctx = av.CodecContext.create("mjpeg", "w")
-    ctx.width, ctx.height, ctx.pix_fmt = rgb.shape[1], rgb.shape[0], "yuvj420p"
-    ctx.time_base = fractions.Fraction(1, 10)
-    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuvj420p")
-    return b"".join(bytes(p) for p in ctx.encode(frame) + ctx.encode(None))
-
-
-def _square(rgb: np.ndarray) -> np.ndarray:
-    """Centre crop to a square, as the importer does before resizing."""
-    h, w = rgb.shape[:2]
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    return rgb[top : top + s, left : left + s]
-
-
-def warmup_request(seed: int = 0, request_id: int = 0, n_frames: int = 2, audio_s: float = 1.0) -> InferRequest:
+def warmup_request(seed: int = 0, request_id: int = 0, n_frames: int = 2, audio_s: float = 1.0,
+                   rate_hz: int = 16000) -> InferRequest:
     """A plausible request (grey-ish noise frames + quiet noise audio) for warm-up and tests."""
     rng = np.random.default_rng(seed)
     jpeg = encode_jpeg((96 + 64 * rng.random((64, 64, 3))).astype(np.uint8))
-    pcm = (300 * rng.standard_normal(int(16000 * audio_s))).astype(np.int16)
+    pcm = (300 * rng.standard_normal(int(rate_hz * audio_s))).astype(np.int16)
     return InferRequest(
         id=request_id, deadline_ms=60_000, trigger_label="timer_beep", trigger_score=0.5,
         student_scores={"timer_beep": 0.5}, student_confidence=0.5,
-        audio=AudioWindow.from_samples(pcm, start_s=9.0, rate_hz=16000),
+        audio=AudioWindow.from_samples(pcm, start_s=9.0, rate_hz=rate_hz),
         frames=[Frame(t_s=9.0 + k * 0.5, jpeg=jpeg) for k in range(n_frames)],
     )
 
@@ -203,62 +122,77 @@ class TeacherBackend:
         self.max_batch_size = max_batch_size
         self.max_jpeg_pixels = max_jpeg_pixels
         self.front_end = LogMel(FeatureConfig(n_mels=spec.n_mels))
+        self.log_mel = FftLogMel(self.front_end.cfg)  # the same features, a third of the time (audio.py)
         self.sample_rate_hz = self.front_end.cfg.sample_rate_hz
         self.mel_hz = MEL_HZ
         self.silence = float(np.log(self.front_end.cfg.log_offset))
         self.default_question = SUMMARY_QUESTION
 
     # The one place that knows how a request maps onto the training item layout
-    # (cloud.data.QADataset.__getitem__); keep the two in step.
-    def _item(self, req: InferRequest) -> dict:
-        from cloud.data import recording_log_mel, resize_frames
-
-        spec, cfg = self.spec, self.model.cfg
+    # (cloud.data.QADataset.__getitem__); keep the two in step. docs/protocol.md 6.1.1
+    # describes it to clients.
+    def _item(self, req: InferRequest, spent_ms: dict[str, float]) -> dict:
         audio_end = req.audio.start_s + req.audio.duration_s if req.audio is not None else 0.0
         last_frame = req.frames[-1].t_s if req.frames else 0.0
         end = max(audio_end, last_frame, req.query_t_s or 0.0)
+        t0 = time.thread_time()
+        audio = self._audio(req, end)
+        t1 = time.thread_time()
+        frames = self._frames(req, end)
+        t2 = time.thread_time()
+        spent_ms["audio_cpu_ms"] += 1e3 * (t1 - t0)
+        spent_ms["jpeg_cpu_ms"] += 1e3 * (t2 - t1)
+        tok, cfg = self.tokenizer, self.model.cfg
+        question = tok.encode(req.query or self.default_question)[: cfg.max_question_tokens] or [tok.unk_id]
+        return {
+            **audio, **frames, "t_query_s": end, "question_ids": np.asarray(question, np.int64),
+            "answer_in": np.asarray([tok.bos_id], np.int64), "answer_out": np.asarray([tok.eos_id], np.int64),
+            "tags": np.zeros(len(self._tag_names()), np.float32),
+        }
 
+    def _audio(self, req: InferRequest, end: float) -> dict:
+        """The ``audio_history_s`` of log-mel that end at ``end`` (silence where there is no audio)."""
+        spec = self.spec
         mel = np.full((spec.n_mel_frames, spec.n_mels), self.silence, np.float32)
         mel_valid = np.zeros(spec.n_mel_frames, bool)
         audio_end_s = end
         if req.audio is not None:
-            samples = self._resampled(req.audio)
-            rec_mel = recording_log_mel(samples, self.front_end)  # frame j ends at start + (j + 1) / 100 s
+            rec_mel = self.log_mel(self._resampled(req.audio))  # frame j ends at start + (j + 1) / 100 s
             e = int(round((end - req.audio.start_s) * self.mel_hz))
             j = np.arange(e - spec.n_mel_frames, e)
             mel_valid = (j >= 0) & (j < len(rec_mel))
             mel[mel_valid] = rec_mel[j[mel_valid]]
             audio_end_s = req.audio.start_s + e / self.mel_hz
+        return {"mel": mel, "mel_valid": mel_valid, "audio_end_s": audio_end_s}
 
-        # One frame slot every 1 / frame_hz, counted back from the end; each takes
-        # the newest frame at or before it, and only the frames used are decoded.
+    def _frames(self, req: InferRequest, end: float) -> dict:
+        """The frame slots before ``end``, decoded at the model's size (only the frames used).
+
+        Raises:
+            ProtocolError: bad_request naming the frame that does not decode.
+        """
+        spec = self.spec
+        # One frame slot every 1 / frame_hz, counted back from the end; each takes the
+        # newest frame at or before it, if that frame is inside the window (a frame far
+        # older than the window, e.g. 1e9 s before the audio, is unused, not stretched).
         size = spec.frame_size_px
         slot_t = end - np.arange(spec.n_frames - 1, -1, -1) / spec.frame_hz
         times = np.asarray([f.t_s for f in req.frames], np.float64)
         idx = np.searchsorted(times, slot_t + 1e-9, side="right") - 1
-        valid = (slot_t >= end - spec.max_window_s - 1e-6) & (idx >= 0)
+        picked_t = times[np.clip(idx, 0, None)] if len(times) else slot_t
+        valid = (idx >= 0) & (picked_t >= end - spec.n_frames / spec.frame_hz - 1e-6)
         frames = np.zeros((spec.n_frames, size, size, 3), np.uint8)
         decoded: dict[int, np.ndarray] = {}
         for slot in np.flatnonzero(valid):
             k = int(idx[slot])
             if k not in decoded:
                 try:
-                    rgb = _square(decode_jpeg(req.frames[k].jpeg, self.max_jpeg_pixels))
+                    decoded[k] = decode_frame(req.frames[k].jpeg, size, self.max_jpeg_pixels)
                 except ValueError as exc:
                     raise ProtocolError(ErrorCode.BAD_REQUEST, str(exc), f"infer.frames[{k}].jpeg") from None
-                decoded[k] = resize_frames(rgb[None], size)[0]
             frames[slot] = decoded[k]
-        frame_times = np.where(valid, times[np.clip(idx, 0, max(len(times) - 1, 0))] if len(times) else slot_t, slot_t)
-
-        tok = self.tokenizer
-        question = tok.encode(req.query or self.default_question)[: cfg.max_question_tokens] or [tok.unk_id]
-        return {
-            "mel": mel, "mel_valid": mel_valid, "audio_end_s": audio_end_s,
-            "frames": frames, "frame_valid": valid, "frame_times_s": frame_times.astype(np.float64),
-            "t_query_s": end, "question_ids": np.asarray(question, np.int64),
-            "answer_in": np.asarray([tok.bos_id], np.int64), "answer_out": np.asarray([tok.eos_id], np.int64),
-            "tags": np.zeros(len(self._tag_names()), np.float32),
-        }
+        frame_times = np.where(valid, picked_t, slot_t)
+        return {"frames": frames, "frame_valid": valid, "frame_times_s": frame_times.astype(np.float64)}
 
     def _resampled(self, audio: AudioWindow) -> np.ndarray:
         samples = audio.samples()
@@ -283,17 +217,18 @@ class TeacherBackend:
 
         from cloud.data import collate
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         items: list[Answer | ProtocolError] = []
         prepared, slots = [], []
+        spent = {"audio_cpu_ms": 0.0, "jpeg_cpu_ms": 0.0}
         for i, req in enumerate(requests):
             try:
-                prepared.append(self._item(req))
+                prepared.append(self._item(req, spent))
                 slots.append(i)
                 items.append(None)  # filled below
             except ProtocolError as exc:
                 items.append(exc)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.thread_time()
         if prepared:
             with torch.inference_mode():
                 out = self.model.generate(collate(prepared, self.tokenizer.pad_id))
@@ -302,14 +237,27 @@ class TeacherBackend:
             for k, ids in enumerate(out["ids"].tolist()):
                 text = truncate_utf8(self.tokenizer.decode(ids), MAX_ANSWER_BYTES)
                 items[slots[k]] = Answer(text, dict(zip(names, probs[k])))
-        t2 = time.perf_counter()
-        return BatchOutput(items, {"decode_ms": 1e3 * (t1 - t0), "model_ms": 1e3 * (t2 - t1)})
+        t2, c2 = time.perf_counter(), time.thread_time()
+        spent.update(prepare_cpu_ms=1e3 * (c1 - c0), model_cpu_ms=1e3 * (c2 - c1))
+        return BatchOutput(items, {"decode_ms": 1e3 * (t1 - t0), "model_ms": 1e3 * (t2 - t1)}, spent)
+
+    def capabilities(self) -> dict:
+        """The model half of ``capabilities`` (cloud/server/capabilities.py): input contract, tags, answers."""
+        from cloud.server.capabilities import TEACHER_ANSWERS, model_capabilities
+
+        spec = self.spec
+        model_input = ModelInput(audio_s=spec.audio_history_s, sample_rate_hz=self.sample_rate_hz,
+                                 frame_hz=spec.frame_hz, frames=spec.n_frames, frame_size_px=spec.frame_size_px)
+        return model_capabilities(model_input, self._tag_names(), TEACHER_ANSWERS)
 
     def warmup(self) -> None:
-        """Batch of one, then a full batch: allocator and kernels see both shapes."""
+        """Batch of one, then a full batch: allocator and kernels see both shapes. The batch of
+        one is at 48 kHz, so the resampler (scipy, ~1 s to import) is loaded before READY, not
+        during the first client's budget."""
         t0 = time.perf_counter()
         for n in sorted({1, self.max_batch_size}):
-            out = self.infer([warmup_request(seed=k, request_id=k) for k in range(n)])
+            out = self.infer([warmup_request(seed=k, request_id=k, rate_hz=48000 if n == 1 else 16000)
+                              for k in range(n)])
             bad = [x for x in out.items if not isinstance(x, Answer)]
             if bad:
                 raise RuntimeError(f"warm-up request failed: {bad[0]}")

@@ -24,6 +24,9 @@ import zmq
 
 from cloud.server import worker_protocol as wp
 
+#: Seconds after a backend disconnect at which every worker is probed (see ``on_disconnect``).
+DISCONNECT_PROBES_S = (0.0, 0.02, 0.2)
+
 __all__ = ["WorkerState", "Batch", "Completed", "Lost", "WorkerPool"]
 
 log = logging.getLogger("earshot.server.broker")
@@ -37,6 +40,7 @@ class WorkerState:
     max_batch_size: int
     expiry: float              # monotonic time after which the worker counts as dead
     batch: "Batch | None" = None
+    capabilities: dict | None = None  # the model half of 'capabilities' (cloud/server/capabilities.py)
 
 
 @dataclass(eq=False)
@@ -87,6 +91,7 @@ class WorkerPool:
         self._batch_ids = itertools.count(random.getrandbits(48))
         self.batches: dict[int, Batch] = {}
         self.next_heartbeat = 0.0
+        self._probe_at: deque[float] = deque()  # extra probe times after a disconnect (on_disconnect)
         self.counters = _Counters()
 
     # --- state ---------------------------------------------------------------
@@ -99,24 +104,30 @@ class WorkerPool:
     def model_id(self) -> str | None:
         return next((w.model_id for w in self.workers.values()), None)
 
+    @property
+    def model_capabilities(self) -> dict | None:
+        """What the first registered worker said about its model (None before any)."""
+        return next((w.capabilities for w in self.workers.values()), None)
+
     def idle_worker(self) -> WorkerState | None:
         """The longest-idle worker, or None (it stays idle until ``dispatch``)."""
         return self.workers[self.idle[0]] if self.idle else None
 
     def timer(self) -> float:
-        """The next time ``tick`` has work (a heartbeat or an expiry)."""
+        """The next time ``tick`` has work (a heartbeat, a probe or an expiry)."""
         expiries = [w.expiry for w in self.workers.values()]
-        return min([self.next_heartbeat, *expiries])
+        return min([self.next_heartbeat, *list(self._probe_at)[:1], *expiries])
 
     # --- sending ---------------------------------------------------------------
 
-    def _send(self, identity: bytes, command: bytes, *body: Any) -> bool:
+    def _send(self, identity: bytes, command: bytes, *body: Any) -> int:
+        """0 when sent, else the errno: EHOSTUNREACH (the connection is gone) or EAGAIN (its pipe is full)."""
         try:
             self.sock.send_multipart([identity, wp.HEADER, command, *body], flags=zmq.NOBLOCK, copy=False)
-            return True
-        except zmq.ZMQError as exc:  # EHOSTUNREACH (gone) or EAGAIN (its pipe is full): it will expire
-            log.warning("could not send %s to worker %r: %s", wp.COMMAND_NAMES.get(command), identity, exc)
-            return False
+            return 0
+        except zmq.ZMQError as exc:
+            log.debug("could not send %s to worker %r: %s", wp.COMMAND_NAMES.get(command), identity, exc)
+            return exc.errno
 
     def dispatch(self, worker: WorkerState, items: list, budgets_ms: list[int], now: float) -> Batch | None:
         """Send ``items`` (Pending with ``.payload``) to ``worker`` as one batch.
@@ -127,7 +138,8 @@ class WorkerPool:
         """
         batch = Batch(next(self._batch_ids), worker.identity, items, now)
         header = wp.pack({"batch": batch.id, "budget_ms": budgets_ms})
-        if not self._send(worker.identity, wp.REQUEST, header, *[p.payload for p in items]):
+        if self._send(worker.identity, wp.REQUEST, header, *[p.payload for p in items]):
+            # Gone, or (rarely) its pipe is full: either way it cannot take work now.
             self.counters.expired += 1
             self._remove(worker, "unreachable")
             log.warning("worker %s is unreachable; forgotten", worker.name)
@@ -178,7 +190,9 @@ class WorkerPool:
             self.counters.bad_messages += 1
             log.warning("refused a malformed READY from %r: %s", identity, exc)
             return events
-        self.workers[identity] = WorkerState(identity, name, model_id, max_batch, now + self.interval_s * self.liveness)
+        caps = info.get("capabilities") if isinstance(info.get("capabilities"), dict) else None
+        self.workers[identity] = WorkerState(identity, name, model_id, max_batch, now + self.interval_s * self.liveness,
+                                             capabilities=caps)
         self.idle.append(identity)
         self.counters.registrations += 1
         log.info("worker %s registered (model %s, max batch %d); %d worker(s)", name, model_id, max_batch,
@@ -214,14 +228,43 @@ class WorkerPool:
     # --- timers ----------------------------------------------------------------
 
     def tick(self, now: float) -> list[Lost]:
-        """Heartbeat every worker when due; expire the silent ones."""
+        """Heartbeat every worker when due; expire the silent ones and drop the unreachable ones."""
         lost: list[Lost] = []
         for worker in [w for w in self.workers.values() if now > w.expiry]:
             self.counters.expired += 1
             log.warning("worker %s expired (silent for %d heartbeats)", worker.name, self.liveness)
             lost += self._remove(worker, "worker died")
-        if now >= self.next_heartbeat:
-            for identity in list(self.workers):
-                self._send(identity, wp.HEARTBEAT)
-            self.next_heartbeat = now + self.interval_s
+        if now >= self.next_heartbeat or (self._probe_at and now >= self._probe_at[0]):
+            if now >= self.next_heartbeat:
+                self.next_heartbeat = now + self.interval_s
+            while self._probe_at and now >= self._probe_at[0]:
+                self._probe_at.popleft()
+            lost += self.probe()
         return lost
+
+    def probe(self) -> list[Lost]:
+        """HEARTBEAT every worker now; one whose connection is gone is dropped at once.
+
+        The backend ROUTER is ROUTER_MANDATORY, so a send to a peer whose
+        connection libzmq has closed fails (EHOSTUNREACH) instead of vanishing:
+        a worker killed mid-batch costs one probe, not three silent heartbeats
+        (~3 s, longer than most budgets).
+        """
+        lost: list[Lost] = []
+        for identity in list(self.workers):
+            if self._send(identity, wp.HEARTBEAT) == zmq.EHOSTUNREACH:  # EAGAIN: alive, just behind
+                worker = self.workers[identity]
+                self.counters.expired += 1
+                log.warning("worker %s is unreachable (connection gone); forgotten", worker.name)
+                lost += self._remove(worker, "worker connection lost")
+        return lost
+
+    def on_disconnect(self, now: float) -> None:
+        """A backend connection closed (socket monitor): probe now and twice more shortly.
+
+        libzmq reports the disconnect from its I/O thread; the ROUTER forgets the
+        peer's routing id when this thread next processes commands, so a probe
+        right away can still succeed. The later probes catch it.
+        """
+        for delay_s in DISCONNECT_PROBES_S:
+            self._probe_at.append(now + delay_s)

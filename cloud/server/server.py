@@ -35,8 +35,8 @@ Per request:
 - batches: a worker is idle and either ``max_batch_size`` requests wait or the
   oldest has waited ``max_queue_delay_ms``.
 
-``ping`` and ``stats_request`` are answered at once, even while loading,
-overloaded or draining. Replies are sent without blocking; a reply to a
+``ping``, ``stats_request`` and ``hello`` are answered at once, even while
+loading, overloaded or draining. Replies are sent without blocking; a reply to a
 client that vanished (or stopped reading) is dropped and counted. SIGTERM
 starts the drain: no new work, every admitted request is answered, then the
 sockets close (with linger, so the last replies leave) and the process exits 0.
@@ -48,6 +48,7 @@ import itertools
 import logging
 import math
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -55,16 +56,18 @@ from dataclasses import dataclass
 from typing import Callable
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from cloud.server import worker_protocol as wp
 from cloud.server.backend import Backend
 from cloud.server.broker import Completed, Lost, WorkerPool
+from cloud.server.capabilities import make_capabilities
 from cloud.server.security import CurveKeys, make_server_curve, start_authenticator
 from cloud.server.stats import BatchTimes, ServerStats
 from cloud.server.worker import Worker
 from shared.config import UserError
 from shared.protocol import (MAX_RETRY_AFTER_MS, REQUEST_KINDS, SERVER_SOCKET_OPTIONS, ErrorCode, ErrorReply,
-                             InferRequest, Ping, Pong, ProtocolError, Result, StatsRequest, decode, encode,
+                             Hello, InferRequest, Ping, Pong, ProtocolError, Result, StatsRequest, decode, encode,
                              truncate_utf8)
 
 __all__ = ["ServerOptions", "Server", "run_server", "run_broker", "LOCAL_WORKERS_ENDPOINT"]
@@ -80,6 +83,8 @@ POLL_MAX_MS = 100
 NOT_READY_RETRY_AFTER_MS = 1000
 #: Weight of the newest batch in the moving average of batch round-trip time.
 BATCH_TIME_EWMA = 0.2
+#: Python's GIL switch interval in ``earshot serve`` (one process: poll loop + model thread).
+GIL_SWITCH_INTERVAL_S = 0.0005
 #: Early refusal rests on measured batch times; when nothing has run for this
 #: long (s) and every worker is idle, the next request is tried whatever the
 #: estimate says (a circuit breaker's half-open probe), so an estimate learned
@@ -154,6 +159,9 @@ class Server:
         self._drain_by = math.inf
         self._auth = None
         self.frontend, self.backend = self._bind()
+        # Worker connections that close (a worker killed mid-batch) are noticed from this
+        # monitor at once, instead of after three missed heartbeats (WorkerPool.on_disconnect).
+        self.backend_monitor = self.backend.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self.pool = WorkerPool(self.backend)
         self.endpoint = self.frontend.getsockopt_string(zmq.LAST_ENDPOINT)
         self.worker_endpoint = self.backend.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -194,6 +202,8 @@ class Server:
 
     def close(self) -> None:
         self.frontend.close(linger=SERVER_SOCKET_OPTIONS["LINGER"])  # the last replies still leave
+        self.backend.disable_monitor()
+        self.backend_monitor.close(linger=0)
         self.backend.close(linger=0)
         if self._auth is not None:
             self._auth.stop()
@@ -213,6 +223,7 @@ class Server:
         poller = zmq.Poller()
         poller.register(self.frontend, zmq.POLLIN)
         poller.register(self.backend, zmq.POLLIN)
+        poller.register(self.backend_monitor, zmq.POLLIN)
         was_ready = False
         while not should_stop():
             now = time.monotonic()
@@ -222,6 +233,8 @@ class Server:
                 break
             events = dict(poller.poll(self._poll_timeout_ms(now)))
             now = time.monotonic()
+            if self.backend_monitor in events:
+                self._read_backend_monitor(now)
             if self.backend in events:
                 self._read_backend(now)
             if self.frontend in events:
@@ -253,6 +266,14 @@ class Server:
             except zmq.Again:
                 return
             self._on_client_message(frames, time.monotonic())  # each request's clock starts when it is read
+
+    def _read_backend_monitor(self, now: float) -> None:
+        while True:
+            try:
+                recv_monitor_message(self.backend_monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.pool.on_disconnect(now)
 
     def _read_backend(self, now: float) -> None:
         for _ in range(MAX_READS_PER_TURN):
@@ -302,6 +323,9 @@ class Server:
                                              queue_capacity=self.opt.queue_capacity, model_id=self.pool.model_id))
         elif isinstance(msg, StatsRequest):
             self._send(client, self.stats.snapshot(msg.id, len(self.queue), self.opt.queue_capacity))
+        elif isinstance(msg, Hello):
+            self._send(client, make_capabilities(msg.id, ready=self.ready, model_id=self.pool.model_id,
+                                                 model=self.pool.model_capabilities))
         elif isinstance(msg, InferRequest):
             self._admit(client, msg, payload, now)
 
@@ -489,6 +513,10 @@ def run_server(options: ServerOptions, backend_factory: Callable[[], Backend]) -
     Returns the exit status: 0 after a drain, 1 if the model failed to load.
     """
     server = Server(options)
+    # The model thread holds the GIL between torch ops; at Python's default 5 ms switch
+    # interval the poll loop could wait that long for it on every message, which is what a
+    # 'busy' reply under overload is made of. 0.5 ms keeps protocol replies prompt.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     worker = Worker(server.worker_endpoint, backend_factory, ctx=server.ctx, name="local")
     thread = threading.Thread(target=_run_quietly, args=(worker,), name="earshot-worker", daemon=True)
     thread.start()

@@ -113,6 +113,8 @@ class Worker:
         sock.connect(self.endpoint)
         info = {"model_id": self.backend.model_id, "max_batch_size": self.backend.max_batch_size,
                 "name": self.name, "pid": os.getpid()}
+        if callable(getattr(self.backend, "capabilities", None)):
+            info["capabilities"] = self.backend.capabilities()
         sock.send_multipart([wp.HEADER, wp.READY, wp.pack(info)])
         self._sock = sock
         self.registrations += 1

@@ -54,9 +54,53 @@ def test_shapes():
     assert out["tag_logits"].shape == (3, len(TAG_NAMES)) == (3, 18 + 15)
     assert out["reliability"].shape == (3, 2)
     enc = model.encode(batch)
-    n_audio = 4.0 / 0.5
-    assert enc.prefix.shape == (3, 1 + n_audio + 4, 32) and enc.prefix_mask.shape == (3, 1 + n_audio + 4)
+    n_audio, n_question = 4.0 / 0.5, batch["question_ids"].shape[1]
+    # <av>, the time-sorted tokens, one label-pointer slot per question word, one relation slot
+    assert enc.prefix.shape == (3, 1 + n_audio + 4 + n_question + 1, 32)
+    assert enc.prefix_mask.shape == (3, 1 + n_audio + 4 + n_question + 1)
+    assert not enc.prefix_mask[:, 1 + int(n_audio) + 4:].any()  # no question word names a label (no label ids)
     assert model.num_parameters() < 100_000
+
+
+def test_a_label_pointer_reads_where_its_label_was_perceived():
+    """A question word that names a label gets a prefix token pooled from the tokens where that
+    label's per-token logit is high: the same token whatever else the window holds elsewhere."""
+    from cloud.model.perception import FRAME_LABELS, SOUND_LABELS
+
+    ids = list(range(10, 10 + len(SOUND_LABELS) + len(FRAME_LABELS)))
+    torch.manual_seed(0)
+    # blind fusion: a constant trust, so only the tokens near the knock can move its pointer
+    model = AVTeacher(ModelConfig(**{**TINY, "fusion": "blind"}), 64, label_word_ids=ids).eval()
+    batch = random_batch()
+    knock = ids[SOUND_LABELS.index("knock")]
+    batch["question_ids"][:] = 5  # words that name no label ...
+    batch["question_ids"][:, 2] = knock  # ... and "knock"
+    p = model.perceive(batch)
+    n_audio = p["sound_logits"].shape[1]
+    with torch.no_grad():  # the knock "heard" in token 3 only
+        model.sound_head.bias[SOUND_LABELS.index("knock")] = -30.0
+    original = model.perceive
+
+    def perceive(b):
+        out = original(b)
+        out["sound_logits"] = out["sound_logits"].clone()
+        out["sound_logits"][:, 3, SOUND_LABELS.index("knock")] = 30.0
+        return out
+
+    model.perceive = perceive
+    enc = model.encode(batch)
+    slot = 1 + n_audio + batch["frame_valid"].shape[1] + 2
+    assert enc.prefix_mask[:, slot].all() and enc.prefix_mask[:, slot + 1:].sum() == 0  # one label: no relation
+    ptr_a = enc.prefix[:, slot].clone()
+    # change every audio token but the knock's and its two neighbours on each side (the token
+    # context's reach): the knock's pointer does not move
+    batch2 = {k: v.clone() for k, v in batch.items()}
+    keep = slice(1 * 50, 6 * 50)
+    noise = torch.randn_like(batch2["mel"])
+    noise[:, keep] = 0.0
+    batch2["mel"] = batch2["mel"] + noise
+    enc2 = model.encode(batch2)
+    assert torch.allclose(enc2.prefix[:, slot], ptr_a, atol=1e-4)
 
 
 def test_an_audio_token_and_a_frame_at_the_same_time_share_the_time_embedding():
@@ -154,18 +198,19 @@ def test_generation_stops_at_eos():
     torch.manual_seed(0)
     dec = TransformerDecoder(VOCAB, 32, 1, 2, 40, 0.0, pad_id=0).eval()
     eos, calls = 3, []
-    real_forward = dec.forward
+    real_head = dec.lm_head.forward
 
-    def scripted(prefix, prefix_mask, ids):  # row 0 ends after 1 token, row 1 after 3
-        calls.append(ids.shape[1])
-        logits = real_forward(prefix, prefix_mask, ids)
+    def scripted(x):  # row 0 ends after 1 token, row 1 after 3 (one output head call per new token)
+        calls.append(x.shape)
+        logits = real_head(x)
+        last = logits if logits.dim() == 2 else logits[:, -1]
         n_new = len(calls)
         for row, stop in ((0, 1), (1, 3)):
-            logits[row, -1] = -1e9
-            logits[row, -1, eos if n_new >= stop else 10 + n_new] = 0.0
+            last[row] = -1e9
+            last[row, eos if n_new >= stop else 10 + n_new] = 0.0
         return logits
 
-    dec.forward = scripted
+    dec.lm_head.forward = scripted
     out = dec.generate(torch.randn(2, 3, 32), torch.ones(2, 3, dtype=torch.bool), torch.full((2, 2), 5), 10, eos)
     assert len(calls) == 3  # stopped when both rows ended, not after 10
     assert out.tolist() == [[eos, 0, 0], [11, 12, eos]]

@@ -36,7 +36,7 @@ N_WINDOWS = 12
 def _test_windows(run, world):
     _, cfg, card = load_student(run.out)
     windows = load_split(load_dataset(world), "test", audio_s=cfg.audio_s, stride_s=card["data"]["stride_s"],
-                         visual_span_s=card["data"]["visual_span_s"], teacher_view=TeacherView(1.0, 32, 64),
+                         teacher_view=TeacherView(1.0, 32, 64),
                          frame_size_px=cfg.frame_size_px if cfg.name == "av" else None, keep_camera=True)
     idx = np.linspace(0, len(windows) - 1, N_WINDOWS).round().astype(int)
     return [windows.student_inputs([k], camera=True) for k in idx]
@@ -116,6 +116,36 @@ def test_programs_are_logged_and_registered_in_mlflow(trigger_export, av_export,
             assert version.run_id == card.extra["mlflow_run_id"] and version.tags["precision"] == card.precision
             assert version.source.endswith(stem)
             listed = sorted(a.path for a in client.list_artifacts(version.run_id, stem))
-            extra = [f"{stem}/{card.extra[k]}" for k in ("trigger_eval", "det_curve") if k in card.extra]
+            extra = [f"{stem}/{card.extra[k]}" for k in ("trigger_eval", "det_curve", "probes") if k in card.extra]
             assert listed == sorted([f"{stem}/{file}", f"{stem}/{stem}.json", *extra])
             assert client.get_run(version.run_id).data.metrics[f"{stem}/macro_f1"] == pytest.approx(card.metrics["macro_f1"])
+
+
+@pytest.mark.parametrize("student", ["trigger", "av"])
+def test_cards_carry_the_bench_probes_beside_the_teacher_and_controls(student, request):
+    """The fixture world's QA folder has a hand-written bench (tests/helpers/distill_world.py): every
+    program answers its event probes, and retention is its pair accuracy over the teacher's."""
+    import json
+
+    from tests.helpers.distill_world import PROBE_PAIRS
+
+    cards, folder = request.getfixturevalue(f"{student}_export")
+    for file, card in cards.items():
+        report = json.loads((folder / card.extra["probes"]).read_text())
+        mods = ["audio"] if student == "trigger" else ["audio", "visual", "all"]
+        assert report["modalities"] == mods
+        n_audio = sum(1 for p in PROBE_PAIRS if p[1] == "sound")
+        assert report["n_pairs"] == (n_audio if student == "trigger" else len(PROBE_PAIRS))
+        systems = set(report["figures"])
+        assert {"student", "teacher", "student_shuffled_clip", "teacher_shuffled_clip", "question_only",
+                "question_scene", "constant_answer"} <= systems
+        for control in ("question_only", "question_scene", "constant_answer"):  # one answer for both windows
+            assert report["figures"][control][mods[-1]]["pair"]["value"] == 0.0
+        student_pairs = report["figures"]["student"][mods[-1]]["pair"]["value"]
+        teacher_pairs = report["figures"]["teacher"][mods[-1]]["pair"]["value"]
+        assert card.metrics["probe_pair_accuracy"] == pytest.approx(student_pairs)
+        assert card.metrics["teacher_probe_pair_accuracy"] == pytest.approx(teacher_pairs)
+        retention = report["retention"][mods[-1]]
+        assert (retention is None) == (teacher_pairs == 0)
+        assert card.metrics["retention"] == (None if retention is None else pytest.approx(student_pairs / teacher_pairs))
+        assert card.metrics["probe_targets_met"] in ("true", "false")

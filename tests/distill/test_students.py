@@ -4,7 +4,7 @@ import torch
 
 from shared.frames import resize_frames
 
-from cloud.model.teacher import TAG_NAMES
+from distill.students import STUDENT_LABELS
 from distill.student_config import StudentConfig
 from distill.students import EVENT_NAMES, MODELS, example_inputs, io_spec, labels_of, make_student
 from shared.config import ConfigError
@@ -29,7 +29,7 @@ def test_forward_returns_probabilities_and_matches_forward_train(name, audio_s):
     assert [list(o.shape) for o in out] == [t["shape"] for t in outputs_spec]
     assert all(((o >= 0) & (o <= 1)).all() for o in out)
     torch.testing.assert_close(out[0], torch.sigmoid(train["logits"]))
-    assert out[0].shape[-1] == len(labels_of(name)) == (len(EVENT_NAMES) if name == "trigger" else len(TAG_NAMES))
+    assert out[0].shape[-1] == len(labels_of(name)) == (len(EVENT_NAMES) if name == "trigger" else len(STUDENT_LABELS))
     if name == "av":
         torch.testing.assert_close(out[1][:, 0], torch.sigmoid(train["confidence_logit"]))
 

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from edge.policy import (ACTIONS, LOOK, OFF, OFFLOAD_AUDIO, OFFLOAD_FULL, OFFLOAD_LIGHT, POLICIES, Action,
+from edge.policy import (ACTIONS, LOOK, OFF, OFFLOAD_AUDIO, OFFLOAD_FULL, OFFLOAD_LIGHT, POLICIES, QUERY_KINDS, Action,
                          Observation, make_policy, observation_size, observation_vector)
 
 HOP = 0.25
@@ -27,8 +27,8 @@ def test_action_menu_is_fixed_and_valid():
         Action(camera=True, student=True, offload="half")
 
 
-def test_registry_has_the_six_policies_and_checks_parameters():
-    assert set(POLICIES) == {"always_local", "always_cloud", "periodic", "audio_trigger",
+def test_registry_has_the_eight_policies_and_checks_parameters():
+    assert set(POLICIES) == {"never_on", "query_only", "always_local", "always_cloud", "periodic", "audio_trigger",
                              "confidence_threshold", "context_aware"}
     with pytest.raises(ValueError, match="unknown 'nope'"):
         make_policy("nope")
@@ -45,6 +45,18 @@ def test_always_local_never_offloads_and_always_cloud_always_does():
         q = "what was that?" if i == 3 else None
         assert local.act(_obs(i, query=q, query_id="q" if q else None)) == LOOK
         assert cloud.act(_obs(i)) == OFFLOAD_FULL
+
+
+def test_never_on_and_query_only_are_the_controls():
+    never = make_policy("never_on")
+    asked = {"query": "what was that sound?", "query_id": "q0"}
+    assert all(never.act(_obs(i, fired=("doorbell",), **asked)) == OFF for i in range(4))
+    for kind, action in (("full", OFFLOAD_FULL), ("light", OFFLOAD_LIGHT), ("audio", OFFLOAD_AUDIO)):
+        only = make_policy("query_only", offload=kind)
+        assert only.act(_obs(0, fired=("doorbell",))) == OFF  # a sound alone is not a question
+        assert only.act(_obs(1, **asked)) == action
+    with pytest.raises(ValueError, match="query_only.offload"):
+        make_policy("query_only", offload="half")
 
 
 def test_periodic_wakes_once_per_period():
@@ -113,4 +125,15 @@ def test_observation_vector_layout():
     assert extra[0] == 1.0 and extra[1] == pytest.approx(0.8) and extra[2] == 1.0
     assert extra[3] == 1.0 and extra[4] == 0.5 and extra[8] == 1.0 and extra[9] == 1.0
     assert extra[10] == 1.0 and extra[12] == 1.0
+    assert extra[13] == 1.0 and extra[14] == 1.0  # day_left and uplink tokens default to "all of it"
+    assert extra[15:].tolist() == [float(k == "other") for k in QUERY_KINDS]  # the query "x" is of kind "other"
+    kinds = {"what was that sound?": "sound_id", "did someone knock?": "yes_no", "why did I open the oven?": "why",
+             "why did I stop chopping?": "why_stop", "how many times did they knock?": "count",
+             "which came first, the knock or the kettle?": "order", "what did they ask me for?": "object",
+             "how is the weather?": "other"}
+    for text, kind in kinds.items():
+        hot = observation_vector(Observation(t_s=1.0, trigger_scores={}, query=text), t, s)[5 + 15:]
+        assert hot.tolist() == [float(k == kind) for k in QUERY_KINDS], text
+    v2 = observation_vector(Observation(t_s=1.0, trigger_scores={}, day_left_frac=0.25, uplink_tokens_frac=1.7), t, s)
+    assert v2[5 + 13] == 0.25 and v2[5 + 14] == 1.0  # clipped to [0, 1]
     assert np.all(v >= -1) and np.all(v <= 1)

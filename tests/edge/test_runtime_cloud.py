@@ -32,6 +32,14 @@ def test_earshot_edge_answers_queries_through_the_cloud(edge_world, programs, se
     offloads = [e for e in events if e["kind"] == "offload"]
     assert offloads and set(results) == {o["request_id"] for o in offloads}  # every offload answered
     assert all(r["model_id"].startswith("avlm-") and r["latency_ms"] > 0 for r in results.values())
+    for r in results.values():  # latency stages (docs/edge.md): all there, and they add up
+        st = r["stages_ms"]
+        assert set(st) == {"trigger_ms", "build_ms", "send_ms", "network_ms", "server_ms", "server_queue_ms",
+                           "server_model_ms", "shown_ms"} and min(st.values()) >= 0
+        assert st["server_queue_ms"] + st["server_model_ms"] <= st["server_ms"] + 1e-3
+        # submit -> reply (latency_ms) = client hand-off + network + server, up to rounding
+        assert abs(st["send_ms"] + st["network_ms"] + st["server_ms"] - r["latency_ms"]) <= 0.05 * r["latency_ms"] + 1
+        assert st["shown_ms"] < 50  # shown on arrival, not at the next step (a hop is 250 ms)
     answers = {e["query_id"]: e for e in events if e["kind"] == "answer"}
     assert set(answers) == {"q000", "q001"}
     assert all(a["source"] == "cloud" and isinstance(a["answer"], str) for a in answers.values())
@@ -81,3 +89,34 @@ def test_server_killed_mid_run_then_restarted(edge_world, programs, teacher, pro
     # every offload is accounted for exactly once: a result or a fallback
     settled = [r["request_id"] for r in by("result")] + [f["request_id"] for f in by("fallback")]
     assert sorted(settled) == [o["request_id"] for o in by("offload")]
+
+
+@time_limit(90)
+def test_cloud_answers_are_shown_on_arrival_not_at_the_next_step(edge_world, programs, server, tmp_path):
+    """Real time: each result reaches ``display`` when it arrives, before the step loop merges
+    it (the next hop boundary), and ``stages_ms.shown_ms`` is that display time."""
+    import time
+
+    runtime, client = make_runtime(edge_world[0], programs, tmp_path / "events.jsonl", policy="periodic",
+                                   endpoint=server, deadline_ms=2000, realtime=True, period_s=0.5)
+    shown: dict[int, float] = {}
+    runtime.display = lambda request_id, result: shown.__setitem__(request_id, time.monotonic())
+    try:
+        runtime.begin()
+        t0 = runtime.source._t0
+        for t in runtime.step_times():
+            runtime.step(t)
+        runtime.finish()
+    finally:
+        client.close()
+        runtime.log.close()
+    results = [e for e in read_jsonl(tmp_path / "events.jsonl") if e["kind"] == "result"]
+    assert len(results) >= 5 and set(shown) == {r["request_id"] for r in results}
+    early = 0
+    for r in results:
+        on_screen_s = shown[r["request_id"]] - t0  # on the recording clock of the real-time replay
+        # shown no later than the step that merged it (a reply can land while that step computes)
+        assert on_screen_s <= r["t_s"] + 0.25, (on_screen_s, r["t_s"])
+        early += on_screen_s < r["t_s"] - 0.02  # shown before the hop boundary the loop waited for
+        assert r["stages_ms"]["shown_ms"] < 20
+    assert early >= len(results) // 2  # most arrive mid-hop and are shown there, not at the boundary

@@ -1,13 +1,16 @@
-"""`earshot trace` against a live server, and deterministic replays of its file."""
+"""`earshot trace` against a live server: the v2 file (shared/trace.py), its capture variants,
+the sequential service-time measurement, and the simulator replaying it."""
 from __future__ import annotations
 
+import json
 import math
 
+import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from edge.policy import make_policy
 from shared.config import CONFIG_DIR, to_schema
+from shared.trace import CAPTURE_VARIANTS, TRACE_VERSION, TraceError, read_trace, write_trace
 from tests.helpers.edge_world import SECONDS
 from tests.helpers.server_harness import time_limit
 
@@ -21,38 +24,93 @@ def _trace_config(overrides):
         return to_schema(compose(config_name="trace", overrides=overrides), TraceConfig)
 
 
-@time_limit(120)
-def test_trace_file_and_deterministic_replay(edge_world, programs, server, tmp_path):
-    from edge.trace import load_trace, replay_trace, run_trace
+@pytest.mark.slow  # two traces against a live server
+@time_limit(240)
+def test_trace_file_variants_and_service_times(edge_world, programs, server, tmp_path):
+    from edge.trace import SERVICE_SAMPLES, run_trace
 
     cfg = _trace_config([f"recording={edge_world[0]}", f"trigger={programs['trigger']}",
                          f"student={programs['student']}", f"endpoint={server}", f"out={tmp_path}"])
     (path,) = run_trace(cfg)
     assert path == tmp_path / "edge_00.jsonl"
-    header, hops = load_trace(path)
-    assert header["recording_id"] == "edge_00" and header["hop_s"] == 0.25 and header["duration_s"] == SECONDS
+    header, hops = read_trace(path)
+    assert header["trace_version"] == TRACE_VERSION and header["recording_id"] == "edge_00"
+    assert header["hop_s"] == 0.25 and header["duration_s"] == SECONDS and header["split"] is None
     assert header["trigger"]["sha256"] and len(header["trigger"]["labels"]) == len(header["trigger"]["thresholds"])
     assert header["server"]["model_id"].startswith("avlm-")
-    assert set(header["offloads"]) == {"light", "full", "audio"}
-    assert [q["id"] for q in header["queries"]] == ["q000", "q001"] and len(header["events"]) == 3
+    assert set(header["variants"]) == set(CAPTURE_VARIANTS)
+    # Service times: measured one request at a time, per offload kind.
+    for kind in ("light", "full", "audio"):
+        ms = header["service_ms"][kind]
+        assert len(ms) == min(SERVICE_SAMPLES, len(hops)) and all(0 < x < 5000 for x in ms)
     assert len(hops) == math.floor(SECONDS / 0.25)
     assert [h["t_s"] for h in hops] == [0.25 * (i + 1) for i in range(len(hops))]
-    for h in hops:
+    for i, h in enumerate(hops):
         assert all(0.0 <= p <= 1.0 for p in h["trigger"] + h["student"]) and 0 <= h["student_confidence"] <= 1
-        assert set(h["cloud"]) == {"light", "full", "audio"}
-        for c in h["cloud"].values():
-            assert c["ok"] and c["error"] is None and c["latency_ms"] > 0 and c["bytes_up"] > 0
-            assert len(c["tags"]) == 5 and all(0.0 <= p <= 1.0 for p in c["tags"].values())
-        assert h["cloud"]["full"]["bytes_up"] > h["cloud"]["audio"]["bytes_up"]  # frames cost bytes
-    asked = {q for h in hops for q in h.get("local_answer", {})}
-    assert asked == {"q000", "q001"}
-    local = {q: a for h in hops for q, a in h.get("local_answer", {}).items()}
+        assert h["frames"] in (2, 3)  # 10 fps over a 0.25 s hop
+        c = h["cloud"]
+        assert set(c) == set(CAPTURE_VARIANTS)
+        for entry in c.values():
+            assert entry["ok"] and entry["error"] is None and entry["bytes_up"] > 0
+            assert len(entry["tags"]) == 5 and all(0.0 <= p <= 1.0 for p in entry["tags"].values())
+        # Capture: no frames without the camera, this hop's frames only when it just turned on, the
+        # window's when it has been on; every frame in its window and never from the future.
+        t = h["t_s"]
+        assert c["audio"]["frame_t_s"] == [] and len(c["light"]["frame_t_s"]) == 1
+        assert all(t - 0.25 < f <= t + 1e-9 for f in c["full_now"]["frame_t_s"] + c["light"]["frame_t_s"])
+        assert all(t - 5.0 < f <= t + 1e-9 for f in c["full_warm"]["frame_t_s"])
+        if t >= 2.0:
+            assert len(c["full_warm"]["frame_t_s"]) == 4 and min(c["full_warm"]["frame_t_s"]) < t - 1.0
+            assert c["full_warm"]["bytes_up"] > c["full_now"]["bytes_up"] > c["audio"]["bytes_up"] - 100_000
+    asked = [h["query_id"] for h in hops if h["query_id"]]
+    assert asked == ["q000", "q001"]
+    local = {q: a for h in hops for q, a in (h.get("local_answer") or {}).items()}
     assert local == {"q000": "timer_beep", "q001": "timer_beep"}  # the tones were heard
-    # Replays are deterministic, and they see the cloud the trace recorded.
-    runs = [replay_trace(path, make_policy("audio_trigger")) for _ in range(2)]
-    assert runs[0] == runs[1]
-    assert runs[0]["offloads"] and {a[1] for a in runs[0]["answers"].values()} == {"cloud"}
-    offline = replay_trace(path, make_policy("audio_trigger"), cloud_ok=False)
-    assert offline == replay_trace(path, make_policy("audio_trigger"), cloud_ok=False)
-    assert {a[1] for a in offline["answers"].values()} == {"local"}
-    assert all(a[2] for a in offline["answers"].values())
+    assert header["cloud_hops"] == {"mode": "all"}
+    # cloud_hops=needed: the cloud only where a query or an important event's window is; the same requests.
+    cfg = _trace_config([f"recording={edge_world[0]}", f"trigger={programs['trigger']}",
+                         f"student={programs['student']}", f"endpoint={server}", f"out={tmp_path / 'needed'}",
+                         "cloud_hops=needed", "important_labels=[doorbell]", "event_window_s=1.0"])
+    (path,) = run_trace(cfg)
+    h2, hops2 = read_trace(path)
+    assert h2["cloud_hops"] == {"mode": "needed", "labels": ["doorbell"], "window_s": 1.0}
+    onset = next(e["onset_s"] for e in header["events"] if e["label"] == "doorbell")
+    for a, b in zip(hops, hops2):
+        t = a["t_s"]
+        wanted = b["query_id"] is not None or (t > onset and t - 0.25 < onset + 1.0)
+        for v in CAPTURE_VARIANTS:
+            assert b["cloud"][v]["ok"] == wanted and (wanted or b["cloud"][v]["error"] == "not_traced")
+            assert b["cloud"][v]["bytes_up"] == a["cloud"][v]["bytes_up"]
+    assert 4 <= sum(b["cloud"]["audio"]["ok"] for b in hops2) < len(hops2) // 2
+
+
+@time_limit(180)
+def test_trace_reader_refuses_what_the_format_forbids(tmp_path):
+    from tests.helpers.trace_double import make_trace
+
+    good = make_trace(tmp_path / "ok", "kitchen_t0")
+    header, hops = read_trace(good)
+    cases = {
+        "trace_version": lambda h, l: h.update(trace_version=1),
+        "header misses": lambda h, l: h.pop("variants"),
+        "expected 1": lambda h, l: l[1].update(i=7),
+        "cloud must hold": lambda h, l: l[0]["cloud"].pop("full_warm"),
+        "trigger scores": lambda h, l: l[0].update(trigger=[0.1]),
+        "query_id": lambda h, l: l[0].update(query_id="nope"),
+        "service_ms": lambda h, l: h.update(service_ms={"light": [-1.0]}),
+    }
+    for match, spoil in cases.items():
+        h, l = json.loads(json.dumps(header)), json.loads(json.dumps(hops))
+        spoil(h, l)
+        p = tmp_path / f"bad_{len(match)}.jsonl"
+        p.write_text("\n".join(json.dumps(x) for x in [h, *l]) + "\n")
+        with pytest.raises(TraceError, match=match):
+            read_trace(p)
+        with pytest.raises(TraceError, match=match):
+            write_trace(tmp_path / "w" / "x.jsonl", h, l)
+    (tmp_path / "junk.jsonl").write_text("{not json\n{}\n")
+    with pytest.raises(TraceError, match="junk.jsonl:1: not JSON"):
+        read_trace(tmp_path / "junk.jsonl")
+    with pytest.raises(TraceError, match="header and at least one hop"):
+        (tmp_path / "one.jsonl").write_text(json.dumps(header) + "\n")
+        read_trace(tmp_path / "one.jsonl")

@@ -11,6 +11,7 @@ fixtures.
 | ``teacher_world`` | a small world and QA folder a tiny teacher trains on |
 | ``server_harness`` | real server processes on loopback (``procs``), time limits, requests |
 | ``server_double`` | the server's test-double backend (also run as a script) |
+| ``spec_client`` | a wire-protocol client written from docs/protocol.md alone (pyzmq + msgpack) |
 | ``edge_world`` | the edge world, hand-built ``.pte`` programs, a tiny teacher, ``earshot serve`` |
 | ``native`` | the native binary (``native_bin``), its decoded frames, ``run_native`` |
 | ``trace_double`` | trace files with known contents for the simulator |

@@ -6,6 +6,10 @@ tests/distill/conftest.py).
   Each recording holds tones (their pitch says which sound) and, two seconds
   after each, a coloured square in the frame centre (the action), so windows
   have positives of several audio events and visual actions in every split.
+  Beside it a QA folder with an ``info.json`` naming it and a small
+  counterfactual bench of AVH event probes on the test recordings
+  (``bench.jsonl``, with ``train_av.jsonl`` for the prior controls), written
+  by hand from the same annotations.
 - ``teacher_dir``: a tiny `AVTeacher`, randomly initialised and saved with
   ``cloud.model.io.save_teacher`` exactly as ``earshot train`` saves one (with
   the ``data`` and ``trained_on`` entries distillation reads).
@@ -80,7 +84,38 @@ def world(tmp_path_factory) -> Path:
     qa = root / "qa"
     qa.mkdir()
     (qa / "info.json").write_text(json.dumps({"schema_version": 1, "dataset": str(world)}))
+    _write_probes(qa)
     return world
+
+
+#: Event-probe pairs on the test recordings: (recording, form, label, yes window, no window).
+#: kd_06: phone_ring 0.5-1.7 s, chop 2.0-3.5, knock 4.5-5.7, pour 6.0-7.5;
+#: kd_07: knock 0.75-1.95, pour 2.25-3.75, timer_beep 4.25-5.45, open_oven 5.75-7.25.
+PROBE_PAIRS = [
+    ("kd_06", "sound", "phone_ring", (0.0, 2.5), (3.0, 8.0)), ("kd_06", "sound", "knock", (3.5, 8.0), (0.0, 3.0)),
+    ("kd_06", "action", "chop", (1.5, 4.0), (4.5, 8.0)), ("kd_06", "action", "pour", (5.0, 8.0), (0.0, 4.0)),
+    ("kd_07", "sound", "knock", (0.0, 3.0), (4.0, 8.0)), ("kd_07", "sound", "timer_beep", (3.5, 8.0), (0.0, 3.0)),
+    ("kd_07", "action", "pour", (1.5, 4.5), (5.0, 8.0)), ("kd_07", "action", "open_oven", (5.0, 8.0), (0.0, 4.0)),
+]
+
+
+def _write_probes(qa: Path) -> None:
+    from cloud.data_engine.records import QARecord, write_jsonl
+
+    text = {"sound": "did you hear {}?", "action": "did you {} in this clip?"}
+    evidence = {"sound": "audio", "action": "visual"}
+
+    def pair(rid, form, label, yes, no, n):
+        return [QARecord(f"{rid}.avh.{n:03d}{role}.av", rid, "AVH", list(w), w[1], text[form].format(label), answer,
+                         "yes_no", evidence[form], "av",
+                         {"form": form, "probe": [label], "options": ["yes", "no"], "environment": "kitchen",
+                          "pair_id": f"{rid}.avh.{n:03d}", "pair_role": role})
+                for role, w, answer in (("a", yes, "yes"), ("b", no, "no"))]
+
+    write_jsonl(qa / "bench.jsonl", [r for n, p in enumerate(PROBE_PAIRS) for r in pair(*p, n)])
+    # training answers for the prior controls: the same questions on train recordings, mostly "yes"
+    train = [r for n, p in enumerate(PROBE_PAIRS) for r in pair(f"kd_0{n % 4}", *p[1:], n)]
+    write_jsonl(qa / "train_av.jsonl", [r for r in train if r.answer == "yes" or r.id.endswith("0b.av")])
 
 
 @pytest.fixture(scope="session")

@@ -48,6 +48,14 @@ class FakeBackend:
     def warmup(self) -> None:
         time.sleep(self.warmup_s)
 
+    def capabilities(self) -> dict:
+        """A small model description, so 'hello' can be tested through a broker and a worker."""
+        from cloud.server.capabilities import TEACHER_ANSWERS, model_capabilities
+        from shared.protocol import ModelInput
+
+        return model_capabilities(ModelInput(audio_s=2.0, sample_rate_hz=16000, frame_hz=4.0, frames=8,
+                                             frame_size_px=16), ("timer_beep",), TEACHER_ANSWERS[:1])
+
     def infer(self, requests):
         time.sleep((self.batch_ms + self.item_ms * len(requests)) / 1000)
         if self.computed:

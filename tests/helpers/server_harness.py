@@ -20,12 +20,13 @@ from pathlib import Path
 import pytest
 import zmq
 
+from shared.jpeg_header import EXAMPLE_JPEG
 from shared.protocol import Frame, InferRequest, decode, encode, Ping
 
 ROOT = Path(__file__).resolve().parents[2]
 DOUBLE = Path(__file__).with_name("server_double.py")
 EARSHOT = Path(sys.executable).parent / "earshot"
-JPEG_STUB = bytes.fromhex("ffd8ffe000104a46494600ffd9")  # passes the protocol's FF D8 check only
+JPEG_STUB = EXAMPLE_JPEG  # 141 bytes, 8 x 8 grey: passes the protocol's header walk and decodes
 
 
 def time_limit(seconds: float):
@@ -165,3 +166,4 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmRSS")
+

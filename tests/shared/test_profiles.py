@@ -19,7 +19,7 @@ def test_device_profiles_validate_and_cite(name):
 @pytest.mark.parametrize("name", available_profiles("network"))
 def test_network_profiles_validate_and_cite(name):
     net = load_network_profile(name)
-    assert net.uplink_mbps > 0 and len(net.sources) == 10
+    assert net.uplink_mbps > 0 and len(net.sources) == 13
 
 
 def test_shipped_profiles_are_there():
@@ -65,13 +65,57 @@ def test_energy_meter_arithmetic():
     assert on.camera == pytest.approx(dev.camera_mw * 0.25 + dev.camera_wake_mj)
     assert m.step(0.25, camera_on=True).camera == pytest.approx(dev.camera_mw * 0.25)
     tx = m.step(0.25, camera_on=False, tx_bytes=10_000, rx_bytes=1_000, jpeg_frames=2)
-    assert tx.radio == pytest.approx((80_000 * net.tx_nj_per_bit + 8_000 * net.rx_nj_per_bit) * 1e-6)
-    assert tx.tail == 0 and tx.jpeg == pytest.approx(2 * dev.jpeg_mj_per_frame)
-    tails = [m.step(0.25, camera_on=False).tail for _ in range(3)]  # 200 ms tail: 0.2 s, then nothing
-    assert tails == pytest.approx([net.tail_mw * 0.2, 0.0, 0.0])
+    air = 80_000 / (net.uplink_mbps * 1e6) + 8_000 / (net.downlink_mbps * 1e6)  # 1.1 ms at 80 Mbit/s
+    assert tx.radio == pytest.approx((80_000 * net.tx_nj_per_bit + 8_000 * net.rx_nj_per_bit) * 1e-6
+                                     + net.active_mw * air)
+    assert tx.jpeg == pytest.approx(2 * dev.jpeg_mj_per_frame)
+    # Per-transfer tail: 238.1 ms of it after the airtime; the transfer's own step (0.25 - air s left)
+    # holds all of it, so the next steps pay nothing.
+    assert tx.tail == pytest.approx(net.tail_mw * net.tail_ms / 1000) and net.tail_ms / 1000 < 0.25 - air
+    tails = [m.step(0.25, camera_on=False).tail for _ in range(3)]
+    assert tails == [0.0, 0.0, 0.0]
+    lte = EnergyMeter(dev, load_network_profile("lte"))  # 11.6 s of tail: 0.25 - air now, then 0.25 s per step
+    first = lte.step(0.25, camera_on=False, tx_bytes=10_000, airtime_s=0.05)
+    assert first.tail == pytest.approx(1060.0 * 0.2)
+    rest = [lte.step(0.25, camera_on=False).tail for _ in range(48)]
+    assert rest[:45] == pytest.approx([1060.0 * 0.25] * 45) and sum(rest) == pytest.approx(1060.0 * (11.576 - 0.2))
     assert m.total_mj == pytest.approx(idle.total + on.total + dev.camera_mw * 0.25 + (
-        dev.baseline_mw + dev.audio_dsp_mw) * 0.25 * 5 + tx.radio + tx.jpeg + tails[0])
+        dev.baseline_mw + dev.audio_dsp_mw) * 0.25 * 5 + tx.radio + tx.jpeg + tx.tail + tails[0])
     assert 0 < m.battery_frac < 1 and m.elapsed_s == pytest.approx(1.75)
+
+
+def test_a_stream_of_transfers_pays_the_tail_between_them():
+    # Sending every step keeps the radio in its tail between transfers: the step pays it (the old model
+    # charged no tail at all to a continuous stream).
+    dev, net = load_device_profile(), load_network_profile("wifi")
+    m = EnergyMeter(dev, net)
+    steps = [m.step(0.25, camera_on=False, tx_bytes=184_000, airtime_s=0.02) for _ in range(4)]
+    assert all(s.tail == pytest.approx(net.tail_mw * 0.23) for s in steps)
+    assert all(s.radio == pytest.approx(184_000 * 8 * net.tx_nj_per_bit * 1e-6 + net.active_mw * 0.02) for s in steps)
+
+
+def test_idle_is_many_empty_steps_in_one_call():
+    dev, net = load_device_profile(), load_network_profile("lte")
+    a, b = EnergyMeter(dev, net), EnergyMeter(dev, net)
+    for m in (a, b):
+        m.step(0.25, camera_on=True, tx_bytes=50_000)
+    e = a.idle(60.0, compute_mw=2.0)
+    steps = [b.step(0.25, camera_on=False, compute_mj=2.0 * 0.25) for _ in range(240)]
+    assert e == pytest.approx(sum(s.total for s in steps), rel=1e-9)
+    assert a.total_mj == pytest.approx(b.total_mj) and a.elapsed_s == pytest.approx(b.elapsed_s)
+    assert a.avg_power_mw == pytest.approx(b.avg_power_mw, rel=0.05)  # one relaxation vs 240 small ones
+
+
+def test_lte_follows_its_cited_source():
+    # Huang et al., MobiSys 2012: alpha_u 438.39 and alpha_d 51.97 mW per Mbit/s (= nJ/bit), beta 1288.04 mW,
+    # tail 11.576 s at 1060 mW. Every value that cites the paper must be the paper's number.
+    lte = load_network_profile("lte")
+    assert (lte.tx_nj_per_bit, lte.rx_nj_per_bit, lte.active_mw) == (438.39, 51.97, 1288.04)
+    assert (lte.tail_ms, lte.tail_mw) == (11576.0, 1060.0)
+    for name in ("wifi", "lte", "bluetooth"):
+        net = load_network_profile(name)
+        for key, q in net.sources.items():
+            assert q.estimate or "Huang" in q.source or "ARCHITECTURE" in q.source, (name, key, q.source)
 
 
 def test_compute_energy_and_power_cap():

@@ -21,15 +21,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import shared.protocol as P
+from shared.jpeg_header import EXAMPLE_JPEG
 from shared.protocol import (
-    AUDIO_RATES_HZ, MAX_MESSAGE_BYTES, AudioWindow, ErrorCode, ErrorReply, Frame,
-    InferRequest, Ping, Pong, ProtocolError, Result, Stats, StatsRequest,
+    AUDIO_RATES_HZ, MAX_MESSAGE_BYTES, AnswerFormat, AudioWindow, Capabilities, ErrorCode, ErrorReply, Frame,
+    Hello, InferRequest, ModelInput, Ping, Pong, ProtocolError, Result, Stats, StatsRequest,
     decode, encode, peek_id, pcm_from_bytes, pcm_to_bytes,
 )
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-JPEG = bytes.fromhex("ffd8ffe000104a46494600ffd9")  # SOI, APP0 "JFIF", EOI: enough for the header check
+JPEG = EXAMPLE_JPEG  # 8 x 8 mid-grey, 141 bytes: the frames of the worked infer example
+NO_SOF = bytes.fromhex("ffd8ffe000104a46494600ffd9")  # SOI, APP0 "JFIF", EOI: starts like a JPEG, no frame header
+
+
+def sof_jpeg(width: int, height: int) -> bytes:
+    """A header-only JPEG claiming ``width`` x ``height`` pixels (SOI, SOF0, EOI)."""
+    return (bytes.fromhex("ffd8ffc0000b08") + height.to_bytes(2, "big") + width.to_bytes(2, "big")
+            + bytes.fromhex("01011100ffd9"))
 
 
 def assert_rejects(data, code: ErrorCode | None = None, path: str | None = None) -> ProtocolError:
@@ -77,10 +85,11 @@ def doc_examples() -> dict[str, object]:
             query="what was that?", query_t_s=41.0,
             audio=AudioWindow.from_samples(pcm, start_s=40.0, rate_hz=16000),
             frames=[Frame(t_s=40.5, jpeg=JPEG), Frame(t_s=40.625, jpeg=JPEG)]),
-        "result": Result(id=2, model_id="avlm-tiny-v1", batch_size=2, answer="A timer beeped.",
+        "result": Result(id=2, model_id="avlm-tiny-v1", batch_size=2,
+                         answer="kitchen; heard: timer_beep; did: none",
                          tags={"timer_beep": 0.96875, "door_open": 0.125},
-                         timing_ms={"queue_ms": 3.5, "batch_ms": 4.0, "model_ms": 120.25,
-                                    "total_ms": 128.0}),
+                         timing_ms={"queue_ms": 3.5, "decode_ms": 2.25, "model_ms": 20.5, "worker_ms": 23.5,
+                                    "total_ms": 27.5}),
         "error": ErrorReply(id=3, code=ErrorCode.BUSY, message="queue full", retry_after_ms=250),
         "error_nil_id": ErrorReply(id=None, code=ErrorCode.BAD_REQUEST,
                                    message="message is not a msgpack map"),
@@ -90,6 +99,13 @@ def doc_examples() -> dict[str, object]:
                        queue_depth=1, queue_capacity=64, batch_size_counts=[700, 150, 40, 10],
                        latency_samples=1000, latency_p50_ms=95.5, latency_p95_ms=240.0,
                        latency_p99_ms=410.0),
+        "hello": Hello(id=5, client="earshot-edge/1"),
+        "capabilities": Capabilities(
+            id=5, server="earshot-server/1", versions=[1], kinds=["hello", "infer", "ping", "stats_request"],
+            ready=True, model_id="avlm-tiny-v1",
+            input=ModelInput(audio_s=10.0, sample_rate_hz=16000, frame_hz=2.0, frames=20, frame_size_px=32),
+            labels={"audio_event": ["doorbell", "timer_beep"]}, tags=["doorbell", "timer_beep"],
+            answers=[AnswerFormat(kind="yes_no", when="did you hear ...?", format="yes | no", example="yes")]),
     }
 
 
@@ -124,7 +140,7 @@ ids = st.integers(0, P.UINT64_MAX)
 uints = st.integers(0, P.UINT64_MAX)
 score_maps = st.dictionaries(labels, unit, max_size=6)
 
-frames = st.builds(Frame, t_s=times, jpeg=st.binary(max_size=40).map(lambda b: b"\xff\xd8" + b))
+frames = st.builds(Frame, t_s=times, jpeg=st.binary(max_size=40).map(lambda b: JPEG + b))  # bytes after EOI are ignored
 audio = st.builds(AudioWindow, start_s=times, rate_hz=st.sampled_from(AUDIO_RATES_HZ),
                   pcm=st.binary(min_size=1, max_size=40).map(lambda b: b + b"\0" * (len(b) % 2)))
 
@@ -170,6 +186,16 @@ messages = st.one_of(
               queue_depth=uints, queue_capacity=uints),
     st.builds(StatsRequest, id=ids),
     stats(),
+    st.builds(Hello, id=ids, client=st.none() | labels),
+    st.builds(Capabilities, id=ids, server=labels, versions=st.lists(st.integers(1, 9), max_size=3),
+              kinds=st.lists(labels, max_size=4), ready=st.booleans(), model_id=st.none() | labels,
+              input=st.none() | st.builds(ModelInput, audio_s=st.floats(0, 30), sample_rate_hz=st.sampled_from(
+                  AUDIO_RATES_HZ), frame_hz=st.floats(0, 30), frames=st.integers(0, 64),
+                  frame_size_px=st.integers(1, 512)),
+              labels=st.dictionaries(labels, st.lists(labels, max_size=3), max_size=3),
+              tags=st.lists(labels, max_size=4),
+              answers=st.lists(st.builds(AnswerFormat, kind=labels, when=labels, format=labels, example=labels),
+                               max_size=2)),
 )
 
 
@@ -315,11 +341,15 @@ def test_non_str_keys_are_rejected_even_where_unknown_keys_are_ignored(entry):
     ("81a17601c0", "trailing"),
     ("81a176c1", "0xc1"),
     ("82a17601a17601", "duplicate"),
-    ("82a17601a178a2ff00", "malformed"),  # invalid UTF-8 in a str
+    ("82a17601a178a2ff00", "invalid UTF-8 in the str at byte 6"),
+    ("82a17601a2ff00a178", "invalid UTF-8 in the str at byte 4"),  # in a key
+    ("82a17601a178a3eda080", "invalid UTF-8"),  # an encoded surrogate is not UTF-8 either
 ])
 def test_malformed_structure_is_bad_request(data, fragment):
     err = assert_rejects(bytes.fromhex(data), ErrorCode.BAD_REQUEST)
     assert fragment in str(err)
+    # Messages speak msgpack, not the host language: no Python exception names leak.
+    assert "Error" not in str(err) and "codec" not in str(err), str(err)
 
 
 @pytest.mark.parametrize("data", ["not bytes", None, 5, [1, 2]])
@@ -398,9 +428,14 @@ FIELD_CASES = [
     ("infer", "frames", [_frame(), _frame(), _frame(jpeg=b"\x89PNG")], "bad_request",
      "infer.frames[2].jpeg"),
     ("infer", "frames", [_frame(jpeg="ffd8")], "bad_request", "infer.frames[0].jpeg"),
-    ("infer", "frames", [_frame(jpeg=b"\xff\xd8" + bytes(P.MAX_JPEG_BYTES))], "too_large",
+    ("infer", "frames", [_frame(jpeg=JPEG + bytes(P.MAX_JPEG_BYTES))], "too_large",
      "infer.frames[0].jpeg"),
+    ("infer", "frames", [_frame(jpeg=NO_SOF)], "bad_request", "infer.frames[0].jpeg"),
+    ("infer", "frames", [_frame(jpeg=JPEG[:20])], "bad_request", "infer.frames[0].jpeg"),
+    ("infer", "frames", [_frame(jpeg=sof_jpeg(0, 8))], "bad_request", "infer.frames[0].jpeg"),
+    ("infer", "frames", [_frame(jpeg=sof_jpeg(4097, 4096))], "too_large", "infer.frames[0].jpeg"),
     ("infer", "frames", [_frame(t_s=-0.5)], "bad_request", "infer.frames[0].t_s"),
+    ("infer", "frames", [_frame(t_s=P.MAX_TIME_S * 1.5)], "bad_request", "infer.frames[0].t_s"),
     ("infer", "frames", [_frame(t_s=INF)], "bad_request", "infer.frames[0].t_s"),
     ("infer", "frames", [_frame(t_s=2.0), _frame(t_s=1.0)], "bad_request", "infer.frames[1].t_s"),
     ("infer", "frames", [{"t_s": 0.0}], "bad_request", "infer.frames[0].jpeg"),
@@ -413,6 +448,8 @@ FIELD_CASES = [
     ("infer", "audio", _audio(pcm="\0\0"), "bad_request", "infer.audio.pcm"),
     ("infer", "audio", _audio(rate_hz=8000, pcm=bytes(2 * 8000 * 31)), "too_large", "infer.audio.pcm"),
     ("infer", "audio", _audio(start_s=NAN), "bad_request", "infer.audio.start_s"),
+    ("infer", "audio", _audio(start_s=1e300), "bad_request", "infer.audio.start_s"),
+    ("infer", "query_t_s", 1e11, "bad_request", "infer.query_t_s"),
     ("infer", "audio", "pcm", "bad_request", "infer.audio"),
     ("result", "timing_ms", {"queue_ms": 1.0}, "bad_request", "result.timing_ms"),
     ("result", "timing_ms", {"total_ms": -1.0}, "bad_request", "result.timing_ms['total_ms']"),
@@ -430,6 +467,13 @@ FIELD_CASES = [
     ("stats", "latency_p50_ms", 1e9, "bad_request", "stats.latency_p95_ms"),
     ("stats", "errors_by_code", {"teapot": 1}, "bad_request", "stats.errors_by_code"),
     ("stats", "batch_size_counts", [1, -1], "bad_request", "stats.batch_size_counts[1]"),
+    ("hello", "client", "", "bad_request", "hello.client"),
+    ("capabilities", "input", {"audio_s": 10.0}, "bad_request", "capabilities.input.sample_rate_hz"),
+    ("capabilities", "input", {"audio_s": 10.0, "sample_rate_hz": 12345, "frame_hz": 2.0, "frames": 20,
+                               "frame_size_px": 32}, "bad_request", "capabilities.input.sample_rate_hz"),
+    ("capabilities", "labels", {"audio_event": [""]}, "bad_request", "capabilities.labels"),
+    ("capabilities", "answers", [{"kind": "x"}], "bad_request", "capabilities.answers[0].when"),
+    ("capabilities", "tags", ["t"] * (P.MAX_LABELS + 1), "too_large", ""),  # the generic array limit first
 ]
 
 
@@ -557,7 +601,7 @@ def test_construction_validates_with_relative_paths():
 
 
 def test_encode_refuses_oversize_and_non_messages():
-    big = [Frame(t_s=float(i), jpeg=b"\xff\xd8" + bytes(P.MAX_JPEG_BYTES - 2)) for i in range(9)]
+    big = [Frame(t_s=float(i), jpeg=JPEG + bytes(P.MAX_JPEG_BYTES - len(JPEG))) for i in range(9)]
     msg = InferRequest(id=1, deadline_ms=100, trigger_label="x", trigger_score=0.5,
                        student_scores={}, student_confidence=0.5, frames=big)
     with pytest.raises(ProtocolError) as info:

@@ -66,3 +66,19 @@ def test_format_and_round_trip():
     assert format_interval(ci.to_dict()) == "62.5 [55.1, 69.8]"
     assert format_interval(Interval(0.1, 0.05, 0.2, 3, 2), signed=True) == "+10.0 [+5.0, +20.0]"
     assert format_interval(None) == "-"
+
+
+def test_paired_ratio_of_two_systems():
+    from shared.stats import paired_ratio
+
+    rng = np.random.default_rng(0)
+    groups = [f"r{k}" for k in range(30) for _ in range(5)]
+    base = rng.random(len(groups)) + np.repeat(rng.random(30) * 3, 5)  # recordings differ a lot
+    half = 0.5 * base  # A spends half of what B spends, on the same recordings
+    iv = paired_ratio(half, np.ones_like(half), groups, base, np.ones_like(base), groups)
+    assert iv.value == pytest.approx(0.5) and iv.lo == pytest.approx(0.5) and iv.hi == pytest.approx(0.5)
+    noisy = half * rng.uniform(0.8, 1.2, len(half))
+    iv = paired_ratio(noisy, np.ones_like(half), groups, base, np.ones_like(base), groups)
+    assert iv.lo < iv.value < iv.hi and 0.4 < iv.lo and iv.hi < 0.6 and iv.n_groups == 30
+    with pytest.raises(ValueError, match="nothing to compare"):
+        paired_ratio([1.0], [1.0], ["a"], [0.0], [1.0], ["a"])

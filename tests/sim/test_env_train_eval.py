@@ -37,7 +37,7 @@ def trained(traces, tmp_path_factory):
     from sim.train import run
 
     out = tmp_path_factory.mktemp("sim_train")
-    cfg = _cfg("sim_train", SimTrainConfig, ["sim/train=tiny", f"env.traces={traces}", f"out={out}"])
+    cfg = _cfg("sim_train", SimTrainConfig, ["sim/train=tiny", f"env.traces={traces}", f"out={out}", "env.split=all"])
     return run(cfg)
 
 
@@ -78,22 +78,36 @@ def test_learned_policy_refuses_a_changed_program(trained, tmp_path):
 
 
 @pytest.mark.slow  # PPO training / Hydra multirun
-def test_eval_table_files_and_targets(traces, trained, tmp_path):
+def test_eval_table_files_intervals_and_targets(traces, trained, tmp_path):
     from sim.evaluate import run
 
     out = tmp_path / "eval"
-    cfg = _cfg("sim_eval", SimEvalConfig, [f"env.traces={traces}", f"out={out}", "grid.power_cap_mw=[300,1000]"])
-    cfg.policies.append(type(cfg.policies[0])(name="learned", params={"program": trained["program"]}))
+    cfg = _cfg("sim_eval", SimEvalConfig, [f"env.traces={traces}", f"out={out}", "grid.power_cap_mw=[300,1000]",
+                                           "env.split=all", "env.day_h=0.25", "env.active_share=0.2", "days=2"])
+    spec = type(cfg.policies[0])
+    cfg.policies += [spec(name="learned", params={"program": trained["program"]}),
+                     spec(name="learned", params={"program": trained["program"]})]  # two "seeds", pooled
     summary = run(cfg)
     rows = json.loads((out / "results.json").read_text())
-    assert len(rows) == 2 * len(cfg.policies) and summary["rows"] == len(rows)
+    labels = list(dict.fromkeys(p.label or p.name for p in cfg.policies))
+    assert len(rows) == 2 * len(labels) and summary["rows"] == len(rows)
     assert (out / "pareto.png").stat().st_size > 5000 and (out / "results.csv").is_file()
+    assert (out / "queries.csv").is_file() and "query success" in (out / "report.md").read_text()
     by = {(r["policy"], r["power_cap_mw"]): r for r in rows}
-    assert by[("always_local", 1000.0)]["mb_sent"] == 0.0
-    assert by[("always_cloud", 1000.0)]["frames_share"] == pytest.approx(1.0)
-    assert by[("oracle", 1000.0)]["success"] >= by[("always_cloud", 1000.0)]["success"] - 1e-9
-    assert all(0.0 <= r["success"] <= 1.0 and r["power_mw"] > 0 for r in rows)
-    assert summary["targets"] and "energy_vs_cloud" in summary["targets"][0]
+    assert by[("always_local", 1000.0)]["mb_per_h"] == 0.0
+    assert by[("always_cloud", 1000.0)]["frames_share"]["value"] == pytest.approx(1.0)
+    assert by[("learned", 1000.0)]["days"] == 4 and by[("never_on", 1000.0)]["days"] == 2
+    for r in rows:
+        iv = r["query_acc"]
+        assert 0.0 <= iv["lo"] <= iv["value"] <= iv["hi"] <= 1.0 and iv["n_groups"] == 3 and r["power_mw"]["value"] > 0
+    # capture matters on the doubles: the never-on camera cannot answer the visual question
+    never, cloud = by[("never_on", 1000.0)]["query_acc"]["value"], by[("always_cloud", 1000.0)]["query_acc"]["value"]
+    assert never < cloud and by[("oracle", 1000.0)]["query_acc"]["value"] >= cloud - 1e-9
+    t = next(t for t in summary["targets"] if t["budget"]["power_cap_mw"] == 1000.0)
+    assert t["never_on_vs_cloud"]["value"] == pytest.approx(never / cloud)
+    assert t["best_heuristic"] in ("always_cloud", "query_only", "context_aware", "audio_trigger", "periodic",
+                                   "confidence_threshold", "always_local", "never_on")
+    assert set(t["learned_minus_best"]) >= {"value", "lo", "hi", "p_value"}
 
 
 def test_pareto_front():
@@ -105,7 +119,7 @@ def test_pareto_front():
 def test_multirun_over_budgets_with_joblib(traces, tmp_path):
     proc = subprocess.run(
         # (-m last: shared/cli.py puts its default hydra.* overrides before the user's arguments)
-        [str(EARSHOT), "sim", "eval", "budget.power_cap_mw=300,600", f"env.traces={traces}",
+        [str(EARSHOT), "sim", "eval", "budget.power_cap_mw=300,600", f"env.traces={traces}", "env.split=all", "days=1",
          f"out={tmp_path / 'sweep'}", "plot=false", "policies=[{name: always_local},{name: audio_trigger}]",
          "hydra/launcher=joblib", f"hydra.sweep.dir={tmp_path / 'multirun'}", "-m"],
         cwd=tmp_path, capture_output=True, text=True, timeout=240,

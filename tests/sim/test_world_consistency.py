@@ -94,8 +94,9 @@ def test_annotated_beep_is_in_its_band_and_interval(label):
         inside = p[(t >= e.onset_s) & (t <= e.offset_s)]
         before = p[(t >= e.onset_s - 0.8) & (t <= e.onset_s - 0.05)]
         assert len(inside) and len(before)
-        # energy of the beeps (duty cycle ~50%) stands far above the same band just before
-        assert 10 * np.log10(np.mean(10 ** (inside / 10))) - np.max(before) > 15.0, e
+        # the beeps stand far above the same band just before (their peak: the duty cycle of a
+        # beep pattern varies, a kettle's three short beeps in a 1.5 s event included)
+        assert np.percentile(inside, 90) - np.max(before) > 15.0, e
         # the onset is sample-accurate: 20 ms after it the band is lit, 40 ms before it is dark
         k_on = np.argmin(np.abs(t - (e.onset_s + 0.02)))
         k_off = np.argmin(np.abs(t - (e.onset_s - 0.04)))

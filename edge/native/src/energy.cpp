@@ -90,6 +90,7 @@ NetworkProfile load_network_profile(const std::string& s, const std::string& dir
     n.rx_nj_per_bit = l.get("rx_nj_per_bit", "nJ/bit");
     n.tail_ms = l.get("tail_ms", "ms");
     n.tail_mw = l.get("tail_mw", "mW");
+    n.active_mw = l.get("active_mw", "mW");
     return n;
   } catch (const YAML::Exception& e) {
     throw std::runtime_error(l.path + ": " + e.what());
@@ -110,16 +111,19 @@ double EnergyMeter::step(double hop_s, bool camera_on, double compute_mj, int jp
   double camera = 0.0;
   if (camera_on) camera = dev_.camera_mw * hop_s + (camera_on_ ? 0.0 : dev_.camera_wake_mj);
   camera_on_ = camera_on;
-  double radio = (double(tx_bytes) * 8 * net_.tx_nj_per_bit + double(rx_bytes) * 8 * net_.rx_nj_per_bit) * 1e-6;
-  double tail;
+  // Per-transfer tail (shared/profiles.py): the transfer starts the step, the tail follows its airtime.
+  double radio = 0.0, in_tail;
   if (tx_bytes || rx_bytes) {
-    tail = 0.0;
-    tail_left_s_ = net_.tail_ms / 1000.0;
+    double air = net_.airtime_s(tx_bytes, rx_bytes);
+    radio = (double(tx_bytes) * 8 * net_.tx_nj_per_bit + double(rx_bytes) * 8 * net_.rx_nj_per_bit) * 1e-6 +
+            net_.active_mw * air;
+    in_tail = std::min(net_.tail_ms / 1000.0, std::max(0.0, hop_s - air));
+    tail_left_s_ = net_.tail_ms / 1000.0 - in_tail;
   } else {
-    double in_tail = std::min(hop_s, tail_left_s_);
-    tail = net_.tail_mw * in_tail;
+    in_tail = std::min(hop_s, tail_left_s_);
     tail_left_s_ -= in_tail;
   }
+  double tail = net_.tail_mw * in_tail;
   // Same summation order as StepEnergy.total.
   double total = dev_.baseline_mw * hop_s + dev_.audio_dsp_mw * hop_s + camera + compute_mj +
                  jpeg_frames * dev_.jpeg_mj_per_frame + radio + tail;

@@ -16,7 +16,11 @@ struct DeviceProfile {
 struct NetworkProfile {
   std::string name;
   double uplink_mbps, uplink_cv, downlink_mbps, rtt_ms, rtt_jitter_ms, loss_rate, tx_nj_per_bit, rx_nj_per_bit,
-      tail_ms, tail_mw;
+      tail_ms, tail_mw, active_mw;
+  // Seconds the radio sends and receives at the mean rates (NetworkProfile.airtime_s).
+  double airtime_s(long long tx_bytes, long long rx_bytes) const {
+    return double(tx_bytes) * 8 / (uplink_mbps * 1e6) + double(rx_bytes) * 8 / (downlink_mbps * 1e6);
+  }
 };
 
 // `name_or_path`: a bare name is looked up as <configs_dir>/<kind>/<name>.yaml.

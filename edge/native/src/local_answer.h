@@ -1,17 +1,13 @@
-// Answering a wearer's question on the device: a port of edge/local_answer.py
-// (same patterns, synonyms, look-back and episode rules; see its docstring).
+// Answering a wearer's question on the device: a port of edge/local_answer.py (see its
+// docstring). The question is read with the wearer-query contract (queries.h); the look-back,
+// episode and "latest moment" rules and the answer words come from the generated contract.
 #pragma once
 #include <string>
 #include <vector>
 
+#include "queries.h"
+
 namespace earshot {
-
-constexpr double kLookbackS = 10.0;
-constexpr double kEpisodeGapS = 1.0;
-inline const char* kUnknown = "unknown";
-
-// The taxonomy's audio events (shared/labels.py names("audio_event")), in order.
-const std::vector<std::string>& audio_event_labels();
 
 struct Detection {
   double t_s;
@@ -28,8 +24,6 @@ class LocalMemory {
   std::vector<Detection> detections_;
 };
 
-std::string query_kind(const std::string& text);
-std::vector<std::string> labels_named(const std::string& text);
 std::string answer_locally(const LocalMemory& memory, const std::string& text, double t_s);
 
 }  // namespace earshot

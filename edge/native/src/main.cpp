@@ -12,9 +12,12 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "client.h"
 #include "energy.h"
 #include "eventlog.h"
+#include "local_answer.h"
 #include "media.h"
 #include "policy.h"
 #include "program.h"
@@ -59,7 +62,8 @@ Exit status: 0 after a full run (cloud failures are fallbacks, not errors); 2 on
 arguments or unreadable inputs.
 
 Test helpers: earshot-edge protocol-check (hex payloads on stdin, one per line ->
-"ok <kind> <id>" or "error <code>"), earshot-edge encode-examples.
+"ok <kind> <id>" or "error <code>"), earshot-edge encode-examples, earshot-edge
+query-check (JSON questions on stdin, one per line -> how the device reads and answers them).
 )";
 
 static std::string hex(const std::string& s) {
@@ -97,9 +101,55 @@ static int encode_examples() {
   r.query = "what was that?";
   r.query_t_s = 41.0;
   r.audio = protocol::AudioWindow{40.0, 16000, {0, 1000, -1000, 32767}};
-  std::vector<uint8_t> jpeg = {0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 0x4a, 0x46, 0x49, 0x46, 0x00, 0xff, 0xd9};
+  // The 141-byte 8x8 mid-grey baseline JPEG of section 10.3 (shared/jpeg_header.py EXAMPLE_JPEG):
+  // SOI, DQT of ones, SOF0 8x8 one component, one-code DC and AC tables, SOS, one byte of scan, EOI.
+  std::vector<uint8_t> jpeg = {0xff, 0xd8, 0xff, 0xdb, 0x00, 0x43, 0x00};
+  jpeg.insert(jpeg.end(), 64, 0x01);
+  for (uint8_t b : {0xff, 0xc0, 0x00, 0x0b, 0x08, 0x00, 0x08, 0x00, 0x08, 0x01, 0x01, 0x11, 0x00}) jpeg.push_back(b);
+  for (uint8_t table_class : {0x00, 0x10}) {
+    for (uint8_t b : {0xff, 0xc4, 0x00, 0x14}) jpeg.push_back(b);
+    jpeg.push_back(table_class);
+    jpeg.push_back(0x01);          // one code of length 1 ...
+    jpeg.insert(jpeg.end(), 15, 0x00);
+    jpeg.push_back(0x00);          // ... for symbol 0 (DC: difference 0; AC: end of block)
+  }
+  for (uint8_t b : {0xff, 0xda, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3f, 0x00, 0x3f, 0xff, 0xd9}) jpeg.push_back(b);
   r.frames = {{40.5, jpeg}, {40.625, jpeg}};
   std::cout << "infer " << hex(protocol::encode_infer(r)) << "\n";
+  return 0;
+}
+
+// One JSON object per line in: {"text", "t_s", "memory": [[t_s, label, score], ...], "gold"}.
+// One per line out: the question's kind and answer type, the labels it names, the device's
+// answer from that memory and whether it matches gold (null without one), and the text after
+// Python's lower() and strip(); {"error": ...} for a line that is not such an object.
+static int query_check() {
+  std::string line;
+  while (std::getline(std::cin, line)) {
+    nlohmann::json out;
+    try {
+      auto in = nlohmann::json::parse(line);
+      std::string text = in.at("text").get<std::string>();
+      LocalMemory memory;
+      for (auto& d : in.value("memory", nlohmann::json::array()))
+        memory.add(d.at(0).get<double>(), d.at(1).get<std::string>(), d.at(2).get<double>());
+      std::optional<std::string> gold;
+      if (in.contains("gold") && in["gold"].is_string()) gold = in["gold"].get<std::string>();
+      QueryKind kind = query_kind(text);
+      std::string answer = answer_locally(memory, text, in.at("t_s").get<double>());
+      auto correct = answer_matches(answer, gold);
+      out = {{"kind", kind_name(kind)},
+             {"answer_type", answer_type_name(answer_type(kind))},
+             {"labels", labels_named(text)},
+             {"answer", answer},
+             {"correct", correct ? nlohmann::json(*correct) : nlohmann::json(nullptr)},
+             {"lower", python_lower(text)},
+             {"strip", python_strip(text)}};
+    } catch (const nlohmann::json::exception& e) {
+      out = {{"error", e.what()}};
+    }
+    std::cout << out.dump() << "\n";
+  }
   return 0;
 }
 
@@ -116,6 +166,7 @@ static bool exists(const std::string& p) { return std::ifstream(p).good(); }
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "protocol-check") return protocol_check();
   if (argc > 1 && std::string(argv[1]) == "encode-examples") return encode_examples();
+  if (argc > 1 && std::string(argv[1]) == "query-check") return query_check();
   std::map<std::string, std::string> opt;
   std::map<std::string, double> params;
   std::vector<std::string> flags = {"--realtime", "--stdin-pcm", "--no-video", "--help"};

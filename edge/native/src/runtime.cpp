@@ -24,16 +24,6 @@ Json top_json(const std::vector<std::pair<std::string, double>>& scores) {
   return Json::array(items);
 }
 
-bool answer_matches_ci(const std::string& a, const std::string& b) {
-  auto norm = [](const std::string& s) {
-    auto x = s.find_first_not_of(" \t\n\r\f\v"), y = s.find_last_not_of(" \t\n\r\f\v");
-    std::string t = x == std::string::npos ? "" : s.substr(x, y - x + 1);
-    for (auto& c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return t;
-  };
-  return norm(a) == norm(b);
-}
-
 }  // namespace
 
 Runtime::Runtime(Source& source, Program& trigger, Program* student, Policy& policy, EnergyMeter& meter,
@@ -413,12 +403,24 @@ void Runtime::resolve(double t, const InFlight& item, const Outcome& out, double
   summary_.results += 1;
   double latency_ms = 1000 * latency_s;
   std::vector<std::pair<std::string, double>> tags(r.tags.begin(), r.tags.end());
+  // Latency stages (docs/edge.md): the server's own figures and the rest of the round trip;
+  // this loop does not time its trigger/build/send/show sub-steps yet (null).
+  auto stage = [&r](const char* key) {
+    auto s = r.timing_ms.find(key);
+    return s == r.timing_ms.end() ? Json::null() : Json::number(s->second);
+  };
+  double server_ms = r.timing_ms.count("total_ms") ? r.timing_ms.at("total_ms") : 0.0;
+  Json stages = Json::object({{"trigger_ms", Json::null()}, {"build_ms", Json::null()}, {"send_ms", Json::null()},
+                              {"network_ms", Json::number(std::max(0.0, latency_ms - server_ms))},
+                              {"server_ms", Json::number(server_ms)}, {"server_queue_ms", stage("queue_ms")},
+                              {"server_model_ms", stage("worker_ms")}, {"shown_ms", Json::null()}});
   emit("result", t,
        {{"request_id", Json::integer(item.request_id)},
         {"latency_ms", Json::number(latency_ms)},
         {"answer", Json::string(r.answer)},
         {"top", top_json(tags)},
-        {"model_id", Json::string(r.model_id)}});
+        {"model_id", Json::string(r.model_id)},
+        {"stages_ms", stages}});
   if (item.query) answer(t, *item.query, r.answer, "cloud", 1000 * (item.t_sent_s - item.query->t_s) + latency_ms);
 }
 
@@ -440,8 +442,7 @@ void Runtime::answer_local(double t, const Query& q, double t_known) {
 }
 
 void Runtime::answer(double t, const Query& q, const std::string& text, const std::string& source, double latency_ms) {
-  std::optional<bool> correct;
-  if (q.answer && !q.answer->empty()) correct = answer_matches_ci(text, *q.answer);
+  std::optional<bool> correct = answer_matches(text, q.answer);  // the contract's scoring rule (queries.h)
   (source == "cloud" ? summary_.answers_cloud : summary_.answers_local) += 1;
   summary_.answers_correct += correct.value_or(false) ? 1 : 0;
   emit("answer", t,
