@@ -47,7 +47,8 @@ from shared.protocol_fields import (  # noqa: F401  (re-exported: callers import
 
 __all__ = [
     "PROTOCOL_VERSION", "ErrorCode", "ProtocolError",
-    "Frame", "AudioWindow", "InferRequest", "Result", "ErrorReply",
+    "Frame", "AudioWindow", "InferRequest", "Result", "ResultEvidence", "EvidenceEvent", "EVIDENCE_MODALITIES",
+    "ErrorReply",
     "Ping", "Pong", "StatsRequest", "Stats", "Hello", "Capabilities", "ModelInput", "AnswerFormat", "Message",
     "KINDS", "REQUEST_KINDS", "REPLY_KINDS",
     "encode", "decode", "peek_id", "pcm_to_bytes", "pcm_from_bytes", "truncate_utf8",
@@ -184,6 +185,63 @@ class InferRequest:
             raise _bad("frames", "no frames and no audio: a request needs at least one modality")
 
 
+#: ``evidence.events[].modality``: a sound heard, an action the wearer did, an object state seen.
+EVIDENCE_MODALITIES = ("audio", "visual", "state")
+#: Field metadata of an optional field appended to a message in revision 1.x: absent from
+#: the wire when nil, so the bytes of a message that does not use it stay as they were.
+_OMIT_NIL = {"omit_nil": True}
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvidenceEvent:
+    """One perceived event in ``result.evidence``: ``label`` (a taxonomy name), ``modality``
+    (EVIDENCE_MODALITIES), ``onset_s`` / ``offset_s`` (seconds relative to the request's
+    end, the question time: <= 0 is before it), ``p`` (the model's peak probability, 0 .. 1),
+    ``seen_too`` (a sound whose visual counterpart was seen at the same time)."""
+
+    label: str
+    modality: str
+    onset_s: float
+    offset_s: float
+    p: float
+    seen_too: bool = False
+
+    def __post_init__(self) -> None:
+        _set(self, "label", _text(self.label, "label", MAX_LABEL_BYTES, 1))
+        if self.modality not in EVIDENCE_MODALITIES:
+            raise _bad("modality", f"must be one of {EVIDENCE_MODALITIES}, got {self.modality!r:.40}")
+        _set(self, "onset_s", _float(self.onset_s, "onset_s", -MAX_TIME_S, MAX_TIME_S))
+        _set(self, "offset_s", _float(self.offset_s, "offset_s", self.onset_s, MAX_TIME_S))
+        _set(self, "p", _float(self.p, "p", 0.0, 1.0))
+        _set(self, "seen_too", _bool(self.seen_too, "seen_too"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResultEvidence:
+    """``result.evidence``: what the model perceived in the window, the structured basis of
+    ``result.sentence``. ``trust_audio`` / ``trust_visual``: the model's reliability gate per
+    modality (0 .. 1). ``window_s``: seconds of input the events can come from. ``events``:
+    by onset (:class:`EvidenceEvent`, at most MAX_ARRAY_LEN)."""
+
+    trust_audio: float
+    trust_visual: float
+    window_s: float
+    events: tuple[EvidenceEvent, ...]
+
+    def __post_init__(self) -> None:
+        _set(self, "trust_audio", _float(self.trust_audio, "trust_audio", 0.0, 1.0))
+        _set(self, "trust_visual", _float(self.trust_visual, "trust_visual", 0.0, 1.0))
+        _set(self, "window_s", _float(self.window_s, "window_s", 0.0, MAX_TIME_S))
+        if not isinstance(self.events, (list, tuple)):
+            raise _bad("events", f"expected array, got {_wire_type(self.events)}")
+        if len(self.events) > MAX_ARRAY_LEN:
+            raise _large("events", f"{len(self.events)} events exceeds the limit of {MAX_ARRAY_LEN}")
+        for i, event in enumerate(self.events):
+            if not isinstance(event, EvidenceEvent):
+                raise _bad(f"events[{i}]", f"expected EvidenceEvent, got {type(event).__name__}")
+        _set(self, "events", tuple(self.events))
+
+
 @dataclass(frozen=True, kw_only=True)
 class Result:
     """``result``, server -> edge: the answer to ``infer`` ``id``.
@@ -191,7 +249,9 @@ class Result:
     ``tags``: label -> probability in [0, 1]. ``timing_ms``: stage -> ms >= 0,
     must include ``total_ms`` (receive to reply); conventional stages are
     ``queue_ms``, ``batch_ms``, ``model_ms``. ``batch_size``: requests in the
-    model batch that served this one.
+    model batch that served this one. Revision 1.2 (optional, absent when nil):
+    ``sentence``, a one-sentence answer to ``infer.query`` written by a language
+    model from ``evidence`` (:class:`ResultEvidence`), what the model perceived.
     """
 
     KIND: ClassVar[str] = "result"
@@ -201,6 +261,8 @@ class Result:
     answer: str
     tags: dict[str, float]
     timing_ms: dict[str, float]
+    sentence: str | None = dataclasses.field(default=None, metadata=_OMIT_NIL)
+    evidence: ResultEvidence | None = dataclasses.field(default=None, metadata=_OMIT_NIL)
 
     def __post_init__(self) -> None:
         _set(self, "id", _int(self.id, "id", 0, UINT64_MAX))
@@ -212,6 +274,9 @@ class Result:
         if "total_ms" not in timing:
             raise _bad("timing_ms", "must contain 'total_ms'")
         _set(self, "timing_ms", timing)
+        _set(self, "sentence", _opt(_text, self.sentence, "sentence", MAX_ANSWER_BYTES))
+        if self.evidence is not None and not isinstance(self.evidence, ResultEvidence):
+            raise _bad("evidence", f"expected ResultEvidence or None, got {type(self.evidence).__name__}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -488,7 +553,7 @@ REPLY_KINDS = frozenset({"result", "error", "pong", "stats", "capabilities"})
 # -------------------------------------------------------------- encoding --
 
 def _to_wire(value: Any) -> Any:
-    if isinstance(value, (Frame, AudioWindow, ModelInput, AnswerFormat)):
+    if isinstance(value, (Frame, AudioWindow, ModelInput, AnswerFormat, EvidenceEvent, ResultEvidence)):
         return {f.name: _to_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, (list, tuple)):
         return [_to_wire(v) for v in value]
@@ -511,7 +576,10 @@ def encode(msg: Message) -> bytes:
         raise _bad("", f"not a protocol message: {type(msg).__name__}")
     wire = {"v": PROTOCOL_VERSION, "kind": msg.KIND}
     for f in dataclasses.fields(msg):
-        wire[f.name] = _to_wire(getattr(msg, f.name))
+        value = getattr(msg, f.name)
+        if value is None and f.metadata.get("omit_nil"):
+            continue
+        wire[f.name] = _to_wire(value)
     try:
         data = msgpack.packb(wire, use_bin_type=True, use_single_float=False, datetime=False)
     except (TypeError, ValueError, OverflowError) as exc:
@@ -612,6 +680,8 @@ def _decode(data: bytes, accept: Collection[str] | None) -> Message:
         return _infer_from_wire(raw)
     if kind == Capabilities.KIND:
         return _capabilities_from_wire(raw)
+    if kind == Result.KIND and raw.get("evidence") is not None:
+        return _result_from_wire(raw)
     return _build(KINDS[kind], raw, kind)
 
 
@@ -657,6 +727,19 @@ def _capabilities_from_wire(raw: dict) -> Capabilities:
             raise _large("capabilities.answers", f"{len(answers)} entries exceeds the limit of 64")
         nested["answers"] = [_build(AnswerFormat, a, f"capabilities.answers[{i}]") for i, a in enumerate(answers)]
     return _build(Capabilities, {**raw, **nested}, "capabilities")
+
+
+def _result_from_wire(raw: dict) -> Result:
+    evidence = raw["evidence"]
+    if not isinstance(evidence, dict):
+        raise _bad("result.evidence", f"expected map, got {_wire_type(evidence)}")
+    events = evidence.get("events")
+    if isinstance(events, list):
+        if len(events) > MAX_ARRAY_LEN:
+            raise _large("result.evidence.events", f"{len(events)} events exceeds the limit of {MAX_ARRAY_LEN}")
+        events = [_build(EvidenceEvent, e, f"result.evidence.events[{i}]") for i, e in enumerate(events)]
+        evidence = {**evidence, "events": events}
+    return _build(Result, {**raw, "evidence": _build(ResultEvidence, evidence, "result.evidence")}, "result")
 
 
 def peek_id(data: bytes) -> int | None:

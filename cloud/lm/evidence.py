@@ -25,19 +25,19 @@ bench and the tests build evidence the same way.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
 from cloud.data_engine.pairs import TWINS
 from cloud.model.perception import FRAME_LABELS, N_ACTIONS, SOUND_LABELS
+from shared.protocol import EvidenceEvent, ResultEvidence
 from shared.queries import labels_named
 
-__all__ = ["EVIDENCE_VERSION", "DEFAULT_THRESHOLD", "MAX_EVENTS", "Event", "Evidence", "window_evidence",
+__all__ = ["DEFAULT_THRESHOLD", "MAX_EVENTS", "Event", "Evidence", "window_evidence",
            "evidence_text", "label_words", "names_label"]
 
-EVIDENCE_VERSION = 1
 #: A token "has" a label above this probability (the perception heads' own 0.5 cut).
 DEFAULT_THRESHOLD = 0.5
 #: At most this many events reach the text (the most probable), so the prompt stays short.
@@ -70,15 +70,14 @@ class Evidence:
     trust_visual: float = 1.0
     window_s: float = 0.0
 
-    def to_wire(self) -> dict[str, Any]:
-        """Plain data for a reply (msgpack/JSON): version, trust, events (rounded)."""
-        return {
-            "version": EVIDENCE_VERSION,
-            "trust": {"audio": round(self.trust_audio, 3), "visual": round(self.trust_visual, 3)},
-            "window_s": round(self.window_s, 3),
-            "events": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(e).items()}
-                       for e in self.events],
-        }
+    def to_protocol(self) -> ResultEvidence:
+        """``result.evidence`` (shared/protocol.py; times rounded to ms, p to 3 decimals)."""
+        return ResultEvidence(
+            trust_audio=round(self.trust_audio, 3), trust_visual=round(self.trust_visual, 3),
+            window_s=round(self.window_s, 3),
+            events=tuple(EvidenceEvent(label=e.label, modality=e.modality, onset_s=round(e.onset_s, 3),
+                                       offset_s=round(e.offset_s, 3), p=round(e.p, 3), seen_too=e.seen_too)
+                         for e in self.events))
 
     def heard(self) -> list[str]:
         return [e.label for e in self.events if e.modality == "audio"]
@@ -125,17 +124,23 @@ def window_evidence(sound_probs: np.ndarray, audio_valid: np.ndarray, audio_end_
     t = np.asarray(frame_times_s, np.float64) - t_query_s
     half = float(np.median(np.diff(t))) / 2 if len(t) > 1 else 0.25
     frame_mod = ["visual"] * N_ACTIONS + ["state"] * (len(FRAME_LABELS) - N_ACTIONS)
-    seen = _events(frame_probs, frame_valid.astype(bool), t - half, np.minimum(t + half, 0.0), FRAME_LABELS,
+    # a frame stands for half a step either side of it, but not past the question
+    seen = _events(frame_probs, frame_valid.astype(bool), t - half, np.maximum(np.minimum(t + half, 0.0), t - half),
+                   FRAME_LABELS,
                    frame_mod, threshold)
     marked = []
     for e in events:
         twins = set(TWINS.get(e.label, ()))
         both = any(s.label in twins and s.onset_s < e.offset_s and e.onset_s < s.offset_s for s in seen)
         marked.append(Event(e.label, e.modality, e.onset_s, e.offset_s, e.p, seen_too=both))
-    valid_t = [x for x, v in zip(t, frame_valid) if v]
-    span = max([-float(a_end[0] - _AUDIO_TOKEN_S)] if audio_valid.any() else [0.0] + [-min(valid_t, default=0.0)])
+    spans = [0.0]  # how far back the evidence reaches: the earliest valid token's start
+    if audio_valid.any():
+        spans.append(-float((a_end - _AUDIO_TOKEN_S)[audio_valid.astype(bool)].min()))
+    if frame_valid.any():
+        spans.append(-float((t - half)[frame_valid.astype(bool)].min()))
     ev = sorted(marked + seen, key=lambda e: (e.onset_s, e.modality, e.label))
-    return Evidence(ev, float(reliability[0]), float(reliability[1]), round(span, 3))
+    trust = [min(max(float(x), 0.0), 1.0) for x in reliability[:2]]
+    return Evidence(ev, trust[0], trust[1], round(max(spans), 3))
 
 
 # --- words ---------------------------------------------------------------------------

@@ -23,12 +23,18 @@ from typing import Any
 
 from shared.config import UserError
 
-__all__ = ["DEFAULT_LM_FILE", "MODELS_DIR", "LoadedLM", "default_lm_path", "resolve_lm_path", "load_lm"]
+__all__ = ["DEFAULT_LM_FILE", "MODELS_DIR", "SETUP_HINT", "ADAPTER_DIR", "ADAPTER_FILES", "LoadedLM",
+           "default_lm_path", "is_default_lm", "resolve_lm_path", "check_adapter", "load_lm"]
 
 #: The embedded default's file name (scripts/_setup.sh fetches it; keep the two in step).
 DEFAULT_LM_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: Where set-up puts it: <repo>/models, or $EARSHOT_MODELS_DIR.
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+#: What puts the default there (both scripts run scripts/_setup.sh:fetch_lm).
+SETUP_HINT = "run set-up once: scripts/test --co -q, or scripts/demo (scripts/_setup.sh fetch_lm)"
+#: The shipped answerer adapter (cloud/lm/tune.py), tuned on the embedded default LM.
+ADAPTER_DIR = Path(__file__).resolve().parent / "answerer_lora"
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "tune_card.json")
 
 
 def _offline() -> None:
@@ -67,22 +73,50 @@ def default_lm_path() -> Path:
     return root / DEFAULT_LM_FILE
 
 
-def resolve_lm_path(lm: str | os.PathLike | None) -> Path:
-    """``model.lm``: empty/None/``default`` -> the embedded default; else the path itself.
+def is_default_lm(lm: str | os.PathLike | None) -> bool:
+    return lm in (None, "", "default", "smollm2")
+
+
+def resolve_lm_path(lm: str | os.PathLike | None, key: str = "model.lm") -> Path:
+    """``lm``: empty/None/``default`` -> the embedded default; else the path itself.
 
     Raises:
-        UserError: the path does not exist, or is neither a ``.gguf`` file nor a
-            folder with a ``config.json``.
+        UserError: ``"<key>: ..."``: the path does not exist (for the default: naming the set-up
+            command), or is neither a ``.gguf`` file nor a folder with a ``config.json``.
     """
-    path = default_lm_path() if lm in (None, "", "default", "smollm2") else Path(lm).expanduser()
+    path = default_lm_path() if is_default_lm(lm) else Path(lm).expanduser()
     if not path.exists():
-        hint = " (set-up fetches it: run scripts/demo or scripts/test once)" if path == default_lm_path() else ""
-        raise UserError(f"model.lm: {path} does not exist{hint}; Earshot never downloads a model at run time")
+        hint = f" ({SETUP_HINT})" if is_default_lm(lm) else ""
+        raise UserError(f"{key}: {path} does not exist{hint}; Earshot never downloads a model at run time")
     if path.is_file() and path.suffix != ".gguf":
-        raise UserError(f"model.lm: {path} is a file but not .gguf (give a GGUF file or a Hugging Face model folder)")
+        raise UserError(f"{key}: {path} is a file but not .gguf (give a GGUF file or a Hugging Face model folder)")
     if path.is_dir() and not (path / "config.json").is_file():
-        raise UserError(f"model.lm: {path} has no config.json (not a Hugging Face model folder)")
+        raise UserError(f"{key}: {path} has no config.json (not a Hugging Face model folder)")
     return path
+
+
+def check_adapter(adapter: str | os.PathLike | None, lm: str | os.PathLike | None,
+                  key: str = "model.lm_adapter") -> Path | None:
+    """The answerer adapter folder to merge into ``lm``, or None (the LM prompted as it is).
+
+    ``default``: the shipped `ADAPTER_DIR` for the default LM (None for another LM, which it was
+    not tuned on); a folder: that one; None / "" / "none": None.
+
+    Raises:
+        UserError: the folder lacks one of `ADAPTER_FILES`.
+    """
+    if adapter in (None, "", "none"):
+        return None
+    if adapter == "default":
+        if not is_default_lm(lm):
+            return None
+        folder = ADAPTER_DIR
+    else:
+        folder = Path(adapter).expanduser()
+    for name in ADAPTER_FILES:
+        if not (folder / name).is_file():
+            raise UserError(f"{key}: {folder} has no {name} (write an adapter with python -m cloud.lm.tune)")
+    return folder
 
 
 def load_lm(lm: str | os.PathLike | None = None, threads: int = 0) -> LoadedLM:

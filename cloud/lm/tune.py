@@ -25,13 +25,11 @@ import torch
 from cloud.lm.answer_data import make_examples
 from cloud.lm.answerer import Answerer
 from cloud.lm.evidence import names_label
-from cloud.lm.load import LoadedLM, load_lm
+from cloud.lm.load import ADAPTER_DIR, LoadedLM, check_adapter, load_lm
 from cloud.model.perception import SOUND_LABELS
 
 __all__ = ["ADAPTER_DIR", "CARD_FILE", "tune_answerer", "load_answerer", "main"]
 
-#: The shipped adapter, tuned on the embedded default LM.
-ADAPTER_DIR = Path(__file__).resolve().parent / "answerer_lora"
 CARD_FILE = "tune_card.json"
 _TARGETS = ["q_proj", "v_proj"]
 
@@ -121,23 +119,18 @@ def tune_answerer(lm: LoadedLM, out: str | Path, *, steps: int = 300, batch_size
 def load_answerer(lm: str | None = None, adapter: str | Path | None = "default", threads: int = 0) -> Answerer:
     """The LM (`load_lm`) with the answerer's LoRA merged in, ready to answer.
 
-    ``adapter``: ``default`` = the shipped ``ADAPTER_DIR`` (only for the embedded default LM, which
-    it was tuned on), a folder written by `tune_answerer`, or None/"" = the LM as it is (prompted).
+    ``adapter``: see `cloud.lm.load.check_adapter` (``default`` = the shipped ``ADAPTER_DIR`` for
+    the embedded default LM; another LM is prompted as it is unless given its own folder).
 
     Raises:
-        UserError: the adapter folder is missing its files, or was tuned on another LM.
+        UserError: the LM or the adapter folder is missing, or the adapter was tuned on another LM.
     """
     from shared.config import UserError
 
+    folder = check_adapter(adapter, lm)
     loaded = load_lm(lm, threads=threads)
-    if adapter in (None, "", "none"):
+    if folder is None:
         return Answerer(loaded)
-    folder = ADAPTER_DIR if adapter == "default" else Path(adapter)
-    if adapter == "default" and lm not in (None, "", "default", "smollm2"):
-        return Answerer(loaded)  # the shipped adapter fits the default LM only: another LM is prompted as is
-    for name in ("adapter_config.json", "adapter_model.safetensors", CARD_FILE):
-        if not (folder / name).is_file():
-            raise UserError(f"model.lm_adapter: {folder} has no {name} (write one with python -m cloud.lm.tune)")
     card = json.loads((folder / CARD_FILE).read_text(encoding="utf-8"))
     if card.get("lm") != loaded.name:
         raise UserError(f"model.lm_adapter: {folder} was tuned on {card.get('lm')!r}, not {loaded.name!r}")

@@ -356,7 +356,9 @@ class AVTeacher(nn.Module):
     @torch.no_grad()
     def generate(self, batch: dict[str, torch.Tensor], max_new_tokens: int | None = None) -> dict[str, torch.Tensor]:
         """Greedy answers: ``ids`` (B, n) ending in <eos> (then pad), plus
-        ``tag_probs`` (B, n_tags) and ``reliability`` (B, 2)."""
+        ``tag_probs`` (B, n_tags), ``reliability`` (B, 2) and the per-token perception
+        (``sound_probs`` (B, Na, 18), ``audio_valid``, ``frame_probs`` (B, F, 23),
+        ``frame_valid``) that the server's evidence is built from (cloud/lm/evidence.py)."""
         enc = self.encode(batch)
         question = batch["question_ids"]
         bos = torch.full((question.shape[0], 1), self.bos_id, dtype=question.dtype, device=question.device)
@@ -367,7 +369,9 @@ class AVTeacher(nn.Module):
             max_new_tokens or self.cfg.max_answer_tokens,
             self.eos_id,
         )
-        return {"ids": ids, "tag_probs": torch.sigmoid(enc.tag_logits), "reliability": enc.reliability}
+        return {"ids": ids, "tag_probs": torch.sigmoid(enc.tag_logits), "reliability": enc.reliability,
+                "sound_probs": torch.sigmoid(enc.sound_logits), "audio_valid": enc.audio_valid,
+                "frame_probs": torch.sigmoid(enc.frame_logits), "frame_valid": enc.frame_valid}
 
     @torch.no_grad()
     def option_logprobs(self, batch: dict[str, torch.Tensor], options: list[list[list[int]]],

@@ -37,7 +37,7 @@ import numpy as np
 from cloud.server.audio import FftLogMel
 from cloud.server.jpeg import decode_frame, encode_jpeg
 from shared.protocol import (MAX_ANSWER_BYTES, MAX_JPEG_PIXELS, MAX_MODEL_ID_BYTES, AudioWindow, ErrorCode, Frame,
-                             InferRequest, ModelInput, ProtocolError, truncate_utf8)
+                             InferRequest, ModelInput, ProtocolError, ResultEvidence, truncate_utf8)
 
 __all__ = ["Answer", "BatchOutput", "Backend", "TeacherBackend", "load_teacher_backend", "warmup_request",
            "encode_jpeg"]
@@ -48,10 +48,14 @@ log = logging.getLogger("earshot.server.backend")
 
 @dataclass(frozen=True)
 class Answer:
-    """One request's answer: text for the wearer and tag probabilities (label -> [0, 1])."""
+    """One request's answer: text for the wearer and tag probabilities (label -> [0, 1]);
+    with a language model (``lm=``), the one-sentence answer to the request's query and
+    the evidence it was written from (``result.sentence`` / ``result.evidence``)."""
 
     answer: str
     tags: dict[str, float]
+    sentence: str | None = None
+    evidence: ResultEvidence | None = None
 
 
 @dataclass
@@ -112,7 +116,7 @@ class TeacherBackend:
     """The AV-LM teacher as a `Backend` (see the module docstring for the inputs)."""
 
     def __init__(self, model, tokenizer, spec, *, model_id: str, max_batch_size: int,
-                 max_jpeg_pixels: int = MAX_JPEG_PIXELS) -> None:
+                 max_jpeg_pixels: int = MAX_JPEG_PIXELS, answerer=None) -> None:
         from cloud.data import MEL_HZ
         from cloud.data_engine.qa import SUMMARY_QUESTION
         from shared.features import FeatureConfig, LogMel
@@ -127,6 +131,7 @@ class TeacherBackend:
         self.mel_hz = MEL_HZ
         self.silence = float(np.log(self.front_end.cfg.log_offset))
         self.default_question = SUMMARY_QUESTION
+        self.answerer = answerer  # cloud.lm.answerer.Answerer, or None: no sentence, no evidence
 
     # The one place that knows how a request maps onto the training item layout
     # (cloud.data.QADataset.__getitem__); keep the two in step. docs/protocol.md 6.1.1
@@ -238,8 +243,35 @@ class TeacherBackend:
                 text = truncate_utf8(self.tokenizer.decode(ids), MAX_ANSWER_BYTES)
                 items[slots[k]] = Answer(text, dict(zip(names, probs[k])))
         t2, c2 = time.perf_counter(), time.thread_time()
+        timing = {"decode_ms": 1e3 * (t1 - t0), "model_ms": 1e3 * (t2 - t1)}
+        if prepared and self.answerer is not None:
+            self._add_sentences(requests, items, slots, prepared, out)
+            timing["lm_ms"] = 1e3 * (time.perf_counter() - t2)
+            spent["lm_cpu_ms"] = 1e3 * (time.thread_time() - c2)
         spent.update(prepare_cpu_ms=1e3 * (c1 - c0), model_cpu_ms=1e3 * (c2 - c1))
-        return BatchOutput(items, {"decode_ms": 1e3 * (t1 - t0), "model_ms": 1e3 * (t2 - t1)}, spent)
+        return BatchOutput(items, timing, spent)
+
+    def _add_sentences(self, requests, items, slots, prepared, out) -> None:
+        """Evidence for every answered request; a sentence (one batched LM call) for those
+        with a query. The LM answers the wearer's words; without a query there is nothing to
+        answer in words, and the closed-form ``answer`` stays what it was."""
+        from dataclasses import replace
+
+        from cloud.lm.evidence import window_evidence
+
+        evidences = []
+        for k, item in enumerate(prepared):
+            evidences.append(window_evidence(
+                out["sound_probs"][k].numpy(), out["audio_valid"][k].numpy(), float(item["audio_end_s"]),
+                out["frame_probs"][k].numpy(), out["frame_valid"][k].numpy(), item["frame_times_s"],
+                float(item["t_query_s"]), out["reliability"][k].tolist()))
+        asked = [k for k in range(len(prepared)) if requests[slots[k]].query]
+        sentences = self.answerer.answer_batch([requests[slots[k]].query for k in asked],
+                                               [evidences[k] for k in asked]) if asked else []
+        said = dict(zip(asked, sentences))
+        for k, ev in enumerate(evidences):
+            sentence = truncate_utf8(said[k], MAX_ANSWER_BYTES) if k in said else None
+            items[slots[k]] = replace(items[slots[k]], sentence=sentence, evidence=ev.to_protocol())
 
     def capabilities(self) -> dict:
         """The model half of ``capabilities`` (cloud/server/capabilities.py): input contract, tags, answers."""
@@ -248,7 +280,12 @@ class TeacherBackend:
         spec = self.spec
         model_input = ModelInput(audio_s=spec.audio_history_s, sample_rate_hz=self.sample_rate_hz,
                                  frame_hz=spec.frame_hz, frames=spec.n_frames, frame_size_px=spec.frame_size_px)
-        return model_capabilities(model_input, self._tag_names(), TEACHER_ANSWERS)
+        answers = TEACHER_ANSWERS
+        if self.answerer is not None:
+            from cloud.server.capabilities import sentence_answer
+
+            answers = (*answers, sentence_answer(self.answerer.model_id))
+        return model_capabilities(model_input, self._tag_names(), answers)
 
     def warmup(self) -> None:
         """Batch of one, then a full batch: allocator and kernels see both shapes. The batch of
@@ -261,18 +298,31 @@ class TeacherBackend:
             bad = [x for x in out.items if not isinstance(x, Answer)]
             if bad:
                 raise RuntimeError(f"warm-up request failed: {bad[0]}")
+        if self.answerer is not None:  # the LM's first generate allocates; do it before READY
+            asked = warmup_request(seed=7)
+            asked = InferRequest(**{**{f: getattr(asked, f) for f in asked.__dataclass_fields__},
+                                    "query": "what did you hear?", "query_t_s": 10.0})
+            out = self.infer([asked])
+            if not isinstance(out.items[0], Answer) or out.items[0].sentence is None:
+                raise RuntimeError(f"warm-up of the language model failed: {out.items[0]}")
         log.info("warm-up done in %.2f s (batch sizes 1 and %d)", time.perf_counter() - t0, self.max_batch_size)
 
 
 def load_teacher_backend(checkpoint: str | Path, *, max_batch_size: int, model_id: str | None = None,
-                         threads: int = 1, max_jpeg_pixels: int = MAX_JPEG_PIXELS) -> TeacherBackend:
+                         threads: int = 1, max_jpeg_pixels: int = MAX_JPEG_PIXELS, lm: str | None = None,
+                         lm_adapter: str | None = "default") -> TeacherBackend:
     """A `TeacherBackend` for a teacher folder (``model.safetensors`` + JSON), or a
     training output folder holding ``model/``.
 
     ``threads``: torch intra-op threads for this process (0 = torch's default).
+    ``lm``: a local language model (``default`` = the embedded SmolLM2, a ``.gguf`` file or a
+    Hugging Face folder; None = none) loaded once here, which then writes ``result.sentence``
+    for every request with a query, from the evidence it also sends (cloud/lm, docs/lm.md).
+    ``lm_adapter``: its answerer adapter (`cloud.lm.tune.load_answerer`).
 
     Raises:
-        UserError: not a teacher folder (from ``cloud.model.io.load_teacher``).
+        UserError: not a teacher folder (from ``cloud.model.io.load_teacher``), or a language
+            model that is missing or unreadable (naming the set-up command).
     """
     import torch
 
@@ -293,5 +343,12 @@ def load_teacher_backend(checkpoint: str | Path, *, max_batch_size: int, model_i
     model_id = truncate_utf8(model_id or _model_id(folder), MAX_MODEL_ID_BYTES)
     log.info("loaded teacher %s from %s (%d parameters, window %s)", model_id, folder,
              card.get("num_parameters", 0), spec)
+    answerer = None
+    if lm is not None:
+        from cloud.lm.tune import load_answerer
+
+        answerer = load_answerer(lm, lm_adapter, threads=threads)
+        log.info("loaded language model %s from %s in %.1f s", answerer.model_id, answerer.lm.path,
+                 answerer.lm.load_s)
     return TeacherBackend(model, tokenizer, spec, model_id=model_id, max_batch_size=max_batch_size,
-                          max_jpeg_pixels=max_jpeg_pixels)
+                          max_jpeg_pixels=max_jpeg_pixels, answerer=answerer)

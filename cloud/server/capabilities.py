@@ -24,7 +24,7 @@ from shared.labels import GROUPS
 from shared.protocol import (PROTOCOL_VERSION, REQUEST_KINDS, AnswerFormat, Capabilities, ModelInput,
                              ProtocolError)
 
-__all__ = ["SERVER_NAME", "TEACHER_ANSWERS", "model_capabilities", "make_capabilities"]
+__all__ = ["SERVER_NAME", "TEACHER_ANSWERS", "sentence_answer", "model_capabilities", "make_capabilities"]
 
 log = logging.getLogger("earshot.server")
 
@@ -50,6 +50,13 @@ TEACHER_ANSWERS: tuple[AnswerFormat, ...] = (
                  format="<label> (a taxonomy label or source name), or 'none' when there is no such event",
                  example="microwave"),
 )
+
+
+def sentence_answer(lm_name: str) -> AnswerFormat:
+    """The form of ``result.sentence``, announced when the server runs a language model."""
+    return AnswerFormat(kind="sentence", when=f"any request with a query, in result.sentence (written by {lm_name} "
+                                             "from result.evidence); answer keeps the closed-form text",
+                        format="one short English sentence", example="I heard a timer beep 4 seconds ago.")
 
 
 def model_capabilities(model_input: ModelInput, tags: tuple[str, ...],

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from omegaconf import MISSING
 
-from shared.config import check, check_choice, check_range, check_threads
+from shared.config import ConfigError, UserError, check, check_choice, check_range, check_threads
 from shared.protocol import MAX_BATCH_SIZE, MAX_MODEL_ID_BYTES
 
 __all__ = ["ServeConfig", "WorkerConfig", "KeysConfig"]
@@ -27,6 +27,19 @@ def _check_checkpoint(path: str | None, key: str = "checkpoint") -> None:
     folder = Path(path)
     ok = (folder / "model.safetensors").is_file() or (folder / "model" / "model.safetensors").is_file()
     check(ok, key, f"{path!r} is not a teacher folder (no model.safetensors, nor model/model.safetensors)")
+
+
+def _check_lm(lm: str | None, adapter: str | None) -> None:
+    """``lm`` / ``lm_adapter`` exist before anything loads (cloud/lm/load.py, cloud/lm/tune.py)."""
+    if lm is None:
+        return
+    from cloud.lm.load import check_adapter, resolve_lm_path
+
+    try:
+        resolve_lm_path(lm, key="lm")
+        check_adapter(adapter, lm, key="lm_adapter")
+    except UserError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _check_endpoint(value: str, key: str) -> None:
@@ -56,9 +69,12 @@ class ServeConfig:
     allowed_workers: str | None = None
     insecure: bool = False
     endpoint_file: str | None = None
+    lm: str | None = None                # language model for result.sentence: default | <.gguf> | <HF folder>
+    lm_adapter: str | None = "default"   # its answerer LoRA (default: the shipped one; null: prompted as is)
 
     def __post_init__(self) -> None:
         check_choice("mode", self.mode, _MODES)
+        _check_lm(self.lm, self.lm_adapter)
         check(self.mode == "broker" or self.checkpoint is not None, "checkpoint",
               "required in mode=server (a teacher folder written by 'earshot train')")
         _check_checkpoint(self.checkpoint)
@@ -95,9 +111,12 @@ class WorkerConfig:
     server_key: str | None = None   # the broker's public key (.key)
     secret_key: str | None = None   # this worker's key pair (.key_secret)
     insecure: bool = False
+    lm: str | None = None
+    lm_adapter: str | None = "default"
 
     def __post_init__(self) -> None:
         _check_endpoint(self.connect, "connect")
+        _check_lm(self.lm, self.lm_adapter)
         _check_checkpoint(self.checkpoint)
         check_range("max_batch_size", self.max_batch_size, 1, MAX_BATCH_SIZE)
         check_threads(self.threads)

@@ -450,7 +450,8 @@ class Server:
             timing.update(queue_ms=1e3 * (p.t_dispatch - p.t_recv), worker_ms=1e3 * (now - p.t_dispatch),
                           total_ms=1e3 * (now - p.t_recv))
             result = Result(id=p.id, model_id=model_id, batch_size=batch_size, answer=item["answer"],
-                            tags=item["tags"], timing_ms=timing)
+                            tags=item["tags"], timing_ms=timing, sentence=item.get("sentence"),
+                            evidence=wp.evidence_from_plain(item.get("evidence")))
         except (ProtocolError, ValueError, KeyError, TypeError) as exc:
             log.error("a worker answer for request %d is invalid: %s", p.id, exc)
             self._error(p.client, p.id, ErrorCode.INTERNAL, "the model worker returned an invalid answer")

@@ -26,11 +26,13 @@ __all__ = ["serve_main", "worker_main", "keys_main"]
 log = logging.getLogger("earshot.server")
 
 
-def _backend_factory(checkpoint: str, max_batch_size: int, model_id: str | None, threads: int):
+def _backend_factory(checkpoint: str, max_batch_size: int, model_id: str | None, threads: int,
+                     lm: str | None = None, lm_adapter: str | None = "default"):
     def make():
         from cloud.server.backend import load_teacher_backend
 
-        return load_teacher_backend(checkpoint, max_batch_size=max_batch_size, model_id=model_id, threads=threads)
+        return load_teacher_backend(checkpoint, max_batch_size=max_batch_size, model_id=model_id, threads=threads,
+                                    lm=lm, lm_adapter=lm_adapter)
 
     return make
 
@@ -56,7 +58,8 @@ def serve_main(cfg: ServeConfig) -> None:
     if cfg.mode == "broker":
         status = run_broker(options)
     else:
-        status = run_server(options, _backend_factory(cfg.checkpoint, cfg.max_batch_size, cfg.model_id, cfg.threads))
+        status = run_server(options, _backend_factory(cfg.checkpoint, cfg.max_batch_size, cfg.model_id, cfg.threads,
+                                                              cfg.lm, cfg.lm_adapter))
     if status:
         sys.exit(status)
 
@@ -80,7 +83,8 @@ def worker_main(cfg: WorkerConfig) -> None:
                         f"give server_key and secret_key, or set insecure=true on a trusted network")
     else:
         log.error("worker -> %s WITHOUT CurveZMQ because insecure=true", cfg.connect)
-    worker = Worker(cfg.connect, _backend_factory(cfg.checkpoint, cfg.max_batch_size, cfg.model_id, cfg.threads),
+    worker = Worker(cfg.connect, _backend_factory(cfg.checkpoint, cfg.max_batch_size, cfg.model_id, cfg.threads,
+                                                  cfg.lm, cfg.lm_adapter),
                     name=cfg.name, curve=curve)
 
     def on_signal(signum, frame):

@@ -268,7 +268,7 @@ class Worker:
                 timing = dict(out.timing_ms)
                 for (i, _), item in zip(todo, out.items):
                     if isinstance(item, Answer):
-                        items[i] = {"answer": item.answer, "tags": item.tags}
+                        items[i] = wp.answer_to_plain(item)
                     else:
                         items[i] = {"code": ErrorCode(item.code).value, "message": str(item)}
             except Exception as exc:  # a model bug answers this batch 'internal'; the worker lives on

@@ -19,7 +19,9 @@ worker's routing id in front and puts it back in front when replying)::
 
 ``outcome`` = ``{"batch": int, "model_id": str, "timing_ms": {stage: ms},
 "items": [item...]}``, one item per payload in order: ``{"answer": str,
-"tags": {label: p}}`` or ``{"code": error code, "message": str}``.
+"tags": {label: p}}`` (plus ``sentence`` and ``evidence``, the plain map of
+``result.evidence``, when the worker runs a language model; `answer_to_plain`)
+or ``{"code": error code, "message": str}``.
 
 The client's infer bytes are forwarded untouched (the broker already
 validated them; the worker decodes them again with ``shared.protocol.decode``,
@@ -36,14 +38,17 @@ DISCONNECT, which makes the worker re-register at once.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import msgpack
 
+from shared.protocol import EvidenceEvent, ResultEvidence
+
 __all__ = [
     "HEADER", "READY", "REQUEST", "REPLY", "HEARTBEAT", "DISCONNECT", "COMMAND_NAMES",
     "HEARTBEAT_INTERVAL_MS", "HEARTBEAT_LIVENESS", "RECONNECT_INITIAL_MS", "RECONNECT_MAX_MS",
-    "MAX_REQUEUES", "pack", "unpack",
+    "MAX_REQUEUES", "pack", "unpack", "answer_to_plain", "evidence_from_plain",
 ]
 
 HEADER = b"EWP1"  # Earshot Worker Protocol, version 1
@@ -87,3 +92,26 @@ def unpack(data: bytes | memoryview) -> Any:
         return msgpack.unpackb(data, raw=False, strict_map_key=True, **_LIMITS)
     except Exception as exc:  # msgpack raises a zoo of types; one is enough for the caller
         raise ValueError(f"malformed internal message ({type(exc).__name__}: {str(exc):.80})") from None
+
+
+def answer_to_plain(answer: Any) -> dict[str, Any]:
+    """A backend ``Answer`` as an outcome item (sentence / evidence only when present)."""
+    item: dict[str, Any] = {"answer": answer.answer, "tags": answer.tags}
+    if getattr(answer, "sentence", None) is not None:
+        item["sentence"] = answer.sentence
+    if getattr(answer, "evidence", None) is not None:
+        item["evidence"] = {**dataclasses.asdict(answer.evidence)}
+    return item
+
+
+def evidence_from_plain(value: Any) -> ResultEvidence | None:
+    """The item's ``evidence`` map back as a checked `ResultEvidence` (None stays None).
+
+    Raises:
+        ProtocolError / TypeError / KeyError: the map is not a valid evidence (the broker
+            answers that request ``internal``).
+    """
+    if value is None:
+        return None
+    events = tuple(EvidenceEvent(**e) for e in value["events"])
+    return ResultEvidence(**{**value, "events": events})
