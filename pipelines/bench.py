@@ -208,6 +208,31 @@ def _edge_runtime_summary(d: dict) -> list[tuple[str, str, str]]:
     return [(str(k), str(v), "") for k, v in d.get("summary", {}).items()]
 
 
+def _lm_summary(d: dict) -> list[tuple[str, str, str]]:
+    from shared.stats import format_interval
+
+    ld = d["load"]
+    rows = [(f"language model load ({ld['lm']}, {ld['parameters_m']} M parameters)", f"{ld['load_s']:.1f} s", ""),
+            ("language model RSS, this process before / after loading",
+             f"{ld['rss_before_mb']:.0f} / {ld['rss_after_mb']:.0f} MB", "")]
+    g = d.get("grounding")
+    if g:
+        fig = g["figures"]
+        rows += [(f"audio-event probes: sentence names the sound, pair accuracy ({g['n_pairs']} pairs)",
+                  f"{format_interval(fig['sentence']['pair'])}%",
+                  f"teacher - {g['target_points']:g} = {100 * fig['teacher']['pair']['value'] - g['target_points']:.1f}%"),
+                 ("  teacher closed-form / no-evidence control / shuffled-clip control",
+                  " / ".join(format_interval(fig[k]['pair']) if k in fig else "-"
+                             for k in ("teacher", "no_evidence", "shuffled_clip")) + " %", "")]
+    s = d.get("server")
+    if s:
+        rows += [("server, free-form answer round trip p50 / p95 (warm, 1 thread)",
+                  f"{s['query']['rtt_ms']['p50']:.0f} / {s['query']['rtt_ms']['p95']:.0f} ms",
+                  f"p95 <= {s['target_p95_ms']:.0f} ms"),
+                 ("server RSS with the language model", f"{s['server_rss_mb']:.0f} MB", "")]
+    return rows
+
+
 PARTS: dict[str, Part] = {
     "world": Part("bench_world.py", (), lambda run, js, q: ["--duration", "12" if q else "30", "--per-scenario", "1",
                                                              "--json", str(js)], _world_summary),
@@ -240,6 +265,9 @@ PARTS: dict[str, Part] = {
     "trigger": Part("bench_trigger.py", ("kd/trigger/export/*int8.pte", "world/manifest.json"),
                     lambda run, js, q: ["--export", str(run / "kd/trigger/export"), "--dataset", str(run / "world"),
                                         "--recordings", "2" if q else "0", "--json", str(js)], _trigger_summary),
+    "lm": Part("bench_lm.py", ("teacher/av_gate/model/model.safetensors", "qa/bench.jsonl"),
+               lambda run, js, q: ["--teacher", str(run / "teacher/av_gate/model"), "--qa", str(run / "qa"),
+                                   *(["--quick"] if q else []), "--json", str(js)], _lm_summary),
     "sim": Part("bench_sim.py", ("traces/*.jsonl",),
                 lambda run, js, q: ["--traces", str(run / "traces"), "--steps", "50000" if q else "200000",
                                     "--json", str(js)], _sim_summary),

@@ -8,7 +8,8 @@ from shared.config import check
 __all__ = ["PART_NAMES", "BenchConfig"]
 
 #: The parts ``earshot bench`` measures, in run order (``pipelines.bench.PARTS`` says how).
-PART_NAMES = ("world", "server", "latency", "reliability", "edge_models", "students", "edge_runtime", "native", "trigger", "sim")
+PART_NAMES = ("world", "server", "latency", "reliability", "edge_models", "students", "edge_runtime", "native", "trigger", "sim",
+              "lm")
 
 
 @dataclass
