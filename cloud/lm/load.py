@@ -15,6 +15,8 @@ exist is an error, never a download.
 """
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -23,8 +25,10 @@ from typing import Any
 
 from shared.config import UserError
 
+log = logging.getLogger("earshot.lm")
+
 __all__ = ["DEFAULT_LM_FILE", "MODELS_DIR", "SETUP_HINT", "ADAPTER_DIR", "ADAPTER_FILES", "LoadedLM",
-           "default_lm_path", "is_default_lm", "resolve_lm_path", "check_adapter", "load_lm"]
+           "default_lm_path", "is_default_lm", "resolve_lm_path", "check_adapter", "gguf_cache_dir", "load_lm"]
 
 #: The embedded default's file name (scripts/_setup.sh fetches it; keep the two in step).
 DEFAULT_LM_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -119,8 +123,60 @@ def check_adapter(adapter: str | os.PathLike | None, lm: str | os.PathLike | Non
     return folder
 
 
-def load_lm(lm: str | os.PathLike | None = None, threads: int = 0) -> LoadedLM:
+def gguf_cache_dir(path: Path) -> Path:
+    """Where the de-quantized copy of a GGUF file is kept: ``<its folder>/.cache/<stem>-<sha256[:12]>``
+    (the hash of the file's bytes, so a replaced file never reuses a stale copy)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return path.parent / ".cache" / f"{path.stem}-{digest.hexdigest()[:12]}"
+
+
+def _from_pretrained(where: str, kw: dict[str, Any]):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=True, **kw)
+    model = AutoModelForCausalLM.from_pretrained(where, local_files_only=True, dtype="float32", **kw)
+    return model, tokenizer
+
+
+def _write_cache(model, tokenizer, cache: Path) -> None:
+    """Save the de-quantized model + tokenizer as a Hugging Face folder (safetensors), atomically;
+    a read-only or full disk only costs the next load its time."""
+    import shutil
+    import tempfile
+
+    import json
+
+    from safetensors.torch import save_file
+
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=cache.name + ".", dir=cache.parent))
+        # transformers refuses save_pretrained on a model loaded from GGUF; the weights are plain
+        # float32 tensors by now, so write them and a config without the GGUF marker directly.
+        config = {k: v for k, v in model.config.to_dict().items() if k != "quantization_config"}
+        (tmp / "config.json").write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+        state = model.state_dict()
+        if getattr(model.config, "tie_word_embeddings", False):
+            state.pop("lm_head.weight", None)  # the same tensor as the input embedding
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / "model.safetensors"))
+        tokenizer.save_pretrained(tmp)
+        tmp.rename(cache)
+    except (OSError, ValueError, TypeError) as exc:
+        log.warning("could not cache the de-quantized model in %s (%s); the next load parses the GGUF again",
+                    cache, exc)
+        shutil.rmtree(locals().get("tmp", cache.parent / "-"), ignore_errors=True)
+
+
+def load_lm(lm: str | os.PathLike | None = None, threads: int = 0, cache: bool = True) -> LoadedLM:
     """Load ``model.lm`` (see `resolve_lm_path`) for CPU inference.
+
+    A GGUF file is de-quantized by ``transformers`` + ``gguf``, which parse the file's
+    metadata three times in Python (measured: ~30 s for SmolLM2 on one core). With
+    ``cache``, the first load also writes the result beside the file (`gguf_cache_dir`,
+    float32 safetensors) and later loads read that folder instead (a few seconds).
 
     Args:
         threads: torch threads to set first (0: leave as is).
@@ -136,18 +192,20 @@ def load_lm(lm: str | os.PathLike | None = None, threads: int = 0) -> LoadedLM:
 
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # de-quantizing prints a progress line per tensor otherwise
     hf_logging.disable_progress_bar()
-    if path.is_file():
-        where, kw = str(path.parent), {"gguf_file": path.name}
-    else:
-        where, kw = str(path), {}
+    copy = gguf_cache_dir(path) if path.is_file() and cache else None
     try:
-        tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=True, **kw)
-        model = AutoModelForCausalLM.from_pretrained(where, local_files_only=True, dtype="float32", **kw)
+        if copy is not None and (copy / "config.json").is_file():
+            model, tokenizer = _from_pretrained(str(copy), {})
+        elif path.is_file():
+            model, tokenizer = _from_pretrained(str(path.parent), {"gguf_file": path.name})
+            if copy is not None:
+                _write_cache(model, tokenizer, copy)
+        else:
+            model, tokenizer = _from_pretrained(str(path), {})
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise UserError(f"model.lm: cannot load {path}: {exc}") from exc
     model.eval()
