@@ -105,6 +105,10 @@ def tune_answerer(lm: LoadedLM, out: str | Path, *, steps: int = 300, batch_size
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out), safe_serialization=True)
+    (out / "README.md").unlink(missing_ok=True)  # peft's empty model-card template
+    cfg_path = out / "adapter_config.json"  # name the base by its file, not this machine's path
+    cfg_path.write_text(json.dumps({**json.loads(cfg_path.read_text()), "base_model_name_or_path": lm.name}, indent=2)
+                        + "\n", encoding="utf-8")
     lm.model = model.merge_and_unload().eval()
     scores = evaluate_answerer(Answerer(lm), n_eval, seed + 1) if n_eval else {}
     card = {"lm": lm.name, "steps": steps, "batch_size": batch_size, "lr": lr, "rank": rank, "targets": _TARGETS,
