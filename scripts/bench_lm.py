@@ -148,8 +148,7 @@ def percentiles(xs: list[float]) -> dict:
 def measure_server(teacher_dir: Path, lm: str | None, adapter: str | None, requests: list, workdir: Path) -> dict:
     from dataclasses import replace
 
-    from edge.client import Client
-    from shared.protocol import Ping
+    from edge.client import Client, ClientError
 
     ep_file = workdir / "endpoint.txt"
     argv = [str(EARSHOT), "serve", f"checkpoint={teacher_dir}", "bind=tcp://127.0.0.1:*", f"endpoint_file={ep_file}",
@@ -164,7 +163,12 @@ def measure_server(teacher_dir: Path, lm: str | None, adapter: str | None, reque
             time.sleep(0.2)
         ep = ep_file.read_text().split()[0]
         with Client(ep) as client:
-            while not client.ping().ready:
+            while True:  # the model loads in the server's worker thread: pings may time out meanwhile
+                try:
+                    if client.ping().ready:
+                        break
+                except ClientError:
+                    pass
                 if proc.poll() is not None or time.perf_counter() - t0 > 300:
                     raise RuntimeError(f"server never ready: {(workdir / 'serve.log').read_text()[-2000:]}")
                 time.sleep(0.2)
@@ -260,6 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     answerer, d["load"] = measure_load(a.lm, adapter)
     if "grounding" not in skip:
         d["grounding"] = measure_grounding(answerer, folder, a.qa, a.dataset, a.split, a.pairs, a.seed)
+        save(d, a.json)  # a later part's failure keeps this one's figures
     del answerer
     if "server" not in skip:
         from cloud.data import WindowSpec
@@ -271,10 +276,16 @@ def main(argv: list[str] | None = None) -> None:
             d["server"] = measure_server(folder.resolve(), a.lm, adapter, reqs, Path(tmp))
     d["load_avg_end"] = os.getloadavg()
     print_report(d)
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(d, indent=1, default=str) + "\n")
+    if save(d, a.json):
         print(f"\nwrote {a.json}")
+
+
+def save(d: dict, path: str | None) -> bool:
+    if not path:
+        return False
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(d, indent=1, default=str) + "\n")
+    return True
 
 
 if __name__ == "__main__":

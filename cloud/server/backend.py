@@ -299,10 +299,9 @@ class TeacherBackend:
             if bad:
                 raise RuntimeError(f"warm-up request failed: {bad[0]}")
         if self.answerer is not None:  # the LM's first generate allocates; do it before READY
-            asked = warmup_request(seed=7)
-            asked = InferRequest(**{**{f: getattr(asked, f) for f in asked.__dataclass_fields__},
-                                    "query": "what did you hear?", "query_t_s": 10.0})
-            out = self.infer([asked])
+            from dataclasses import replace
+
+            out = self.infer([replace(warmup_request(seed=7), query="what did you hear?", query_t_s=10.0)])
             if not isinstance(out.items[0], Answer) or out.items[0].sentence is None:
                 raise RuntimeError(f"warm-up of the language model failed: {out.items[0]}")
         log.info("warm-up done in %.2f s (batch sizes 1 and %d)", time.perf_counter() - t0, self.max_batch_size)
