@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -181,47 +180,14 @@ def program(ctx: Ctx, student: str) -> Path:
     return sorted((ctx.out / "kd" / student / "export").glob(f"{student}_xnnpack_int8.pte"))[0]
 
 
-class Server:
+def serve_teacher(ctx: Ctx) -> "ServedTeacher":
     """``earshot serve`` with the main teacher on a free loopback port, for the edge stages."""
+    from pipelines.served import ServedTeacher, ServeFailed
 
-    def __init__(self, ctx: Ctx) -> None:
-        self.ctx = ctx
-        ep_file = ctx.out / "serve.endpoint"
-        ep_file.unlink(missing_ok=True)
-        self.log = open(ctx.logs / "serve.log", "w")
-        self.proc = subprocess.Popen(
-            earshot("serve", f"checkpoint={ctx.out / 'teacher' / 'av_gate' / 'model'}", "bind=tcp://127.0.0.1:*",
-                    f"endpoint_file={ep_file}", f"hydra.run.dir={ctx.logs / 'hydra' / 'serve'}"),
-            stdout=self.log, stderr=subprocess.STDOUT, cwd=ctx.out)
-        t0 = time.monotonic()
-        while not (ep_file.exists() and ep_file.read_text().strip()):
-            if self.proc.poll() is not None or time.monotonic() - t0 > 120:
-                self.stop()
-                raise StageFailed(f"earshot serve did not start; see {ctx.logs / 'serve.log'}")
-            time.sleep(0.2)
-        self.endpoint = ep_file.read_text().splitlines()[0].strip()
-        from edge.client import Client, ClientError
-
-        with Client(self.endpoint) as client:
-            while True:
-                try:
-                    if client.ping(timeout_ms=1000).ready:
-                        break
-                except ClientError:
-                    pass
-                if time.monotonic() - t0 > 180:
-                    self.stop()
-                    raise StageFailed("earshot serve never reported ready")
-                time.sleep(0.3)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.log.close()
+    try:
+        return ServedTeacher(ctx.out / "teacher" / "av_gate" / "model", ctx.out, ctx.logs / "serve.log")
+    except ServeFailed as exc:
+        raise StageFailed(str(exc)) from exc
 
 
 NATIVE = REPO / "edge" / "native" / "build" / "earshot-edge"
@@ -235,7 +201,7 @@ def stage_edge(ctx: Ctx) -> None:
     trigger, student = program(ctx, "trigger"), program(ctx, "av")
     for d in ("edge", "native", "traces"):
         (ctx.out / d).mkdir(exist_ok=True)
-    server = Server(ctx)
+    server = serve_teacher(ctx)
     try:
         policy = ctx.p["edge_policy"]
         python_runs = [earshot("edge", f"recording={r}", f"trigger={trigger}", f"student={student}",
@@ -278,6 +244,33 @@ def stage_sim(ctx: Ctx) -> None:
                                            f"out={ctx.out / 'sim'}", f"policies={policies}", "days=1",
                                            "grid.deadline_ms=[300,800]",
                                            f"hydra.run.dir={ctx.logs / 'hydra' / 'sim-eval'}")])
+
+
+def print_headline(out: Path) -> None:
+    """The run's headline figures: the main teacher on the paired bench beside its controls,
+    and the students' retention (the same files the report reads; nothing recomputed)."""
+    from shared.stats import format_interval
+
+    main = next(iter(TEACHERS))
+    scores = out / "teacher" / main / "model" / "eval_bench.scores.json"
+    if scores.is_file():
+        figures = json.loads(scores.read_text())["figures"]
+        closed = figures["model"].get("closed", {})
+        n = f"{closed['pair']['n']} pairs, {closed['pair']['n_groups']} held-out recordings" if closed.get("pair") else ""
+        table = Table(title=f"teacher ({main}) on the counterfactual bench ({n}), % [95% interval]")
+        table.add_column("system", no_wrap=True)
+        for c in ("closed", "SSA", "TR", "AVH"):
+            table.add_column(f"{c} q / pair", justify="right")
+        for name, fig in figures.items():
+            table.add_row(name if name == "model" else f"control: {name}",
+                          *(f"{format_interval(fig.get(c, {}).get('question'))} / "
+                            f"{format_interval(fig.get(c, {}).get('pair'))}" for c in ("closed", "SSA", "TR", "AVH")))
+        console.print(table)
+    for card in sorted((out / "kd").glob("*/export/*int8.json")):
+        m = json.loads(card.read_text()).get("metrics", {})
+        if None not in (m.get("retention"), m.get("probe_pair_accuracy"), m.get("teacher_probe_pair_accuracy")):
+            console.print(f"{card.stem}: event-probe pairs {100 * m['probe_pair_accuracy']:.1f}% vs the teacher's "
+                          f"{100 * m['teacher_probe_pair_accuracy']:.1f}%, retention {100 * m['retention']:.1f}%")
 
 
 def stage_report(ctx: Ctx) -> None:
@@ -395,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     table.add_row("total", f"{total:.0f}", style="bold")
     console.print(table)
     record(out, args.preset, {}, total)
+    print_headline(out)
     console.print(f"demo finished in {total:.0f} s; outputs in {out}")
     return 0
 

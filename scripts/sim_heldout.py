@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -40,6 +39,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from pipelines.served import ServedTeacher  # noqa: E402
 
 PRESETS: dict[str, dict] = {
     # >= 30 held-out recordings and >= 150 queries (issue 16): 80 x 30 s, 40% held out (32), 6 queries each.
@@ -73,48 +74,6 @@ def run(cmd: list[str], log: Path, cwd: Path) -> None:
         raise SystemExit(f"{' '.join(cmd[:3])} ... exited {rc}; last lines of {log}:\n{tail}")
 
 
-class Server:
-    """``earshot serve`` of the teacher on a free loopback port until :meth:`stop`."""
-
-    def __init__(self, teacher: Path, out: Path) -> None:
-        ep = out / "serve.endpoint"
-        ep.unlink(missing_ok=True)
-        self.log = open(out / "logs" / "serve.log", "w")
-        self.proc = subprocess.Popen(earshot("serve", f"checkpoint={teacher}", "bind=tcp://127.0.0.1:*",
-                                             f"endpoint_file={ep}", f"hydra.run.dir={out / 'logs' / 'hydra-serve'}"),
-                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=out)
-        t0 = time.monotonic()
-        while not (ep.exists() and ep.read_text().strip()):
-            if self.proc.poll() is not None or time.monotonic() - t0 > 180:
-                self.stop()
-                raise SystemExit(f"earshot serve did not start; see {out / 'logs' / 'serve.log'}")
-            time.sleep(0.2)
-        self.endpoint = ep.read_text().splitlines()[0].strip()
-        from edge.client import Client, ClientError
-
-        with Client(self.endpoint) as client:
-            while True:
-                try:
-                    if client.ping(timeout_ms=1000).ready:
-                        self.model_id = client.ping(timeout_ms=1000).model_id
-                        break
-                except ClientError:
-                    pass
-                if time.monotonic() - t0 > 240:
-                    self.stop()
-                    raise SystemExit("earshot serve never reported ready")
-                time.sleep(0.3)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.log.close()
-
-
 def stage_world(a, p, out: Path) -> None:
     world = out / "world"
     if (world / "manifest.json").is_file():
@@ -132,7 +91,8 @@ def stage_traces(a, p, out: Path) -> None:
     if traces.is_dir() and len(list(traces.glob("*.jsonl"))) == n:
         return
     shutil.rmtree(traces, ignore_errors=True)
-    server = Server(Path(a.teacher).resolve(), out) if a.endpoint is None else None
+    server = (ServedTeacher(Path(a.teacher).resolve(), out, out / "logs" / "serve.log", start_timeout_s=240)
+              if a.endpoint is None else None)
     try:
         run(earshot("trace", f"recording={out / 'world'}", f"trigger={Path(a.trigger).resolve()}",
                     f"student={Path(a.student).resolve()}", f"endpoint={a.endpoint or server.endpoint}",

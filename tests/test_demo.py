@@ -36,6 +36,8 @@ def test_demo_runs_every_stage(demo):
     # The venv exists already (this test runs in it): a second set-up installs nothing.
     assert "reusing" in stdout and "installing" not in stdout
     assert "demo finished" in stdout
+    # the headline at the end: the teacher on the paired bench beside its controls
+    assert "on the counterfactual bench" in stdout and "control: question_only" in stdout
     stages = json.loads((folder / "stages.json").read_text())["seconds"]
     assert list(stages) == ["world", "instruct", "teachers", "students", "edge", "sim", "report"]
     manifest = json.loads((folder / "world" / "manifest.json").read_text())
