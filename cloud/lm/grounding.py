@@ -140,7 +140,7 @@ def grounding_check(answerer: Answerer, teacher, tokenizer, records: Sequence[QA
                                                                       step("shuffled clip")))
     figures = {k: bench_figures(records, v, seed=seed).get("AVH", {}) for k, v in systems.items()}
     diff = compare(records, systems["sentence"], systems["teacher"], level="pair", seed=seed)
-    gap = 100 * (figures["teacher"]["pair"]["value"] - figures["sentence"]["pair"]["value"])
+    gap = round(100 * (figures["teacher"]["pair"]["value"] - figures["sentence"]["pair"]["value"]), 6)  # 5.000000004 is 5
     samples = []
     for i in range(0, n, max(1, n // max(n_samples, 1))):
         r = records[i]
