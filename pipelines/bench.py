@@ -224,6 +224,10 @@ def _lm_summary(d: dict) -> list[tuple[str, str, str]]:
                  ("  teacher closed-form / no-evidence control / shuffled-clip control",
                   " / ".join(format_interval(fig[k]['pair']) if k in fig else "-"
                              for k in ("teacher", "no_evidence", "shuffled_clip")) + " %", "")]
+    c = d.get("answer_cost")
+    if c:
+        rows.append(("one free-form answer, CPU ms p50 / p95 (1 thread; wall on a shared host is higher)",
+                     f"{c['cpu_ms']['p50']:.0f} / {c['cpu_ms']['p95']:.0f} ms", f"p95 <= {c['target_p95_ms']:.0f} ms"))
     s = d.get("server")
     if s:
         rows += [("server, free-form answer round trip p50 / p95 (warm, 1 thread)",

@@ -106,6 +106,32 @@ def measure_grounding(answerer, teacher_dir: Path, qa: str, dataset: str | None,
     return out
 
 
+def measure_answer_cost(answerer, teacher_dir: Path, qa: str, dataset: str | None, split: str, n: int) -> dict:
+    """In this process, one answer at a time on ``n`` bench windows' evidence: wall time and the
+    thread's CPU time per answer (CPU time is what the answer costs on an idle core; wall time
+    also counts the neighbours' load on a shared machine), prompt and sentence lengths."""
+    from cloud.data import RecordingStore, WindowSpec, load_records, resolve_dataset
+    from cloud.lm.grounding import audio_probe_pairs, teacher_evidence
+    from cloud.model.io import load_teacher
+
+    teacher, tokenizer, card = load_teacher(teacher_dir)
+    spec = WindowSpec(**card["data"])
+    records = audio_probe_pairs(load_records(qa, split), max(1, n // 2))[:n]
+    store = RecordingStore(resolve_dataset(qa, dataset), spec.frame_size_px, spec.n_mels)
+    evidences = teacher_evidence(teacher, tokenizer, records, store, spec)
+    wall, cpu, prompt, new = [], [], [], []
+    for k, ev in enumerate(evidences):
+        t0, c0 = time.perf_counter(), time.thread_time()
+        answerer.answer(QUESTIONS[k % len(QUESTIONS)], ev)
+        wall.append(1e3 * (time.perf_counter() - t0))
+        cpu.append(1e3 * (time.thread_time() - c0))
+        prompt.append(answerer.last_timing.prompt_tokens)
+        new.append(answerer.last_timing.new_tokens)
+    return {"wall_ms": percentiles(wall), "cpu_ms": percentiles(cpu), "prompt_tokens": percentiles(prompt),
+            "new_tokens": percentiles(new), "target_p95_ms": P95_TARGET_MS,
+            "cpu_target_met": percentiles(cpu)["p95"] <= P95_TARGET_MS}
+
+
 def bench_requests(qa: str, dataset: str | None, split: str, n: int, spec, seed: int) -> list:
     """``n`` free-form requests on bench windows of distinct recordings: the model's audio
     history and its frames (JPEG) ending at the question."""
@@ -221,6 +247,13 @@ def print_report(d: dict) -> None:
         print("\n| label | gold | evidence | sentence |\n| --- | --- | --- | --- |")
         for s in g["samples"]:
             print(f"| {s['label']} | {s['gold']} | {s['evidence']} | {s['sentence']} |")
+    c = d.get("answer_cost")
+    if c:
+        print(f"\n## One answer at a time in this process ({c['wall_ms']['n']} bench windows, 1 thread)\n")
+        print("| figure | p50 | p95 |\n| --- | ---: | ---: |")
+        for key, name in (("wall_ms", "wall ms"), ("cpu_ms", "CPU ms (the cost on an idle core)"),
+                          ("prompt_tokens", "prompt tokens"), ("new_tokens", "sentence tokens")):
+            print(f"| {name} | {c[key]['p50']:.0f} | {c[key]['p95']:.0f} |")
     s = d.get("server")
     if s:
         q, nq = s["query"], s["no_query"]
@@ -246,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pairs", type=int, default=40, help="audio-event probe pairs for the grounding check")
     ap.add_argument("--answers", type=int, default=30, help="free-form requests for the server latency")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: grounding,server")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: grounding,cost,server")
     ap.add_argument("--quick", action="store_true", help="6 pairs, 6 answers: a smoke run")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
@@ -265,6 +298,9 @@ def main(argv: list[str] | None = None) -> None:
     if "grounding" not in skip:
         d["grounding"] = measure_grounding(answerer, folder, a.qa, a.dataset, a.split, a.pairs, a.seed)
         save(d, a.json)  # a later part's failure keeps this one's figures
+    if "cost" not in skip:
+        d["answer_cost"] = measure_answer_cost(answerer, folder, a.qa, a.dataset, a.split, a.answers)
+        save(d, a.json)
     del answerer
     if "server" not in skip:
         from cloud.data import WindowSpec
