@@ -155,12 +155,20 @@ def _card(name: str, path: Path, inputs, outputs, labels, macs: int, window_s: f
 
 @pytest.fixture(scope="session")
 def programs(tmp_path_factory) -> dict[str, Path]:
-    """{"trigger": .pte, "student": .pte}, each with its card beside it."""
+    """{"trigger": .pte, "student": .pte}, each with its card beside it (frames of ``FRAME_PX``,
+    the stored size of this module's recordings)."""
+    return make_programs(tmp_path_factory.mktemp("edge_programs"), FRAME_PX)
+
+
+def make_programs(out: Path, frame_px: int) -> dict[str, Path]:
+    """The hand-built trigger and AV student in ``out``; the student takes camera frames of
+    ``frame_px`` (a world's stored size: exported students resize inside their graph)."""
     import torch
 
     from distill.programs import lower_to_pte
 
-    out = tmp_path_factory.mktemp("edge_programs")
+    FRAME_PX = frame_px  # noqa: N806 (the size this call builds for)
+    out.mkdir(parents=True, exist_ok=True)
     trig = lower_to_pte(_tone_module(RATE, AUDIO_LABELS), (torch.zeros(1, RATE, dtype=torch.int16),),
                         out / "trigger_xnnpack_fp32.pte")
     save_model_card(_card("trigger", trig, [("pcm", "int16", (1, RATE))], [("event_probs", "float32", (1, 18))],

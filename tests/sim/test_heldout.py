@@ -11,7 +11,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_heldout_study_tiny(programs, teacher, tmp_path):
+def test_heldout_study_tiny(teacher, tmp_path):
+    from tests.helpers.edge_world import make_programs
+
+    # the synthetic world stores 128 px frames: the student program takes what the camera gives
+    programs = make_programs(tmp_path / "programs", 128)
     readme = tmp_path / "README.md"
     readme.write_text("# x\n<!-- sim-heldout:start -->\nPLACEHOLDER\n<!-- sim-heldout:end -->\ntail\n")
     out = tmp_path / "study"
