@@ -257,15 +257,15 @@ def print_headline(out: Path) -> None:
         figures = json.loads(scores.read_text())["figures"]
         closed = figures["model"].get("closed", {})
         n = f"{closed['pair']['n']} pairs, {closed['pair']['n_groups']} held-out recordings" if closed.get("pair") else ""
-        table = Table(title=f"teacher ({main}) on the counterfactual bench ({n}), % [95% interval]")
+        table = Table(title=f"teacher ({main}) on the counterfactual bench ({n}): accuracy %, [95% interval]")
         table.add_column("system", no_wrap=True)
-        for c in ("closed", "SSA", "TR", "AVH"):
-            table.add_column(f"{c} q / pair", justify="right")
+        cells = [("closed", "question"), ("closed", "pair"), ("SSA", "pair"), ("TR", "pair"), ("AVH", "pair")]
+        for c, lvl in cells:
+            table.add_column(f"{c} per {lvl}", justify="right", no_wrap=True)
         for name, fig in figures.items():
             table.add_row(name if name == "model" else f"control: {name}",
-                          *(f"{format_interval(fig.get(c, {}).get('question'))} / "
-                            f"{format_interval(fig.get(c, {}).get('pair'))}" for c in ("closed", "SSA", "TR", "AVH")))
-        console.print(table)
+                          *(format_interval(fig.get(c, {}).get(lvl)) for c, lvl in cells))
+        Console(width=max(console.width, 140)).print(table)  # five intervals side by side
     for card in sorted((out / "kd").glob("*/export/*int8.json")):
         m = json.loads(card.read_text()).get("metrics", {})
         if None not in (m.get("retention"), m.get("probe_pair_accuracy"), m.get("teacher_probe_pair_accuracy")):

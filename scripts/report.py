@@ -170,8 +170,10 @@ def section_teachers(r: Report) -> None:
 
 def section_students(r: Report) -> None:
     r.h2("2. Students vs teacher")
-    # Model cards only: the trigger's detector report (*.trigger_eval.json) sits beside them.
-    cards = sorted(p for p in (r.run / "kd").glob("*/export/*.json") if not p.name.endswith(".trigger_eval.json"))
+    # Model cards only: the trigger's detector report (*.trigger_eval.json) and the probes
+    # report (*.probes.json) sit beside them.
+    cards = sorted(p for p in (r.run / "kd").glob("*/export/*.json")
+                   if not p.name.endswith((".trigger_eval.json", ".probes.json")))
     if not cards:
         r.miss("kd/*/export/*.json (model cards)")
         return
