@@ -199,7 +199,12 @@ def section_student_probes(r: Report) -> None:
     r.h2("2c. Students on the counterfactual bench's event probes (held-out recordings)")
     reports = sorted((r.run / "kd").glob("*/export/*int8.probes.json"))
     if not reports:
-        r.miss("kd/*/export/*int8.probes.json (earshot export with the teacher's bench)")
+        cards = sorted((r.run / "kd").glob("*/export/*int8.json"))
+        if cards:  # export ran and skipped the probes: it says why in its log (e.g. a bench without pairs)
+            r.p("Not scored: `earshot export` wrote no probes report (it skips the probes when the bench has "
+                "no event-probe pair, as a tiny world's bench; logs/export.*.log says why).")
+        else:
+            r.miss("kd/*/export/*int8.probes.json (earshot export with the teacher's bench)")
         return
     r.p("'Did you hear X?' (audio), 'did you X in this clip?' and 'did you see X?' (visual), each asked on two "
         "windows of one held-out recording whose answers differ. A student answers from its own outputs at every "
