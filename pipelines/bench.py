@@ -152,9 +152,12 @@ def _students_summary(d: dict) -> list[tuple[str, str, str]]:
 
     rows, tg = [], d["targets"]
     for s in d["students"]:
-        ret, who = s["probes"]["retention"], s["student"]
+        who = s["student"]
+        if s["probes"] is None:
+            rows.append((f"{who} int8: event-probe pairs", "not scored (no probes report)", ""))
+        ret = (s["probes"] or {}).get("retention", {})
         target = f">= {100 * tg['retention']:.0f}%" if who == "av" else ""
-        for m in s["probes"]["modalities"]:
+        for m in (s["probes"] or {}).get("modalities", []):
             if m != "all":
                 fig = s["probes"]["figures"]
                 rows.append((f"{who} int8: {m} event-probe pairs, student / teacher",

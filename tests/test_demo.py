@@ -109,8 +109,8 @@ def test_bench_runs_every_part_on_the_demo_output(demo, tmp_path):
                          cwd=tmp_path, capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     results = json.loads((tmp_path / "bench" / "bench.json").read_text())
-    assert set(results["parts"]) == {"world", "server", "latency", "reliability", "edge_models", "edge_runtime",
-                                     "native", "trigger", "sim"}
+    assert set(results["parts"]) == {"world", "server", "latency", "reliability", "edge_models", "students",
+                                     "edge_runtime", "native", "trigger", "sim"}
     assert all(p["ok"] for p in results["parts"].values())
     md = (tmp_path / "bench" / "bench.md").read_text()
     for figure in ("x real time per core", "batching speed-up", "int8 .pte vs eager", "native trigger",
