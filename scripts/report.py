@@ -464,13 +464,9 @@ def readme_markdown(run: Path) -> str:
 
 
 def update_readme(readme: Path, run: Path) -> None:
-    text = readme.read_text()
-    start, end = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
-    if start not in text or end not in text:
-        raise SystemExit(f"{readme}: no {start} ... {end} block")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    readme.write_text(f"{head}{start}\n{readme_markdown(run)}\n{end}{tail}")
+    from pipelines.readme_block import replace_block
+
+    replace_block(readme, "demo-results", readme_markdown(run))
     print(f"updated the demo results in {readme}")
 
 

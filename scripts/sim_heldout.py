@@ -188,13 +188,9 @@ def headline_markdown(info: dict) -> str:
 
 
 def update_readme(readme: Path, block: str) -> None:
-    text = readme.read_text()
-    start, end = "<!-- sim-heldout:start -->", "<!-- sim-heldout:end -->"
-    if start not in text or end not in text:
-        raise SystemExit(f"{readme}: no {start} ... {end} block")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    readme.write_text(f"{head}{start}\n{block}\n{end}{tail}")
+    from pipelines.readme_block import replace_block
+
+    replace_block(readme, "sim-heldout", block)
     print(f"updated the simulator block in {readme}")
 
 
