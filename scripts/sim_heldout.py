@@ -181,9 +181,13 @@ def headline_markdown(info: dict) -> str:
                          f"{'met' if t['learned_cloud_target_met'] else 'not met'}).")
     rows = [r for r in json.loads(Path(info["eval_dir"], "results.json").read_text())
             if (r["power_cap_mw"], r["deadline_ms"]) == (cap, dl)]
-    from sim.evaluate import markdown_table
+    from sim.evaluate import kind_table, markdown_table
 
     lines += ["", markdown_table(rows)]
+    kinds = kind_table(rows)
+    if kinds:  # per question kind: query success % over the pooled days (n: queries of that kind)
+        lines += ["", f"Query success % by question kind at {cap:g} mW, {dl:g} ms (n: queries over the days played):",
+                  "", kinds]
     return "\n".join(lines)
 
 

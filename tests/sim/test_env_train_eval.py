@@ -110,6 +110,18 @@ def test_eval_table_files_intervals_and_targets(traces, trained, tmp_path):
     assert set(t["learned_minus_best"]) >= {"value", "lo", "hi", "p_value"}
 
 
+def test_kind_table_lists_each_kind_with_its_count_per_policy():
+    from sim.evaluate import kind_table
+
+    rows = [{"policy": "never_on", "by_kind": {"count": 0.5, "yes_no": 1.0}, "n_by_kind": {"count": 4, "yes_no": 2}},
+            {"policy": "always_cloud", "by_kind": {"count": 0.25, "yes_no": 0.0}, "n_by_kind": {"count": 4, "yes_no": 2}},
+            {"policy": "random", "by_kind": {"count": 1.0}, "n_by_kind": {"count": 4}}]
+    table = kind_table(rows).splitlines()
+    assert table[0] == "| question kind | n | never_on | always_cloud |"  # the controls, in their order
+    assert table[2] == "| count | 4 | 50.0 | 25.0 |" and table[3] == "| yes_no | 2 | 100.0 | 0.0 |"
+    assert kind_table([]) == ""
+
+
 def test_pareto_front():
     pts = [(1.0, 0.5), (2.0, 0.9), (3.0, 0.8), (0.5, 0.1), (2.0, 0.7)]
     assert pareto_front(pts) == [3, 0, 1]
