@@ -32,9 +32,12 @@ class ServedTeacher:
         workdir: the server's working directory; ``serve.endpoint`` is written there.
         log: the server's stdout and stderr.
         start_timeout_s: how long binding, loading and the first ``ready`` may take.
+        lm: ``earshot serve lm=``: a language model that writes ``result.sentence`` for requests
+            with a query (``default``, a local ``.gguf`` or Hugging Face folder); None: none.
     """
 
-    def __init__(self, checkpoint: Path, workdir: Path, log: Path, start_timeout_s: float = 180.0) -> None:
+    def __init__(self, checkpoint: Path, workdir: Path, log: Path, start_timeout_s: float = 180.0,
+                 lm: str | None = None) -> None:
         ep_file = workdir / "serve.endpoint"
         ep_file.unlink(missing_ok=True)
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -43,7 +46,7 @@ class ServedTeacher:
         exe = str(Path(sys.executable).with_name("earshot"))
         self.proc = subprocess.Popen(
             [exe, "serve", f"checkpoint={checkpoint}", "bind=tcp://127.0.0.1:*", f"endpoint_file={ep_file}",
-             f"hydra.run.dir={log.parent / 'hydra-serve'}"],
+             f"hydra.run.dir={log.parent / 'hydra-serve'}", *([f"lm={lm}"] if lm else [])],
             stdout=self.log, stderr=subprocess.STDOUT, cwd=workdir)
         t0 = time.monotonic()
         while not (ep_file.exists() and ep_file.read_text().strip()):

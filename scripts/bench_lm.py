@@ -134,11 +134,11 @@ def measure_answer_cost(answerer, teacher_dir: Path, qa: str, dataset: str | Non
 
 def bench_requests(qa: str, dataset: str | None, split: str, n: int, spec, seed: int) -> list:
     """``n`` free-form requests on bench windows of distinct recordings: the model's audio
-    history and its frames (JPEG) ending at the question."""
+    history and its frames (JPEG) ending at the question (``pipelines.ask.window_request``)."""
     from cloud.data import load_records, resolve_dataset
-    from cloud.server.backend import encode_jpeg
+    from pipelines.ask import window_request
     from shared.dataset import load_dataset
-    from shared.protocol import AudioWindow, Frame, InferRequest
+    from shared.protocol import ModelInput
     from shared.recording import load_recording
 
     world = load_dataset(resolve_dataset(qa, dataset))
@@ -152,16 +152,9 @@ def bench_requests(qa: str, dataset: str | None, split: str, n: int, spec, seed:
         if r.recording_id not in cache:
             cache = {r.recording_id: load_recording(world.entry(r.recording_id).path)}  # one in memory at a time
         rec = cache[r.recording_id]
-        t = float(r.t_query_s)
-        audio = rec.audio_window(t, spec.audio_history_s)
-        times = t - np.arange(spec.n_frames - 1, -1, -1) / spec.frame_hz
-        idx = sorted({rec.frame_index_at(ft) for ft in times} - {-1})
-        frames = [Frame(t_s=float(rec.frame_times_s[j]), jpeg=encode_jpeg(rec.frames[j])) for j in idx]
-        out.append(InferRequest(id=0, deadline_ms=30_000, trigger_label="query", trigger_score=1.0,
-                                student_scores={}, student_confidence=0.0, query=QUESTIONS[k % len(QUESTIONS)],
-                                query_t_s=t, audio=AudioWindow.from_samples(audio, start_s=t - spec.audio_history_s,
-                                                                            rate_hz=rec.sample_rate_hz),
-                                frames=frames))
+        model_input = ModelInput(audio_s=spec.audio_history_s, sample_rate_hz=rec.sample_rate_hz,
+                                 frame_hz=spec.frame_hz, frames=spec.n_frames, frame_size_px=spec.frame_size_px)
+        out.append(window_request(rec, float(r.t_query_s), model_input, QUESTIONS[k % len(QUESTIONS)]))
     return out
 
 

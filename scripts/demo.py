@@ -53,6 +53,7 @@ PRESETS: dict[str, dict] = {
         "trace_recordings": 2,
         "sim_train": [],
         "edge_policy": "confidence_threshold",
+        "lm": "default",
         "bench_calls": 200,
     },
     "tiny": {
@@ -65,6 +66,7 @@ PRESETS: dict[str, dict] = {
         "trace_recordings": 1,
         "sim_train": ["sim/train=tiny"],
         "edge_policy": "confidence_threshold",
+        "lm": "default",
         "bench_calls": 30,
     },
 }
@@ -180,12 +182,14 @@ def program(ctx: Ctx, student: str) -> Path:
     return sorted((ctx.out / "kd" / student / "export").glob(f"{student}_xnnpack_int8.pte"))[0]
 
 
-def serve_teacher(ctx: Ctx) -> "ServedTeacher":
-    """``earshot serve`` with the main teacher on a free loopback port, for the edge stages."""
+def serve_teacher(ctx: Ctx, lm: str | None = None) -> "ServedTeacher":
+    """``earshot serve`` with the main teacher on a free loopback port, for the edge stages
+    (``lm``: with a language model that writes sentences)."""
     from pipelines.served import ServedTeacher, ServeFailed
 
+    log = ctx.logs / ("serve-lm.log" if lm else "serve.log")
     try:
-        return ServedTeacher(ctx.out / "teacher" / "av_gate" / "model", ctx.out, ctx.logs / "serve.log")
+        return ServedTeacher(ctx.out / "teacher" / "av_gate" / "model", ctx.out, log, lm=lm)
     except ServeFailed as exc:
         raise StageFailed(str(exc)) from exc
 
@@ -222,6 +226,40 @@ def stage_edge(ctx: Ctx) -> None:
                           f"hydra.run.dir={ctx.logs / 'hydra' / ('trace-' + r.name)}")
                   for r in recs[: ctx.p["trace_recordings"]]]
         run_parallel(ctx, "trace", traces)
+    finally:
+        server.stop()
+
+
+def stage_sentences(ctx: Ctx) -> None:
+    """Serve the teacher with the language model (``earshot serve lm=default``) and ask it the
+    wearer's questions of the timeline's recordings, each on the model's full window: the label
+    answer, the sentence and its evidence into ``sentences/<recording>.json`` (report section 5).
+
+    Asked after the edge runs, not by them: a sentence costs about a second of language model,
+    beyond the edge's 800 ms query deadline (docs/lm.md has the latency)."""
+    from edge.client import Client, ClientError
+    from pipelines.ask import ask_recording
+    import numpy as np
+
+    (ctx.out / "sentences").mkdir(exist_ok=True)
+    server = serve_teacher(ctx, lm=ctx.p["lm"])
+    try:
+        with Client(server.endpoint) as client:
+            for rec in held_out(ctx, ctx.p["edge_recordings"]):
+                try:
+                    rows = ask_recording(client, rec)
+                except (ClientError, RuntimeError) as exc:
+                    raise StageFailed(f"asking {rec.name}: {exc} (server log: {server.log_path})") from exc
+                lm_ms = [r["lm_ms"] for r in rows]
+                summary = {"recording": rec.name, "model_id": server.model_id, "lm": ctx.p["lm"], "n": len(rows),
+                           "correct": sum(r["correct"] for r in rows),
+                           "with_sentence": sum(bool(r["sentence"]) for r in rows),
+                           "lm_ms": {q: round(float(np.percentile(lm_ms, int(q[1:]))), 1) for q in ("p50", "p95")} if lm_ms else None,
+                           "rows": rows}
+                (ctx.out / "sentences" / f"{rec.name}.json").write_text(json.dumps(summary, indent=1) + "\n")
+                if rows and summary["with_sentence"] < len(rows):
+                    raise StageFailed(f"{rec.name}: {len(rows) - summary['with_sentence']} of {len(rows)} answers "
+                                      f"came without a sentence (server log: {server.log_path})")
     finally:
         server.stop()
 
@@ -301,6 +339,7 @@ STAGES = [
     Stage("teachers", "teacher x3 (AV+gate, visual+gate, AV+blind) and the benchmark", stage_teachers),
     Stage("students", "distil + export the trigger and the AV student", stage_students),
     Stage("edge", "serve; Python + native edge runtimes; traces", stage_edge),
+    Stage("sentences", "serve with the language model; the timeline's questions in sentences", stage_sentences),
     Stage("sim", "simulator: PPO, then policies x budgets", stage_sim),
     Stage("report", "edge-model benchmark and report.html", stage_report),
 ]

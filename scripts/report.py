@@ -398,9 +398,33 @@ def section_timeline(r: Report) -> None:
     if not rec_dir.exists():
         r.miss(str(rec_dir.relative_to(r.run)))
         return
+    said = r.run / "sentences" / f"{log.stem}.json"
+    sentences = json.loads(said.read_text()) if said.is_file() else None
     r.p(f"Recording {log.stem}, policy {start.get('policy')}: spectrogram, frames, trigger rising edges, camera, "
-        "offloads (blue: answered, orange: fallback), the wearer's queries and the answers given.")
-    r.image(render_timeline(rec_dir, events), f"timeline of {log.stem}")
+        "offloads (blue: answered, orange: fallback), the wearer's queries, the answers given and, in quotes, "
+        "the language model's sentence for the same question.")
+    r.image(render_timeline(rec_dir, events, sentences={row["query_id"]: row["sentence"] for row in sentences["rows"]}
+                            if sentences else None), f"timeline of {log.stem}")
+    if sentences is None:
+        r.miss(str(said.relative_to(r.run)))
+        return
+    section_sentences(r, sentences)
+
+
+def section_sentences(r: Report, s: dict) -> None:
+    """The timeline's questions answered in words: question, evidence, label answer and sentence."""
+    lm = s.get("lm_ms") or {}
+    r.p(f"The same questions asked of the served teacher with a language model (lm={s['lm']}), each on the model's "
+        f"full window ending at the question (what an always-on camera sends): {s['n']} questions, label answer right "
+        f"on {s['correct']}; language model time p50 {lm.get('p50', '-')} ms, p95 {lm.get('p95', '-')} ms. "
+        "The sentence is written only from the evidence column (docs/lm.md).")
+    rows = []
+    for row in s["rows"]:
+        ev = "; ".join(f"{e['label']} ({e['modality']}) {e['onset_s']:+.1f}..{e['offset_s']:+.1f} s p={e['p']:.2f}"
+                       for e in row["events"][:6]) or "nothing perceived"
+        rows.append([f"{row['t_s']:.1f} s", row["question"], row["gold"], f"{row['answer']} ({'right' if row['correct'] else 'wrong'})",
+                     row["sentence"] or "-", ev])
+    r.table(["at", "question", "gold", "teacher's label answer", "sentence", "evidence (first 6 events)"], rows)
 
 
 def readme_markdown(run: Path) -> str:

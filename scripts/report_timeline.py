@@ -7,7 +7,8 @@ Rows on the recording's time axis:
 3. trigger: the rising edges from the event log, one marker per label;
 4. camera: on/off state over time (shaded), student runs as ticks;
 5. cloud: each offload as a bar from its send time to its result (or fallback);
-6. queries: the wearer's questions, the answer given, its source and whether it was right.
+6. queries: the wearer's questions, the answer given, its source and whether it was right,
+   and (when given) the language model's sentence for the same question.
 
 Reads a recording folder and an ``earshot edge`` event log (docs/edge.md); uses
 matplotlib's object API (Agg), no pyplot state.
@@ -36,8 +37,10 @@ def read_event_log(path: str | Path) -> list[dict]:
     return out
 
 
-def render_timeline(recording_dir: str | Path, events: list[dict], *, n_frames: int = 12, dpi: int = 90) -> bytes:
-    """PNG bytes of the timeline (see the module docstring)."""
+def render_timeline(recording_dir: str | Path, events: list[dict], *, n_frames: int = 12, dpi: int = 90,
+                    sentences: dict[str, str] | None = None) -> bytes:
+    """PNG bytes of the timeline (see the module docstring). ``sentences``: query id -> the
+    language model's sentence for that question, drawn under its answer."""
     from matplotlib.figure import Figure
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -128,8 +131,12 @@ def render_timeline(recording_dir: str | Path, events: list[dict], *, n_frames: 
             mark = {True: "right", False: "wrong"}.get(a.get("correct"), "?")
             text = f"{q.text!r} -> {a.get('answer')!r} ({a.get('source')}, {mark}; gold {gold[q.id].answer!r})"
             color = {"right": "tab:green", "wrong": "tab:red"}.get(mark, "black")
+        said = (sentences or {}).get(q.id)
+        if said:
+            text += f'\n"{said}"'
         right_half = q.t_s > dur / 2
-        ax.text(q.t_s, y + 0.25, text, fontsize=7, color=color, ha="right" if right_half else "left")
+        ax.text(q.t_s, y + 0.25, text, fontsize=7, color=color, ha="right" if right_half else "left",
+                va="bottom")
     ax.set_ylim(-0.5, 3)
     ax.set_yticks([])
     ax.set_ylabel("queries")

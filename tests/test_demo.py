@@ -1,4 +1,5 @@
 """scripts/demo end to end on the tiny presets: every stage, the report and its screenshot."""
+import html
 import json
 import os
 import re
@@ -39,7 +40,7 @@ def test_demo_runs_every_stage(demo):
     # the headline at the end: the teacher on the paired bench beside its controls
     assert "on the counterfactual bench" in stdout and "control: question_only" in stdout
     stages = json.loads((folder / "stages.json").read_text())["seconds"]
-    assert list(stages) == ["world", "instruct", "teachers", "students", "edge", "sim", "report"]
+    assert list(stages) == ["world", "instruct", "teachers", "students", "edge", "sentences", "sim", "report"]
     manifest = json.loads((folder / "world" / "manifest.json").read_text())
     assert len(manifest["recordings"]) >= 2
     for variant in ("av_gate", "visual_gate", "av_blind"):
@@ -53,6 +54,14 @@ def test_demo_runs_every_stage(demo):
     for log in (py_log, native_log):
         kinds = [json.loads(line)["kind"] for line in log.read_text().splitlines()]
         assert kinds[0] == "start" and kinds[-1] == "end" and "offload" in kinds
+    # the timeline's questions in words: every query of the recording asked of the LM-served teacher
+    said = json.loads((folder / "sentences" / py_log.name.replace(".jsonl", ".json")).read_text())
+    from shared.recording import load_recording
+
+    queries = load_recording(folder / "world" / "recordings" / py_log.stem, video=False).annotations.queries
+    assert [r["query_id"] for r in said["rows"]] == [q.id for q in queries] and said["n"] == len(queries) > 0
+    assert all(r["sentence"] and r["lm_ms"] > 0 for r in said["rows"]) and said["lm"] == "default"
+    assert all(set(r["trust"]) == {"audio", "visual"} for r in said["rows"])
     rows = json.loads((folder / "sim" / "results.json").read_text())
     assert {"always_local", "always_cloud", "audio_trigger", "context_aware", "learned"} <= {r["policy"] for r in rows}
     assert (folder / "mlflow.db").is_file()
@@ -74,6 +83,10 @@ def test_report_holds_every_section_with_numbers(demo):
     scores = json.loads((folder / "teacher" / "av_gate" / "model" / "eval_bench.scores.json").read_text())["scores"]
     assert f"{100 * scores['overall']:.1f}" in chunks[0]
     assert page.count("data:image/png;base64,") >= 2  # Pareto plot and timeline
+    # the timeline's sentences table: one row per query, the sentence the server wrote
+    said = json.loads(next((folder / "sentences").glob("*.json")).read_text())
+    assert "teacher&#x27;s label answer" in chunks[4] or "teacher's label answer" in chunks[4]
+    assert all(html.escape(r["sentence"]) in chunks[4] for r in said["rows"])
 
 
 @pytest.mark.slow  # the tiny demo end to end: minutes
