@@ -9,13 +9,19 @@ decoder (``earshot train model.decoder=...``):
 
     lm           SmolLM2-135M (frozen) + LoRA r=8 on q/v, prefix projected 128 -> 576, ``--steps`` steps
     small_steps  the built-in 2-layer decoder over the words of the data, the same ``--steps``
-    small_time   the built-in decoder, as many steps as fit in the LM run's training wall time
-    reference    (``--reference``) the default teacher trained on all records (evaluated only)
+    small_long   the built-in decoder, the same records, ``--small-long-steps`` steps (a fraction
+                 of the LM's training wall time: what the small decoder does with the budget)
+    reference    (``--reference``) the default teacher: the built-in decoder trained on all
+                 records for 1200 steps of 32 (evaluated only; its training time is its
+                 run's ``experiment_train.json``). The equal-budget comparison: on this
+                 machine it trains in less wall time than the LM's ``--steps``.
 
 Each trained variant is an ``earshot train`` run in ``<out>/<variant>`` (skipped
 when its ``model/`` exists, so a finished run is reused); its training time is
 the run's ``train/seconds`` in MLflow (the steps and their evaluation, not the
-feature cache). All are scored on the SAME bench subset: every closed-form
+feature cache). Each variant's scores are kept in ``<out>/scores_<variant>.json``
+(reused for the same bench subset), so ``--only`` can score variants in separate
+processes. All are scored on the SAME bench subset: every closed-form
 record (SSA, TR, AVH; option likelihood) of ``--bench-recordings`` held-out
 recordings spread over the bench, with the controls (``cloud/controls.py``) and
 recording-level 95% intervals; the LM beside each small run as a paired
@@ -145,7 +151,7 @@ def markdown(result: dict[str, Any]) -> str:
         train = v.get("train")
         if train:
             steps = train["steps"]
-            cost = f"{steps} | {steps * result['batch_size']} | {train['train_s'] / steps:.2f} | {train['train_s']:.0f}"
+            cost = f"{steps} | {steps * v['train_batch_size']} | {train['train_s'] / steps:.2f} | {train['train_s']:.0f}"
         else:
             cost = f"{v.get('steps_note', '-')} | - | - | -"
         lines.append(f"| **{name}** | {v['decoder']} | {cost} | {v['answer_ms_p50']:.0f} | "
@@ -178,7 +184,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--lm", default=None, help="model.lm (default: the embedded SmolLM2)")
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--records", type=int, default=2400, help="training records (evenly spaced subset)")
-    ap.add_argument("--bench-recordings", type=int, default=11)
+    ap.add_argument("--bench-recordings", type=int, default=10)
+    ap.add_argument("--small-long-steps", type=int, default=1200)
+    ap.add_argument("--only", default="lm,small_steps,small_long,reference", help="variants to train and score now")
     ap.add_argument("--latency-records", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
@@ -191,37 +199,47 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"data.max_train_records={a.records}", f"threads={a.threads}", f"seed={a.seed}", *COMMON]
     lm = [*LM_ONLY, *([f"model.lm={a.lm}"] if a.lm else [])]
     started = _load()
-    trained = {"lm": train_variant("lm", out / "lm", [*data, *lm, f"max_steps={a.steps}", f"eval_every={a.steps}",
-                                                      "mlflow.run_name=lm_decoder_lm"])}
-    trained["small_steps"] = train_variant("small_steps", out / "small_steps",
-                                           [*data, f"max_steps={a.steps}", f"eval_every={a.steps}",
-                                            "mlflow.run_name=lm_decoder_small_steps"])
-    per_step = trained["small_steps"]["train_s"] / trained["small_steps"]["steps"]
-    equal = max(a.steps, round(trained["lm"]["train_s"] / per_step))
-    trained["small_time"] = train_variant("small_time", out / "small_time",
-                                          [*data, f"max_steps={equal}", f"eval_every={equal}",
-                                           "mlflow.run_name=lm_decoder_small_time"])
-
-    records = bench_records(a.qa_dir, a.bench_recordings)
-    train_records = load_records(a.qa_dir, "train_av")
-    folders = {name: out / name for name in trained}
+    only = a.only.split(",")
+    runs = {"lm": [*data, *lm], "small_steps": data, "small_long": data}
+    steps = {"lm": a.steps, "small_steps": a.steps, "small_long": a.small_long_steps}
+    folders = {name: out / name for name in runs}
     if a.reference:
         folders["reference"] = Path(a.reference).parent if Path(a.reference).name == "model" else Path(a.reference)
+    records = bench_records(a.qa_dir, a.bench_recordings)
+    subset = sorted(r.id for r in records)
+    train_records = None
     variants: dict[str, Any] = {}
     for name, folder in folders.items():
+        saved = out / f"scores_{name}.json"
+        if saved.is_file() and json.loads(saved.read_text())["records"] == subset:
+            variants[name] = json.loads(saved.read_text())["result"]
+            continue
+        if name not in only:
+            continue
+        if name in runs:
+            train = train_variant(name, folder, [*runs[name], f"max_steps={steps[name]}", f"eval_every={steps[name]}",
+                                                 f"mlflow.run_name=lm_decoder_{name}"])
+        else:
+            done = json.loads((folder / "experiment_train.json").read_text()) \
+                if (folder / "experiment_train.json").is_file() else None
+            card = json.loads((folder / "model" / "model_config.json").read_text())
+            train = {"steps": card["step"], "train_s": done["train_seconds"]} if done else None
         print(f"[{time.strftime('%H:%M:%S')}] scoring {name} on {len(records)} records (load {_load()})", flush=True)
+        train_records = train_records or load_records(a.qa_dir, "train_av")
         v = score_variant(folder, records, train_records, a.qa_dir, a.dataset, a.threads, a.latency_records, a.seed)
-        v["decoder"] = "SmolLM2-135M + LoRA" if name == "lm" else "small (2 layers)"
-        v["train"] = trained.get(name)
-        if name == "reference":
-            v["steps_note"] = "1200 (all 22k records)"
+        v.update(decoder="SmolLM2-135M + LoRA" if name == "lm" else "small (2 layers)", train=train,
+                 load=_load(), train_batch_size=16 if name in runs else 32)
+        saved.write_text(json.dumps({"records": subset, "result": v}) + "\n", encoding="utf-8")
         variants[name] = v
+    if "lm" not in variants or len(variants) < 2:
+        print(f"scored so far: {sorted(variants)}; the table needs lm and another")
+        return {"variants": variants}
     lm_pairs, groups = pair_outcomes(records, variants["lm"]["scores"]["model"])
     differences = {}
     for name in [n for n in variants if n != "lm"]:
         other, _ = pair_outcomes(records, variants[name]["scores"]["model"])
         differences[f"lm - {name}"] = paired_difference(lm_pairs, other, groups, seed=a.seed).to_dict()
-    result = {"batch_size": 16, "records": a.records, "bench_records": len(records), "threads": a.threads,
+    result = {"records": a.records, "bench_records": len(records), "threads": a.threads,
               "bench_recordings": len({r.recording_id for r in records}), "load_at_start": started,
               "load_at_end": _load(), "variants": variants, "differences": differences}
     table = markdown(result)
