@@ -11,8 +11,9 @@ Every stage is a documented ``earshot`` command (or two in parallel, one
 core each), run as a subprocess with its output in ``<out>/logs/<stage>.log``;
 a rich progress display shows the stage and its time, and a table of stage
 times closes the run (also in ``<out>/stages.json``). A stage that finished
-before with the same commands is skipped (delete ``<out>`` or pass
-``--fresh`` to redo). The server is started for the edge stages and stopped
+before with the same commands is skipped (``--fresh`` redoes them: with
+``--only``, just those stages, whose outputs are overwritten; without, the
+whole run, deleting ``<out>`` first). The server is started for the edge stages and stopped
 after them. Every figure in ``<out>/report.html`` comes from this run's files.
 """
 from __future__ import annotations
@@ -376,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", default=os.environ.get("EARSHOT_DEMO_PRESET", "demo"))
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("EARSHOT_DEMO_DIR", REPO / "runs" / "demo")))
     ap.add_argument("--only", action="append", default=[], help="run only these stages (repeatable)")
-    ap.add_argument("--fresh", action="store_true", help="redo stages that finished before")
+    ap.add_argument("--fresh", action="store_true",
+                    help="redo stages that finished before (with --only: just those; else delete --out first)")
     args = ap.parse_args(argv)
     if args.preset not in PRESETS:
         console.print(f"[bold red]EARSHOT_DEMO_PRESET must be demo or tiny, got {args.preset!r}[/]")
@@ -386,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[bold red]--only: unknown stages {unknown}; stages: {[s.name for s in STAGES]}[/]")
         return 2
     out = args.out.resolve()
-    if args.fresh and out.exists():
+    if args.fresh and out.exists() and not args.only:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     workers = max(1, min(2, os.cpu_count() or 1))
@@ -403,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         marker = done_dir / stage.name
         fp = _fingerprint(ctx, stage)
         label = f"stage {k}/{len(stages)}: {stage.title}"
-        if marker.exists() and marker.read_text() == fp:
+        if marker.exists() and marker.read_text() == fp and not args.fresh:
             console.print(f"[dim]{label}: done before, skipped[/]")
             times[stage.name] = 0.0
             continue

@@ -139,3 +139,27 @@ def test_bench_names_what_is_missing_before_running(tmp_path):
     out = subprocess.run([EARSHOT, "bench",
                           f"run={tmp_path}", "parts=[sim]"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "traces/*.jsonl" in out.stderr and "missing" in out.stderr
+
+
+@pytest.mark.slow  # starts the demo driver and its report stage (~10 s)
+def test_fresh_with_only_redoes_those_stages_and_keeps_the_rest(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo_driver", ROOT / "scripts" / "demo.py")
+    driver = importlib.util.module_from_spec(spec)
+    sys.modules["demo_driver"] = driver  # its dataclasses look their module up
+    spec.loader.exec_module(driver)
+    out_dir = tmp_path / "demo"
+    (out_dir / "world").mkdir(parents=True)
+    (out_dir / "world" / "keep.txt").write_text("an earlier stage's output")
+    ctx = driver.Ctx(out_dir.resolve(), "tiny", driver.PRESETS["tiny"], 1)
+    (out_dir / ".done").mkdir()
+    report = next(st for st in driver.STAGES if st.name == "report")
+    (out_dir / ".done" / "report").write_text(driver._fingerprint(ctx, report))  # "finished before"
+    run = [sys.executable, str(ROOT / "scripts" / "demo.py"), "--preset", "tiny", "--out", str(out_dir), "--only", "report"]
+    first = subprocess.run(run, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0 and "done before, skipped" in first.stdout
+    again = subprocess.run([*run, "--fresh"], capture_output=True, text=True, timeout=300)
+    # redone (and failed: there is nothing to report on), the other stages' outputs untouched
+    assert again.returncode == 1 and "done before, skipped" not in again.stdout and "failed" in again.stdout
+    assert (out_dir / "world" / "keep.txt").read_text() == "an earlier stage's output"
