@@ -158,8 +158,8 @@ class LMDecoder(nn.Module):
         n = new_ids.shape[1]
         pos = (valid.long().cumsum(1) - 1).clamp_min(0)[:, -n:]
         out = self.lm(inputs_embeds=self.embed(new_ids), attention_mask=valid.long(), position_ids=pos,
-                      past_key_values=cache, use_cache=True)
-        return out.logits, out.past_key_values
+                      cache=cache, use_cache=True)
+        return out.logits, out.cache
 
     @staticmethod
     def _last_valid(valid: torch.Tensor) -> torch.Tensor:
@@ -170,7 +170,7 @@ class LMDecoder(nn.Module):
                  eos_id: int) -> torch.Tensor:
         out, valid = self._run(prefix, prefix_mask, ids, keep=0, cache=True)
         rows = torch.arange(ids.shape[0], device=ids.device)
-        logits, cache = out.logits[rows, self._last_valid(valid)], out.past_key_values
+        logits, cache = out.logits[rows, self._last_valid(valid)], out.cache
         done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
         new = []
         for step in range(max_new_tokens):
@@ -198,7 +198,7 @@ class LMDecoder(nn.Module):
         out, valid = self._run(prefix, prefix_mask, ids, keep=0, cache=True)
         first = torch.log_softmax(out.logits[torch.arange(ids.shape[0]), self._last_valid(valid)].float(), -1)
         idx = torch.tensor(rows, device=ids.device)
-        cache = out.past_key_values
+        cache = out.cache
         cache.reorder_cache(idx)
         seqs = [o for opts in options for o in opts]
         width = max(len(s) for s in seqs)
