@@ -73,7 +73,7 @@ from torch.nn.parallel import DistributedDataParallel
 from cloud.data import (FeatureCache, PerceptionWindows, QADataset, RecordingStore, WindowSpec, collate,
                         load_records, resolve_dataset)
 from cloud.eval import flat_metrics, perception_scores, predict, score_predictions
-from cloud.model.io import VOCAB_FILE, WEIGHTS_FILE, save_teacher
+from cloud.model.io import VOCAB_FILE, WEIGHTS_FILE, load_weights, save_teacher
 from cloud.model.perception import FRAME_LABELS, SOUND_LABELS
 from cloud.model.teacher import AVTeacher
 from cloud.model.tokenizer import Tokenizer
@@ -140,7 +140,9 @@ class TrainRecipe:
         # Records before the tokenizer: its vocabulary is built from the training records.
         self.train_records = load_records(cfg.data.qa_dir, f"train_{cfg.data.narration}", cfg.data.max_train_records)
         self.val_records = load_records(cfg.data.qa_dir, cfg.data.val_split, cfg.data.max_val_records)
-        if checkpoint is not None:
+        if cfg.model.decoder == "lm":
+            self.tokenizer = None  # the LM's own, loaded with it below
+        elif checkpoint is not None:
             self.tokenizer = Tokenizer.load(checkpoint / VOCAB_FILE)
         else:
             # every perception label is a word, so each can be mixed into the prefix (label_word_ids)
@@ -158,16 +160,25 @@ class TrainRecipe:
         )
         self.store = RecordingStore(resolve_dataset(cfg.data.qa_dir, cfg.data.dataset), self.spec.frame_size_px,
                                     self.spec.n_mels)
-        q, a = cfg.model.max_question_tokens, cfg.model.max_answer_tokens
-        self.train_set = QADataset(self.train_records, self.store, self.tokenizer, self.spec, q, a,
-                                   corrupt_share=cfg.data.corrupt_share)
-        self.val_set = QADataset(self.val_records, self.store, self.tokenizer, self.spec, q, a)
 
         # The model after the tokenizer (vocabulary size) and after seeding, so every
         # process starts from the same weights (DDP would broadcast rank 0's anyway).
         torch.manual_seed(self.seed)
-        self.model = AVTeacher(cfg.model, len(self.tokenizer), self.tokenizer.pad_id, self.tokenizer.bos_id,
-                               self.tokenizer.eos_id, label_word_ids=label_word_ids(self.tokenizer))
+        if cfg.model.decoder == "lm":
+            from cloud.model.lm_decoder import lm_sha256, make_lm_teacher
+
+            self.model, self.tokenizer, lm = make_lm_teacher(cfg.model)
+            self.model.lm_sha256 = lm_sha256(lm.path)  # once, not per checkpoint
+            if self.is_main:
+                print(f"decoder: {lm.name} ({lm.num_parameters / 1e6:.1f} M parameters, frozen; LoRA r="
+                      f"{cfg.model.lora_rank}), loaded in {lm.load_s:.1f} s", flush=True)
+        else:
+            self.model = AVTeacher(cfg.model, len(self.tokenizer), self.tokenizer.pad_id, self.tokenizer.bos_id,
+                                   self.tokenizer.eos_id, label_word_ids=label_word_ids(self.tokenizer))
+        q, a = cfg.model.max_question_tokens, cfg.model.max_answer_tokens
+        self.train_set = QADataset(self.train_records, self.store, self.tokenizer, self.spec, q, a,
+                                   corrupt_share=cfg.data.corrupt_share)
+        self.val_set = QADataset(self.val_records, self.store, self.tokenizer, self.spec, q, a)
 
         # Perception is done when a QA checkpoint or the perception folder exists, or
         # another run's phase 1 is given (variants that differ after phase 1 share it).
@@ -279,7 +290,7 @@ class TrainRecipe:
                 "model.frame_size_px", "model.visual_channels", "model.d_model", "model.context_layers")
         if not shared:
             keys += ("seed", "model")
-        then, now = flatten(state["config"]), flatten(dataclasses.asdict(self.cfg))
+        then, now = flatten(_with_decoder_defaults(state["config"])), flatten(dataclasses.asdict(self.cfg))
         changed = sorted(k for k in set(then) | set(now) if k.startswith(keys) and then.get(k) != now.get(k))
         if changed:
             what = "perception.init" if shared else "out"
@@ -291,7 +302,8 @@ class TrainRecipe:
             missing, unexpected = self.model.load_state_dict(weights, strict=False)
             missing = [k for k in missing if k.split(".", 1)[0] in parts]
         else:
-            missing, unexpected = safetensors.torch.load_model(self.model, str(folder / WEIGHTS_FILE))
+            load_weights(self.model, folder / WEIGHTS_FILE)
+            missing = unexpected = []
         if missing or unexpected:
             raise UserError(f"{folder / WEIGHTS_FILE}: missing {missing}, unexpected {unexpected}")
         self.perception_done = True
@@ -411,10 +423,9 @@ class TrainRecipe:
 
     def _load_checkpoint(self, folder: Path) -> None:
         state = read_state(folder)
-        check_resume_config(folder, state["config"], dataclasses.asdict(self.cfg), RESUME_MAY_CHANGE)
-        missing, unexpected = safetensors.torch.load_model(self.model, str(folder / WEIGHTS_FILE))
-        if missing or unexpected:
-            raise UserError(f"{folder / WEIGHTS_FILE}: missing {missing}, unexpected {unexpected}")
+        check_resume_config(folder, _with_decoder_defaults(state["config"]), dataclasses.asdict(self.cfg),
+                            RESUME_MAY_CHANGE)
+        load_weights(self.model, folder / WEIGHTS_FILE)
         load_optimizer(self.optimizer, folder, state["optimizer"])
         self.step = self.resumed_from = int(state["step"])
         self.mlflow_run_id = state.get("mlflow_run_id")
@@ -462,6 +473,12 @@ class TrainRecipe:
             tracker.end(failed=failed)
         if self.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _with_decoder_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """A saved config from before ``model.decoder`` existed had the built-in decoder."""
+    model = {"decoder": "small", "lm": None, "lora_rank": 8, **config.get("model", {})}
+    return {**config, "model": model}
 
 
 def _perception_folder(path: str) -> Path:

@@ -6,6 +6,7 @@
     encoders.py   AudioEncoder (log-mel), VisualEncoder (frames), TimeEmbedding
     gate.py       ReliabilityGate (context-aware or blind)
     decoder.py    the Decoder interface and a small causal transformer
+    lm_decoder.py a pretrained local LM (frozen, LoRA) behind the same interface (model.decoder=lm)
     teacher.py    AVTeacher: all of the above, plus the tag head
     io.py         save_teacher / load_teacher (safetensors + JSON)
 

@@ -13,12 +13,18 @@ from typing import Any, Mapping
 
 from shared.config import check
 
-__all__ = ["FUSIONS", "ModelConfig"]
+__all__ = ["FUSIONS", "DECODERS", "ModelConfig"]
 
 #: ``gate``: per-modality reliability from context (audio SNR, visual blur and
 #: occlusion, all estimated from the signals). ``blind``: the same gate fed a
 #: constant context, so it learns one fixed trust per modality.
 FUSIONS = ("gate", "blind")
+#: ``small``: the built-in word-level decoder (``cloud/model/decoder.py``). ``lm``: a local
+#: pretrained causal LM (``model.lm``) with LoRA adapters (``cloud/model/lm_decoder.py``).
+DECODERS = ("small", "lm")
+#: The fields that only the ``lm`` decoder reads: left out of a ``small`` model's card, so
+#: its checkpoints stay exactly as before the LM variant existed.
+_LM_FIELDS = ("decoder", "lm", "lora_rank")
 
 
 @dataclass
@@ -55,6 +61,13 @@ class ModelConfig:
         label_pointer: each question word that names a perception label adds a
             prefix token pooled from where that label was perceived (features,
             time, and whether it was), so "did you hear the knock?" is a lookup.
+        decoder: ``small`` (built-in, over the training records' words) or ``lm``
+            (the pretrained LM of ``lm``, frozen, with LoRA adapters; the prefix
+            is projected to its width and labels are its word pieces).
+        lm: the LM for ``decoder=lm``: a local ``.gguf`` file or Hugging Face
+            folder, or null / ``default`` for the embedded SmolLM2 (``cloud/lm/load.py``);
+            checked when the config is read. Never downloaded.
+        lora_rank: rank of the LoRA adapters on the LM's query and value projections.
     """
 
     n_mels: int = 64
@@ -77,6 +90,9 @@ class ModelConfig:
     label_mix: bool = True
     fusion_reads_question: bool = False
     label_pointer: bool = True
+    decoder: str = "small"
+    lm: str | None = None
+    lora_rank: int = 8
 
     def __post_init__(self) -> None:
         p = "model."
@@ -113,6 +129,17 @@ class ModelConfig:
         check(1 <= self.max_question_tokens <= 512, p + "max_question_tokens", f"must be in [1, 512], got {self.max_question_tokens}")
         check(2 <= self.max_answer_tokens <= 256, p + "max_answer_tokens", f"must be in [2, 256], got {self.max_answer_tokens}")
         check(0.0 <= self.dropout < 1.0, p + "dropout", f"must be in [0, 1), got {self.dropout}")
+        check(self.decoder in DECODERS, p + "decoder", f"must be one of {DECODERS}, got {self.decoder!r}")
+        check(1 <= self.lora_rank <= 256, p + "lora_rank", f"must be in [1, 256], got {self.lora_rank}")
+        if self.decoder == "lm":
+            # A bad path fails here, before any data is read or a model is built.
+            from cloud.lm.load import resolve_lm_path
+            from shared.config import ConfigError, UserError
+
+            try:
+                resolve_lm_path(self.lm, key=p + "lm")
+            except UserError as exc:
+                raise ConfigError(str(exc)) from None
 
     @property
     def mel_frames_per_token(self) -> int:
@@ -120,7 +147,11 @@ class ModelConfig:
         return int(round(self.audio_token_s * 100))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if self.decoder == "small":
+            for key in _LM_FIELDS:
+                out.pop(key)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":

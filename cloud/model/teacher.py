@@ -127,6 +127,12 @@ class AVTeacher(nn.Module):
     ``label_word_ids``: for each perception label (``SOUND_LABELS`` then
     ``FRAME_LABELS``) the decoder token id of its word, or -1 (no mixture for
     it); saved as a buffer so a checkpoint keeps its own mapping.
+
+    ``label_pieces``: instead, for a decoder whose tokenizer splits a label into
+    several pieces (a pretrained LM: " timer_beep" -> " timer", "_", "be", "ep"),
+    each label's piece ids; a label's embedding is then the mean of its pieces'
+    and a question names it where its pieces occur in a row (`_question_labels`).
+    A decoder passed in is pretrained: its weights are left as they are.
     """
 
     def __init__(
@@ -138,6 +144,7 @@ class AVTeacher(nn.Module):
         eos_id: int = 3,
         decoder: Decoder | None = None,
         label_word_ids: list[int] | None = None,
+        label_pieces: list[list[int]] | None = None,
     ) -> None:
         super().__init__()
         self.cfg = cfg
@@ -154,6 +161,7 @@ class AVTeacher(nn.Module):
         self.start = nn.Parameter(torch.zeros(d))
         self.fusion = nn.ModuleList(Block(d, cfg.n_heads, cfg.dropout) for _ in range(cfg.fusion_layers))
         self.fusion_ln = nn.LayerNorm(d)
+        built_in = decoder is None
         if decoder is None:
             max_text = cfg.max_question_tokens + 1 + cfg.max_answer_tokens
             decoder = TransformerDecoder(vocab_size, d, cfg.decoder_layers, cfg.n_heads, max_text, cfg.dropout, pad_id)
@@ -171,10 +179,21 @@ class AVTeacher(nn.Module):
         if len(ids) != len(SOUND_LABELS) + len(FRAME_LABELS):
             raise ValueError(f"label_word_ids: {len(ids)} ids for {len(SOUND_LABELS) + len(FRAME_LABELS)} labels")
         self.register_buffer("label_word_ids", torch.tensor(ids, dtype=torch.long))
+        if label_pieces is not None:
+            if len(label_pieces) != len(ids) or not all(label_pieces):
+                raise ValueError(f"label_pieces: need a non-empty piece list for each of {len(ids)} labels")
+            width = max(len(x) for x in label_pieces)
+            table = torch.full((len(label_pieces), width), -1, dtype=torch.long)
+            for i, x in enumerate(label_pieces):
+                table[i, : len(x)] = torch.tensor(x, dtype=torch.long)
+            self.register_buffer("label_piece_ids", table)
+        else:
+            self.label_piece_ids = None
         # how much each modality's label mixture adds to its prefix tokens (learned; starts level with them)
         self.mix_scale = nn.Parameter(torch.full((len(MODALITIES),), 1.0))
         for part in (self.modality_embedding, self.fusion, self.decoder, self.sound_head, self.frame_head):
-            part.apply(_init_weights)
+            if part is not self.decoder or built_in:
+                part.apply(_init_weights)
         # Built last so the initialisation above cannot touch its physics prior.
         self.gate = ReliabilityGate(d, cfg.gate_hidden, context_aware=cfg.fusion == "gate")
 
@@ -209,11 +228,50 @@ class AVTeacher(nn.Module):
         """(B, N, L) probabilities -> (B, N, decoder width): sum_l p_l * wte[id_l], each
         label's embedding rescaled to the norm of a LayerNorm output (sqrt(width)), so a
         heard label weighs as much in its prefix token as the token's own features
-        (word embeddings start ~50x smaller)."""
+        (word embeddings start ~50x smaller). ``ids``: the labels' rows of
+        ``label_word_ids``, or of ``label_piece_ids`` (L, P) for a multi-piece LM."""
+        if ids.dim() == 2:
+            return probs @ self._piece_label_embeddings(ids)
         known = ids >= 0
         emb = self.decoder.embed(ids.clamp_min(0))
         emb = emb * (math.sqrt(emb.shape[-1]) / emb.norm(dim=-1, keepdim=True).clamp_min(1e-6))
         return probs @ (emb * known[:, None].to(probs.dtype))
+
+    def _piece_label_embeddings(self, pieces: torch.Tensor) -> torch.Tensor:
+        """(L, P) piece ids (-1 = none) -> (L, decoder width): the mean of each label's pieces'
+        embeddings, rescaled to the decoder's ``embed_norm`` (a pretrained LM's typical
+        token norm, so a label reads like one of its words)."""
+        valid = (pieces >= 0).to(self.start.dtype)[..., None]
+        emb = (self.decoder.embed(pieces.clamp_min(0)) * valid).sum(1) / valid.sum(1).clamp_min(1.0)
+        return emb * (self.decoder.embed_norm / emb.norm(dim=-1, keepdim=True).clamp_min(1e-6))
+
+    def _question_labels(self, question_ids: torch.Tensor) -> torch.Tensor:
+        """(B, Lq) -> (B, Lq) index of the perception label a question token names, -1 elsewhere.
+
+        One-token labels: a lookup of ``label_word_ids``. Multi-piece labels: the last
+        piece of each run of a label's pieces, longest labels first, so " walk" inside
+        " walk_to_door" names only walk_to_door."""
+        if self.label_piece_ids is None:
+            lookup = torch.full((max(int(self.label_word_ids.max()) + 1, 1),), -1, dtype=torch.long,
+                                device=question_ids.device)
+            known = self.label_word_ids >= 0
+            lookup[self.label_word_ids[known]] = torch.arange(len(self.label_word_ids), device=question_ids.device)[known]
+            ids = question_ids.clamp(0, len(lookup) - 1)
+            return torch.where(question_ids < len(lookup), lookup[ids], torch.full_like(ids, -1))
+        b, n = question_ids.shape
+        label = torch.full_like(question_ids, -1)
+        covered = torch.zeros_like(question_ids, dtype=torch.bool)
+        lengths = (self.label_piece_ids >= 0).sum(1).tolist()
+        for j in sorted(range(len(lengths)), key=lambda j: -lengths[j]):
+            k = lengths[j]
+            if k > n:
+                continue
+            hit = (question_ids.unfold(1, k, 1) == self.label_piece_ids[j, :k]).all(-1)  # (B, n - k + 1)
+            hit &= ~covered.unfold(1, k, 1).any(-1)
+            label[:, k - 1 :][hit] = j
+            for t in range(k):
+                covered[:, t : t + n - k + 1] |= hit
+        return label
 
     # --- the fused prefix ------------------------------------------------------
 
@@ -267,8 +325,9 @@ class AVTeacher(nn.Module):
 
         if self.cfg.label_mix:
             n_s = len(SOUND_LABELS)
-            mix_a = self._label_mixture(torch.sigmoid(p["sound_logits"]), self.label_word_ids[:n_s])
-            mix_v = self._label_mixture(torch.sigmoid(p["frame_logits"]), self.label_word_ids[n_s:])
+            labels = self.label_word_ids if self.label_piece_ids is None else self.label_piece_ids
+            mix_a = self._label_mixture(torch.sigmoid(p["sound_logits"]), labels[:n_s])
+            mix_v = self._label_mixture(torch.sigmoid(p["frame_logits"]), labels[n_s:])
             w = r * self.mix_scale  # an untrusted modality's labels count for less, like its tokens
             mix = torch.cat([mix_a * w[:, 0, None, None], mix_v * w[:, 1, None, None]], dim=1)
             mix = mix.gather(1, order[..., None].expand(-1, -1, mix.shape[-1])) * valid[..., None].to(mix.dtype)
@@ -302,12 +361,7 @@ class AVTeacher(nn.Module):
         off the prefix. Returns (B, Lq + 1, decoder width) tokens and their mask.
         """
         n_s = len(SOUND_LABELS)
-        lookup = torch.full((max(int(self.label_word_ids.max()) + 1, 1),), -1, dtype=torch.long,
-                            device=question_ids.device)
-        known = self.label_word_ids >= 0
-        lookup[self.label_word_ids[known]] = torch.arange(len(self.label_word_ids), device=question_ids.device)[known]
-        ids = question_ids.clamp(0, len(lookup) - 1)
-        label = torch.where(question_ids < len(lookup), lookup[ids], torch.full_like(ids, -1))  # (B, Lq)
+        label = self._question_labels(question_ids)  # (B, Lq)
         feats_out, when = [], []
         for logits, feats, valid, t, lo, hi, m in (
                 (p["sound_logits"], audio, p["audio_valid"], times[0], 0, n_s, 0),
@@ -329,8 +383,11 @@ class AVTeacher(nn.Module):
             feats_out.append(torch.where(mine, torch.cat([pooled, present, 1.0 - present, onset / 10, end / 10], -1), zero))
             when.append(torch.where(mine, torch.cat([onset / 10, end / 10, present], -1), zero))
         tokens = self.to_decoder(self.pointer_proj(feats_out[0] + feats_out[1]))
-        emb = self.decoder.embed(question_ids)
-        emb = emb * (math.sqrt(emb.shape[-1]) / emb.norm(dim=-1, keepdim=True).clamp_min(1e-6))
+        if self.label_piece_ids is None:
+            emb = self.decoder.embed(question_ids)
+            emb = emb * (math.sqrt(emb.shape[-1]) / emb.norm(dim=-1, keepdim=True).clamp_min(1e-6))
+        else:  # the named label's own embedding (its last piece alone would be "ep" of " timer_beep")
+            emb = self._piece_label_embeddings(self.label_piece_ids)[label.clamp_min(0)]
         mask = label >= 0
         # the relation of the first two labels named
         when = when[0] + when[1]  # (B, Lq, 3)
@@ -384,6 +441,11 @@ class AVTeacher(nn.Module):
         """
         enc = enc if enc is not None else self.encode(batch)
         question = batch["question_ids"]
+        if hasattr(self.decoder, "option_logprobs"):
+            # a large LM reads the shared prefix and question once, then only each option
+            bos = torch.full((question.shape[0], 1), self.bos_id, dtype=question.dtype, device=question.device)
+            return self.decoder.option_logprobs(enc.prefix, enc.prefix_mask, torch.cat([question, bos], dim=1),
+                                                [[[*o, self.eos_id] for o in opts] for opts in options])
         rows, seqs = [], []
         for b, opts in enumerate(options):
             q = question[b][question[b] != self.pad_id].tolist()
