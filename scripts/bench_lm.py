@@ -61,12 +61,12 @@ def teacher_folder(path: str) -> Path:
     return folder / "model" if (folder / "model" / "model.safetensors").is_file() else folder
 
 
-def measure_load(lm: str | None, adapter: str | None) -> tuple[object, dict]:
+def measure_load(lm: str | None, adapter: str | None, threads: int = 1) -> tuple[object, dict]:
     from cloud.lm.tune import load_answerer
 
     before = rss_mb()
     t0 = time.perf_counter()
-    answerer = load_answerer(lm, adapter, threads=1)
+    answerer = load_answerer(lm, adapter, threads=threads)
     wall = time.perf_counter() - t0
     # one warm-up answer, as the server does before READY
     t1 = time.perf_counter()
@@ -164,14 +164,15 @@ def percentiles(xs: list[float]) -> dict:
             "mean": round(float(a.mean()), 1), "max": round(float(a.max()), 1)}
 
 
-def measure_server(teacher_dir: Path, lm: str | None, adapter: str | None, requests: list, workdir: Path) -> dict:
+def measure_server(teacher_dir: Path, lm: str | None, adapter: str | None, requests: list, workdir: Path,
+                   threads: int = 1) -> dict:
     from dataclasses import replace
 
     from edge.client import Client, ClientError
 
     ep_file = workdir / "endpoint.txt"
     argv = [str(EARSHOT), "serve", f"checkpoint={teacher_dir}", "bind=tcp://127.0.0.1:*", f"endpoint_file={ep_file}",
-            f"lm={lm or 'default'}", f"lm_adapter={adapter if adapter else 'null'}", "threads=1", "max_batch_size=1"]
+            f"lm={lm or 'default'}", f"lm_adapter={adapter if adapter else 'null'}", f"threads={threads}", "max_batch_size=1"]
     log = open(workdir / "serve.log", "w")
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
@@ -274,12 +275,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip", default="", help="comma list of parts to skip: grounding,cost,server")
     ap.add_argument("--quick", action="store_true", help="6 pairs, 6 answers: a smoke run")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads for the language model, in process and in the server (earshot serve threads=)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(a.threads)
     if a.quick:
         a.pairs, a.answers = 6, 6
     skip = set(filter(None, a.skip.split(",")))
@@ -287,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     folder = teacher_folder(a.teacher)
     d: dict = {"args": vars(a), "teacher": str(folder), "load_avg_start": os.getloadavg()}
     print("loading the language model ...", flush=True)
-    answerer, d["load"] = measure_load(a.lm, adapter)
+    answerer, d["load"] = measure_load(a.lm, adapter, a.threads)
     if "grounding" not in skip:
         d["grounding"] = measure_grounding(answerer, folder, a.qa, a.dataset, a.split, a.pairs, a.seed)
         save(d, a.json)  # a later part's failure keeps this one's figures
@@ -302,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
         spec = WindowSpec(**load_teacher(folder)[2]["data"])
         reqs = bench_requests(a.qa, a.dataset, a.split, a.answers, spec, a.seed)
         with tempfile.TemporaryDirectory(prefix="bench_lm_") as tmp:
-            d["server"] = measure_server(folder.resolve(), a.lm, adapter, reqs, Path(tmp))
+            d["server"] = measure_server(folder.resolve(), a.lm, adapter, reqs, Path(tmp), a.threads)
     d["load_avg_end"] = os.getloadavg()
     print_report(d)
     if save(d, a.json):
