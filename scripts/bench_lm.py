@@ -243,7 +243,7 @@ def print_report(d: dict) -> None:
             print(f"| {s['label']} | {s['gold']} | {s['evidence']} | {s['sentence']} |")
     c = d.get("answer_cost")
     if c:
-        print(f"\n## One answer at a time in this process ({c['wall_ms']['n']} bench windows, 1 thread)\n")
+        print(f"\n## One answer at a time in this process ({c['wall_ms']['n']} bench windows, {d['args']['threads']} thread(s))\n")
         print("| figure | p50 | p95 |\n| --- | ---: | ---: |")
         for key, name in (("wall_ms", "wall ms"), ("cpu_ms", "CPU ms (the cost on an idle core)"),
                           ("prompt_tokens", "prompt tokens"), ("new_tokens", "sentence tokens")):
