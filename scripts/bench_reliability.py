@@ -495,11 +495,11 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--parts", default="fuzz,soak,chaos")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--quick", action="store_true", help="2,000 messages, 10 s soak, 12 s chaos (a smoke run)")
+    ap.add_argument("--quick", action="store_true", help="2,000 messages, 6 s soak, 8 s chaos (a smoke run)")
     ap.add_argument("--json", type=Path, default=Path("runs/bench/reliability.json"))
     args = ap.parse_args()
     if args.quick:
-        args.messages, args.soak_s, args.chaos_s, args.capacity_s = 2_000, 10.0, 12.0, 3.0
+        args.messages, args.soak_s, args.chaos_s, args.capacity_s = 2_000, 6.0, 8.0, 3.0
     checkpoint = Path(args.checkpoint or Path(args.run or ".") / "teacher" / "av_gate" / "model").resolve()
     if not (checkpoint / "model.safetensors").is_file():
         ap.error(f"{checkpoint}: not a teacher folder (give --checkpoint or --run)")

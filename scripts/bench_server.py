@@ -373,11 +373,11 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=2, help="saturation runs per batch size (the best is kept: "
                     "other load on a shared host only ever slows a run down)")
     ap.add_argument("--profile-repeats", type=int, default=5, help="runs per batch size in the stage profile")
-    ap.add_argument("--quick", action="store_true", help="batch sizes 1,8; 3 s per measurement")
+    ap.add_argument("--quick", action="store_true", help="batch sizes 1,8; 2 s per measurement")
     ap.add_argument("--out", default="runs/bench/server.json")
     args = ap.parse_args()
     if args.quick:
-        args.batch_sizes, args.seconds, args.repeats = "1,8", 3.0, 1
+        args.batch_sizes, args.seconds, args.repeats = "1,8", 2.0, 1
     batch_sizes = [int(x) for x in args.batch_sizes.split(",")]
     if batch_sizes[0] != 1:
         batch_sizes = [1, *batch_sizes]
