@@ -185,8 +185,9 @@ def headline_markdown(info: dict) -> str:
 
     lines += ["", markdown_table(rows)]
     kinds = kind_table(rows)
-    if kinds:  # per question kind: query success % over the pooled days (n: queries of that kind)
-        lines += ["", f"Query success % by question kind at {cap:g} mW, {dl:g} ms (n: queries over the days played):",
+    if kinds:  # per question kind, with recording-level intervals
+        lines += ["", f"Query success % by question kind at {cap:g} mW, {dl:g} ms [95% recording-level interval] "
+                  "(n: never-on's queries of that kind over its days; the learned column pools its seeds):",
                   "", kinds]
     return "\n".join(lines)
 

@@ -122,7 +122,9 @@ def figures(days: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
     row["refused"] = sum(d["refused_in_flight"] + d["refused_tokens"] for d in days)
     row["by_kind"] = {k: float(np.mean([r["correct"] for r in q if r["kind"] == k]))
                       for k in sorted({r["kind"] for r in q})}
-    row["n_by_kind"] = {k: sum(1 for r in q if r["kind"] == k) for k in row["by_kind"]}
+    # per wearer-question kind, with its recording-level interval (n: queries of that kind)
+    row["by_kind_ci"] = {k: iv(bootstrap_mean, [float(r["correct"]) for r in q if r["kind"] == k],
+                               [r["recording_id"] for r in q if r["kind"] == k]) for k in row["by_kind"]}
     row["by_source"] = {k: sum(1 for r in q if r["source"] == k) for k in ("cloud", "local", "unasked")}
     return row
 
@@ -258,19 +260,20 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 def kind_table(rows: list[dict[str, Any]], policies: tuple[str, ...] = ("never_on", "query_only", "always_cloud",
                                                                       "learned", "oracle")) -> str:
-    """Query success % per wearer-question kind (``shared.queries`` kinds), one column per policy
-    present in ``rows`` (one budget's rows), with the number of queries of each kind: which
-    questions the cloud, the device or neither can answer."""
-    by = {r["policy"]: r for r in rows if r.get("by_kind")}
+    """Query success % per wearer-question kind (``shared.queries`` kinds) with its 95%
+    recording-level interval, one column per policy present in ``rows`` (one budget's rows):
+    which questions the cloud, the device or neither can answer. ``n``: queries of that kind
+    in the first column's days (a policy pooled over several seeds plays as many times more)."""
+    by = {r["policy"]: r for r in rows if r.get("by_kind_ci")}
     cols = [p for p in policies if p in by] or list(by)[:5]
     if not cols:
         return ""
-    kinds = sorted({k for p in cols for k in by[p]["by_kind"]})
-    n = by[cols[0]].get("n_by_kind", {})
+    kinds = sorted({k for p in cols for k in by[p]["by_kind_ci"]})
+    first = by[cols[0]]["by_kind_ci"]
     lines = ["| question kind | n | " + " | ".join(cols) + " |", "| --- | ---: |" + " ---: |" * len(cols)]
     for k in kinds:
-        cells = [f"{100 * by[p]['by_kind'][k]:.1f}" if k in by[p]["by_kind"] else "-" for p in cols]
-        lines.append(f"| {k} | {n.get(k, '-')} | " + " | ".join(cells) + " |")
+        n = first[k]["n"] if first.get(k) else "-"
+        lines.append(f"| {k} | {n} | " + " | ".join(format_interval(by[p]["by_kind_ci"].get(k)) for p in cols) + " |")
     return "\n".join(lines)
 
 

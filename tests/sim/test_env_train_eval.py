@@ -113,12 +113,16 @@ def test_eval_table_files_intervals_and_targets(traces, trained, tmp_path):
 def test_kind_table_lists_each_kind_with_its_count_per_policy():
     from sim.evaluate import kind_table
 
-    rows = [{"policy": "never_on", "by_kind": {"count": 0.5, "yes_no": 1.0}, "n_by_kind": {"count": 4, "yes_no": 2}},
-            {"policy": "always_cloud", "by_kind": {"count": 0.25, "yes_no": 0.0}, "n_by_kind": {"count": 4, "yes_no": 2}},
-            {"policy": "random", "by_kind": {"count": 1.0}, "n_by_kind": {"count": 4}}]
+    def ci(v, lo, hi, n):
+        return {"value": v, "lo": lo, "hi": hi, "n": n, "n_groups": 2, "p_value": None}
+
+    rows = [{"policy": "never_on", "by_kind_ci": {"count": ci(0.5, 0.25, 0.75, 4), "yes_no": ci(1.0, 1.0, 1.0, 2)}},
+            {"policy": "always_cloud", "by_kind_ci": {"count": ci(0.25, 0.0, 0.5, 4), "yes_no": ci(0.0, 0.0, 0.0, 2)}},
+            {"policy": "random", "by_kind_ci": {"count": ci(1.0, 1.0, 1.0, 4)}}]
     table = kind_table(rows).splitlines()
     assert table[0] == "| question kind | n | never_on | always_cloud |"  # the controls, in their order
-    assert table[2] == "| count | 4 | 50.0 | 25.0 |" and table[3] == "| yes_no | 2 | 100.0 | 0.0 |"
+    assert table[2] == "| count | 4 | 50.0 [25.0, 75.0] | 25.0 [0.0, 50.0] |"
+    assert table[3] == "| yes_no | 2 | 100.0 [100.0, 100.0] | 0.0 [0.0, 0.0] |"
     assert kind_table([]) == ""
 
 

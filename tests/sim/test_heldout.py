@@ -42,7 +42,7 @@ def test_heldout_study_tiny(teacher, tmp_path):
     assert "PLACEHOLDER" not in block and "held-out recordings" in block and block.endswith("tail\n")
     # per question kind, for the controls and the learned policy, with the number of queries
     assert "by question kind" in block and "| question kind | n | never_on |" in block
-    assert never["n_by_kind"] and sum(never["n_by_kind"].values()) == never["queries"]
+    assert never["by_kind_ci"] and sum(iv["n"] for iv in never["by_kind_ci"].values()) == never["queries"]
     t = info["eval"]["targets"][0]
     ratio = (t.get("never_on_vs_cloud") or {}).get("value")
     if ratio is None or ratio >= 0.95:  # never a success headline when the cloud adds nothing
