@@ -154,6 +154,7 @@ def run(cfg: SimTrainConfig) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads or max(1, os.cpu_count() or 1))
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.logger import Logger as SB3Logger
 
     from edge.learned_policy import LearnedPolicy
     from shared.tracking import make_tracker
@@ -194,6 +195,9 @@ def run(cfg: SimTrainConfig) -> dict[str, Any]:
                 learning_rate=p.learning_rate, gamma=p.gamma, gae_lambda=p.gae_lambda, clip_range=p.clip_range,
                 ent_coef=p.ent_coef, seed=cfg.seed, device="cpu", verbose=0,
                 policy_kwargs={"net_arch": {"pi": list(p.net_arch), "vf": list(p.net_arch)}})
+    # Metrics go to MLflow (the callback above); SB3's own default logger would leave an empty
+    # /tmp/SB3-<date> folder behind on every run.
+    model.set_logger(SB3Logger(folder=None, output_formats=[]))
     t0 = time.perf_counter()
     model.learn(total_timesteps=p.total_timesteps, callback=RewardCurve(), progress_bar=True)
     train_s = time.perf_counter() - t0

@@ -36,9 +36,17 @@ def traces(tmp_path_factory):
 def trained(traces, tmp_path_factory):
     from sim.train import run
 
+    import tempfile
+
     out = tmp_path_factory.mktemp("sim_train")
     cfg = _cfg("sim_train", SimTrainConfig, ["sim/train=tiny", f"env.traces={traces}", f"out={out}", "env.split=all"])
-    return run(cfg)
+    scratch, before = tmp_path_factory.mktemp("tmpdir"), tempfile.tempdir
+    tempfile.tempdir = str(scratch)  # where SB3's default logger would make its SB3-<date> folder
+    try:
+        result = run(cfg)
+    finally:
+        tempfile.tempdir = before
+    return {**result, "tmp_left": sorted(p.name for p in scratch.iterdir())}
 
 
 @pytest.mark.slow  # PPO training / Hydra multirun
@@ -49,6 +57,7 @@ def test_ppo_beats_random_and_exports_a_pte(trained):
     assert not list(out.glob("*.zip")) and not list(out.glob("*.pkl"))  # no pickle anywhere
     assert trained["max_abs_logit_diff_pte_vs_torch"] < 1e-4
     assert len(trained["reward_curve"]) > 10
+    assert not [n for n in trained["tmp_left"] if n.startswith("SB3-")]  # no stray SB3 logger folder
 
 
 @pytest.mark.slow  # PPO training / Hydra multirun
