@@ -181,19 +181,30 @@ def _quality(x: float, good: str, bad: str) -> str:
 def evidence_text(ev: Evidence, max_events: int = MAX_EVENTS) -> str:
     """One line of notes for the language model, times in whole seconds before the question::
 
-        heard timer beep 4 seconds ago; heard chopping from 9 to 6 seconds ago; saw you open oven
-        just now; the sound was clear, the view was poor.
+        heard chopping from 9 seconds to 6 seconds ago; heard timer beep 4 seconds ago and just now;
+        saw you open oven just now; the sound was clear, the view was poor.
 
-    At most ``max_events`` events (the most probable), in time order.
+    Sounds first, then what the wearer did, then object states; within each, by first
+    onset. Runs of one label are one item ("4 seconds ago and just now"), so a sound
+    heard twice costs no second slot. At most ``max_events`` items (the most probable).
+
+    Why this order: a 135M-parameter answerer drops sounds listed late among many
+    sights (measured on the paired bench: with time-ordered notes it named 37 of the
+    48 probe sounds its notes held), and a question about sounds is most of what the
+    wearer asks.
     """
-    keep = sorted(ev.events, key=lambda e: -e.p)[:max_events]
-    keep = sorted(keep, key=lambda e: (e.onset_s, e.label))
+    items: dict[tuple[str, str], list[Event]] = {}
+    for e in sorted(ev.events, key=lambda e: (e.onset_s, e.label)):
+        items.setdefault((e.modality, e.label), []).append(e)
+    keep = sorted(items.values(), key=lambda runs: -max(e.p for e in runs))[:max_events]
+    rank = {"audio": 0, "visual": 1, "state": 2}
+    keep.sort(key=lambda runs: (rank[runs[0].modality], runs[0].onset_s, runs[0].label))
     verb = {"audio": "heard", "visual": "saw you", "state": "saw"}
-    items = [f"{verb[e.modality]} {label_words(e.label)} {_when(e)}" for e in keep]
-    if not any(e.modality == "audio" for e in keep):
-        items.insert(0, "heard nothing")
-    if not any(e.modality != "audio" for e in keep):
-        items.append("saw nothing")
+    words = [f"{verb[r[0].modality]} {label_words(r[0].label)} {' and '.join(_when(e) for e in r)}" for r in keep]
+    if not any(r[0].modality == "audio" for r in keep):
+        words.insert(0, "heard nothing")
+    if not any(r[0].modality != "audio" for r in keep):
+        words.append("saw nothing")
     quality = (f"the sound was {_quality(ev.trust_audio, 'clear', 'noisy')}, "
                f"the view was {_quality(ev.trust_visual, 'clear', 'poor')}")
-    return "; ".join([*items, quality]) + "."
+    return "; ".join([*words, quality]) + "."

@@ -81,6 +81,20 @@ def test_evidence_text_reads_times_in_whole_seconds_and_keeps_the_most_probable(
                                                "the sound was fairly clear, the view was clear.")
 
 
+def test_evidence_text_lists_sounds_first_and_merges_a_label_heard_twice():
+    ev = Evidence([Event("tap_running", "state", -9.5, -8.0, 0.8), Event("open_oven", "visual", -9.0, -8.0, 0.9),
+                   Event("footsteps", "audio", -8.0, -7.5, 0.7), Event("doorbell", "audio", -6.0, -5.0, 0.95),
+                   Event("footsteps", "audio", -4.0, -3.5, 0.85)], 0.9, 0.9, 10.0)
+    assert evidence_text(ev) == ("heard footsteps 8 seconds ago and 4 seconds ago; heard doorbell from 6 seconds to "
+                                 "5 seconds ago; saw you open oven from 9 seconds to 8 seconds ago; "
+                                 "saw tap running from 10 seconds to 8 seconds ago; "
+                                 "the sound was clear, the view was clear.")
+    # the cap counts labels, not runs: footsteps' two runs are one item, kept by its best run (0.85 > 0.8)
+    assert evidence_text(ev, max_events=3) == ("heard footsteps 8 seconds ago and 4 seconds ago; heard doorbell from "
+                                               "6 seconds to 5 seconds ago; saw you open oven from 9 seconds to 8 "
+                                               "seconds ago; the sound was clear, the view was clear.")
+
+
 def test_names_label_uses_the_query_contract_for_sounds():
     assert names_label("I heard a timer beep.", "timer_beep")
     assert names_label("That was the timer, 4 seconds ago.", "timer_beep")  # the contract's synonym
