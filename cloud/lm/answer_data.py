@@ -6,8 +6,8 @@ A 135M-parameter model, prompted, copies the notes back or invents sounds
 (LoRA, ``cloud/lm/tune.py``) on sentences that say exactly what the notes say,
 the EgoAVU idea at the answerer's end.
 
-Examples are drawn at random, with no recording needed: a window's events (0-4
-sounds, 0-2 actions, 0-1 object states at random times in the last 10 s,
+Examples are drawn at random, with no recording needed: a window's events (0-6
+sounds, some heard twice, 0-4 actions, 0-3 object states at random times in the last 10 s,
 labels from ``shared.labels``) and the gate's trust, written by
 ``evidence.evidence_text``; a question of one of the wearer-query kinds
 (``shared/queries.py`` phrasings, plus "what did you hear?" and "what did I
@@ -44,12 +44,24 @@ def _event(rng: random.Random, label: str, modality: str) -> Event:
     return Event(label, modality, max(end - dur, -10.0), end, round(rng.uniform(0.55, 1.0), 2))
 
 
+def _second_run(rng: random.Random, first: Event) -> Event | None:
+    """Another run of ``first``'s label that does not touch it (a sound heard twice), or None."""
+    for _ in range(4):
+        e = _event(rng, first.label, first.modality)
+        if e.offset_s < first.onset_s - 0.5 or e.onset_s > first.offset_s + 0.5:
+            return e
+    return None
+
+
 def random_evidence(rng: random.Random) -> Evidence:
-    sounds = rng.sample(SOUND_LABELS, rng.choice([0, 1, 1, 2, 2, 3, 4]))
-    actions = rng.sample(_ACTIONS, rng.choice([0, 1, 1, 2]))
-    states = rng.sample(_STATES, rng.choice([0, 0, 1]))
+    """A window's notes drawn as the teacher's real ones look (measured on the paired bench:
+    up to 8 items, several sights among the sounds, a sound heard twice in a window)."""
+    sounds = rng.sample(SOUND_LABELS, rng.choice([0, 1, 1, 2, 2, 3, 3, 4, 5, 6]))
+    actions = rng.sample(_ACTIONS, rng.choice([0, 1, 1, 2, 2, 3, 4]))
+    states = rng.sample(_STATES, rng.choice([0, 1, 1, 2, 3]))
     events = [_event(rng, l, "audio") for l in sounds] + [_event(rng, l, "visual") for l in actions]
     events += [_event(rng, l, "state") for l in states]
+    events += [x for x in (_second_run(rng, e) for e in events if rng.random() < 0.2) if x is not None]
     events.sort(key=lambda e: (e.onset_s, e.label))
     return Evidence(events, round(rng.uniform(0.1, 1.0), 2), round(rng.uniform(0.1, 1.0), 2), 10.0)
 
@@ -70,7 +82,8 @@ def target_sentence(question: str, ev: Evidence, kind: str, label: str | None = 
     if kind == "heard":
         if not sounds:
             return "I did not hear anything."
-        return f"I heard {_list([label_words(e.label) for e in sounds])}."
+        heard = list(dict.fromkeys(e.label for e in sounds))  # once each, by first onset (as the notes list them)
+        return f"I heard {_list([label_words(l) for l in heard])}."
     if kind == "sound_id":
         if not sounds:
             return "I did not hear any sound."
@@ -92,7 +105,7 @@ def target_sentence(question: str, ev: Evidence, kind: str, label: str | None = 
     if kind == "count":
         n = sum(e.label == label for e in sounds)
         w = label_words(label)
-        return f"I did not hear {w}." if n == 0 else f"I heard {w} {'once' if n == 1 else f'{n} times'}."
+        return f"I did not hear {w}." if n == 0 else f"I heard {w} {({1: 'once', 2: 'twice'}).get(n, f'{n} times')}."
     if kind == "order":
         a, b = label.split("|")
         first = {e.label: e.onset_s for e in sounds}
