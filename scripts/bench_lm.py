@@ -270,7 +270,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--split", default="bench")
     ap.add_argument("--lm", default=None, help="model.lm (default: the embedded SmolLM2)")
     ap.add_argument("--adapter", default="default", help="answerer adapter folder | default | none")
-    ap.add_argument("--pairs", type=int, default=40, help="audio-event probe pairs for the grounding check")
+    ap.add_argument("--pairs", type=int, default=40,
+                    help="audio-event probe pairs for the grounding check (0 = every pair of the split)")
     ap.add_argument("--answers", type=int, default=30, help="free-form requests for the server latency")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip", default="", help="comma list of parts to skip: grounding,cost,server")
