@@ -16,8 +16,9 @@ recording-level bootstrap intervals):
                     yes / no to the probe question): the target's reference
 ``evidence``        the evidence text itself names the label (no LM): what the
                     LM could reach by copying faithfully
-``sentence_yes_no`` the LM asked the probe question in words ("Did you hear timer
-                    beep?") scored by option likelihood of "Yes" vs "No"
+``sentence_asked``  the LM asked the probe question in words ("Did you hear timer
+                    beep?"), its sentence read as yes when it begins with "Yes"
+``sentence_yes_no`` the same question scored by option likelihood of "Yes." vs "No."
 ``no_evidence``     control: the LM with empty notes (question only)
 ``shuffled_clip``   control: the LM on another held-out recording's evidence
                     (same window times)
@@ -128,6 +129,9 @@ def grounding_check(answerer: Answerer, teacher, tokenizer, records: Sequence[QA
     systems["teacher"] = [score(r, p["prediction"]) for r, p in zip(records, preds)]
     systems["evidence"] = _named_scores(records, [evidence_text(e) for e in evidences])
     yn_questions = [f"Did you hear {label_words(r.meta['label'])}?" for r in records]
+    asked = _answer_all(answerer, yn_questions, evidences, batch_size, step("asked in words"))
+    systems["sentence_asked"] = [float(a.strip().lower().startswith("yes") == (r.answer == "yes"))
+                                 for r, a in zip(records, asked)]
     yn = answerer.option_logprobs(yn_questions, evidences, ["Yes.", "No."], batch_size)
     systems["sentence_yes_no"] = [float((lp[0] > lp[1]) == (r.answer == "yes")) for r, lp in zip(records, yn)]
     empty = Evidence([], 1.0, 1.0)

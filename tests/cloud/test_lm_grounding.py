@@ -18,7 +18,8 @@ from tests.helpers.teacher_world import PAIRS, make_tiny_teacher, make_world
 
 
 class CopyingAnswerer:
-    """Names every sound the notes list, and nothing else ("I heard nothing." without one)."""
+    """Names every sound the notes list, and nothing else; asked "Did you hear X?", says yes
+    exactly when the notes list X."""
 
     def __init__(self) -> None:
         self.asked: list[str] = []
@@ -26,10 +27,13 @@ class CopyingAnswerer:
     def answer_batch(self, questions, evidences):
         self.asked += list(questions)
         out = []
-        for ev in evidences:
-            heard = ev.heard() if isinstance(ev, Evidence) else []
-            out.append("I heard " + " and ".join(l.replace("_", " ") for l in dict.fromkeys(heard)) + "."
-                       if heard else "I did not hear anything.")
+        for q, ev in zip(questions, evidences):
+            heard = [l.replace("_", " ") for l in dict.fromkeys(ev.heard() if isinstance(ev, Evidence) else [])]
+            if q.startswith("Did you hear "):
+                label = q[len("Did you hear "):].rstrip("?")
+                out.append(f"Yes, I heard {label}." if label in heard else f"No, I did not hear {label}.")
+            else:
+                out.append("I heard " + " and ".join(heard) + "." if heard else "I did not hear anything.")
         return out
 
     def answer(self, question, evidence):
@@ -105,12 +109,15 @@ def test_the_sentence_is_scored_by_the_sound_it_names_beside_notes_and_controls(
     out = grounding_check(answerer, teacher, tokenizer, probes, store, spec, n_samples=3)
     figs = out["figures"]
     assert out["n_records"] == 8 and out["n_pairs"] == 4
-    assert set(figs) == {"sentence", "teacher", "evidence", "sentence_yes_no", "no_evidence", "shuffled_clip"}
+    assert set(figs) == {"sentence", "teacher", "evidence", "sentence_asked", "sentence_yes_no", "no_evidence",
+                         "shuffled_clip"}
     # notes right on pairs 0 and 1, one window of pair 2 and one of pair 3: 6 of 8 windows, 2 of 4 pairs
     for system in ("evidence", "sentence"):  # a faithful copier scores what its notes score
         assert figs[system]["question"]["value"] == 0.75 and figs[system]["pair"]["value"] == 0.5, system
     # no notes: "I did not hear anything." is right on every absent window, never on a pair
     assert figs["no_evidence"]["question"]["value"] == 0.5 and figs["no_evidence"]["pair"]["value"] == 0.0
+    # asked "did you hear <label>?" in words, the copier's "Yes, ..." / "No, ..." follows the notes too
+    assert figs["sentence_asked"]["question"]["value"] == 0.75 and figs["sentence_asked"]["pair"]["value"] == 0.5
     # always "Yes.": right on the heard windows only
     assert figs["sentence_yes_no"]["question"]["value"] == 0.5 and figs["sentence_yes_no"]["pair"]["value"] == 0.0
     gap = 100 * (figs["teacher"]["pair"]["value"] - figs["sentence"]["pair"]["value"])
@@ -121,6 +128,7 @@ def test_the_sentence_is_scored_by_the_sound_it_names_beside_notes_and_controls(
     dropped = grounding_check(DroppingAnswerer(), teacher, tokenizer, probes, store, spec, shuffled=False)
     assert dropped["figures"]["sentence"]["question"]["value"] == 0.5
     assert dropped["figures"]["sentence"]["pair"]["value"] == 0.0 and "shuffled_clip" not in dropped["figures"]
+    assert dropped["figures"]["sentence_asked"]["pair"]["value"] == 0.5  # "Yes, I heard timer beep." has no "and"
 
 
 def test_no_probe_pairs_is_a_clear_error(world):
