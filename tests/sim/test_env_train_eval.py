@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,6 @@ def traces(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(traces, tmp_path_factory):
     from sim.train import run
-
-    import tempfile
 
     out = tmp_path_factory.mktemp("sim_train")
     cfg = _cfg("sim_train", SimTrainConfig, ["sim/train=tiny", f"env.traces={traces}", f"out={out}", "env.split=all"])
