@@ -132,6 +132,8 @@ def run(cfg: ExportConfig) -> dict[str, ModelCard]:
     # The bench first: a missing or empty one is a configuration problem, found before the long work.
     probes, hop_windows = _load_probes(cfg, teacher, tokenizer, tcard, scfg)
     dataset = load_dataset(cfg.dataset or scard["data"]["dataset"])
+    # The background set too: a wrong path is reported before the programs are built.
+    background = load_dataset(cfg.trigger.background) if name == "trigger" and cfg.trigger.background else None
     data = scard["data"]
     split_kw = dict(audio_s=scfg.audio_s, stride_s=data["stride_s"],
                     teacher_view=TeacherView.from_card(tcard) if teacher else None,
@@ -174,7 +176,6 @@ def run(cfg: ExportConfig) -> dict[str, ModelCard]:
     inputs_spec, outputs_spec = io_spec(scfg)
     tracker = make_tracker(cfg.mlflow)
     tracker.start(run_name=cfg.mlflow.run_name or f"export-{name}")
-    background = load_dataset(cfg.trigger.background) if name == "trigger" and cfg.trigger.background else None
     tracker.params({"student": name, "checkpoint": str(student_folder(cfg.checkpoint).resolve()), "teacher": str(teacher_dir),
                     "precisions": ",".join(cfg.precisions), "tflite": cfg.tflite, "calibration_windows": len(calibration),
                     "val_windows": len(val), "test_windows": len(test), "num_parameters": num_parameters(model), "macs": macs.total})

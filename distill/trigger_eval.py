@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from cloud.data_engine.graph import AUDIBLE_SNR_DB
 from distill.detection import (TriggerStream, event_recall, false_per_hour, score_streams, snr_bin, stream_of)
 from distill.operating_point import DET_SHIFTS, OperatingPoint, choose_operating_point, shifted
 from distill.trigger_config import TriggerEvalConfig
@@ -100,7 +101,8 @@ def evaluate_trigger(run: Callable[[np.ndarray], np.ndarray], labels: Sequence[s
     kw = dict(audio_s=audio_s, hop_s=cfg.hop_s, max_recordings=cfg.max_recordings)
     val = load_streams(dataset, "val", run, labels, **kw) + load_streams(background, "val", run, labels, background=True, **kw)
     op = choose_operating_point(val, len(labels), refractory_s=cfg.refractory_s, hop_s=cfg.hop_s, audio_s=audio_s,
-                                fa_per_hour=cfg.fa_per_hour)
+                                fa_per_hour=cfg.fa_per_hour, budget_on=cfg.budget_on,
+                                confusions_per_hour=cfg.confusions_per_hour)
     test = load_streams(dataset, "test", run, labels, **kw) + load_streams(background, "test", run, labels, background=True, **kw)
     settings = np.vstack([np.asarray(op.thresholds)[None, :], np.full((1, len(labels)), op.single_threshold),
                           shifted(op.thresholds)])
@@ -138,6 +140,8 @@ def evaluate_trigger(run: Callable[[np.ndarray], np.ndarray], labels: Sequence[s
                        "recall": _iv(_recall_where(sc, OP, in_scene))})
     noisy = lambda s: s.snr_db is not None and s.snr_db < 0.0  # noqa: E731
     recall = event_recall(sc, OP)
+    audible = lambda ev: ~(ev[:, 3] < AUDIBLE_SNR_DB)  # noqa: E731  (unknown SNR counts as audible)
+    recall_audible = event_recall(sc, OP, select=audible)
     fa_bg = false_per_hour(sc, OP, streams=bg)
     report: dict[str, Any] = {
         "hop_s": cfg.hop_s, "refractory_s": cfg.refractory_s, "audio_s": audio_s,
@@ -151,6 +155,7 @@ def evaluate_trigger(run: Callable[[np.ndarray], np.ndarray], labels: Sequence[s
                                  else "labelled recordings outside events (no background dataset)",
             "n_events": n_events, "detected": detected, "repeats": repeats,
             "event_recall": _iv(recall), "fa_per_hour_background": _iv(fa_bg),
+            "audible_snr_db": AUDIBLE_SNR_DB, "event_recall_audible": _iv(recall_audible),
             "fa_per_hour_labelled": _iv(false_per_hour(sc, OP, streams=labelled)),
             "single_threshold": {"threshold": op.single_threshold, "event_recall": _iv(event_recall(sc, SINGLE)),
                                  "fa_per_hour_background": _iv(false_per_hour(sc, SINGLE, streams=bg))},

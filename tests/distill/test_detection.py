@@ -84,3 +84,51 @@ def test_operating_point_detects_most_within_the_false_trigger_budget():
     th = shifted(op.thresholds, [-2.0, 0.0, 2.0])
     assert th[1] == pytest.approx(op.thresholds) and (th[0] < th[1]).all() and (th[2] > th[1]).all()
     assert shifted([1.0], [-5.0])[0, 0] == 1.0  # off stays off
+
+
+def test_the_budget_counts_background_hours_unless_told_to_count_confusions_too():
+    """A label that fires on another label's sound (a confusion, on labelled recordings) spends
+    the budget only under ``budget_on="all"``; background triggers spend it either way."""
+    n = 400
+    lab = np.zeros((n, 2))
+    events = []
+    for k in range(4):
+        i = 40 + 90 * k
+        lab[i, 0] = 0.97            # label 0's own events
+        lab[i + 40, 0] = 0.97       # label 0 again during label 1's sound: a confusion
+        lab[i + 40, 1] = 0.99
+        events += [(0, (i + 1) * HOP - 0.1, (i + 1) * HOP + 0.1, 0.0),
+                   (1, (i + 41) * HOP - 0.1, (i + 41) * HOP + 0.1, 0.0)]
+    bg = np.zeros((4 * 3600 * 4, 2))  # 4 h of background, quiet
+    streams = [_stream("lab", lab, events), _stream("bg", bg, [], background=True)]
+    kw = dict(refractory_s=0.0, hop_s=HOP, audio_s=AUDIO_S, fa_per_hour=0.25)  # 1 false trigger on 4 h
+    op_bg = choose_operating_point(streams, 2, budget_on="background", **kw)
+    op_all = choose_operating_point(streams, 2, budget_on="all", **kw)
+    assert op_bg.budget_on == "background" and op_bg.val_hours == pytest.approx(4.0)
+    assert op_bg.val_detected == 8 and op_bg.thresholds[0] <= 0.97  # label 0 on: confusions are not spent
+    assert op_bg.val_confusions == 4 and op_bg.confusions_per_hour_budget is None
+    # a confusion budget of 4 per labelled hour (100 s here: 0.44 confusions) keeps label 0 off
+    op_conf = choose_operating_point(streams, 2, budget_on="background", confusions_per_hour=4.0, **kw)
+    assert op_conf.val_detected == 4 and op_conf.val_confusions == 0 and op_conf.thresholds[0] > 0.97
+    # ... and one of 200 per labelled hour (5.6) lets it on
+    op_loose = choose_operating_point(streams, 2, budget_on="background", confusions_per_hour=200.0, **kw)
+    assert op_loose.val_detected == 8 and op_loose.val_labelled_hours == pytest.approx(100 / 3600)
+    assert op_all.budget_on == "all" and op_all.val_detected == 4 and op_all.thresholds[0] > 0.97
+    # no background streams: the budget falls back to everything, and says so
+    assert choose_operating_point(streams[:1], 2, budget_on="background", **kw).budget_on == "all"
+    with pytest.raises(ValueError, match="budget_on"):
+        choose_operating_point(streams, 2, budget_on="labelled", **kw)
+
+
+def test_thresholds_can_sit_above_0999_for_a_confident_trigger():
+    """A trigger trained with pos_weight > 1 scores its background at 0.9992; its events at 0.99997."""
+    n = 400
+    p = np.full((n, 1), 0.9992)
+    events = []
+    for k in range(4):
+        i = 40 + 90 * k
+        p[i, 0] = 0.99997
+        events.append((0, (i + 1) * HOP - 0.1, (i + 1) * HOP + 0.1, 0.0))
+    streams = [_stream("lab", p, events)]
+    op = choose_operating_point(streams, 1, refractory_s=0.0, hop_s=HOP, audio_s=AUDIO_S, fa_per_hour=0.0)
+    assert op.val_detected == 4 and op.val_false == 0 and 0.9992 < op.thresholds[0] <= 0.99997

@@ -149,3 +149,18 @@ def test_cards_carry_the_bench_probes_beside_the_teacher_and_controls(student, r
         assert (retention is None) == (teacher_pairs == 0)
         assert card.metrics["retention"] == (None if retention is None else pytest.approx(student_pairs / teacher_pairs))
         assert card.metrics["probe_targets_met"] in ("true", "false")
+
+
+def test_a_wrong_background_path_fails_before_any_program_is_built(trigger_run, mlflow_env, tmp_path, monkeypatch):
+    """``trigger.background`` pointing nowhere is a config error, named before the long work."""
+    import distill.export as export_mod
+    from shared.config import UserError
+    from tests.helpers.distill_world import _export
+
+    def no_lowering(*a, **k):
+        raise AssertionError("a program was built before the background set was checked")
+
+    monkeypatch.setattr(export_mod, "lower_to_pte", no_lowering)
+    missing = tmp_path / "no_background"
+    with pytest.raises(UserError, match="no_background"):
+        _export(trigger_run, mlflow_env, f"trigger.background={missing}", f"out={tmp_path / 'export'}")
