@@ -235,18 +235,27 @@ def section_trigger(r: Report) -> None:
         return
     rep = _load(reports[0])
     t, op, tg = rep["test"], rep["operating_point"], rep["targets"]
+    scope = op.get("budget_on", "all")
+    budget = (f"{op['fa_per_hour_budget']:g} false triggers per val background hour and "
+              f"{op['confusions_per_hour_budget']:g} per labelled val hour"
+              if scope == "background" and op.get("confusions_per_hour_budget") is not None
+              else f"{op['fa_per_hour_budget']:g} false triggers per val "
+              + ("background hour" if scope == "background" else "hour"))
     r.p(f"{reports[0].name.split('.')[0]}: operating point chosen on val ({op['rule']} thresholds, budget "
-        f"{op['fa_per_hour_budget']:g} false triggers per val hour), refractory hold {rep['refractory_s']:g} s, one "
+        f"{budget}), refractory hold {rep['refractory_s']:g} s, one "
         f"call per {rep['hop_s']:g} s hop. False triggers per hour on {t['background_source']} "
-        f"({t['hours_background']:.2f} h); 95% intervals resample recordings.")
+        f"({t['hours_background']:.2f} h); on labelled recordings a false trigger is mostly a wrong label during "
+        f"another sound. Audible: events at or above {t.get('audible_snr_db', -5.0):g} dB, the data engine's "
+        f"audibility (a quieter sound is never a \"heard\" answer in its QA); 95% intervals resample recordings.")
     single = t["single_threshold"]
-    r.table(["setting", "event recall %", "false triggers / h", "false / h on labelled recordings", "events",
-             "event F1 (sed_eval, onset collar)", "target"],
-            [[f"card ({op['rule']})", fi(t["event_recall"]), fi(t["fa_per_hour_background"], scale=1.0),
+    r.table(["setting", "event recall %", "audible events %", "false triggers / h", "false / h on labelled recordings",
+             "events", "event F1 (sed_eval, onset collar)", "target"],
+            [[f"card ({op['rule']})", fi(t["event_recall"]), fi(t.get("event_recall_audible")),
+              fi(t["fa_per_hour_background"], scale=1.0),
               fi(t["fa_per_hour_labelled"], scale=1.0), t["n_events"],
               _fmt(t["event_f1"]["micro_f1"]), f"recall >= {100 * tg['recall']:.0f}% at <= {tg['fa_per_hour']:g}/h: "
               + ("met" if tg["met"] else "NOT met")],
-             [f"control: one threshold {single['threshold']:g}", fi(single["event_recall"]),
+             [f"control: one threshold {single['threshold']:g}", fi(single["event_recall"]), "-",
               fi(single["fa_per_hour_background"], scale=1.0), "-", t["n_events"], "-", ""]])
     det = reports[0].with_name(reports[0].name.replace(".trigger_eval.json", ".det.png"))
     if det.exists():
