@@ -47,6 +47,11 @@ def test_the_card_carries_the_operating_point_and_the_hold(labels_only):
     assert t["n_events"] == 4 and 0 <= t["detected"] <= 4  # 2 test recordings x 2 tones
     assert card.metrics["event_recall"] == pytest.approx(t["detected"] / t["n_events"])
     assert "outside events" in t["background_source"]  # no background dataset given
+    # ... so the budget (background by default) fell back to every val recording, and says so
+    assert report["operating_point"]["budget_on"] == "all"
+    assert report["operating_point"]["confusions_per_hour_budget"] is None
+    # recall on audible events (>= -5 dB) beside recall on every event: the tones are loud
+    assert t["audible_snr_db"] == -5.0 and t["event_recall_audible"]["n"] <= t["n_events"]
     assert [c["label"] for c in report["per_class"]] == card.labels
     assert len(report["det"]) >= 9 and (folder / card.extra["det_curve"]).read_bytes()[:4] == b"\x89PNG"
     # The curve passes through the operating point (shift 0). It need not be monotone: a label held
@@ -62,3 +67,10 @@ def test_a_labels_only_run_with_a_teacher_term_is_refused():
         compose_config("distill", ["teacher=null", "data.dataset=/tmp/x"])
     with pytest.raises(ConfigError, match="data.dataset"):
         compose_config("distill", ["teacher=null", "kd.kd_weight=0"])
+
+
+def test_a_wrong_trigger_budget_is_a_config_error():
+    with pytest.raises(ConfigError, match="trigger.budget_on"):
+        compose_config("export", ["checkpoint=/tmp/x", "trigger.budget_on=labelled"])
+    with pytest.raises(ConfigError, match="trigger.confusions_per_hour"):
+        compose_config("export", ["checkpoint=/tmp/x", "trigger.confusions_per_hour=-1"])
