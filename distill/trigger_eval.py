@@ -6,13 +6,15 @@
    (``distill/detection.py:stream_of``), and over the background recordings.
 2. The operating point (per-label thresholds, or one shared threshold where
    per-label ones do not help) is chosen on **val** only
-   (``distill/operating_point.py``) and goes into the model card with the
-   refractory hold.
+   (``distill/operating_point.py``: a false-trigger budget on the background
+   hours, a separate one for confusions on labelled recordings) and goes into
+   the model card with the refractory hold.
 3. On **test** (held-out recordings): event-level recall per class and
    overall, false triggers per hour on background hours and on the labelled
    recordings, repeats per detected event, the single-threshold control, the
    DET curve (recall vs false triggers per hour, every threshold shifted in
-   logit space), recall per event-SNR bin, false triggers per scene, and the
+   logit space), recall on audible events (``AUDIBLE_SNR_DB``) beside recall
+   on every event, recall per event-SNR bin, false triggers per scene, and the
    noisiest scenes (recordings under 0 dB). Event-based F1 comes from DCASE's
    ``sed_eval`` (`event_based_f1`). All intervals are recording-level
    bootstraps (``shared/stats.py``).
