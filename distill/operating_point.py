@@ -46,6 +46,7 @@ from typing import Sequence
 import numpy as np
 
 from distill.detection import TriggerStream, score_streams
+from distill.trigger_config import BUDGET_SCOPES
 
 __all__ = ["THRESHOLD_GRID", "OperatingPoint", "choose_operating_point", "shifted", "DET_SHIFTS"]
 
@@ -54,8 +55,6 @@ __all__ = ["THRESHOLD_GRID", "OperatingPoint", "choose_operating_point", "shifte
 THRESHOLD_GRID = np.unique(np.round(np.concatenate([
     np.arange(0.05, 0.90, 0.05), np.arange(0.90, 0.99, 0.01), [0.992, 0.995, 0.997, 0.998, 0.999],
     [0.9995, 0.9998, 0.9999, 0.99995, 0.99998, 0.99999]]), 6))
-#: What the budget counts (module docstring).
-BUDGET_SCOPES = ("background", "all")
 #: Logit shifts of the DET curve (negative: more triggers).
 DET_SHIFTS = np.round(np.linspace(-8.0, 8.0, 33), 3)
 _OFF = 1.0

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 
 from shared.config import check
 
-__all__ = ["TriggerEvalConfig"]
+__all__ = ["TriggerEvalConfig", "BUDGET_SCOPES"]
+
+#: What the operating point's false-trigger budget counts (``distill/operating_point.py``).
+BUDGET_SCOPES = ("background", "all")
 
 
 @dataclass
@@ -52,8 +55,8 @@ class TriggerEvalConfig:
         check(0.05 <= self.hop_s <= 2.0, p + "hop_s", f"must be in [0.05, 2] s, got {self.hop_s}")
         check(0.0 <= self.refractory_s <= 60.0, p + "refractory_s", f"must be in [0, 60] s, got {self.refractory_s}")
         check(0.0 <= self.fa_per_hour <= 1000.0, p + "fa_per_hour", f"must be in [0, 1000], got {self.fa_per_hour}")
-        check(self.budget_on in ("background", "all"), p + "budget_on",
-              f"must be 'background' or 'all', got {self.budget_on!r}")
+        check(self.budget_on in BUDGET_SCOPES, p + "budget_on",
+              f"must be one of {BUDGET_SCOPES}, got {self.budget_on!r}")
         check(self.confusions_per_hour is None or 0.0 <= self.confusions_per_hour <= 10000.0,
               p + "confusions_per_hour", f"must be null or in [0, 10000], got {self.confusions_per_hour}")
         check(0.0 < self.target_recall <= 1.0, p + "target_recall", f"must be in (0, 1], got {self.target_recall}")

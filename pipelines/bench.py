@@ -190,7 +190,7 @@ def _trigger_summary(d: dict) -> list[tuple[str, str, str]]:
         t, tg = det["test"], det["targets"]
         rows += [("trigger event recall (held-out)", f"{format_interval(t['event_recall'])}%", f">= {100 * tg['recall']:.0f}%")]
         if t.get("event_recall_audible"):
-            rows.append(("trigger recall, audible events (>= -5 dB)", f"{format_interval(t['event_recall_audible'])}%", ""))
+            rows.append((f"trigger recall, audible events (>= {t.get('audible_snr_db', -5.0):g} dB)", f"{format_interval(t['event_recall_audible'])}%", ""))
         rows.append(("trigger false triggers / h (" + ("background" if t["hours_background"] else "outside events") + ")",
                      format_interval(t["fa_per_hour_background"], scale=1.0), f"<= {tg['fa_per_hour']:g}"))
     cam = d["camera"]
