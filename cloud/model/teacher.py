@@ -70,7 +70,9 @@ class Encoded:
     """The fused audio-visual prefix and what perception, the gate and the tags made of it.
 
     Attributes:
-        prefix: (B, 1 + N, decoder width), <av> first, then tokens by time.
+        prefix: (B, 1 + N, decoder width), <av> first, then the valid tokens by time
+            (N: the most valid audio tokens + frames of any record in the batch;
+            shorter records are padded at the end, masked).
         prefix_mask: (B, 1 + N) bool.
         times_rel_s: (B, N) seconds relative to the query, per token (sorted).
         modality: (B, N) long, index into ``MODALITIES``.
@@ -109,6 +111,28 @@ def _init_weights(module: nn.Module) -> None:
 def _masked_max(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     filled = logits.masked_fill(~valid[..., None], _EMPTY_LOGIT)
     return filled.amax(1) if logits.shape[1] else logits.new_full((logits.shape[0], logits.shape[2]), _EMPTY_LOGIT)
+
+
+def _valid_only(encoder: nn.Module, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``encoder`` over the valid slots of ``x`` (B, N, ...) only; the others get zeros.
+
+    Both encoders treat each slot on its own (an audio token from its own 0.5 s,
+    a frame alone), and everything downstream masks invalid slots (TokenContext
+    zeroes them before reading neighbours), so this equals encoding every slot;
+    a 5 s, 4-frame request no longer pays for 10 s and 20 frames. When every slot
+    is valid (training windows) the encoder runs on the batch as it is.
+    """
+    b, n = valid.shape
+    if bool(valid.all()):
+        return encoder(x.reshape(b, n * x.shape[2], x.shape[3]) if x.dim() == 4 else x)
+    idx = valid.reshape(-1).nonzero()[:, 0]
+    w = encoder.proj.weight
+    full = torch.zeros((b * n, w.shape[0]), dtype=w.dtype, device=w.device)
+    if len(idx):
+        flat = x.reshape(b * n, *x.shape[2:]).index_select(0, idx)  # (k, ...): one slot each
+        out = encoder(flat if x.dim() == 4 else flat[:, None])  # audio (k, frames, mels); frames (k, 1, S, S, 3)
+        full = full.index_copy(0, idx, out.reshape(len(idx), -1))
+    return full.reshape(b, n, -1)
 
 
 def time_emb_a(model: "AVTeacher", audio_t: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -196,6 +220,10 @@ class AVTeacher(nn.Module):
                 part.apply(_init_weights)
         # Built last so the initialisation above cannot touch its physics prior.
         self.gate = ReliabilityGate(d, cfg.gate_hidden, context_aware=cfg.fusion == "gate")
+        #: Encode only the valid audio tokens and frames, and cut masked slots from the
+        #: prefix (`_valid_only`, `encode`): the same outputs, less work for partial
+        #: windows. False runs every slot (the equivalence test's reference).
+        self.compact = True
 
     # --- perception ---------------------------------------------------------------
 
@@ -207,9 +235,17 @@ class AVTeacher(nn.Module):
         else:
             mel = batch["mel"]
             b, n = mel.shape[0], mel.shape[1] // self.cfg.mel_frames_per_token
-            audio = self.audio_encoder(mel)
             audio_valid = batch["mel_valid"].reshape(b, n, -1).any(-1)
-        visual = batch["frame_feat"] if "frame_feat" in batch else self.visual_encoder(batch["frames"])
+            if self.compact:
+                audio = _valid_only(self.audio_encoder, mel.reshape(b, n, -1, mel.shape[-1]), audio_valid)
+            else:
+                audio = self.audio_encoder(mel)
+        if "frame_feat" in batch:
+            visual = batch["frame_feat"]
+        elif self.compact:
+            visual = _valid_only(self.visual_encoder, batch["frames"], batch["frame_valid"])
+        else:
+            visual = self.visual_encoder(batch["frames"])
         return audio, audio_valid, visual
 
     def perceive(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -300,10 +336,16 @@ class AVTeacher(nn.Module):
         valid = torch.cat([audio_valid, frame_valid], dim=1)
 
         # Order by time (stable: audio before a frame at the same instant), so
-        # a causal decoder reads the window in the order it happened.
-        order = torch.argsort(t_rel, dim=1, stable=True)
-        x = x.gather(1, order[..., None].expand_as(x))
-        time_emb = time_emb.gather(1, order[..., None].expand_as(time_emb))
+        # a causal decoder reads the window in the order it happened. Masked slots
+        # (audio the request did not fill, empty frame slots) go last and are cut
+        # to the batch's longest valid run: no attention ever reads them and text
+        # positions count only real ids, so the answer is the same, and a request
+        # of 5 s and 4 frames no longer pays fusion and decoding for 10 s and 20.
+        order = torch.argsort(t_rel.masked_fill(~valid, math.inf), dim=1, stable=True)
+        if self.compact and valid.numel():
+            order = order[:, : int(valid.sum(1).max())]
+        x = x.gather(1, order[..., None].expand(-1, -1, x.shape[-1]))
+        time_emb = time_emb.gather(1, order[..., None].expand(-1, -1, time_emb.shape[-1]))
         valid, t_rel, modality = valid.gather(1, order), t_rel.gather(1, order), modality.gather(1, order)
 
         # <av> is always valid, so no attention row is ever empty.

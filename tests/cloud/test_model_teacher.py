@@ -294,3 +294,57 @@ def test_a_different_decoder_plugs_in_behind_the_interface():
     batch = random_batch()
     assert model(batch)["logits"].shape == (3, 4, VOCAB)
     assert model.generate(batch, max_new_tokens=3)["ids"].shape[0] == 3
+
+
+def test_partial_windows_encode_only_their_valid_slots_with_the_same_outputs():
+    """A request fills part of the window (the edge sends 5 s and 4 frames of a 10 s, 20-slot
+    window). The teacher encodes only the valid audio tokens and frames and cuts masked slots from
+    the prefix (``AVTeacher.compact``); every output must equal running every slot."""
+    from cloud.model.perception import FRAME_LABELS, SOUND_LABELS
+
+    ids = list(range(10, 10 + len(SOUND_LABELS) + len(FRAME_LABELS)))
+    torch.manual_seed(3)
+    model = AVTeacher(ModelConfig(**TINY), 64, label_word_ids=ids).eval()
+    batch = random_batch(b=4, history_s=6.0, n_frames=8, seed=5)
+    t = batch["mel"].shape[1]
+    batch["mel_valid"][0, : t // 2] = False          # the older half of the audio missing
+    batch["mel_valid"][1] = False                     # no audio at all
+    batch["mel_valid"][2, : t - 150] = False          # 1.5 s of audio
+    batch["frame_valid"][0, :5] = False               # 3 of 8 frames
+    batch["frame_valid"][2] = False                   # no frames
+    batch["frame_valid"][3, ::2] = False              # every other frame slot
+    batch["frames"][~batch["frame_valid"]] = 0        # what the backend puts in an empty slot
+    batch["question_ids"][:, 1] = ids[SOUND_LABELS.index("knock")]  # label pointers read the slots too
+    batch["question_ids"][:, 3] = ids[len(SOUND_LABELS)]
+
+    outs = {}
+    for compact in (False, True):
+        model.compact = compact
+        with torch.no_grad():
+            enc = model.encode(batch)
+            outs[compact] = (model(batch), model.generate(batch, max_new_tokens=6),
+                             model.option_logprobs(batch, [[[11], [12, 13]]] * 4), enc)
+    (full, gen_full, opt_full, enc_full), (comp, gen_comp, opt_comp, enc_comp) = outs[False], outs[True]
+    # the prefix holds only the longest valid run: 12 - 6 = 6 (record 0: 6 tokens) + 3 frames, not 12 + 8
+    n_valid = int((torch.cat([enc_full.audio_valid, enc_full.frame_valid], 1)).sum(1).max())
+    assert enc_comp.prefix.shape[1] == enc_full.prefix.shape[1] - (12 + 8 - n_valid)
+    assert n_valid < 12 + 8
+    for key in ("logits", "tag_logits", "reliability"):
+        torch.testing.assert_close(comp[key], full[key], atol=1e-5, rtol=1e-5)
+    for key, valid in (("sound_logits", enc_full.audio_valid), ("frame_logits", enc_full.frame_valid)):
+        torch.testing.assert_close(comp[key][valid], full[key][valid], atol=1e-5, rtol=1e-5)
+    assert torch.equal(gen_comp["ids"], gen_full["ids"])
+    torch.testing.assert_close(torch.tensor(opt_comp), torch.tensor(opt_full), atol=1e-4, rtol=1e-5)
+    # and the reference really differs from skipping nothing: the cut is not a no-op
+    assert enc_comp.prefix.shape != enc_full.prefix.shape
+
+
+def test_a_window_with_every_slot_empty_still_answers():
+    model, batch = tiny_model(), random_batch(b=2)
+    batch["mel_valid"][:] = False
+    batch["frame_valid"][:] = False
+    with torch.no_grad():
+        enc = model.encode(batch)
+        out = model.generate(batch, max_new_tokens=3)
+    assert enc.prefix.shape[1] == 1 + batch["question_ids"].shape[1] + 1  # <av> + pointer slots + relation
+    assert out["ids"].shape[0] == 2 and torch.isfinite(out["tag_probs"]).all()
