@@ -280,12 +280,16 @@ def throughput_at_slo(client: Client, req: InferRequest, start_rps: float, args,
     """The highest offered rate (stepping down from ``start_rps``) whose results meet the SLO.
 
     A rate passes when the p99 latency of results is within ``args.slo_ms`` and at least
-    ``args.answered`` of the offered requests got a result (budget = the SLO).
+    ``args.answered`` of the offered requests got a result (budget = the SLO). Once a
+    failing rate and a passing one below it are known, ``args.slo_refine`` more trials
+    bisect between them: one ``slo_step`` (15%) is coarser than the differences the
+    batching target is about. Every batch size gets the same search.
     """
     trials = []
-    rate = start_rps
-    for k in range(args.slo_trials):
+
+    def trial(rate: float, k: int) -> dict:
         row = open_loop(client, req, rate, args.seconds, args.slo_ms, seed=seed + k)
+        row["offered_target_rps"] = rate
         row["answered_share"] = row["results"] / max(row["requests"], 1)
         row["meets_slo"] = bool(row["p99_ms"] is not None and row["p99_ms"] <= args.slo_ms
                                 and row["answered_share"] >= args.answered)
@@ -293,9 +297,21 @@ def throughput_at_slo(client: Client, req: InferRequest, start_rps: float, args,
         print(f"    offered {row['arrivals_rps']:.1f} req/s: answered {100 * row['answered_share']:.1f}%, "
               f"p99 {row['p99_ms'] or 0:.0f} ms, mean batch {row['mean_batch']:.1f} -> "
               f"{'meets' if row['meets_slo'] else 'misses'} the SLO", flush=True)
-        if row["meets_slo"]:
+        return row
+
+    rate, failed_at = start_rps, None
+    for k in range(args.slo_trials):
+        if trial(rate, k)["meets_slo"]:
             break
+        failed_at = rate
         rate *= args.slo_step
+    passed_at = rate if trials and trials[-1]["meets_slo"] else None
+    for k in range(args.slo_refine if failed_at is not None and passed_at is not None else 0):
+        mid = (failed_at + passed_at) / 2
+        if trial(mid, args.slo_trials + k)["meets_slo"]:
+            passed_at = mid
+        else:
+            failed_at = mid
     passing = [t for t in trials if t["meets_slo"]]
     best = max(passing, key=lambda t: t["throughput_rps"]) if passing else None
     return {"rate_rps": best["throughput_rps"] if best else 0.0, "offered_rps": best["arrivals_rps"] if best else 0.0,
@@ -366,6 +382,8 @@ def main() -> int:
     ap.add_argument("--answered", type=float, default=0.99, help="share of requests that must get a result")
     ap.add_argument("--slo-step", type=float, default=0.85, help="offered rate factor between SLO trials")
     ap.add_argument("--slo-trials", type=int, default=6, help="SLO trials per batch size at most")
+    ap.add_argument("--slo-refine", type=int, default=2,
+                    help="bisection trials between the lowest failing and the highest passing rate")
     ap.add_argument("--saturation-in-flight", type=int, default=0, help="default: 2 x max batch + 2")
     ap.add_argument("--queue-capacity", type=int, default=64)
     ap.add_argument("--max-queue-delay-ms", type=float, default=5.0)
@@ -377,7 +395,7 @@ def main() -> int:
     ap.add_argument("--out", default="runs/bench/server.json")
     args = ap.parse_args()
     if args.quick:
-        args.batch_sizes, args.seconds, args.repeats = "1,8", 2.0, 1
+        args.batch_sizes, args.seconds, args.repeats, args.slo_refine = "1,8", 2.0, 1, min(args.slo_refine, 1)
     batch_sizes = [int(x) for x in args.batch_sizes.split(",")]
     if batch_sizes[0] != 1:
         batch_sizes = [1, *batch_sizes]

@@ -81,7 +81,13 @@ def audio_context(mel: torch.Tensor, mel_valid: torch.Tensor, log_offset: float 
     Returns:
         (B, 2) float32. A window with no valid frame gets (-20 dB, -100 dB).
     """
-    return audio_context_from_power(mel_power(mel, log_offset), mel_valid)
+    if bool(mel_valid.all()):
+        return audio_context_from_power(mel_power(mel, log_offset), mel_valid)
+    # Only the valid frames' powers are read: a request with 2 s in a 10 s window pays for 2 s.
+    power = mel.new_zeros(mel_valid.shape, dtype=torch.float32)
+    if bool(mel_valid.any()):
+        power[mel_valid] = mel_power(mel[mel_valid], log_offset)
+    return audio_context_from_power(power, mel_valid)
 
 
 def _variance(x: torch.Tensor) -> torch.Tensor:
@@ -130,7 +136,13 @@ def visual_context(frames: torch.Tensor, frame_valid: torch.Tensor) -> torch.Ten
     Returns:
         (B, 3) float32; zeros for a window with no valid frame.
     """
-    return visual_context_from_stats(frame_stats(frames), frame_valid)
+    if bool(frame_valid.all()):
+        return visual_context_from_stats(frame_stats(frames), frame_valid)
+    # Only the valid frames' stats are read: a request with 4 frames in 20 slots pays for 4.
+    stats = frames.new_zeros((*frame_valid.shape, 3), dtype=torch.float32)
+    if bool(frame_valid.any()):
+        stats[frame_valid] = frame_stats(frames[frame_valid])
+    return visual_context_from_stats(stats, frame_valid)
 
 
 def context_features(

@@ -348,3 +348,22 @@ def test_a_window_with_every_slot_empty_still_answers():
         out = model.generate(batch, max_new_tokens=3)
     assert enc.prefix.shape[1] == 1 + batch["question_ids"].shape[1] + 1  # <av> + pointer slots + relation
     assert out["ids"].shape[0] == 2 and torch.isfinite(out["tag_probs"]).all()
+
+
+def test_context_of_a_partial_window_reads_only_its_valid_frames_with_the_same_result():
+    from cloud.model.context import audio_context_from_power, frame_stats, mel_power, visual_context_from_stats
+
+    g = torch.Generator().manual_seed(4)
+    mel = torch.randn(3, 400, 64, generator=g) - 4.0
+    mel_valid = torch.ones(3, 400, dtype=torch.bool)
+    mel_valid[0, :300] = False
+    mel_valid[1] = False
+    mel[~mel_valid] = 50.0  # garbage where nothing was sent: must not reach the estimate
+    frames = torch.randint(0, 256, (3, 6, 32, 32, 3), generator=g, dtype=torch.uint8)
+    frame_valid = torch.tensor([[0, 0, 0, 0, 1, 1], [1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0]], dtype=torch.bool)
+    got_a, got_v = audio_context(mel, mel_valid), visual_context(frames, frame_valid)
+    torch.testing.assert_close(got_a, audio_context_from_power(mel_power(mel), mel_valid))
+    torch.testing.assert_close(got_v, visual_context_from_stats(frame_stats(frames), frame_valid))
+    assert got_a[1].tolist() == [-20.0, -100.0] and got_v[2].tolist() == [0.0, 0.0, 0.0]
+    # the valid part alone gives the same estimate
+    torch.testing.assert_close(got_a[0], audio_context(mel[:1, 300:], mel_valid[:1, 300:])[0])
