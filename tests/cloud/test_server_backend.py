@@ -54,6 +54,52 @@ def test_jpeg_that_does_not_decode_is_refused_with_a_reason():
         decode_frame(bytes.fromhex("ffd8ffe000104a46494600ffd9"), 32)
 
 
+def _pil_jpeg(img: np.ndarray, **kw) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("h,w", [(128, 128), (96, 160), (120, 160), (480, 640), (47, 33), (720, 1280), (31, 31),
+                                 (257, 129)])
+def test_the_libjpeg_turbo_path_gives_pillows_pixels(h, w, monkeypatch):
+    """decode_frame goes through libjpeg-turbo's API (simplejpeg) at the DCT scale Pillow's draft
+    picks; with the fast path switched off (Pillow alone, as before) every pixel is the same,
+    for baseline and progressive, 4:2:0 and 4:4:4, colour and grey JPEGs."""
+    import cloud.server.jpeg as jpeg_mod
+
+    rng = np.random.default_rng(h * w)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.clip(np.stack([xx * 255 // w, yy * 255 // h, (xx + yy) % 256], -1) + rng.normal(0, 10, (h, w, 3)),
+                  0, 255).astype(np.uint8)
+    streams = [encode_jpeg(img), _pil_jpeg(img, quality=80, subsampling=0), _pil_jpeg(img, progressive=True),
+               _pil_jpeg(img[..., 0], quality=70)]
+    for size in (32, 16):
+        fast = [decode_frame(j, size) for j in streams]
+        assert jpeg_mod._turbo(streams[1], w, h, None) is not None  # the fast path did run
+        with monkeypatch.context() as m:
+            m.setattr(jpeg_mod, "_turbo", lambda *a: None)
+            slow = [decode_frame(j, size) for j in streams]
+        for k, (a, b) in enumerate(zip(fast, slow)):
+            assert a.shape == (size, size, 3) and a.dtype == np.uint8
+            assert np.array_equal(a, b), (k, size, np.abs(a.astype(int) - b.astype(int)).max())
+
+
+def test_a_cmyk_jpeg_falls_back_to_pillow():
+    from PIL import Image
+    import io
+
+    rgb = np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).convert("CMYK").save(buf, format="JPEG")
+    got = decode_frame(buf.getvalue(), 32)
+    assert got.shape == (32, 32, 3)
+
+
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory):
     from cloud.server.backend import load_teacher_backend
