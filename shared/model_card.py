@@ -22,7 +22,8 @@ Fields (``card_version`` 1)::
                       dtype one of int16, uint8, int8, float32
     labels            output labels, in output order (shared.labels names)
     thresholds        {label: decision threshold in [0, 1]} for every label,
-                      chosen on the validation split
+                      chosen on the validation split; 1 turns the label off
+                      (never over it, even at an int8 score of exactly 1.0)
     threshold_rule    how they were chosen (text)
     refractory_s      (optional, default 0) the trigger's refractory hold: a
                       label that fired is released only after this many
@@ -282,8 +283,12 @@ class ModelCard:
         return [float(self.thresholds[x]) for x in self.labels]
 
     def decide(self, probs: Any) -> list[str]:
-        """Labels whose probability (a sequence in label order) reaches its threshold."""
-        return [x for x, p, t in zip(self.labels, probs, self.threshold_vector()) if float(p) >= t]
+        """Labels whose probability (a sequence in label order) reaches its threshold (a threshold
+        of 1 never: `shared.trigger.over_threshold`)."""
+        from shared.trigger import over_threshold
+
+        over = over_threshold([float(p) for p in probs], self.threshold_vector())
+        return [x for x, o in zip(self.labels, over) if o]
 
     def trigger_hold(self) -> Any:
         """A fresh `shared.trigger.TriggerHold` with this card's thresholds and refractory hold."""

@@ -11,7 +11,7 @@ trigger's model card (``thresholds``, ``refractory_s``)::
 
 Rule, per label (``p`` its probability at step ``t``)::
 
-    over = p >= threshold
+    over = p >= threshold and threshold < 1
     if over:
         if not held: trigger (a new detection); held = True
         last_over = t
@@ -21,7 +21,10 @@ So a label triggers when it goes over its threshold while released, and is
 released only after ``refractory_s`` seconds below it: a sound whose score
 dips under the threshold for less than that (a beeping timer, a flickering
 score at -5 dB) gives one trigger, not one per beep. With ``refractory_s = 0``
-the rule is plain rising edges of ``p >= threshold``. The policies see the
+the rule is plain rising edges of ``p >= threshold``. A threshold of 1 turns
+its label off (the operating point's "off", a camera woken only by some
+labels): probabilities never exceed 1, but an int8 program's reach exactly
+1.0, so without the exception ``p >= 1`` would still fire on a saturated score. The policies see the
 held labels (``Observation.trigger_fired``) and act on their rising edges,
 which are exactly the triggers.
 """
@@ -32,10 +35,18 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["TIE_EPS_S", "TriggerHold", "hold_runs"]
+__all__ = ["TIE_EPS_S", "OFF_THRESHOLD", "TriggerHold", "hold_runs", "over_threshold"]
 
 #: Tolerance on the recording clock: step times are multiples of the hop in float.
 TIE_EPS_S = 1e-6
+#: A threshold at or above this turns its label off: it never triggers (module docstring).
+OFF_THRESHOLD = 1.0
+
+
+def over_threshold(probs, thresholds) -> np.ndarray:
+    """``p >= threshold`` elementwise (broadcast), False where the threshold turns its label off."""
+    th = np.asarray(thresholds, np.float64)
+    return (np.asarray(probs, np.float64) >= th) & (th < OFF_THRESHOLD)
 
 
 class TriggerHold:
@@ -71,7 +82,7 @@ class TriggerHold:
             (held labels, labels that triggered at this step), both in label order.
         """
         p = np.asarray(probs, np.float64).reshape(-1)
-        over = p >= self.thresholds
+        over = over_threshold(p, self.thresholds)
         new = over & ~self._held
         released = ~over & self._held & (t_s - self._last_over >= self.refractory_s - TIE_EPS_S)
         self._held = (self._held | new) & ~released
@@ -98,7 +109,7 @@ def hold_runs(probs: np.ndarray, thresholds: np.ndarray, refractory_s: float, ho
     k, (n, c) = thresholds.shape[0], probs.shape
     # A release needs this many consecutive steps below the threshold (at least one).
     quiet_steps = max(1, int(math.ceil(refractory_s / hop_s - TIE_EPS_S)))
-    over = probs[None, :, :] >= thresholds[:, None, :]
+    over = over_threshold(probs[None, :, :], thresholds[:, None, :])
     triggered = np.zeros((k, n, c), bool)
     held_out = np.zeros((k, n, c), bool)
     held = np.zeros((k, c), bool)

@@ -31,7 +31,7 @@ import numpy as np
 
 from shared.queries import answer_matches
 from shared.trace import CAPTURE_VARIANTS, OFFLOAD_KINDS, VARIANT_NAMES, TraceError, read_trace, trace_files
-from shared.trigger import hold_runs
+from shared.trigger import hold_runs, over_threshold
 
 __all__ = ["VARIANTS", "KINDS", "Trace", "TraceSet", "load_trace", "load_traces", "TraceError"]
 
@@ -166,7 +166,7 @@ def _thresholds(block: dict[str, Any], labels: list[str]) -> np.ndarray:
 def _detections(probs: np.ndarray, thresholds: np.ndarray, labels: list[str], audio: set[str]) -> list[list[int]]:
     """Per hop, the indices of labels over their threshold that the device's memory keeps (audio events)."""
     keep = np.array([l in audio for l in labels], bool)
-    over = (probs >= thresholds[None, :]) & keep[None, :]
+    over = over_threshold(probs, thresholds[None, :]) & keep[None, :]
     return [np.flatnonzero(row).tolist() for row in over]
 
 

@@ -1,5 +1,6 @@
 """shared/model_card.py: the card schema the edge runtimes read (no torch needed)."""
 import copy
+import dataclasses
 import json
 import subprocess
 import sys
@@ -59,6 +60,8 @@ def test_round_trip_and_use(tmp_path):
     assert again == card and again.to_dict() == json.loads(path.read_text())
     assert again.threshold_vector() == [0.4, 0.65]
     assert again.decide([0.5, 0.6]) == ["speech"]
+    off = dataclasses.replace(again, thresholds={lab: 1.0 for lab in again.labels})
+    assert off.decide([1.0, 1.0]) == []  # 1 turns a label off, even at an int8 score of exactly 1.0
     assert again.feature_config().n_mels == 32
 
 

@@ -61,3 +61,18 @@ def test_bad_arguments_are_refused():
         TriggerHold(["a", "b"], [0.5], 0.0)
     with pytest.raises(ValueError, match="refractory_s"):
         TriggerHold(["a"], [0.5], -1.0)
+
+
+def test_a_threshold_of_one_turns_the_label_off_even_at_a_saturated_score():
+    """An int8 program's probability reaches exactly 1.0; a label set to 1 (the operating point's
+    "off", a camera woken by some labels only) must still never trigger."""
+    from shared.trigger import over_threshold
+
+    probs = [0.2, 1.0, 1.0, 0.3, 1.0]
+    hold = TriggerHold(["off", "on"], [1.0, 0.99], 0.0)
+    steps = [hold.step((i + 1) * HOP, [p, p]) for i, p in enumerate(probs)]
+    assert all("off" not in held for held, _ in steps)
+    assert [new for _, new in steps] == [[], ["on"], [], [], ["on"]]
+    trig, held = hold_runs(np.array([[p, p] for p in probs]), np.array([[1.0, 0.99]]), 0.0, HOP)
+    assert not trig[0, :, 0].any() and not held[0, :, 0].any() and trig[0, :, 1].sum() == 2
+    assert over_threshold([1.0, 1.0, 0.5], [1.0, 0.999, 0.5]).tolist() == [False, True, True]

@@ -239,7 +239,7 @@ void Runtime::run_student(double t) {
   std::vector<std::pair<std::string, double>> named;
   for (size_t i = 0; i < card.labels.size() && i < probs.size(); ++i) {
     named.emplace_back(card.labels[i], probs[i]);
-    if (probs[i] >= card.thresholds[i]) memory_.add(t, card.labels[i], probs[i]);
+    if (card.thresholds[i] < 1.0 && probs[i] >= card.thresholds[i]) memory_.add(t, card.labels[i], probs[i]);
   }
   student_scores_ = probs;
   student_conf_ = conf;

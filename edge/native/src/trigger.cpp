@@ -26,7 +26,8 @@ void TriggerHold::step(double t_s, const std::vector<double>& probs, std::vector
   held.clear();
   fired_now.clear();
   for (size_t i = 0; i < labels_.size() && i < probs.size(); ++i) {
-    bool over = probs[i] >= thresholds_[i];
+    // a threshold of 1 turns the label off (shared/trigger.py): int8 scores reach exactly 1.0
+    bool over = thresholds_[i] < 1.0 && probs[i] >= thresholds_[i];
     if (over) {
       if (!held_[i]) {
         held_[i] = true;

@@ -61,3 +61,4 @@ def test_a_program_that_does_not_match_its_card_is_refused(native_bin, native_wo
     resized = _with_card(programs, tmp_path / "..", size_bytes=1)
     rc, _, err = run_native(native_bin, native_world[0], resized, tmp_path / "m.jsonl")
     assert rc == 2 and "size_bytes" in err, err
+
