@@ -201,6 +201,12 @@ def _trigger_summary(d: dict) -> list[tuple[str, str, str]]:
         rows.append((f"camera on, woken by {len(imp['wake_labels'])} important sounds only",
                      f"{format_interval(imp['camera_on_share'])}% (oracle {format_interval(imp['oracle_share'])}%)",
                      f"<= {100 * imp['target']:.0f}%"))
+    qs = (imp or {}).get("query_success") or cam.get("query_success")
+    if qs:
+        rows.append((f"query success under the trigger's camera vs always-on ({qs['queries']} traced queries)",
+                     f"{format_interval(qs['ratio'])}% (never-on control {format_interval(qs['never_on_ratio'])}%"
+                     f"{'' if qs['camera_matters'] else ': the camera does not matter for these questions'})",
+                     f">= {100 * qs['target']:.0f}%"))
     return rows
 
 
@@ -273,7 +279,9 @@ PARTS: dict[str, Part] = {
                    _native_summary),
     "trigger": Part("bench_trigger.py", ("kd/trigger/export/*int8.pte", "world/manifest.json"),
                     lambda run, js, q: ["--export", str(run / "kd/trigger/export"), "--dataset", str(run / "world"),
-                                        "--recordings", "2" if q else "0", "--json", str(js)], _trigger_summary),
+                                        "--recordings", "2" if q else "0", "--json", str(js),
+                                        *(["--traces", str(run / "traces")] if any(run.glob("traces/*.jsonl")) else [])],
+                    _trigger_summary),
     "lm": Part("bench_lm.py", ("teacher/av_gate/model/model.safetensors", "qa/bench.jsonl"),
                lambda run, js, q: ["--teacher", str(run / "teacher/av_gate/model"), "--qa", str(run / "qa"),
                                    *(["--quick"] if q else []), "--json", str(js)], _lm_summary),

@@ -28,7 +28,19 @@ world where something sounds most of the time (the oracle for all 18 labels
 needs the camera on about three quarters of the time), this is the setting
 the 30% target can apply to.
 
-Target (issue 17): camera on <= 30% of the recording under audio_trigger.
+3. **Query success** (``--traces``, capture-aware traces of the same
+   recordings from ``earshot trace``): for each wearer query, the cloud's
+   traced answer under the capture the trigger's camera gives (5 s of frames
+   if it has been on over the window, else only the question's own hop), beside
+   an always-on camera (always the 5 s) and, as the control, a camera never
+   on (audio alone). The ratio to the always-on camera is the target's figure;
+   if the never-on camera reaches it too, the camera does not matter for
+   these questions and the target says nothing (`capture_query_success`).
+
+Targets (issue 17): camera on <= 30% of the recording under audio_trigger,
+with query success >= 95% of an always-on camera's.
+
+    python scripts/bench_trigger.py --export runs/trigger/export --dataset runs/sim_heldout/world --traces runs/sim_heldout/traces
 """
 from __future__ import annotations
 
@@ -46,6 +58,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 CAMERA_SHARE_TARGET = 0.30
+QUERY_SUCCESS_TARGET = 0.95  # of an always-on camera's, at that camera share
 
 
 def camera_on_share(events: list[dict[str, Any]], hop_s: float) -> tuple[float, int]:
@@ -69,6 +82,75 @@ def camera_on_share(events: list[dict[str, Any]], hop_s: float) -> tuple[float, 
     if on_since is not None:
         on_steps += steps - on_since
     return (on_steps / steps if steps else 0.0), steps
+
+
+def camera_steps(events: list[dict[str, Any]], hop_s: float) -> np.ndarray:
+    """Per step, whether the camera was on (the same reading of the log as `camera_on_share`)."""
+    end = next(e for e in reversed(events) if e["kind"] == "end")
+    on = np.zeros(int(end["steps"]), bool)
+    since = None
+    for e in events:
+        if e["kind"] != "camera":
+            continue
+        k = int(round(e["t_s"] / hop_s)) - 1
+        if e["on"] and since is None:
+            since = k
+        elif not e["on"] and since is not None:
+            on[since:k] = True
+            since = None
+    if since is not None:
+        on[since:] = True
+    return on
+
+
+def capture_query_success(camera_on: dict[str, np.ndarray], traces: list) -> dict[str, Any] | None:
+    """Query success of the cloud under the capture the trigger's camera gives, beside an always-on
+    camera and a camera that is never on, from capture-aware traces of the same recordings.
+
+    Per query at hop i (``Trace.query_hop``): ``audio_trigger`` offloads ``full`` and has the
+    camera on at i; the frames cover the window (``full_warm``) if the camera has been on since
+    ``warm_from_hop[i]``, else only this hop's (``full_now``), as in the simulator
+    (sim/env.py). An always-on camera always sends ``full_warm``; a camera never on sends the
+    audio alone (``audio``). Correctness is the traced cloud answer under that capture
+    (``Trace.cloud_correct``); the deadline and the link are the simulator's business, not the
+    camera's. The ratio to the always-on camera is the target's figure (>= 95%); the never-on
+    ratio says whether the camera matters for these questions at all: if it is as high, the
+    target is met whatever the trigger does. None when no recording has both a log and queries.
+    """
+    from shared.stats import bootstrap_mean, paired_difference, paired_ratio
+    from sim.traces import VARIANTS
+
+    warm, now, audio = VARIANTS.index("full_warm"), VARIANTS.index("full_now"), VARIANTS.index("audio")
+    trig, always, never, groups, kinds = [], [], [], [], []
+    for tr in traces:
+        on = camera_on.get(tr.recording_id)
+        if on is None:
+            continue
+        for q, i in enumerate(tr.query_hop):
+            i = int(min(i, len(on) - 1))
+            since = i
+            while since > 0 and on[since - 1]:
+                since -= 1
+            v = warm if since <= tr.warm_from_hop[i] else now
+            trig.append(float(tr.cloud_correct[v, q]))
+            always.append(float(tr.cloud_correct[warm, q]))
+            never.append(float(tr.cloud_correct[audio, q]))
+            groups.append(tr.recording_id)
+            kinds.append(tr.query_kinds[q])
+    if not groups or sum(always) == 0:
+        return None
+    ones = np.ones(len(groups))
+    ratio = paired_ratio(trig, ones, groups, always, ones, groups)
+    never_ratio = paired_ratio(never, ones, groups, always, ones, groups)
+    camera_gain = paired_difference(always, never, groups)
+    matters = camera_gain.lo > 0
+    return {"queries": len(groups), "recordings": len(set(groups)), "kinds": dict(sorted(
+                {k: kinds.count(k) for k in set(kinds)}.items())),
+            "trigger": bootstrap_mean(trig, groups).to_dict(), "always_on": bootstrap_mean(always, groups).to_dict(),
+            "never_on": bootstrap_mean(never, groups).to_dict(), "ratio": ratio.to_dict(),
+            "never_on_ratio": never_ratio.to_dict(), "camera_gain": camera_gain.to_dict(),
+            "camera_matters": bool(matters), "target": QUERY_SUCCESS_TARGET,
+            "met": bool(ratio.value >= QUERY_SUCCESS_TARGET), "meaningful": bool(matters)}
 
 
 def oracle_share(annotations, hold_s: float, hop_s: float, labels: set[str]) -> float:
@@ -101,7 +183,10 @@ def wake_only(trigger_path: Path, labels: list[str], folder: Path) -> Path:
 
 
 def run_camera(trigger_path: Path, dataset_root: Path, n: int, logs: Path, hold_s: float,
-               oracle_labels: set[str] | None = None) -> dict[str, Any]:
+               oracle_labels: set[str] | None = None, steps_out: dict[str, np.ndarray] | None = None
+               ) -> dict[str, Any]:
+    """Camera-on share per held-out recording (module docstring); ``steps_out`` receives each
+    recording's per-step camera state, for `capture_query_success`."""
     import torch
 
     from edge.eventlog import EventLog
@@ -130,6 +215,8 @@ def run_camera(trigger_path: Path, dataset_root: Path, n: int, logs: Path, hold_
             rt.run()
         events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
         share, steps = camera_on_share(events, rt.hop_s)
+        if steps_out is not None:
+            steps_out[entry.id] = camera_steps(events, rt.hop_s)
         ann = rt.source.recording.annotations
         rows.append({"recording_id": entry.id, "scenario": ann.environment, "snr_db": ann.snr_db, "steps": steps,
                      "camera_on_share": share, "triggers": sum(e["kind"] == "trigger" for e in events),
@@ -156,6 +243,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--logs", type=Path, default=None, help="keep the event logs here")
     ap.add_argument("--wake-labels", default=None,
                     help="comma-separated labels that wake the camera in the second run (default: sim's important labels)")
+    ap.add_argument("--traces", type=Path, default=None,
+                    help="capture-aware traces of the same recordings (earshot trace): query success under the "
+                         "trigger's camera vs an always-on camera and a never-on one")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     program = args.export / args.program
@@ -163,10 +253,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"{program}: no such program (run earshot export first)")
     report_path = program.with_name(f"{program.stem}.trigger_eval.json")
     detector = json.loads(report_path.read_text()) if report_path.is_file() else None
+    traces = None
+    if args.traces is not None:  # read before the long runs: a wrong folder fails now
+        from sim.config import EnvConfig
+        from sim.traces import load_trace
+        from shared.trace import trace_files
+
+        traces = [load_trace(f, tuple(EnvConfig().important_labels)) for f in trace_files(args.traces)]
+        if not traces:
+            raise SystemExit(f"--traces {args.traces}: no trace files")
+    steps_all: dict[str, np.ndarray] = {}
+    steps_important: dict[str, np.ndarray] = {}
     with tempfile.TemporaryDirectory() as tmp:
         logs = args.logs or Path(tmp)
         logs.mkdir(parents=True, exist_ok=True)
-        camera = run_camera(program, args.dataset, args.recordings, logs / "all", args.hold_s)
+        camera = run_camera(program, args.dataset, args.recordings, logs / "all", args.hold_s, steps_out=steps_all)
         if args.wake_labels is None:
             from sim.config import EnvConfig
 
@@ -174,8 +275,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         else:
             wake = [x for x in args.wake_labels.split(",") if x]
         important = run_camera(wake_only(program, wake, Path(tmp) / "wake"), args.dataset, args.recordings,
-                               logs / "important", args.hold_s, set(wake))
+                               logs / "important", args.hold_s, set(wake), steps_out=steps_important)
         important["wake_labels"] = wake
+    if traces is not None:
+        camera["query_success"] = capture_query_success(steps_all, traces)
+        important["query_success"] = capture_query_success(steps_important, traces)
     out = {"program": program.name, "detector": detector, "camera": camera, "camera_important": important}
     if detector:
         t = detector["test"]
@@ -192,6 +296,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"camera on when only {len(wake)} important sounds wake it ({', '.join(wake)}): "
           f"{format_interval(important['camera_on_share'])}% (oracle {format_interval(important['oracle_share'])}%); "
           f"target <= {100 * CAMERA_SHARE_TARGET:.0f}%: {'met' if important['met'] else 'NOT met'}")
+    for name, part in (("all labels", camera), ("important sounds", important)):
+        qs = part.get("query_success")
+        if qs is None:
+            if traces is not None:
+                print(f"query success ({name}): no trace with queries matches these recordings")
+            continue
+        print(f"query success, camera woken by {name} ({qs['queries']} queries, {qs['recordings']} recordings; "
+              f"the cloud's answer under the capture it gets): trigger {format_interval(qs['trigger'])}%, "
+              f"always-on camera {format_interval(qs['always_on'])}% -> {format_interval(qs['ratio'])}% of it "
+              f"(target >= {100 * QUERY_SUCCESS_TARGET:.0f}%: {'met' if qs['met'] else 'NOT met'}); control, camera "
+              f"never on: {format_interval(qs['never_on'])}% = {format_interval(qs['never_on_ratio'])}% of always-on "
+              f"({'the camera matters here' if qs['camera_matters'] else 'the camera does not matter for these questions: the target says nothing here'})")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     return out

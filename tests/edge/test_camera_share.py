@@ -58,3 +58,40 @@ def test_run_camera_writes_one_row_per_held_out_recording(edge_world, programs, 
     assert all(r["trigger_sha256"] and r["policy_params"] == {"hold_s": 2.0} for r in out["recordings"])
     assert 0 < out["camera_on_share"]["value"] < 1 and out["always_on_share"] == 1.0
     assert (tmp_path / "logs" / f"{edge_world[0].name}.jsonl").is_file()
+
+
+def test_query_success_under_the_triggers_capture_beside_always_on_and_never_on(tmp_path):
+    """Capture-aware traces (tests/helpers/trace_double.py): q0 and q1 the cloud answers under any
+    capture; q2 only with 5 s of frames (full_warm). A camera kept on before q2 keeps it; a
+    camera that only comes on at the question (full_now) loses it, as does one never on."""
+    import numpy as np
+
+    from sim.config import EnvConfig
+    from sim.traces import load_trace
+    from tests.helpers.trace_double import make_trace_dir
+
+    capture_query_success, camera_steps = _BENCH.capture_query_success, _BENCH.camera_steps
+    folder = make_trace_dir(tmp_path / "traces", n=3)
+    traces = [load_trace(f, tuple(EnvConfig().important_labels)) for f in sorted(folder.glob("*.jsonl"))]
+    n = len(traces[0].t_s)
+    q2 = int(traces[0].query_hop[2])
+    warm = {tr.recording_id: np.ones(n, bool) for tr in traces}
+    late = {tr.recording_id: np.zeros(n, bool) for tr in traces}
+    short = {tr.recording_id: np.r_[np.zeros(q2 - 4, bool), np.ones(n - q2 + 4, bool)] for tr in traces}
+    on = capture_query_success(warm, traces)
+    assert on["queries"] == 9 and on["recordings"] == 3
+    assert on["trigger"]["value"] == on["always_on"]["value"] == 1.0 and on["ratio"]["value"] == 1.0 and on["met"]
+    assert on["never_on"]["value"] == pytest.approx(2 / 3) and on["camera_matters"]
+    off = capture_query_success(late, traces)
+    assert off["ratio"]["value"] == pytest.approx(2 / 3) and not off["met"]
+    assert capture_query_success(short, traces)["ratio"]["value"] == pytest.approx(2 / 3)  # 1 s is not the window
+    assert capture_query_success({}, traces) is None
+    # when no question needs frames, never-on equals always-on: the target then says nothing
+    for tr in traces:
+        tr.cloud_correct[:, 2] = True
+    blind = capture_query_success(late, traces)
+    assert blind["met"] and not blind["camera_matters"] and blind["never_on_ratio"]["value"] == 1.0
+    # the camera state read back from an event log, step by step
+    events = [{"kind": "camera", "t_s": 0.5, "on": True}, {"kind": "camera", "t_s": 1.0, "on": False},
+              {"kind": "end", "t_s": 2.0, "steps": 8}]
+    assert camera_steps(events, 0.25).tolist() == [False, True, True, False, False, False, False, False]

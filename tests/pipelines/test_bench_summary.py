@@ -28,3 +28,14 @@ def test_an_older_report_without_audible_recall_still_summarises():
     names = [name for name, _, _ in _trigger_summary(_result(audible=False))]
     assert "trigger event recall (held-out)" in names
     assert not any("audible" in n for n in names)
+
+
+def test_query_success_is_shown_with_its_never_on_control():
+    r = _result()
+    r["camera"]["query_success"] = {"queries": 192, "ratio": _iv(1.019, 0.875, 1.154),
+                                    "never_on_ratio": _iv(0.981, 0.855, 1.103), "camera_matters": False,
+                                    "target": 0.95}
+    rows = {name: (value, target) for name, value, target in _trigger_summary(r)}
+    value, target = rows["query success under the trigger's camera vs always-on (192 traced queries)"]
+    assert value.startswith("101.9 [87.5, 115.4]% (never-on control 98.1 [85.5, 110.3]%")
+    assert "does not matter" in value and target == ">= 95%"
