@@ -274,17 +274,36 @@ def section_trigger(r: Report) -> None:
         f"{fi(n['fa_per_hour_background'], scale=1.0)}.", cls="")
     bench = r.run / "bench" / "trigger.json"
     if bench.exists():
-        cam = _load(bench)["camera"]
-        r.p(f"Camera on under audio_trigger ({len(cam['recordings'])} held-out recordings, earshot edge event logs): "
-            f"{fi(cam['camera_on_share'])}% of the recording; an oracle trigger needs {fi(cam['oracle_share'])}%, an "
-            f"always-on camera 100%; target <= {100 * cam['target']:.0f}%: {'met' if cam['met'] else 'NOT met'}.", cls="")
-        imp = _load(bench).get("camera_important")
-        if imp:
-            r.p(f"Camera woken only by the important sounds ({', '.join(imp['wake_labels'])}): "
-                f"{fi(imp['camera_on_share'])}% (oracle {fi(imp['oracle_share'])}%); target: "
-                f"{'met' if imp['met'] else 'NOT met'}.", cls="")
+        for text in camera_paragraphs(_load(bench)):
+            r.p(text, cls="")
     else:
         r.miss("bench/trigger.json (scripts/bench_trigger.py: camera-on share)")
+
+
+def camera_paragraphs(bench: dict) -> list[str]:
+    """The camera it turns on (bench_trigger.py's JSON): share, share woken by the important
+    sounds only, and query success with that camera beside its never-on control."""
+    from shared.stats import format_interval as fi
+
+    cam = bench["camera"]
+    out = [f"Camera on under audio_trigger ({len(cam['recordings'])} held-out recordings, earshot edge event logs): "
+           f"{fi(cam['camera_on_share'])}% of the recording; an oracle trigger needs {fi(cam['oracle_share'])}%, an "
+           f"always-on camera 100%; target <= {100 * cam['target']:.0f}%: {'met' if cam['met'] else 'NOT met'}."]
+    imp = bench.get("camera_important")
+    if imp:
+        out.append(f"Camera woken only by the important sounds ({', '.join(imp['wake_labels'])}): "
+                   f"{fi(imp['camera_on_share'])}% (oracle {fi(imp['oracle_share'])}%); target: "
+                   f"{'met' if imp['met'] else 'NOT met'}.")
+    qs = (imp or {}).get("query_success") or cam.get("query_success")
+    if qs:
+        out.append(f"Query success with that camera ({qs['queries']} traced wearer queries, {qs['recordings']} "
+                   f"recordings; the cloud's answer under the capture the camera gives): {fi(qs['trigger'])}% vs "
+                   f"{fi(qs['always_on'])}% with an always-on camera, {fi(qs['ratio'])}% of it (target >= "
+                   f"{100 * qs['target']:.0f}%). Control, a camera never on: {fi(qs['never_on'])}%, "
+                   f"{fi(qs['never_on_ratio'])}% of always-on: "
+                   + ("the camera matters for these questions." if qs["camera_matters"] else
+                      "the camera does not matter for these questions, so the target says nothing here."))
+    return out
 
 
 def _event_logs(folder: Path) -> dict[str, list[dict]]:

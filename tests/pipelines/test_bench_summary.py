@@ -39,3 +39,32 @@ def test_query_success_is_shown_with_its_never_on_control():
     value, target = rows["query success under the trigger's camera vs always-on (192 traced queries)"]
     assert value.startswith("101.9 [87.5, 115.4]% (never-on control 98.1 [85.5, 110.3]%")
     assert "does not matter" in value and target == ">= 95%"
+
+
+def test_the_reports_camera_paragraphs_carry_the_share_and_query_success_with_its_control():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("report", Path(__file__).resolve().parents[2] / "scripts" / "report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    r = _result()
+    r["camera"].update(recordings=[{}] * 32, met=False)
+    r["camera_important"] = {"camera_on_share": _iv(0.153, 0.145, 0.161), "oracle_share": _iv(0.216, 0.203, 0.229),
+                             "target": 0.3, "met": True, "wake_labels": ["alarm", "knock"],
+                             "query_success": {"queries": 192, "recordings": 32, "trigger": _iv(0.276, 0.208, 0.349),
+                                               "always_on": _iv(0.271, 0.214, 0.328),
+                                               "never_on": _iv(0.266, 0.198, 0.333),
+                                               "ratio": _iv(1.019, 0.875, 1.154),
+                                               "never_on_ratio": _iv(0.981, 0.855, 1.103),
+                                               "camera_matters": False, "target": 0.95}}
+    text = report.camera_paragraphs(r)
+    assert len(text) == 3
+    assert "43.4 [41.7, 45.0]%" in text[0] and "NOT met" in text[0]
+    assert "15.3 [14.5, 16.1]%" in text[1] and "met" in text[1]
+    assert "101.9 [87.5, 115.4]% of it" in text[2] and "never on: 26.6 [19.8, 33.3]%" in text[2]
+    assert "does not matter" in text[2]
+    r["camera_important"]["query_success"]["camera_matters"] = True
+    assert report.camera_paragraphs(r)[2].endswith("the camera matters for these questions.")
+    del r["camera_important"]
+    assert len(report.camera_paragraphs(r)) == 1
