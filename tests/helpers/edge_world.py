@@ -88,8 +88,9 @@ def edge_world(tmp_path_factory) -> list[Path]:
 # --- hand-built programs --------------------------------------------------------------------------
 
 
-def _tone_module(n_samples: int, labels: list[str]):
-    """pcm int16 [1, n] -> per-label probability from the energy at each label's tone pitch."""
+def _tone_module(n_samples: int, labels: list[str], gain: float = 2.0):
+    """pcm int16 [1, n] -> per-label probability from the energy at each label's tone pitch
+    (``gain`` 20: scores saturate at exactly 1.0 during a tone, as int8 programs' do)."""
     import torch
 
     class ToneBank(torch.nn.Module):
@@ -107,7 +108,7 @@ def _tone_module(n_samples: int, labels: list[str]):
             x = pcm.to(torch.float32) / 32768.0
             power = (x @ self.cos) ** 2 + (x @ self.sin) ** 2  # amplitude^2 seen in the window
             # log10(power) = -3 at ~0.1 s of an amplitude-0.3 tone in a 1 s window: p = 0.5 there.
-            return torch.sigmoid(2.0 * (torch.log10(power + 1e-12) + 3.0)) * self.known
+            return torch.sigmoid(gain * (torch.log10(power + 1e-12) + 3.0)) * self.known
 
     return ToneBank()
 
@@ -158,6 +159,20 @@ def programs(tmp_path_factory) -> dict[str, Path]:
     """{"trigger": .pte, "student": .pte}, each with its card beside it (frames of ``FRAME_PX``,
     the stored size of this module's recordings)."""
     return make_programs(tmp_path_factory.mktemp("edge_programs"), FRAME_PX)
+
+
+def make_saturating_trigger(out: Path) -> Path:
+    """The hand-built trigger with a steep output: its scores reach exactly 1.0 during tones."""
+    import torch
+
+    from distill.programs import lower_to_pte
+
+    out.mkdir(parents=True, exist_ok=True)
+    trig = lower_to_pte(_tone_module(RATE, AUDIO_LABELS, gain=20.0), (torch.zeros(1, RATE, dtype=torch.int16),),
+                        out / "trigger_xnnpack_fp32.pte")
+    save_model_card(_card("trigger", trig, [("pcm", "int16", (1, RATE))], [("event_probs", "float32", (1, 18))],
+                          AUDIO_LABELS, macs=2 * RATE * 18, window_s=1.0, frame_px=None), trig.with_suffix(".json"))
+    return trig
 
 
 def make_programs(out: Path, frame_px: int) -> dict[str, Path]:

@@ -62,3 +62,28 @@ def test_a_program_that_does_not_match_its_card_is_refused(native_bin, native_wo
     rc, _, err = run_native(native_bin, native_world[0], resized, tmp_path / "m.jsonl")
     assert rc == 2 and "size_bytes" in err, err
 
+
+
+def test_a_label_set_to_one_never_triggers_even_at_a_saturated_score(native_bin, native_world, programs, tmp_path):
+    """int8 programs' scores reach exactly 1.0; a threshold of 1 (a label turned off: the
+    operating point's "off", a camera woken by some labels only) must still never fire, in
+    Python and in the binary alike (shared/trigger.py). The hand-built trigger here saturates."""
+    from tests.helpers.edge_world import make_saturating_trigger
+
+    steep = {**programs, "trigger": make_saturating_trigger(tmp_path / "steep")}
+    saturated, rec = [], None
+    for k, rec in enumerate(native_world):  # a recording where a trigger's score is exactly 1.0
+        plain = _python_events(rec, steep, tmp_path / f"plain{k}.jsonl", "audio_trigger")
+        saturated = sorted({e["label"] for e in plain if e["kind"] == "trigger" and e["score"] >= 1.0})
+        if saturated:
+            break
+    assert saturated, "no trigger score reached 1.0: the test would prove nothing"
+    card = json.loads(steep["trigger"].with_suffix(".json").read_text())
+    off = _with_card(steep, tmp_path, thresholds={lab: (1.0 if lab in saturated else th)
+                                                   for lab, th in card["thresholds"].items()})
+    py = _python_events(rec, off, tmp_path / "py.jsonl", "audio_trigger")
+    rc, nat, err = run_native(native_bin, rec, off, tmp_path / "n.jsonl")
+    assert rc == 0, err
+    fired = lambda evs: [(e["label"], e["t_s"]) for e in evs if e["kind"] == "trigger"]  # noqa: E731
+    assert fired(nat) == fired(py)
+    assert not {lab for lab, _ in fired(py)} & set(saturated)
