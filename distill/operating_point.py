@@ -47,6 +47,7 @@ import numpy as np
 
 from distill.detection import TriggerStream, score_streams
 from distill.trigger_config import BUDGET_SCOPES
+from shared.trigger import OFF_THRESHOLD
 
 __all__ = ["THRESHOLD_GRID", "OperatingPoint", "choose_operating_point", "shifted", "DET_SHIFTS"]
 
@@ -57,7 +58,6 @@ THRESHOLD_GRID = np.unique(np.round(np.concatenate([
     [0.9995, 0.9998, 0.9999, 0.99995, 0.99998, 0.99999]]), 6))
 #: Logit shifts of the DET curve (negative: more triggers).
 DET_SHIFTS = np.round(np.linspace(-8.0, 8.0, 33), 3)
-_OFF = 1.0
 
 
 @dataclass
@@ -171,7 +171,7 @@ def choose_operating_point(streams: Sequence[TriggerStream], n_labels: int, *, r
         choice[c] = k
         used += cost
         used_other += cost_other
-    per_label = np.array([_OFF if k is None else grid[k] for k in choice])
+    per_label = np.array([OFF_THRESHOLD if k is None else grid[k] for k in choice])
     seen = n_events > 0
     chosen = [k for k, s in zip(choice, seen) if s and k is not None]
     if chosen:  # labels without val evidence: the median of the others

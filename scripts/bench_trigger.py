@@ -61,38 +61,19 @@ CAMERA_SHARE_TARGET = 0.30
 QUERY_SUCCESS_TARGET = 0.95  # of an always-on camera's, at that camera share
 
 
-def camera_on_share(events: list[dict[str, Any]], hop_s: float) -> tuple[float, int]:
-    """(share of steps with the camera on, steps) from one event log.
+def camera_steps(events: list[dict[str, Any]], hop_s: float) -> np.ndarray:
+    """Per step, whether the camera was on, from one event log.
 
     A ``camera`` event at step time t switches the camera for that step onwards; the
     ``end`` line gives the number of steps.
     """
-    end = next(e for e in reversed(events) if e["kind"] == "end")
-    steps = int(end["steps"])
-    on_steps, on_since = 0, None
-    for e in events:
-        if e["kind"] != "camera":
-            continue
-        k = int(round(e["t_s"] / hop_s)) - 1  # the step index of t_s
-        if e["on"] and on_since is None:
-            on_since = k
-        elif not e["on"] and on_since is not None:
-            on_steps += k - on_since
-            on_since = None
-    if on_since is not None:
-        on_steps += steps - on_since
-    return (on_steps / steps if steps else 0.0), steps
-
-
-def camera_steps(events: list[dict[str, Any]], hop_s: float) -> np.ndarray:
-    """Per step, whether the camera was on (the same reading of the log as `camera_on_share`)."""
     end = next(e for e in reversed(events) if e["kind"] == "end")
     on = np.zeros(int(end["steps"]), bool)
     since = None
     for e in events:
         if e["kind"] != "camera":
             continue
-        k = int(round(e["t_s"] / hop_s)) - 1
+        k = int(round(e["t_s"] / hop_s)) - 1  # the step index of t_s
         if e["on"] and since is None:
             since = k
         elif not e["on"] and since is not None:
@@ -101,6 +82,12 @@ def camera_steps(events: list[dict[str, Any]], hop_s: float) -> np.ndarray:
     if since is not None:
         on[since:] = True
     return on
+
+
+def camera_on_share(events: list[dict[str, Any]], hop_s: float) -> tuple[float, int]:
+    """(share of steps with the camera on, steps) from one event log (`camera_steps`)."""
+    on = camera_steps(events, hop_s)
+    return (float(on.mean()) if len(on) else 0.0), len(on)
 
 
 def capture_query_success(camera_on: dict[str, np.ndarray], traces: list) -> dict[str, Any] | None:
@@ -143,14 +130,13 @@ def capture_query_success(camera_on: dict[str, np.ndarray], traces: list) -> dic
     ratio = paired_ratio(trig, ones, groups, always, ones, groups)
     never_ratio = paired_ratio(never, ones, groups, always, ones, groups)
     camera_gain = paired_difference(always, never, groups)
-    matters = camera_gain.lo > 0
     return {"queries": len(groups), "recordings": len(set(groups)), "kinds": dict(sorted(
                 {k: kinds.count(k) for k in set(kinds)}.items())),
             "trigger": bootstrap_mean(trig, groups).to_dict(), "always_on": bootstrap_mean(always, groups).to_dict(),
             "never_on": bootstrap_mean(never, groups).to_dict(), "ratio": ratio.to_dict(),
             "never_on_ratio": never_ratio.to_dict(), "camera_gain": camera_gain.to_dict(),
-            "camera_matters": bool(matters), "target": QUERY_SUCCESS_TARGET,
-            "met": bool(ratio.value >= QUERY_SUCCESS_TARGET), "meaningful": bool(matters)}
+            "camera_matters": bool(camera_gain.lo > 0), "target": QUERY_SUCCESS_TARGET,
+            "met": bool(ratio.value >= QUERY_SUCCESS_TARGET)}
 
 
 def oracle_share(annotations, hold_s: float, hop_s: float, labels: set[str]) -> float:
