@@ -1,16 +1,20 @@
 """The edge contract for the native binary, generated from the Python definitions.
 
 The C++ runtime (``edge/native``) must agree with Python on the audio event
-labels, the wearer-query contract (how a question's kind and the sounds it
-names are read, the kinds' answer types, the local answerer's constants), the
+and visual action labels, the wearer-query contract (how a question's kind and
+the sounds it names are read, the kinds' answer types, the actions and
+activities the visual kinds answer with, the local answerer's constants), the
 offload kinds and their sizes, and the wire protocol's limits. It does not
 copy them: it includes ``edge/native/src/edge_contract.h``, which this module
 writes from
 
-    shared.labels          the audio event labels, in output order
+    shared.labels          the audio event labels, in output order; the visual action labels
+                           (what the device's memory keeps apart from sounds, as "seen")
     shared.queries         query_contract(): kinds and answer types, the kind rules, each label's
-                           phrases (own name, then SYNONYMS), yes/no
-    edge.local_answer      LOOKBACK_S, EPISODE_GAP_S, SAME_MOMENT_S, UNKNOWN
+                           phrases (own name, then SYNONYMS), yes/no, the ACTIONS ("what did I
+                           just do?") and ACTIVITIES ("what am I doing?") answered with
+    edge.local_answer      LOOKBACK_S, ACTION_LOOKBACK_S, ACTIVITY_LOOKBACK_S, EPISODE_GAP_S,
+                           SAME_MOMENT_S, UNKNOWN (the rules are shared.answering's)
     Python's str           lower() and strip() over Unicode, which the query rules and the
                            scoring rule run through (tables: the binary has no Unicode library)
     edge.policy            OFFLOAD_SPECS (frames, JPEG quality, seconds of audio)
@@ -54,7 +58,8 @@ def make_contract() -> dict[str, Any]:
     Raises:
         ValueError: a query rule or phrase the binary could not match as Python does
             (a rule that is not lower case, a phrase with other characters than a-z
-            and single spaces, a kind without a C++ name, two kinds with no rule).
+            and single spaces, a kind without a C++ name, two kinds with no rule, an
+            action or activity that is not a visual action label).
     """
     from edge import local_answer, policy
     from shared import protocol
@@ -65,8 +70,14 @@ def make_contract() -> dict[str, Any]:
     audio = list(names("audio_event"))
     if q["audio_labels"] != audio:
         raise ValueError("shared.queries scans audio labels in another order than shared.labels lists them")
+    visual = list(names("visual_action"))
+    for key in ("actions", "activities"):
+        stray = [a for a in q[key] if a not in visual]
+        if stray:
+            raise ValueError(f"shared.queries {key} {stray} are not visual_action labels (shared.labels)")
     contract = {
         "audio_events": audio,
+        "visual_actions": visual,
         "queries": {
             "version": q["version"],
             "answer_types": list(q["answer_types"]),
@@ -76,9 +87,13 @@ def make_contract() -> dict[str, Any]:
             "label_phrases": {lab: q["label_phrases"][lab] for lab in audio},
             "yes": q["yes"],
             "no": q["no"],
+            "actions": list(q["actions"]),
+            "activities": list(q["activities"]),
         },
-        "local_answer": {"LOOKBACK_S": local_answer.LOOKBACK_S, "EPISODE_GAP_S": local_answer.EPISODE_GAP_S,
-                         "SAME_MOMENT_S": local_answer.SAME_MOMENT_S, "UNKNOWN": local_answer.UNKNOWN},
+        "local_answer": {"LOOKBACK_S": local_answer.LOOKBACK_S, "ACTION_LOOKBACK_S": local_answer.ACTION_LOOKBACK_S,
+                         "ACTIVITY_LOOKBACK_S": local_answer.ACTIVITY_LOOKBACK_S,
+                         "EPISODE_GAP_S": local_answer.EPISODE_GAP_S, "SAME_MOMENT_S": local_answer.SAME_MOMENT_S,
+                         "UNKNOWN": local_answer.UNKNOWN},
         "text": python_text_tables(),
         "offload_kinds": {k: {"frames": s.frames, "jpeg_quality": s.jpeg_quality, "audio_s": s.audio_s}
                           for k, s in policy.OFFLOAD_SPECS.items()},
@@ -227,9 +242,15 @@ def _query_lines(contract: dict[str, Any]) -> list[str]:
         "};",
         f"inline constexpr const char* kYes = {_c_str(q['yes'])};",
         f"inline constexpr const char* kNo = {_c_str(q['no'])};",
+        "// The visual actions \"what did I just do?\" answers with (ACTIONS), and \"what am I doing?\"",
+        "// (ACTIVITIES): names of kVisualActions.",
+        "inline constexpr const char* kActions[] = {" + ", ".join(_c_str(a) for a in q["actions"]) + "};",
+        "inline constexpr const char* kActivities[] = {" + ", ".join(_c_str(a) for a in q["activities"]) + "};",
         "",
-        "// The local answerer's rules (edge.local_answer).",
+        "// The local answerer's rules (edge.local_answer, shared.answering).",
         f"inline constexpr double kLookbackS = {_c_num(float(la['LOOKBACK_S']))};",
+        f"inline constexpr double kActionLookbackS = {_c_num(float(la['ACTION_LOOKBACK_S']))};",
+        f"inline constexpr double kActivityLookbackS = {_c_num(float(la['ACTIVITY_LOOKBACK_S']))};",
         f"inline constexpr double kEpisodeGapS = {_c_num(float(la['EPISODE_GAP_S']))};",
         f"inline constexpr double kSameMomentS = {_c_num(float(la['SAME_MOMENT_S']))};",
         f"inline constexpr const char* kUnknown = {_c_str(la['UNKNOWN'])};",
@@ -268,9 +289,9 @@ def render_header(contract: dict[str, Any]) -> str:
     """The C++17 header text for ``contract``."""
     lines = [
         "// GENERATED by `python -m edge.contract` from shared/labels.py, shared/queries.py,",
-        "// edge/local_answer.py, edge/policy.py, shared/protocol.py and Python's str. Do not",
-        "// edit: change the Python and regenerate (tests/edge/test_contract.py fails while this",
-        "// file is stale).",
+        "// shared/answering.py (via edge/local_answer.py), edge/policy.py, shared/protocol.py and",
+        "// Python's str. Do not edit: change the Python and regenerate (tests/edge/test_contract.py",
+        "// fails while this file is stale).",
         "#pragma once",
         "#include <cstddef>",
         "#include <cstdint>",
@@ -282,6 +303,11 @@ def render_header(contract: dict[str, Any]) -> str:
         *[f"    {_c_str(lab)}," for lab in contract["audio_events"]],
         "};",
         f"inline constexpr std::size_t kNumAudioEvents = {len(contract['audio_events'])};",
+        "// Visual action labels (shared.labels): the wearer's actions the memory keeps apart from sounds.",
+        "inline constexpr const char* kVisualActions[] = {",
+        *[f"    {_c_str(lab)}," for lab in contract["visual_actions"]],
+        "};",
+        f"inline constexpr std::size_t kNumVisualActions = {len(contract['visual_actions'])};",
         "",
         *_query_lines(contract),
         "",

@@ -22,7 +22,12 @@ object name (``salt``) or a count (``3``).
 | object     | "what did they ask me for?"                    | object   |
 | count      | "how many times did they knock?" (``COUNTABLE``)| count    |
 | order      | "which came first, the knock or the kettle?"   | label    |
+| action     | "what did I just do?" (``ACTIONS``)             | action   |
+| activity   | "what am I doing?" (``ACTIVITIES``)             | action   |
 | other      | anything else (recognised, never asked)        | label    |
+
+``action`` and ``activity`` are about what the wearer did, which only the camera
+sees: nothing the microphones hear names "pick_up_phone" (version 2 added them).
 
 A question's kind is the first rule of ``KIND_RULES`` that matches its lower-cased
 text. The sounds it names are found by each audio label's own name
@@ -37,13 +42,14 @@ from shared.labels import TAXONOMY_VERSION, names
 
 __all__ = [
     "QUERY_CONTRACT_VERSION", "ANSWER_TYPES", "KINDS", "KIND_RULES", "DISTINCT_SOUNDS", "SOUND_ID_TEXT",
-    "OBJECT_TEXT", "YES_NO", "WHY", "GERUNDS", "COUNTABLE", "SOUND_NAMES", "SYNONYMS", "YES", "NO",
+    "OBJECT_TEXT", "ACTION_TEXT", "ACTIVITY_TEXT", "ACTIONS", "ACTIVITIES", "YES_NO", "WHY", "GERUNDS", "COUNTABLE",
+    "SOUND_NAMES", "SYNONYMS", "YES", "NO",
     "why_stop_text", "count_text", "order_text", "answer_matches", "query_kind", "label_phrases", "labels_named",
     "query_contract",
 ]
 
 #: Bumped when a kind, a phrasing, a rule or a synonym changes meaning.
-QUERY_CONTRACT_VERSION = 1
+QUERY_CONTRACT_VERSION = 2
 YES, NO = "yes", "no"
 
 #: Answer type -> what a gold answer of that type is.
@@ -52,6 +58,7 @@ ANSWER_TYPES = {
     "yes_no": f"'{YES}' or '{NO}'",
     "object": "an object name, lower case (e.g. 'salt')",
     "count": "a non-negative integer, as decimal digits",
+    "action": "a visual_action label name (shared/labels.py)",
 }
 
 #: Kind -> the type of its answer.
@@ -63,6 +70,8 @@ KINDS = {
     "object": "object",
     "count": "count",
     "order": "label",
+    "action": "action",
+    "activity": "action",
     "other": "label",
 }
 
@@ -77,6 +86,8 @@ KIND_RULES: tuple[dict[str, Any], ...] = (
     {"kind": "count", "starts_with": ("how many",), "contains": ()},
     {"kind": "yes_no", "starts_with": ("did ", "was there", "is there"), "contains": ()},
     {"kind": "object", "starts_with": ("what did they ask",), "contains": ()},
+    {"kind": "action", "starts_with": ("what did i just do",), "contains": ()},
+    {"kind": "activity", "starts_with": ("what am i doing",), "contains": ()},
 )
 
 #: Short, recognisable sounds a wearer asks about ("what was that?", "which came first").
@@ -89,6 +100,13 @@ DISTINCT_SOUNDS = (
 
 SOUND_ID_TEXT = "what was that sound?"
 OBJECT_TEXT = "what did they ask me for?"
+ACTION_TEXT = "what did I just do?"
+ACTIVITY_TEXT = "what am I doing?"
+
+#: Short actions "what did I just do?" asks about (asked within 2 s of the action's end).
+ACTIONS = ("open_oven", "open_microwave", "open_door", "pick_up_phone", "reach_for_object", "pour")
+#: Ongoing activities "what am I doing?" asks about (asked while one goes on).
+ACTIVITIES = ("chop", "stir", "wash", "type", "read", "drink", "walk")
 
 #: yes/no questions and the labels whose presence makes the answer "yes".
 YES_NO: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -211,7 +229,8 @@ def query_contract() -> dict[str, Any]:
 
     Keys: ``version``, ``taxonomy_version``, ``answer_types``, ``kinds`` (kind -> answer
     type), ``answer_match`` (the scoring rule), ``kind_rules`` (in order; lower-case
-    prefixes and substrings), ``yes``/``no``,
+    prefixes and substrings), ``yes``/``no``, ``actions`` and ``activities`` (the visual actions
+    the two visual kinds answer with),
     ``audio_labels`` (the order ``labels_named`` scans), ``label_phrases`` (label -> phrases,
     own name first), ``distinct_sounds``, and the world's ``phrasings``.
     """
@@ -228,9 +247,13 @@ def query_contract() -> dict[str, Any]:
         "audio_labels": list(_AUDIO),
         "label_phrases": {label: list(label_phrases(label)) for label in _AUDIO},
         "distinct_sounds": list(DISTINCT_SOUNDS),
+        "actions": list(ACTIONS),
+        "activities": list(ACTIVITIES),
         "phrasings": {
             "sound_id": SOUND_ID_TEXT,
             "object": OBJECT_TEXT,
+            "action": ACTION_TEXT,
+            "activity": ACTIVITY_TEXT,
             "yes_no": [{"text": t, "labels": list(labels)} for t, labels in YES_NO],
             "why": dict(WHY),
             "why_stop": "why did I stop {gerund}?",

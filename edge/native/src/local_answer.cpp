@@ -1,6 +1,7 @@
 #include "local_answer.h"
 
 #include <algorithm>
+#include <iterator>
 #include <utility>
 
 #include "edge_contract.h"
@@ -11,30 +12,59 @@
 
 namespace earshot {
 
-void LocalMemory::add(double t_s, const std::string& label, double score) {
-  auto& a = audio_event_labels();
-  if (std::find(a.begin(), a.end(), label) != a.end()) detections_.push_back({t_s, label, score});
+namespace {
+
+template <std::size_t N>
+bool one_of(const std::string& label, const char* const (&names)[N]) {
+  return std::any_of(std::begin(names), std::end(names), [&](const char* n) { return label == n; });
 }
 
-std::vector<Detection> LocalMemory::before(double t_s, double lookback_s) const {
+std::vector<Detection> window(const std::vector<Detection>& dets, double t_s, double lookback_s) {
   double lo = lookback_s < 0 ? -1e300 : t_s - lookback_s;
   std::vector<Detection> out;
-  for (auto& d : detections_)
+  for (auto& d : dets)
     if (lo <= d.t_s && d.t_s <= t_s + 1e-9) out.push_back(d);
   return out;
 }
 
+}  // namespace
+
+void LocalMemory::add(double t_s, const std::string& label, double score) {
+  if (one_of(label, contract::kAudioEvents)) detections_.push_back({t_s, label, score});
+  else if (one_of(label, contract::kVisualActions)) seen_.push_back({t_s, label, score});
+}
+
+std::vector<Detection> LocalMemory::before(double t_s, double lookback_s) const {
+  return window(detections_, t_s, lookback_s);
+}
+
+std::vector<Detection> LocalMemory::seen_before(double t_s, double lookback_s) const {
+  return window(seen_, t_s, lookback_s);
+}
+
 namespace {
 
-std::string most_recent(const LocalMemory& m, double t_s) {
-  auto recent = m.before(t_s, contract::kLookbackS);
-  if (recent.empty()) return "";
-  double latest = -1e300;
-  for (auto& d : recent) latest = std::max(latest, d.t_s);
+// shared.answering._latest: among the detections of the latest moment (within kSameMomentS of
+// the most recent), the most confident one's label; "" when there are none.
+std::string latest(const std::vector<Detection>& dets) {
+  if (dets.empty()) return "";
+  double newest = -1e300;
+  for (auto& d : dets) newest = std::max(newest, d.t_s);
   const Detection* best = nullptr;
-  for (auto& d : recent)  // max(): the first of equal scores
-    if (d.t_s >= latest - contract::kSameMomentS && (!best || d.score > best->score)) best = &d;
+  for (auto& d : dets)  // max(): the first of equal scores
+    if (d.t_s >= newest - contract::kSameMomentS && (!best || d.score > best->score)) best = &d;
   return best->label;
+}
+
+std::string most_recent(const LocalMemory& m, double t_s) { return latest(m.before(t_s, contract::kLookbackS)); }
+
+// The latest-moment action of `names` (kActions or kActivities) seen within lookback_s.
+template <std::size_t N>
+std::string latest_seen(const LocalMemory& m, double t_s, double lookback_s, const char* const (&names)[N]) {
+  std::vector<Detection> dets;
+  for (auto& d : m.seen_before(t_s, lookback_s))
+    if (one_of(d.label, names)) dets.push_back(d);
+  return latest(dets);
 }
 
 int episodes(const LocalMemory& m, double t_s, const std::string& label) {
@@ -74,6 +104,14 @@ std::string answer_locally(const LocalMemory& memory, const std::string& text, d
   QueryKind kind = query_kind(text);
   auto named = labels_named(text);
   switch (kind) {
+    case QueryKind::kAction: {  // "what did I just do?": only what the camera saw, never a sound
+      std::string r = latest_seen(memory, t_s, contract::kActionLookbackS, contract::kActions);
+      return r.empty() ? contract::kUnknown : r;
+    }
+    case QueryKind::kActivity: {  // "what am I doing?": the activity seen in the last second
+      std::string r = latest_seen(memory, t_s, contract::kActivityLookbackS, contract::kActivities);
+      return r.empty() ? contract::kUnknown : r;
+    }
     case QueryKind::kOrder:
       if (!named.empty()) return first_heard(memory, t_s, named);
       break;

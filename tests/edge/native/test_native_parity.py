@@ -72,3 +72,35 @@ def test_stdin_pcm_gives_the_same_trigger_edges(native_bin, native_world, progra
     edges = lambda evs: [(e["label"], e["t_s"]) for e in evs if e["kind"] == "trigger"]  # noqa: E731
     stdin_events = read_jsonl(log)
     assert edges(stdin_events) and edges(stdin_events) == edges(rec_events)
+
+
+def _with_queries(rec, out, queries):
+    """A copy of recording ``rec`` in ``out`` asking ``queries`` [(t_s, text, gold, kind)] besides its own."""
+    import json
+    import shutil
+
+    shutil.copytree(rec, out)
+    ann = json.loads((out / "annotations.json").read_text())
+    ann["queries"] += [{"id": f"v{i}", "t_s": t, "text": text, "answer": gold, "kind": kind, "event_ids": []}
+                       for i, (t, text, gold, kind) in enumerate(queries)]
+    ann["queries"].sort(key=lambda q: q["t_s"])
+    (out / "annotations.json").write_text(json.dumps(ann))
+    return out
+
+
+@pytest.mark.parametrize("policy", ["audio_trigger", "periodic"])
+def test_both_runtimes_remember_what_the_student_saw(native_bin, native_world, programs, tmp_path, policy):
+    # Recording 0: the frame centre is red (the hand-built student's open_oven) from 2.5 s to 3.5 s,
+    # while either policy has the camera on. Both runtimes add every label the student's card
+    # decides, visual ones too, so "what did I just do?" is answered from the student's sight.
+    rec = _with_queries(native_world[0], tmp_path / "rec", [
+        (3.0, "what am I doing?", "chop", "activity"), (3.8, "what did I just do?", "open_oven", "action"),
+        (5.9, "what did I just do?", "open_oven", "action")])
+    py = _python_events(rec, programs, tmp_path / "py.jsonl", policy)
+    rc, nat, err = run_native(native_bin, rec, programs, tmp_path / "native.jsonl", "--policy", policy)
+    assert rc == 0, err
+    assert _decisions(nat) == _decisions(py)
+    answers = {e["query_id"]: e["answer"] for e in nat if e["kind"] == "answer"}
+    # idle (the student's label for a grey centre) is neither an action nor an activity: v0 is unknown
+    assert answers == {"q000": "timer_beep", "q001": "timer_beep", "v0": "unknown", "v1": "open_oven",
+                       "v2": "open_oven"}, answers

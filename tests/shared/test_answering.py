@@ -1,0 +1,58 @@
+"""The one set of answering rules (shared/answering.py) the device and the cloud share: the
+visual kinds read only what was seen, the sound kinds only what was heard."""
+import pytest
+
+from shared.answering import (ACTION_LOOKBACK_S, ACTIVITY_LOOKBACK_S, UNKNOWN, DetectionMemory,
+                              answer_from_memory)
+from shared.queries import ACTION_TEXT, ACTIONS, ACTIVITIES, ACTIVITY_TEXT, KINDS, SOUND_ID_TEXT, query_kind
+
+
+def test_visual_kinds_are_recognised_and_answer_with_actions():
+    assert query_kind(ACTION_TEXT) == "action" and query_kind(ACTIVITY_TEXT) == "activity"
+    assert KINDS["action"] == KINDS["activity"] == "action"
+    assert not set(ACTIONS) & set(ACTIVITIES)
+
+
+def _memory(*dets):
+    m = DetectionMemory()
+    for t, label, score in dets:
+        m.add(t, label, score, "student")
+    return m
+
+
+def test_what_did_i_just_do_is_the_latest_action_seen_within_the_look_back():
+    m = _memory((1.0, "open_oven", 0.9), (6.0, "pick_up_phone", 0.6), (6.2, "reach_for_object", 0.8),
+                (7.0, "read", 0.9))  # an activity is not an answer to "what did I just do?"
+    assert answer_from_memory(m, ACTION_TEXT, 8.0) == "reach_for_object"  # same moment: the more confident
+    assert answer_from_memory(m, ACTION_TEXT, 6.1) == "pick_up_phone"
+    assert answer_from_memory(m, ACTION_TEXT, 6.0 + ACTION_LOOKBACK_S + 0.5) == UNKNOWN  # too long ago
+    assert answer_from_memory(m, ACTION_TEXT, 0.5) == UNKNOWN  # not yet
+
+
+def test_what_am_i_doing_is_the_activity_seen_just_now():
+    m = _memory((2.0, "chop", 0.7), (2.0, "stir", 0.9), (5.0, "pick_up_phone", 0.9))
+    assert answer_from_memory(m, ACTIVITY_TEXT, 2.5) == "stir"
+    assert answer_from_memory(m, ACTIVITY_TEXT, 2.0 + ACTIVITY_LOOKBACK_S + 0.25) == UNKNOWN
+    assert answer_from_memory(m, ACTIVITY_TEXT, 5.2) == UNKNOWN  # a short action is not an activity
+
+
+@pytest.mark.parametrize("text", [ACTION_TEXT, ACTIVITY_TEXT])
+def test_sounds_never_answer_a_visual_question(text):
+    m = _memory((1.0, "chopping", 0.99), (1.5, "keyboard_typing", 0.99), (1.6, "door_sound", 0.99))
+    assert answer_from_memory(m, text, 2.0) == UNKNOWN
+
+
+def test_sights_never_change_a_sound_answer():
+    sounds = [(1.0, "timer_beep", 0.9), (3.0, "knock", 0.8)]
+    heard = _memory(*sounds)
+    both = _memory(*sounds, (3.5, "open_door", 0.99), (1.2, "chop", 0.99))
+    for text in (SOUND_ID_TEXT, "did someone knock?", "which came first, the knock or the timer?",
+                 "how many times did they knock?", "why did I open the door?", "tell me a joke"):
+        assert answer_from_memory(both, text, 4.0) == answer_from_memory(heard, text, 4.0), text
+    assert answer_from_memory(both, SOUND_ID_TEXT, 4.0) == "knock"
+    assert both.seen and len(both.detections) == 2
+
+
+def test_object_states_are_not_remembered():
+    m = _memory((1.0, "oven_door_open", 0.9), (1.0, "kitchen", 0.9))
+    assert not m.detections and not m.seen
