@@ -19,15 +19,22 @@ Kinds:
 - ``why_stop``  "why did I stop chopping?" -> the sound that interrupted it;
 - ``object``    "what did they ask me for?" -> the requested object;
 - ``count``     "how many times did the microwave beep?" -> number of beeps;
-- ``order``     "which came first, the knock or the kettle whistle?".
+- ``order``     "which came first, the knock or the kettle whistle?";
+- ``action``    "what did I just do?" 0.5-2 s after a short action (``ACTIONS``:
+  open the oven, pick up the phone, ...) with no other one since -> its label;
+- ``activity``  "what am I doing?" while an activity (``ACTIVITIES``: chop, read,
+  ...) of at least 2.5 s goes on, 1.5 s after it began -> its label.
+
+The last two are about what the wearer did, which only frames show: a policy
+that kept the camera off cannot answer them.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from shared.annotations import Event, Query
-from shared.queries import (COUNTABLE, DISTINCT_SOUNDS, GERUNDS, NO, OBJECT_TEXT, SOUND_ID_TEXT, WHY, YES, YES_NO,
-                            count_text, order_text, why_stop_text)
+from shared.queries import (ACTION_TEXT, ACTIONS, ACTIVITIES, ACTIVITY_TEXT, COUNTABLE, DISTINCT_SOUNDS, GERUNDS, NO,
+                            OBJECT_TEXT, SOUND_ID_TEXT, WHY, YES, YES_NO, count_text, order_text, why_stop_text)
 
 __all__ = ["DISTINCT_SOUNDS", "make_queries"]
 
@@ -74,6 +81,14 @@ def _candidates(events: list[Event], interrupted: dict[str, str], T: float, rng:
             continue
         q("why_stop", effect.onset_s + float(rng.uniform(1.0, 3.0)), why_stop_text(act.label),
           cause.label, [act.id, effect.id, cause.id])
+    short = [e for e in events if e.label in ACTIONS]
+    for e in short:
+        t = e.offset_s + float(rng.uniform(0.5, 2.0))
+        if not any(o is not e and e.onset_s < o.onset_s <= t for o in short):  # the last one before t
+            q("action", t, ACTION_TEXT, e.label, [e.id])
+    for e in events:
+        if e.label in ACTIVITIES and e.offset_s - e.onset_s >= 2.5:
+            q("activity", float(rng.uniform(e.onset_s + 1.5, e.offset_s - 0.5)), ACTIVITY_TEXT, e.label, [e.id])
     labels_once = {}
     for e in distinct:
         labels_once.setdefault(e.label, []).append(e)

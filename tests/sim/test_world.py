@@ -7,6 +7,7 @@ dataset and the verbs in test_world_dataset.py.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 from shared.annotations import Annotations
 from shared.config import ConfigError
 from shared.labels import group_of, names
+from shared.queries import ACTIONS, ACTIVITIES
 from shared.recording import load_recording, save_recording
 from sim.world import SplitsConfig, SynthConfig, WorldConfig, generate_recording
 from sim.world.scenarios import SCENARIOS
@@ -268,7 +270,34 @@ def test_queries_have_exact_gold_answers(recordings):
                 assert q.answer == str(ev[0].attrs["n_bursts"])
             elif q.kind == "order":
                 assert q.answer == min(ev, key=lambda e: e.onset_s).label
+            elif q.kind == "action":  # the last short action, ended 0.5-2 s before the question
+                assert q.answer == ev[0].label and ev[0].label in ACTIONS
+                assert 0.5 <= q.t_s - ev[0].offset_s <= 2.0 + 1e-3
+                assert not [e for e in ann.events if e.label in ACTIONS and ev[0].onset_s < e.onset_s <= q.t_s]
+            elif q.kind == "activity":  # an activity going on at the question, 1.5 s after it began
+                assert q.answer == ev[0].label and ev[0].label in ACTIVITIES
+                assert ev[0].onset_s + 1.5 - 1e-3 <= q.t_s <= ev[0].offset_s - 0.5 + 1e-3
+            else:
+                raise AssertionError(f"unexpected kind {q.kind}")
     assert len(kinds) >= 3
+
+
+def test_the_world_asks_what_the_wearer_did():
+    """Visual questions (contract v2) are asked in most recordings, with both kinds present."""
+    from sim.world.queries import make_queries
+
+    cfg = WorldConfig(duration_s=30.0)
+    kinds = Counter()
+    for i in range(6):
+        ann = generate_recording(cfg, 5, i).annotations
+        kinds.update(q.kind for q in ann.queries)
+        # Asked for everything there is to ask, every short action and long activity gets its question.
+        every = make_queries(ann.events, {}, ann.duration_s, 1000, np.random.default_rng(0))
+        short = [e for e in ann.events if e.label in ACTIONS]
+        long = [e for e in ann.events if e.label in ACTIVITIES and e.offset_s - e.onset_s >= 2.5]
+        assert sum(q.kind == "activity" for q in every) == len(long)
+        assert 0 < sum(q.kind == "action" for q in every) <= len(short) or not short
+    assert kinds["action"] + kinds["activity"] >= 3 and kinds["activity"] >= 1
 
 
 def test_loaded_recording_matches_memory(recordings, tmp_path):
