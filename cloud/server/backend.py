@@ -22,6 +22,11 @@ same kind of item the training data loader makes: ``audio_history_s`` of
 log-mel ending at the window end, one frame every ``1 / frame_hz`` seconds
 counted back from the end, the wearer's query (or, without one, the AVSN
 summary question) as word ids.
+
+``answer``: a question the wearer-query contract recognises (``shared/queries.py``)
+is answered in its closed form from the teacher's per-token perception of the
+window (``cloud/server/wearer.py``, the device's own rules over the teacher's
+perception); any other question, or none, gets the decoder's greedy text.
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ import numpy as np
 
 from cloud.server.audio import FftLogMel
 from cloud.server.jpeg import decode_frame, encode_jpeg
+from cloud.server.wearer import answer_wearer, is_wearer_question
 from shared.protocol import (MAX_ANSWER_BYTES, MAX_JPEG_PIXELS, MAX_MODEL_ID_BYTES, AudioWindow, ErrorCode, Frame,
                              InferRequest, ModelInput, ProtocolError, ResultEvidence, truncate_utf8)
 
@@ -116,7 +122,7 @@ class TeacherBackend:
     """The AV-LM teacher as a `Backend` (see the module docstring for the inputs)."""
 
     def __init__(self, model, tokenizer, spec, *, model_id: str, max_batch_size: int,
-                 max_jpeg_pixels: int = MAX_JPEG_PIXELS, answerer=None) -> None:
+                 max_jpeg_pixels: int = MAX_JPEG_PIXELS, answerer=None, wearer_answers: bool = True) -> None:
         from cloud.data import MEL_HZ
         from cloud.data_engine.qa import SUMMARY_QUESTION
         from shared.features import FeatureConfig, LogMel
@@ -132,6 +138,8 @@ class TeacherBackend:
         self.silence = float(np.log(self.front_end.cfg.log_offset))
         self.default_question = SUMMARY_QUESTION
         self.answerer = answerer  # cloud.lm.answerer.Answerer, or None: no sentence, no evidence
+        # The wearer's closed-form questions answered from perception (cloud/server/wearer.py); False: the decoder.
+        self.wearer_answers = wearer_answers
 
     # The one place that knows how a request maps onto the training item layout
     # (cloud.data.QADataset.__getitem__); keep the two in step. docs/protocol.md 6.1.1
@@ -240,7 +248,11 @@ class TeacherBackend:
             names = self._tag_names()
             probs = out["tag_probs"].clamp(0.0, 1.0).tolist()
             for k, ids in enumerate(out["ids"].tolist()):
-                text = truncate_utf8(self.tokenizer.decode(ids), MAX_ANSWER_BYTES)
+                query = requests[slots[k]].query
+                if self.wearer_answers and is_wearer_question(query):
+                    text = self._wearer_answer(query, prepared[k], out, k)
+                else:
+                    text = truncate_utf8(self.tokenizer.decode(ids), MAX_ANSWER_BYTES)
                 items[slots[k]] = Answer(text, dict(zip(names, probs[k])))
         t2, c2 = time.perf_counter(), time.thread_time()
         timing = {"decode_ms": 1e3 * (t1 - t0), "model_ms": 1e3 * (t2 - t1)}
@@ -250,6 +262,14 @@ class TeacherBackend:
             spent["lm_cpu_ms"] = 1e3 * (time.thread_time() - c2)
         spent.update(prepare_cpu_ms=1e3 * (c1 - c0), model_cpu_ms=1e3 * (c2 - c1))
         return BatchOutput(items, timing, spent)
+
+    @staticmethod
+    def _wearer_answer(query: str, item: dict, out: dict, k: int) -> str:
+        """The contract's closed-form answer from the teacher's perception (cloud/server/wearer.py)."""
+        return answer_wearer(query, float(item["t_query_s"]), sound_probs=out["sound_probs"][k].numpy(),
+                             audio_valid=out["audio_valid"][k].numpy(), audio_end_s=float(item["audio_end_s"]),
+                             frame_probs=out["frame_probs"][k].numpy(), frame_valid=out["frame_valid"][k].numpy(),
+                             frame_times_s=item["frame_times_s"])
 
     def _add_sentences(self, requests, items, slots, prepared, out) -> None:
         """Evidence for every answered request; a sentence (one batched LM call) for those
@@ -281,6 +301,10 @@ class TeacherBackend:
         model_input = ModelInput(audio_s=spec.audio_history_s, sample_rate_hz=self.sample_rate_hz,
                                  frame_hz=spec.frame_hz, frames=spec.n_frames, frame_size_px=spec.frame_size_px)
         answers = TEACHER_ANSWERS
+        if self.wearer_answers:
+            from cloud.server.capabilities import WEARER_ANSWER
+
+            answers = (*answers, WEARER_ANSWER)
         if self.answerer is not None:
             from cloud.server.capabilities import sentence_answer
 

@@ -24,7 +24,7 @@ from shared.labels import GROUPS
 from shared.protocol import (PROTOCOL_VERSION, REQUEST_KINDS, AnswerFormat, Capabilities, ModelInput,
                              ProtocolError)
 
-__all__ = ["SERVER_NAME", "TEACHER_ANSWERS", "sentence_answer", "model_capabilities", "make_capabilities"]
+__all__ = ["SERVER_NAME", "TEACHER_ANSWERS", "WEARER_ANSWER", "sentence_answer", "model_capabilities", "make_capabilities"]
 
 log = logging.getLogger("earshot.server")
 
@@ -50,6 +50,15 @@ TEACHER_ANSWERS: tuple[AnswerFormat, ...] = (
                  format="<label> (a taxonomy label or source name), or 'none' when there is no such event",
                  example="microwave"),
 )
+
+
+#: The form of ``result.answer`` for the wearer's closed-form questions (cloud/server/wearer.py).
+WEARER_ANSWER = AnswerFormat(
+    kind="wearer", when="a question of the wearer-query contract (shared/queries.py: 'what was that sound?', "
+                        "'did the kettle whistle?', 'what did I just do?', ...)",
+    format="the contract's closed form, read from the teacher's per-token perception (shared/answering.py): "
+           "a sound label, yes | no, a count, a visual action, or 'unknown' when nothing perceived answers it",
+    example="pick_up_phone")
 
 
 def sentence_answer(lm_name: str) -> AnswerFormat:
