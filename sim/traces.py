@@ -17,8 +17,8 @@ Conventions:
 What the device answers depends on the hops the student actually ran:
 :meth:`Trace.local_correct` rebuilds the runtime's detection memory from the
 trigger's rising edges (every hop) and the student's detections on the hops
-it ran, and asks ``edge.local_answer.answer_locally``, the runtime's own
-answerer. Results are cached per (query, student hops that matter).
+it ran (sounds, and the actions it saw), and asks
+``edge.local_answer.answer_locally``, the runtime's own answerer. Results are cached per (query, student hops that matter).
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from shared.labels import names
 from shared.queries import answer_matches
 from shared.trace import CAPTURE_VARIANTS, OFFLOAD_KINDS, VARIANT_NAMES, TraceError, read_trace, trace_files
 from shared.trigger import hold_runs, over_threshold
@@ -37,6 +38,7 @@ __all__ = ["VARIANTS", "KINDS", "Trace", "TraceSet", "load_trace", "load_traces"
 
 VARIANTS = VARIANT_NAMES
 KINDS = OFFLOAD_KINDS
+_SOUNDS = frozenset(names("audio_event"))
 
 
 @dataclass
@@ -163,9 +165,9 @@ def _thresholds(block: dict[str, Any], labels: list[str]) -> np.ndarray:
     return np.asarray(thr, np.float32)
 
 
-def _detections(probs: np.ndarray, thresholds: np.ndarray, labels: list[str], audio: set[str]) -> list[list[int]]:
-    """Per hop, the indices of labels over their threshold that the device's memory keeps (audio events)."""
-    keep = np.array([l in audio for l in labels], bool)
+def _detections(probs: np.ndarray, thresholds: np.ndarray, labels: list[str], kept: set[str]) -> list[list[int]]:
+    """Per hop, the indices of labels over their threshold that the device's memory keeps (``kept``)."""
+    keep = np.array([l in kept for l in labels], bool)
     over = over_threshold(probs, thresholds[None, :]) & keep[None, :]
     return [np.flatnonzero(row).tolist() for row in over]
 
@@ -173,20 +175,27 @@ def _detections(probs: np.ndarray, thresholds: np.ndarray, labels: list[str], au
 def _hops_that_matter(text: str, hop: int, t_s: np.ndarray, student_dets: list[list[tuple[str, float]]]) -> list[int]:
     """Hops up to ``hop`` whose student detections can change ``edge.local_answer``'s answer to ``text``.
 
-    Mirrors that module's table: "which came first" reads the first two sounds
-    the question names, "did ..." and "how many ..." the sounds it names (the
-    first for a count), anything else the sounds of the last ``LOOKBACK_S``.
-    Fewer hops, fewer distinct student histories to answer for (the cache);
-    tests/sim check the narrowing against the unnarrowed answer.
+    Mirrors the table of ``shared/answering.py``: "which came first" reads the
+    first two sounds the question names, "did ..." and "how many ..." the sounds
+    it names (the first for a count), "what did I just do?" and "what am I
+    doing?" the actions seen within their look-back, anything else the sounds of
+    the last ``LOOKBACK_S``. Fewer hops, fewer distinct student histories to
+    answer for (the cache); tests/sim check the narrowing against the unnarrowed
+    answer.
     """
-    from edge.local_answer import LOOKBACK_S, labels_named, query_kind
+    from shared.answering import ACTION_LOOKBACK_S, ACTIVITY_LOOKBACK_S, LOOKBACK_S, parsed_query
+    from shared.queries import ACTIONS, ACTIVITIES
 
-    kind, named = query_kind(text), labels_named(text)
+    kind, named = parsed_query(text)
     if named and kind in ("order", "yes_no", "count"):
         wanted = set(named[:2] if kind == "order" else named[:1] if kind == "count" else named)
         return [h for h in range(hop + 1) if any(l in wanted for l, _ in student_dets[h])]
-    lo = float(t_s[hop]) - LOOKBACK_S - 1e-9
-    return [h for h in range(hop + 1) if student_dets[h] and t_s[h] >= lo]
+    if kind in ("action", "activity"):
+        wanted, back = (set(ACTIONS), ACTION_LOOKBACK_S) if kind == "action" else (set(ACTIVITIES), ACTIVITY_LOOKBACK_S)
+    else:
+        wanted, back = _SOUNDS, LOOKBACK_S
+    lo = float(t_s[hop]) - back - 1e-9
+    return [h for h in range(hop + 1) if t_s[h] >= lo and any(l in wanted for l, _ in student_dets[h])]
 
 
 def load_trace(path: str | Path, important: Sequence[str]) -> Trace:
@@ -199,7 +208,6 @@ def load_trace(path: str | Path, important: Sequence[str]) -> Trace:
     Raises:
         TraceError: anything :func:`shared.trace.read_trace` refuses.
     """
-    from shared.labels import names
 
     path = Path(path)
     header, hops = read_trace(path)
@@ -258,13 +266,13 @@ def load_trace(path: str | Path, important: Sequence[str]) -> Trace:
                 cloud_correct[v, n] = bool(c["ok"]) and bool(answer_matches(c["answer"], queries[qid]["answer"]))
     # The device's memory: the trigger's triggers every hop (its card's thresholds and refractory
     # hold, shared/trigger.py, as both runtimes), student detections where it ran.
-    audio = set(names("audio_event"))
+    audio = set(_SOUNDS)
     triggered, held = hold_runs(trigger, t_thr[None, :], float(trig.get("refractory_s") or 0.0), hop_s)
     fired = held[0]
     keep = np.array([l in audio for l in t_labels], bool)
     trigger_dets = [[(t_labels[j], float(trigger[i, j])) for j in np.flatnonzero(triggered[0, i] & keep)]
                     for i in range(T)]
-    s_det = _detections(student, s_thr, s_labels, audio)
+    s_det = _detections(student, s_thr, s_labels, audio | set(names("visual_action")))
     student_dets = [[(s_labels[j], float(student[i, j])) for j in s_det[i]] if has_student[i] else [] for i in range(T)]
     q_hops = [_hops_that_matter(queries[q]["text"], int(query_hop[n]), t_s, student_dets)
               for n, q in enumerate(qids)]

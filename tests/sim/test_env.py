@@ -61,7 +61,8 @@ def test_gymnasium_and_sb3_check_env_pass(traces):
     check_env(env.unwrapped)
     sb3_check_env(gym.make(ENV_ID, traces=str(traces), day_h=0.5).unwrapped, warn=True)
     assert env.action_space.n == len(ACTIONS) == 5
-    assert env.observation_space.dtype == np.float32 and env.observation_space.shape == (18 + 33 + 15 + 8,)
+    # trigger scores, student scores, 15 extra features, a one-hot of the 10 wearer-query kinds (contract v2)
+    assert env.observation_space.dtype == np.float32 and env.observation_space.shape == (18 + 33 + 15 + 10,)
 
 
 def test_docstring_has_the_gymnasium_sections():
