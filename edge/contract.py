@@ -11,7 +11,7 @@ writes from
     shared.labels          the audio event labels, in output order; the visual action labels
                            (what the device's memory keeps apart from sounds, as "seen")
     shared.queries         query_contract(): kinds and answer types, the kind rules, each label's
-                           phrases (own name, then SYNONYMS), yes/no, the ACTIONS ("what did I
+                           phrases (own name, then SYNONYMS), yes/no, DISTINCT_SOUNDS, the ACTIONS ("what did I
                            just do?") and ACTIVITIES ("what am I doing?") answered with
     edge.local_answer      LOOKBACK_S, ACTION_LOOKBACK_S, ACTIVITY_LOOKBACK_S, EPISODE_GAP_S,
                            SAME_MOMENT_S, UNKNOWN (the rules are shared.answering's)
@@ -87,6 +87,7 @@ def make_contract() -> dict[str, Any]:
             "label_phrases": {lab: q["label_phrases"][lab] for lab in audio},
             "yes": q["yes"],
             "no": q["no"],
+            "distinct_sounds": list(q["distinct_sounds"]),
             "actions": list(q["actions"]),
             "activities": list(q["activities"]),
         },
@@ -242,6 +243,9 @@ def _query_lines(contract: dict[str, Any]) -> list[str]:
         "};",
         f"inline constexpr const char* kYes = {_c_str(q['yes'])};",
         f"inline constexpr const char* kNo = {_c_str(q['no'])};",
+        "// The sounds \"what was that?\" and \"why did I ...?\" prefer (DISTINCT_SOUNDS).",
+        "inline constexpr const char* kDistinctSounds[] = {" + ", ".join(_c_str(a) for a in q["distinct_sounds"])
+        + "};",
         "// The visual actions \"what did I just do?\" answers with (ACTIONS), and \"what am I doing?\"",
         "// (ACTIVITIES): names of kVisualActions.",
         "inline constexpr const char* kActions[] = {" + ", ".join(_c_str(a) for a in q["actions"]) + "};",

@@ -15,16 +15,22 @@ closed form of the contract's answer types, so it is scored exactly.
 
 | kind       | recognised by                 | answer                                                 |
 | ---        | ---                           | ---                                                    |
-| sound_id   | "what was that ..."           | the most recent sound heard within ``LOOKBACK_S``      |
-| why        | "why did I ..."               | the most recent sound within ``LOOKBACK_S`` (the cause)|
+| sound_id   | "what was that ..."           | the most recent distinct sound within ``LOOKBACK_S`` * |
+| why        | "why did I ..."               | same (the cause)                                       |
 | why_stop   | "why did I stop ..."          | same                                                   |
 | order      | "which came first, A or B"    | of the sounds A and B names, the one heard first       |
 | yes_no     | "did ..."                     | "yes" if the sound it names was heard, else "no"       |
 | count      | "how many ..."                | detection episodes of the sound it names               |
 | action     | "what did I just do?"         | the most recent of ``ACTIONS`` seen within ``ACTION_LOOKBACK_S``, or UNKNOWN |
 | activity   | "what am I doing?"            | the activity (``ACTIVITIES``) seen within ``ACTIVITY_LOOKBACK_S``, or UNKNOWN |
-| object     | "what did they ask ..."       | the most recent sound, or UNKNOWN (no speech model)    |
-| other      | anything else                 | the most recent sound, or UNKNOWN                      |
+| object     | "what did they ask ..."       | same, or UNKNOWN (no speech model)                     |
+| other      | anything else                 | same, or UNKNOWN                                       |
+
+\* "distinct": one of the contract's ``DISTINCT_SOUNDS`` (a timer, a knock, a
+door: the short sounds a wearer asks about); only when none was heard in the
+look-back, the most recent sound of any kind. Without the preference, a sound
+that goes on (chopping, frying, running water) is always "the most recent" and
+hides the beep the wearer means.
 
 Sounds and sights are kept apart: the sound rules read only audio events, the
 action rules only visual actions. Nothing seen, nothing answered: a device whose
@@ -36,7 +42,7 @@ import functools
 from dataclasses import dataclass
 
 from shared.labels import names
-from shared.queries import ACTIONS, ACTIVITIES, NO, YES, labels_named, query_kind
+from shared.queries import ACTIONS, ACTIVITIES, DISTINCT_SOUNDS, NO, YES, labels_named, query_kind
 
 __all__ = ["LOOKBACK_S", "ACTION_LOOKBACK_S", "ACTIVITY_LOOKBACK_S", "UNKNOWN", "EPISODE_GAP_S", "SAME_MOMENT_S",
            "Detection", "DetectionMemory", "answer_from_memory", "parsed_query"]
@@ -134,4 +140,5 @@ def answer_from_memory(memory: DetectionMemory, text: str, t_s: float) -> str:
         return YES if heard & set(named) else NO
     if kind == "count" and named:
         return str(_episodes(memory, t_s, named[0]))
-    return _latest(memory.before(t_s, LOOKBACK_S)) or UNKNOWN
+    recent = memory.before(t_s, LOOKBACK_S)
+    return _latest([d for d in recent if d.label in DISTINCT_SOUNDS]) or _latest(recent) or UNKNOWN

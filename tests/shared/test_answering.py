@@ -56,3 +56,13 @@ def test_sights_never_change_a_sound_answer():
 def test_object_states_are_not_remembered():
     m = _memory((1.0, "oven_door_open", 0.9), (1.0, "kitchen", 0.9))
     assert not m.detections and not m.seen
+
+
+def test_a_sound_that_goes_on_does_not_hide_the_beep():
+    """'what was that?' and 'why ...?' prefer the contract's distinct sounds within the look-back."""
+    m = _memory((5.0, "timer_beep", 0.6), (5.5, "chopping", 0.9), (6.0, "chopping", 0.9), (6.5, "sizzle", 0.9))
+    for text in (SOUND_ID_TEXT, "why did I open the oven?", "why did I stop chopping?"):
+        assert answer_from_memory(m, text, 7.0) == "timer_beep", text
+    # no distinct sound in the look-back: the most recent sound of any kind
+    assert answer_from_memory(m, SOUND_ID_TEXT, 16.1) == "sizzle"  # the beep and the chopping are > 10 s ago
+    assert answer_from_memory(_memory((1.0, "chopping", 0.9)), SOUND_ID_TEXT, 2.0) == "chopping"

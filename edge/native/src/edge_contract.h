@@ -151,6 +151,8 @@ inline constexpr LabelPhrase kLabelPhrases[] = {
 };
 inline constexpr const char* kYes = "yes";
 inline constexpr const char* kNo = "no";
+// The sounds "what was that?" and "why did I ...?" prefer (DISTINCT_SOUNDS).
+inline constexpr const char* kDistinctSounds[] = {"timer_beep", "microwave_beep", "doorbell", "knock", "kettle_whistle", "phone_ring", "phone_notification", "door_sound", "car_horn", "alarm", "dishes"};
 // The visual actions "what did I just do?" answers with (ACTIONS), and "what am I doing?"
 // (ACTIVITIES): names of kVisualActions.
 inline constexpr const char* kActions[] = {"open_oven", "open_microwave", "open_door", "pick_up_phone", "reach_for_object", "pour"};

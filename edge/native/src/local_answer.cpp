@@ -56,7 +56,16 @@ std::string latest(const std::vector<Detection>& dets) {
   return best->label;
 }
 
-std::string most_recent(const LocalMemory& m, double t_s) { return latest(m.before(t_s, contract::kLookbackS)); }
+// The latest-moment distinct sound (kDistinctSounds) within kLookbackS; without one, the
+// latest-moment sound of any kind (shared.answering: a sound that goes on must not hide a beep).
+std::string most_recent(const LocalMemory& m, double t_s) {
+  auto recent = m.before(t_s, contract::kLookbackS);
+  std::vector<Detection> distinct;
+  for (auto& d : recent)
+    if (one_of(d.label, contract::kDistinctSounds)) distinct.push_back(d);
+  std::string r = latest(distinct);
+  return r.empty() ? latest(recent) : r;
+}
 
 // The latest-moment action of `names` (kActions or kActivities) seen within lookback_s.
 template <std::size_t N>
@@ -121,7 +130,7 @@ std::string answer_locally(const LocalMemory& memory, const std::string& text, d
     case QueryKind::kCount:
       if (!named.empty()) return std::to_string(episodes(memory, t_s, named[0]));
       break;
-    case QueryKind::kSoundId:  // "what was that?", "why did I ...?": the most recent sound
+    case QueryKind::kSoundId:  // "what was that?", "why did I ...?": the most recent distinct sound
     case QueryKind::kWhy:
     case QueryKind::kWhyStop:
     case QueryKind::kObject:  // no speech model on the device: the most recent sound, or unknown
