@@ -136,7 +136,12 @@ def capture_query_success(camera_on: dict[str, np.ndarray], traces: list) -> dic
             "never_on": bootstrap_mean(never, groups).to_dict(), "ratio": ratio.to_dict(),
             "never_on_ratio": never_ratio.to_dict(), "camera_gain": camera_gain.to_dict(),
             "camera_matters": bool(camera_gain.lo > 0), "target": QUERY_SUCCESS_TARGET,
-            "met": bool(ratio.value >= QUERY_SUCCESS_TARGET)}
+            "met": bool(ratio.value >= QUERY_SUCCESS_TARGET),
+            # per question kind: where the trigger's camera loses to an always-on one
+            "by_kind": {k: {"n": kinds.count(k), **{name: float(np.mean([x for x, kk in zip(col, kinds) if kk == k]))
+                                                    for name, col in (("trigger", trig), ("always_on", always),
+                                                                      ("never_on", never))}}
+                        for k in sorted(set(kinds))}}
 
 
 def oracle_share(annotations, hold_s: float, hop_s: float, labels: set[str]) -> float:
@@ -294,6 +299,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"(target >= {100 * QUERY_SUCCESS_TARGET:.0f}%: {'met' if qs['met'] else 'NOT met'}); control, camera "
               f"never on: {format_interval(qs['never_on'])}% = {format_interval(qs['never_on_ratio'])}% of always-on "
               f"({'the camera matters here' if qs['camera_matters'] else 'the camera does not matter for these questions: the target says nothing here'})")
+        print("  per kind, % right (n): " + "; ".join(
+            f"{k} ({v['n']}) trigger {100 * v['trigger']:.0f} / always-on {100 * v['always_on']:.0f} / never-on "
+            f"{100 * v['never_on']:.0f}" for k, v in qs["by_kind"].items()))
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     return out

@@ -160,25 +160,27 @@ def headline_markdown(info: dict) -> str:
              f"({info['teacher']}), {info['seeds']} PPO seeds, {e['days']} days of {e['day_h']:g} h per policy; "
              "95% recording-level bootstrap intervals.", ""]
     ratio = t.get("never_on_vs_cloud")
-    never = ratio["value"] if ratio else float("nan")
-    if not ratio or never >= 0.95:
+    # No success headline while never-on may reach 95% of always-cloud (the upper end of its interval).
+    if not ratio or ratio["hi"] >= 0.95:
         lines.append(f"- Budget {cap:g} mW, {dl:g} ms: never-on (camera off, nothing sent) reaches "
-                     f"{format_interval(ratio)}% of always-cloud query success: on these traces the cloud adds "
-                     "nothing over what the always-on trigger hears, so there is no offloading claim to make.")
+                     f"{format_interval(ratio)}% of always-cloud query success (target <= 50%: not met): on these "
+                     "traces asking the cloud does not beat the device alone, so there is no offloading claim "
+                     "to make.")
     else:
         lines.append(f"- Budget {cap:g} mW, {dl:g} ms: never-on reaches {format_interval(ratio)}% of always-cloud "
                      f"query success (target <= 50%: {'met' if t['never_on_target_met'] else 'not met'}).")
-        if t.get("learned_minus_best"):
-            lines.append(f"- Learned (PPO) minus the best heuristic (`{t['best_heuristic']}`): "
-                         f"{format_interval(t['learned_minus_best'], signed=True)} points of query success at "
-                         f"{format_interval(t['learned_power_vs_best'])}% of its power "
-                         f"({'beats it' if t['learned_beats_best'] else 'does not beat it'}).")
-        if t.get("learned_success_vs_cloud"):
-            lines.append(f"- Learned vs always-cloud: {format_interval(t['learned_success_vs_cloud'])}% of its "
-                         f"query success at {format_interval(t['learned_energy_vs_cloud'])}% of its power, "
-                         f"{format_interval(t['learned_fewer_frames_than_always_on'])}% fewer frames than an "
-                         f"always-on camera (target: >= 95% at <= 25% with >= 70% fewer frames: "
-                         f"{'met' if t['learned_cloud_target_met'] else 'not met'}).")
+    if t.get("learned_minus_best"):
+        lines.append(f"- Learned (PPO) minus the best heuristic (`{t['best_heuristic']}`): "
+                     f"{format_interval(t['learned_minus_best'], signed=True)} points of query success at "
+                     f"{format_interval(t['learned_power_vs_best'])}% of its power "
+                     f"({'beats it' if t['learned_beats_best'] else 'does not beat it'}).")
+    if t.get("learned_success_vs_cloud"):
+        verdict = ("vacuous: never-on may reach 95% of always-cloud" if t.get("learned_cloud_target_vacuous")
+                   else "met" if t["learned_cloud_target_met"] else "not met")
+        lines.append(f"- Learned vs always-cloud: {format_interval(t['learned_success_vs_cloud'])}% of its "
+                     f"query success at {format_interval(t['learned_energy_vs_cloud'])}% of its power, "
+                     f"{format_interval(t['learned_fewer_frames_than_always_on'])}% fewer frames than an "
+                     f"always-on camera (target: >= 95% at <= 25% with >= 70% fewer frames: {verdict}).")
     rows = [r for r in json.loads(Path(info["eval_dir"], "results.json").read_text())
             if (r["power_cap_mw"], r["deadline_ms"]) == (cap, dl)]
     from sim.evaluate import kind_table, markdown_table

@@ -187,9 +187,10 @@ def compare(rows: dict[str, dict], days: dict[str, list[dict]], seed: int = 0,
             out["learned_fewer_frames_than_always_on"] = {
                 "value": 1 - frames["value"], "lo": 1 - frames["hi"], "hi": 1 - frames["lo"],
                 "n": frames["n"], "n_groups": frames["n_groups"], "p_value": None}
-            # "95% of always-cloud" means something only when the cloud is worth asking: when never-on
-            # (nothing sent, camera off) already reaches 95% of it, the target is vacuous, not met.
-            never = (out.get("never_on_vs_cloud") or {}).get("value", math.nan)
+            # "95% of always-cloud" means something only when the cloud is worth asking: while never-on
+            # (nothing sent, camera off) may reach 95% of it (the upper end of its interval), the target
+            # is vacuous, not met.
+            never = (out.get("never_on_vs_cloud") or {}).get("hi", math.nan)
             out["learned_cloud_target_vacuous"] = bool(not never < 0.95)
             out["learned_cloud_target_met"] = bool(
                 succ and succ.value >= 0.95 and energy and energy["value"] <= 0.25 and 1 - frames["value"] >= 0.70
@@ -397,6 +398,6 @@ def targets_text(summary: dict[str, Any]) -> str:
                          f"at {format_interval(t['learned_energy_vs_cloud'])}% of its power, "
                          f"{format_interval(t['learned_fewer_frames_than_always_on'])}% fewer frames than an always-on "
                          f"camera (target >= 95% at <= 25% with >= 70% fewer: "
-                         f"{'met' if t['learned_cloud_target_met'] else 'vacuous: never-on reaches 95% of always-cloud' if t.get('learned_cloud_target_vacuous') else 'NOT met'})")
+                         f"{'met' if t['learned_cloud_target_met'] else 'vacuous: never-on may reach 95% of always-cloud' if t.get('learned_cloud_target_vacuous') else 'NOT met'})")
         lines.append(head + ": " + ("; ".join(parts) if parts else "no comparison (a reference policy is missing)") + ".")
     return "\n".join(lines)

@@ -84,6 +84,9 @@ def test_query_success_under_the_triggers_capture_beside_always_on_and_never_on(
     assert on["never_on"]["value"] == pytest.approx(2 / 3) and on["camera_matters"]
     off = capture_query_success(late, traces)
     assert off["ratio"]["value"] == pytest.approx(2 / 3) and not off["met"]
+    # per kind: the loss is the object question (q2), the sound questions are right under any capture
+    assert off["by_kind"]["object"] == {"n": 3, "trigger": 0.0, "always_on": 1.0, "never_on": 0.0}
+    assert off["by_kind"]["sound_id"] == {"n": 6, "trigger": 1.0, "always_on": 1.0, "never_on": 1.0}
     assert capture_query_success(short, traces)["ratio"]["value"] == pytest.approx(2 / 3)  # 1 s is not the window
     assert capture_query_success({}, traces) is None
     # when no question needs frames, never-on equals always-on: the target then says nothing

@@ -116,6 +116,9 @@ def test_eval_table_files_intervals_and_targets(traces, trained, tmp_path):
     assert t["best_heuristic"] in ("always_cloud", "query_only", "context_aware", "audio_trigger", "periodic",
                                    "confidence_threshold", "always_local", "never_on")
     assert set(t["learned_minus_best"]) >= {"value", "lo", "hi", "p_value"}
+    # the always-cloud target is vacuous while never-on's interval reaches 95% of always-cloud
+    assert t["learned_cloud_target_vacuous"] == (t["never_on_vs_cloud"]["hi"] >= 0.95)
+    assert not (t["learned_cloud_target_vacuous"] and t["learned_cloud_target_met"])
 
 
 def test_kind_table_lists_each_kind_with_its_count_per_policy():
