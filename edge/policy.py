@@ -65,6 +65,9 @@ class Observation:
         day_left_frac: share of the wearing day still ahead, 0..1 (1 when the runtime does not
             know the day: ``earshot edge`` replays one recording).
         uplink_tokens_frac: share of the uplink token bucket left, 0..1 (1 without a bucket).
+        since_trigger_s: seconds since the trigger's last rising edge (inf if none yet): a policy
+            that must keep the camera on for a while after a sound (the wearer reacts 1-5 s
+            later) needs to know how long ago it was.
     """
 
     t_s: float
@@ -85,6 +88,7 @@ class Observation:
     camera_on: bool = False
     day_left_frac: float = 1.0
     uplink_tokens_frac: float = 1.0
+    since_trigger_s: float = math.inf
 
 
 @dataclass(frozen=True)
@@ -422,7 +426,7 @@ def make_policy(name: str, **params: Any) -> Policy:
 QUERY_KINDS: tuple[str, ...] = tuple(_QUERY_CONTRACT_KINDS)
 _EXTRA_FEATURES = ("has_student", "student_confidence", "student_fresh", "snr", "battery", "link_up",
                    "rtt", "mbps", "since_offload", "pending", "has_query", "camera_on", "fired", "day_left",
-                   "uplink_tokens", *(f"query_{k}" for k in QUERY_KINDS))
+                   "uplink_tokens", "since_trigger", *(f"query_{k}" for k in QUERY_KINDS))
 
 
 def observation_size(trigger_labels: Sequence[str], student_labels: Sequence[str]) -> int:
@@ -439,7 +443,7 @@ def observation_vector(obs: Observation, trigger_labels: Sequence[str], student_
     (clipped to [-1, 1]), battery_frac, link_up, rtt (ms / 1000, clipped to 1),
     mbps (log10(1 + mbps) / 3, clipped), since_offload (s / 10, clipped to 1),
     pending (/ 4, clipped), has_query, camera_on, any trigger label fired,
-    day_left_frac, uplink_tokens_frac, then a one-hot of the query's kind
+    day_left_frac, uplink_tokens_frac, since_trigger (s / 10, clipped to 1), then a one-hot of the query's kind
     (:data:`QUERY_KINDS`, all zero without a query).
     """
     n_t, n_s = len(trigger_labels), len(student_labels)
@@ -468,6 +472,7 @@ def observation_vector(obs: Observation, trigger_labels: Sequence[str], student_
         float(bool(obs.trigger_fired)),
         min(1.0, max(0.0, obs.day_left_frac)),
         min(1.0, max(0.0, obs.uplink_tokens_frac)),
+        min(1.0, obs.since_trigger_s / 10.0),
         *(0.0 for _ in QUERY_KINDS),
     )
     if obs.query is not None:

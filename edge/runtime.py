@@ -180,6 +180,7 @@ class EdgeRuntime:
         self._student_conf: float | None = None
         self._student_t = -math.inf
         self._last_offload_t = -math.inf
+        self._last_trigger_t = -math.inf  # the trigger's last rising edge (Observation.since_trigger_s)
         self._t = 0.0
         self._wall_step = self._wall_trigger = 0.0  # this step's audio in hand / trigger answered (monotonic)
         # per-step accumulators
@@ -239,7 +240,8 @@ class EdgeRuntime:
             student_age_s=t - self._student_t, snr_db=estimate_snr_db(self.ring.last(self._trigger_n), self.rate),
             battery_frac=self.meter.battery_frac, link_up=self._link_up(), link_rtt_ms=self.link_rtt_ms,
             link_mbps=self.link_mbps, since_offload_s=t - self._last_offload_t, pending=len(self._in_flight),
-            query=query.text if query else None, query_id=query.id if query else None, camera_on=self._camera_on)
+            query=query.text if query else None, query_id=query.id if query else None, camera_on=self._camera_on,
+            since_trigger_s=t - self._last_trigger_t)
         action = self.policy.act(obs)
         if action.camera != self._camera_on:
             self._emit("camera", t, on=action.camera)
@@ -264,6 +266,8 @@ class EdgeRuntime:
         card = self.trigger.card
         scores = {lab: float(p) for lab, p in zip(card.labels, probs)}
         fired, new = self._hold.step(t, probs)
+        if new:
+            self._last_trigger_t = t
         for lab in new:
             self._emit("trigger", t, label=lab, score=scores[lab])
             self.memory.add(t, lab, scores[lab], "trigger")

@@ -102,6 +102,7 @@ class TraceStatic:
         obs[:, k + 3] = np.clip(tr.snr_db / 40.0, -1.0, 1.0)
         obs[:, k + 10] = tr.query_at >= 0
         obs[:, k + 12] = tr.trigger_fired.any(axis=1)
+        obs[:, k + 15] = np.minimum(1.0, tr.since_trigger / 10.0)
         for i, q in enumerate(self.query_at):
             if q >= 0:  # the question's kind, from its wording, as the glasses read it
                 obs[i, k + query_kind_index(tr.query_texts[q])] = 1.0

@@ -57,6 +57,8 @@ class Trace:
         query_ids, query_texts, query_kinds, query_gold [Q]; query_at [T] (-1: none); query_hop [Q]
         cloud_correct [V, Q] bool; late_queries: query indices answered on the device at the end
         event_label [E] index into ``important``; event_onset_s [E]
+        since_trigger [T]: seconds from the trigger's last rising edge (at or before the hop) to the
+            hop's end; inf before the first one of the recording
     """
 
     path: str
@@ -100,6 +102,7 @@ class Trace:
     event_ids: list[str] = field(default_factory=list)
     event_label: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     event_onset_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    since_trigger: np.ndarray = field(default_factory=lambda: np.zeros(0))
     # Detections that feed the device's answers: per hop, (label, score) in the runtime's order.
     trigger_detections: list[list[tuple[str, float]]] = field(default_factory=list, repr=False)
     student_detections: list[list[tuple[str, float]]] = field(default_factory=list, repr=False)
@@ -272,6 +275,9 @@ def load_trace(path: str | Path, important: Sequence[str]) -> Trace:
     keep = np.array([l in audio for l in t_labels], bool)
     trigger_dets = [[(t_labels[j], float(trigger[i, j])) for j in np.flatnonzero(triggered[0, i] & keep)]
                     for i in range(T)]
+    edges = np.flatnonzero([bool(d) for d in trigger_dets])
+    last = np.searchsorted(edges, np.arange(T), side="right") - 1
+    since_trigger = np.where(last >= 0, t_s - t_s[edges[np.maximum(last, 0)]] if len(edges) else np.inf, np.inf)
     s_det = _detections(student, s_thr, s_labels, audio | set(names("visual_action")))
     student_dets = [[(s_labels[j], float(student[i, j])) for j in s_det[i]] if has_student[i] else [] for i in range(T)]
     q_hops = [_hops_that_matter(queries[q]["text"], int(query_hop[n]), t_s, student_dets)
@@ -297,6 +303,7 @@ def load_trace(path: str | Path, important: Sequence[str]) -> Trace:
         event_label=np.array([important.index(e["label"]) for e in events], np.int64),
         event_onset_s=np.array([float(e["onset_s"]) for e in events]),
         trigger_detections=trigger_dets, student_detections=student_dets, _query_student_hops=q_hops,
+        since_trigger=since_trigger,
     )
 
 

@@ -126,14 +126,17 @@ def test_observation_vector_layout():
     assert extra[3] == 1.0 and extra[4] == 0.5 and extra[8] == 1.0 and extra[9] == 1.0
     assert extra[10] == 1.0 and extra[12] == 1.0
     assert extra[13] == 1.0 and extra[14] == 1.0  # day_left and uplink tokens default to "all of it"
-    assert extra[15:].tolist() == [float(k == "other") for k in QUERY_KINDS]  # the query "x" is of kind "other"
+    assert extra[15] == 1.0  # no trigger yet: since_trigger is inf, clipped to 1
+    assert extra[16:].tolist() == [float(k == "other") for k in QUERY_KINDS]  # the query "x" is of kind "other"
     kinds = {"what was that sound?": "sound_id", "did someone knock?": "yes_no", "why did I open the oven?": "why",
              "why did I stop chopping?": "why_stop", "how many times did they knock?": "count",
              "which came first, the knock or the kettle?": "order", "what did they ask me for?": "object",
              "how is the weather?": "other"}
     for text, kind in kinds.items():
-        hot = observation_vector(Observation(t_s=1.0, trigger_scores={}, query=text), t, s)[5 + 15:]
+        hot = observation_vector(Observation(t_s=1.0, trigger_scores={}, query=text), t, s)[5 + 16:]
         assert hot.tolist() == [float(k == kind) for k in QUERY_KINDS], text
-    v2 = observation_vector(Observation(t_s=1.0, trigger_scores={}, day_left_frac=0.25, uplink_tokens_frac=1.7), t, s)
+    v2 = observation_vector(Observation(t_s=1.0, trigger_scores={}, day_left_frac=0.25, uplink_tokens_frac=1.7,
+                                        since_trigger_s=2.5), t, s)
     assert v2[5 + 13] == 0.25 and v2[5 + 14] == 1.0  # clipped to [0, 1]
+    assert v2[5 + 15] == pytest.approx(0.25)  # 2.5 s since the trigger's last rising edge
     assert np.all(v >= -1) and np.all(v <= 1)

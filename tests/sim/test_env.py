@@ -61,8 +61,8 @@ def test_gymnasium_and_sb3_check_env_pass(traces):
     check_env(env.unwrapped)
     sb3_check_env(gym.make(ENV_ID, traces=str(traces), day_h=0.5).unwrapped, warn=True)
     assert env.action_space.n == len(ACTIONS) == 5
-    # trigger scores, student scores, 15 extra features, a one-hot of the 10 wearer-query kinds (contract v2)
-    assert env.observation_space.dtype == np.float32 and env.observation_space.shape == (18 + 33 + 15 + 10,)
+    # trigger scores, student scores, 16 extra features, a one-hot of the 10 wearer-query kinds (contract v2)
+    assert env.observation_space.dtype == np.float32 and env.observation_space.shape == (18 + 33 + 16 + 10,)
 
 
 def test_docstring_has_the_gymnasium_sections():
@@ -330,3 +330,14 @@ def test_a_trace_that_skipped_the_cloud_must_cover_the_important_labels(tmp_path
         OffloadEnv(str(tmp_path), important_labels=("doorbell", "timer_beep"))
     with pytest.raises(TraceError, match="notify_s"):
         OffloadEnv(str(tmp_path), important_labels=("doorbell",), notify_s=8.0)
+
+
+def test_since_trigger_counts_from_the_last_rising_edge(traces):
+    tr = load_traces(traces, ["timer_beep", "doorbell"])[0]
+    edges = [i for i, d in enumerate(tr.trigger_detections) if d]
+    assert edges, "the trace double's trigger fires"
+    assert np.all(np.isinf(tr.since_trigger[: edges[0]]))
+    assert np.all(tr.since_trigger[edges] == 0.0)
+    after = edges[-1] + 3
+    if after < tr.n_hops:
+        assert tr.since_trigger[after] == pytest.approx(3 * tr.hop_s)
