@@ -93,8 +93,8 @@ def make_trace(out: str | Path, recording_id: str = "kitchen_t0", *, duration_s:
         hard = False
         for e in events:
             if e["onset_s"] < t1 and e["offset_s"] > t0:
-                j = TRIGGER_LABELS.index(e["label"])
-                trig[j] = 0.3 if e.get("trigger_misses") else 0.9
+                if e["label"] in TRIGGER_LABELS:  # a visual action: only the student (and the cloud) see it
+                    trig[TRIGGER_LABELS.index(e["label"])] = 0.3 if e.get("trigger_misses") else 0.9
                 stud[STUDENT_LABELS.index(e["label"])] = 0.8
                 tags[e["label"]] = 0.95
                 hard = hard or bool(e.get("trigger_misses"))

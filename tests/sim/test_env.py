@@ -341,3 +341,33 @@ def test_since_trigger_counts_from_the_last_rising_edge(traces):
     after = edges[-1] + 3
     if after < tr.n_hops:
         assert tr.since_trigger[after] == pytest.approx(3 * tr.hop_s)
+
+
+def test_visual_questions_are_answered_only_from_hops_the_student_ran(tmp_path):
+    """'what am I doing?' and 'what did I just do?' need the student on the right hops; the narrowed
+    cache agrees with the unnarrowed answer on random histories."""
+    from shared.queries import ACTION_TEXT, ACTIVITY_TEXT, answer_matches
+    from tests.helpers.trace_double import DEFAULT_EVENTS, make_trace
+
+    events = DEFAULT_EVENTS + [
+        {"id": "v0", "label": "chop", "onset_s": 1.0, "offset_s": 6.0, "modality": "visual", "source_visible": True},
+        {"id": "v1", "label": "pick_up_phone", "onset_s": 7.2, "offset_s": 8.2, "modality": "visual",
+         "source_visible": True}]
+    queries = [{"id": "q0", "t_s": 4.0, "text": ACTIVITY_TEXT, "answer": "chop", "kind": "activity"},
+               {"id": "q1", "t_s": 9.1, "text": ACTION_TEXT, "answer": "pick_up_phone", "kind": "action"}]
+    tr = load_traces(make_trace(tmp_path, events=events, queries=queries), ["timer_beep"])[0]
+    n = tr.n_hops
+    for q in range(2):
+        assert tr.local_correct(q, [True] * n) and not tr.local_correct(q, [False] * n)
+    # only the hops of the last second see the activity; the phone must be seen within 5 s
+    q0, q1 = tr.query_ids.index("q0"), tr.query_ids.index("q1")
+    h0 = int(tr.query_hop[q0])
+    assert tr.local_correct(q0, [h == h0 for h in range(n)])
+    assert not tr.local_correct(q0, [h == h0 - 8 for h in range(n)])  # 2 s earlier: not "now"
+    assert tr.local_correct(q1, [7.2 < tr.t_s[h] <= 8.5 for h in range(n)])
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        ran = (rng.random(n) < 0.3).tolist()
+        for q in range(2):
+            full = answer_matches(tr.local_answer(q, [h for h in range(n) if ran[h]]), tr.query_gold[q])
+            assert tr.local_correct(q, ran) == full
