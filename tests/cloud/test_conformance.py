@@ -86,7 +86,7 @@ def test_worked_examples_are_answered_as_documented(server):
     assert c["input"] == {"audio_s": 2.0, "sample_rate_hz": 16000, "frame_hz": 2.0, "frames": 8, "frame_size_px": 48}
     assert {"audio_event", "visual_action", "environment", "object_state"} <= set(c["labels"])
     assert "timer_beep" in c["labels"]["audio_event"] and c["tags"]
-    assert {a["kind"] for a in c["answers"]} == {"summary", "dense", "yes_no", "label"}
+    assert {a["kind"] for a in c["answers"]} == {"summary", "dense", "yes_no", "label", "wearer"}
 
     _, result = client.ask(EXAMPLES["infer"])
     assert keys(result) == example_keys("result")
