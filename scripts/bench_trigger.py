@@ -126,6 +126,8 @@ def capture_query_success(camera_on: dict[str, np.ndarray], traces: list) -> dic
             kinds.append(tr.query_kinds[q])
     if not groups or sum(always) == 0:
         return None
+    kind_of = np.asarray(kinds)
+    cols = {"trigger": np.asarray(trig), "always_on": np.asarray(always), "never_on": np.asarray(never)}
     ones = np.ones(len(groups))
     ratio = paired_ratio(trig, ones, groups, always, ones, groups)
     never_ratio = paired_ratio(never, ones, groups, always, ones, groups)
@@ -138,9 +140,8 @@ def capture_query_success(camera_on: dict[str, np.ndarray], traces: list) -> dic
             "camera_matters": bool(camera_gain.lo > 0), "target": QUERY_SUCCESS_TARGET,
             "met": bool(ratio.value >= QUERY_SUCCESS_TARGET),
             # per question kind: where the trigger's camera loses to an always-on one
-            "by_kind": {k: {"n": kinds.count(k), **{name: float(np.mean([x for x, kk in zip(col, kinds) if kk == k]))
-                                                    for name, col in (("trigger", trig), ("always_on", always),
-                                                                      ("never_on", never))}}
+            "by_kind": {k: {"n": int((kind_of == k).sum()),
+                            **{name: float(col[kind_of == k].mean()) for name, col in cols.items()}}
                         for k in sorted(set(kinds))}}
 
 

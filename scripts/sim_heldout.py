@@ -163,7 +163,8 @@ def headline_markdown(info: dict) -> str:
     # No success headline while never-on may reach 95% of always-cloud (the upper end of its interval).
     if not ratio or ratio["hi"] >= 0.95:
         lines.append(f"- Budget {cap:g} mW, {dl:g} ms: never-on (camera off, nothing sent) reaches "
-                     f"{format_interval(ratio)}% of always-cloud query success (target <= 50%: not met): on these "
+                     f"{format_interval(ratio)}% of always-cloud query success (target <= 50%: "
+                     f"{'met' if t.get('never_on_target_met') else 'not met'}): on these "
                      "traces asking the cloud does not beat the device alone, so there is no offloading claim "
                      "to make.")
     else:

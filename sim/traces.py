@@ -275,9 +275,10 @@ def load_trace(path: str | Path, important: Sequence[str]) -> Trace:
     keep = np.array([l in audio for l in t_labels], bool)
     trigger_dets = [[(t_labels[j], float(trigger[i, j])) for j in np.flatnonzero(triggered[0, i] & keep)]
                     for i in range(T)]
-    edges = np.flatnonzero([bool(d) for d in trigger_dets])
-    last = np.searchsorted(edges, np.arange(T), side="right") - 1
-    since_trigger = np.where(last >= 0, t_s - t_s[edges[np.maximum(last, 0)]] if len(edges) else np.inf, np.inf)
+    edges = np.flatnonzero([bool(d) for d in trigger_dets])  # hops with a rising edge
+    last = np.searchsorted(edges, np.arange(T), side="right") - 1  # the latest at or before each hop
+    since_trigger = np.full(T, np.inf)
+    since_trigger[last >= 0] = t_s[last >= 0] - t_s[edges[last[last >= 0]]]
     s_det = _detections(student, s_thr, s_labels, audio | set(names("visual_action")))
     student_dets = [[(s_labels[j], float(student[i, j])) for j in s_det[i]] if has_student[i] else [] for i in range(T)]
     q_hops = [_hops_that_matter(queries[q]["text"], int(query_hop[n]), t_s, student_dets)
