@@ -41,7 +41,8 @@ from edge.policy import OFFLOAD_SPECS
 from edge.runtime import build_request, step_times
 from edge.snr import estimate_snr_db
 from edge.source import AudioRing
-from shared.trace import CAPTURE_VARIANTS, NOT_TRACED, OFFLOAD_KINDS, TRACE_VERSION, write_trace
+from shared.trace import (CAPTURE_VARIANTS, N_MASKS, NOT_TRACED, OFFLOAD_KINDS, TRACE_VERSION, window_segments,
+                          write_trace)
 
 __all__ = ["CLOUD_TOP_K", "LAPLACIAN_SHARP", "SERVICE_SAMPLES", "frame_blur", "measure_service_ms",
            "trace_recording", "run_trace"]
@@ -101,6 +102,47 @@ def _captured(rec, t: float, hop_s: float, history: str) -> list[int]:
         return list(range(k + 1))
     lo = int(np.searchsorted(rec.frame_times_s, t - hop_s + _TIE_EPS, side="left"))
     return list(range(lo, k + 1))
+
+
+def _finish_hop(line: dict[str, Any], sent: dict[str, tuple]) -> None:
+    """Wait for a hop's replies and write its ``cloud`` (and ``cloud_masks``) entries."""
+    futures = [f for f, _, _ in sent.values() if not isinstance(f, str)]
+    if futures:
+        concurrent.futures.wait(futures)
+    line["cloud"] = {name: _cloud_entry(fut, n, ft) for name, (fut, n, ft) in sent.items()}
+    if "_masks" in line:
+        _finish_masks(line)
+
+
+def _finish_masks(line: dict[str, Any]) -> None:
+    """``cloud_masks`` of a query hop: the traced masks, mask 0 = ``full_now`` and the full mask =
+    ``full_warm``; a mask not asked (no cloud) carries the full_now entry's error."""
+    masks = line.pop("_masks") or {}
+    now, warm = line["cloud"]["full_now"], line["cloud"]["full_warm"]
+    out = []
+    for m in range(N_MASKS):
+        if m == 0:
+            out.append(now)
+        elif m == N_MASKS - 1:
+            out.append(warm)
+        else:
+            out.append(masks.get(m) or {**now, "frame_t_s": [], "ok": False, "answer": None, "tags": {},
+                                        "bytes_down": 0, "error": now["error"] or NOT_TRACED})
+    line["cloud_masks"] = out
+
+
+def _mask_captured(rec, i: int, hop_s: float, window_hops: int, mask: int) -> list[int]:
+    """Frame indices the camera holds at hop ``i`` when it covered the window's segments in ``mask``
+    (``shared.trace.window_segments``) and is on at hop ``i`` itself."""
+    if not len(rec.frames):
+        return []
+    hops = {i}
+    for k, (lo, hi) in enumerate(window_segments(i, window_hops)):
+        if mask >> k & 1:
+            hops.update(range(lo, hi))
+    times = np.asarray(rec.frame_times_s)
+    hop_of = np.ceil(times / hop_s - _TIE_EPS).astype(int) - 1  # hop h covers (h * hop_s, (h + 1) * hop_s]
+    return [int(k) for k in np.flatnonzero(np.isin(hop_of, sorted(hops)))]
 
 
 def measure_service_ms(rec, client, *, hop_s: float, deadline_ms: int,
@@ -232,6 +274,26 @@ def trace_recording(rec, trigger, student, client, *, hop_s: float = 0.25, deadl
         ask = client is not None and (cloud_hops == "all" or query is not None
                                       or any(t > o and t - hop_s < o + event_window_s for o in onsets))
         sent = {}
+        masks = None
+        if query is not None and ask:
+            # Every pattern of window coverage (shared.trace, "Window masks"): drain the hops in
+            # flight, then ask in chunks the client takes; mask 0 is full_now, the full mask full_warm.
+            while in_flight:
+                _finish_hop(*in_flight.pop(0))
+            window_hops = int(round(OFFLOAD_SPECS["full"].audio_s / hop_s))
+            masks = {}
+            todo = list(range(1, N_MASKS - 1))
+            chunk = max(1, client.max_in_flight)
+            for c0 in range(0, len(todo), chunk):
+                futs = {}
+                for m in todo[c0:c0 + chunk]:
+                    req, n_bytes, _ = build_request(rec, ring, t, OFFLOAD_SPECS["full"],
+                                                    _mask_captured(rec, i, hop_s, window_hops, m),
+                                                    trigger_label=label, trigger_score=score, student_scores=s_scores,
+                                                    student_confidence=conf, query=query, deadline_ms=deadline_ms)
+                    futs[m] = (client.submit(req, deadline_ms=deadline_ms), n_bytes, [float(f.t_s) for f in req.frames])
+                concurrent.futures.wait([f for f, _, _ in futs.values()])
+                masks.update({m: _cloud_entry(f, n, ft) for m, (f, n, ft) in futs.items()})
         for name, variant in CAPTURE_VARIANTS.items():
             camera = variant.history != "none"
             captured = _captured(rec, t, hop_s, variant.history)
@@ -244,13 +306,11 @@ def trace_recording(rec, trigger, student, client, *, hop_s: float = 0.25, deadl
             sent[name] = (fut, n_bytes, [float(f.t_s) for f in req.frames])
         # Keep the next hops' requests coming while these are served (the server batches them);
         # a hop's line is finished once its replies are in.
+        if query is not None:
+            line["_masks"] = masks  # completed with full_now / full_warm once this hop's replies are in
         in_flight.append((line, sent))
         while len(in_flight) > ahead or (i == len(times) - 1 and in_flight):
-            done_line, done_sent = in_flight.pop(0)
-            futures = [f for f, _, _ in done_sent.values() if not isinstance(f, str)]
-            if futures:
-                concurrent.futures.wait(futures)
-            done_line["cloud"] = {name: _cloud_entry(fut, n, ft) for name, (fut, n, ft) in done_sent.items()}
+            _finish_hop(*in_flight.pop(0))
         lines.append(line)
     return header, lines
 
@@ -303,8 +363,11 @@ def run_trace(cfg) -> list[Path]:
                                [round_floats(line) for line in lines])
             ok = sum(c["ok"] for line in lines for c in line["cloud"].values())
             asked = sum(c["error"] != NOT_TRACED for line in lines for c in line["cloud"].values())
+            masks = [c for line in lines for c in (line.get("cloud_masks") or [])[1:-1]]  # 0, last: variants
+            n_masks = sum(c["ok"] for c in masks)
             print(f"{path}: {len(lines)} hops, {ok}/{asked} cloud answers ({asked} of "
-                  f"{len(CAPTURE_VARIANTS) * len(lines)} asked), {time.monotonic() - t0:.1f} s")
+                  f"{len(CAPTURE_VARIANTS) * len(lines)} asked), {n_masks}/{len(masks)} window-mask answers, "
+                  f"{time.monotonic() - t0:.1f} s")
             written.append(path)
     finally:
         if client is not None:

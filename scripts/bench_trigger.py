@@ -30,8 +30,8 @@ the 30% target can apply to.
 
 3. **Query success** (``--traces``, capture-aware traces of the same
    recordings from ``earshot trace``): for each wearer query, the cloud's
-   traced answer under the capture the trigger's camera gives (5 s of frames
-   if it has been on over the window, else only the question's own hop), beside
+   traced answer under the capture the trigger's camera gives (the frames it
+   captured in the 5 s window, by the trace's window masks), beside
    an always-on camera (always the 5 s) and, as the control, a camera never
    on (audio alone). The ratio to the always-on camera is the target's figure;
    if the never-on camera reaches it too, the camera does not matter for
@@ -95,31 +95,33 @@ def capture_query_success(camera_on: dict[str, np.ndarray], traces: list) -> dic
     camera and a camera that is never on, from capture-aware traces of the same recordings.
 
     Per query at hop i (``Trace.query_hop``): ``audio_trigger`` offloads ``full`` and has the
-    camera on at i; the frames cover the window (``full_warm``) if the camera has been on since
-    ``warm_from_hop[i]``, else only this hop's (``full_now``), as in the simulator
-    (sim/env.py). An always-on camera always sends ``full_warm``; a camera never on sends the
-    audio alone (``audio``). Correctness is the traced cloud answer under that capture
+    camera on at i; the offload carries the frames the camera captured in the window, read from
+    the trace's window mask for the segments it covered (``shared/trace.py``, "Window masks"), as
+    in the simulator (sim/env.py). An always-on camera always sends ``full_warm``; a camera never
+    on sends the audio alone (``audio``). Queries asked after the last hop are left out (the
+    device answers them under every camera). Correctness is the traced cloud answer under that capture
     (``Trace.cloud_correct``); the deadline and the link are the simulator's business, not the
     camera's. The ratio to the always-on camera is the target's figure (>= 95%); the never-on
     ratio says whether the camera matters for these questions at all: if it is as high, the
     target is met whatever the trigger does. None when no recording has both a log and queries.
     """
     from shared.stats import bootstrap_mean, paired_difference, paired_ratio
+    from shared.trace import camera_mask
     from sim.traces import VARIANTS
 
-    warm, now, audio = VARIANTS.index("full_warm"), VARIANTS.index("full_now"), VARIANTS.index("audio")
+    warm, audio = VARIANTS.index("full_warm"), VARIANTS.index("audio")
     trig, always, never, groups, kinds = [], [], [], [], []
     for tr in traces:
         on = camera_on.get(tr.recording_id)
         if on is None:
             continue
         for q, i in enumerate(tr.query_hop):
+            if tr.query_at[min(int(i), tr.n_hops - 1)] != q:
+                continue  # asked after the last hop: answered on the device, no offload
             i = int(min(i, len(on) - 1))
-            since = i
-            while since > 0 and on[since - 1]:
-                since -= 1
-            v = warm if since <= tr.warm_from_hop[i] else now
-            trig.append(float(tr.cloud_correct[v, q]))
+            held = on.copy()
+            held[i] = True  # the question turns the camera on
+            trig.append(float(tr.mask_correct[q, camera_mask(held, i, tr.window_hops)]))
             always.append(float(tr.cloud_correct[warm, q]))
             never.append(float(tr.cloud_correct[audio, q]))
             groups.append(tr.recording_id)
@@ -175,8 +177,8 @@ def wake_only(trigger_path: Path, labels: list[str], folder: Path) -> Path:
 
 
 def run_camera(trigger_path: Path, dataset_root: Path, n: int, logs: Path, hold_s: float,
-               oracle_labels: set[str] | None = None, steps_out: dict[str, np.ndarray] | None = None
-               ) -> dict[str, Any]:
+               oracle_labels: set[str] | None = None, steps_out: dict[str, np.ndarray] | None = None,
+               split: str = "test") -> dict[str, Any]:
     """Camera-on share per held-out recording (module docstring); ``steps_out`` receives each
     recording's per-step camera state, for `capture_query_success`."""
     import torch
@@ -193,7 +195,9 @@ def run_camera(trigger_path: Path, dataset_root: Path, n: int, logs: Path, hold_
     torch.set_num_threads(1)
     trigger = load_program(trigger_path, expect="trigger")
     dataset = load_dataset(dataset_root)
-    entries = dataset.split("test")[: n or None]
+    entries = dataset.split(split)[: n or None]
+    if not entries:
+        raise SystemExit(f"{dataset_root}: no {split!r} recordings")
     device, network = load_device_profile("glasses_2025"), load_network_profile("wifi")
     rows = []
     for entry in entries:
@@ -220,7 +224,7 @@ def run_camera(trigger_path: Path, dataset_root: Path, n: int, logs: Path, hold_
     oracle = bootstrap_mean([r["oracle_share"] for r in rows], ids)
     return {"recordings": rows, "camera_on_share": share.to_dict(), "oracle_share": oracle.to_dict(),
             "always_on_share": 1.0, "target": CAMERA_SHARE_TARGET, "met": share.value <= CAMERA_SHARE_TARGET,
-            "program": str(trigger_path), "dataset": str(dataset_root)}
+            "program": str(trigger_path), "dataset": str(dataset_root), "split": split}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -232,6 +236,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--program", default="trigger_xnnpack_int8.pte")
     ap.add_argument("--recordings", type=int, default=0, help="test recordings for the camera share; 0 = all")
     ap.add_argument("--hold-s", type=float, default=2.0, help="audio_trigger's camera hold after a trigger")
+    ap.add_argument("--split", default="test", choices=["train", "val", "test"],
+                    help="recordings to measure on: test (held out, the default) or train/val to choose a setting")
     ap.add_argument("--logs", type=Path, default=None, help="keep the event logs here")
     ap.add_argument("--wake-labels", default=None,
                     help="comma-separated labels that wake the camera in the second run (default: sim's important labels)")
@@ -259,7 +265,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         logs = args.logs or Path(tmp)
         logs.mkdir(parents=True, exist_ok=True)
-        camera = run_camera(program, args.dataset, args.recordings, logs / "all", args.hold_s, steps_out=steps_all)
+        camera = run_camera(program, args.dataset, args.recordings, logs / "all", args.hold_s, steps_out=steps_all,
+                            split=args.split)
         if args.wake_labels is None:
             from sim.config import EnvConfig
 
@@ -267,7 +274,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         else:
             wake = [x for x in args.wake_labels.split(",") if x]
         important = run_camera(wake_only(program, wake, Path(tmp) / "wake"), args.dataset, args.recordings,
-                               logs / "important", args.hold_s, set(wake), steps_out=steps_important)
+                               logs / "important", args.hold_s, set(wake), steps_out=steps_important,
+                               split=args.split)
         important["wake_labels"] = wake
     if traces is not None:
         camera["query_success"] = capture_query_success(steps_all, traces)
@@ -283,7 +291,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{report_path}: missing (export the trigger with this Earshot to get the detector figures)")
     print(f"camera on under audio_trigger: {format_interval(camera['camera_on_share'])}% of the recording "
           f"(oracle trigger {format_interval(camera['oracle_share'])}%, always-on 100%) over "
-          f"{len(camera['recordings'])} held-out recordings; target <= {100 * CAMERA_SHARE_TARGET:.0f}%: "
+          f"{len(camera['recordings'])} {'held-out' if args.split == 'test' else args.split} recordings; target <= {100 * CAMERA_SHARE_TARGET:.0f}%: "
           f"{'met' if camera['met'] else 'NOT met'}")
     print(f"camera on when only {len(wake)} important sounds wake it ({', '.join(wake)}): "
           f"{format_interval(important['camera_on_share'])}% (oracle {format_interval(important['oracle_share'])}%); "

@@ -27,7 +27,8 @@ Hop keys: ``i``, ``t_s``, ``trigger`` (probabilities in label order),
 ``trigger_ms``, ``snr_db``, ``student`` (probabilities on the hop's newest
 frame, or null before the first frame), ``student_confidence``,
 ``student_ms``, ``frame_blur``, ``frames`` (frames the camera captures during
-the hop when it is on), ``query_id``, ``cloud`` and ``local_answer``.
+the hop when it is on), ``query_id``, ``cloud``, ``local_answer`` and, on a
+hop that asks a query, ``cloud_masks`` (below).
 A hop asks at most one query (``query_id``, else null): the next unasked query
 whose time has come, as the runtime picks it; a second query in the same hop
 waits for the next hop, and queries left after the last hop are answered on the
@@ -50,7 +51,22 @@ carry, so the cloud is asked once per capture history that matters:
 - ``audio``: 5 s of audio, no frames (camera off).
 
 A policy that never turned the camera on can only send ``audio``; frames sent
-never exceed frames captured. Service times are measured sequentially (one
+never exceed frames captured.
+
+**Window masks** (``cloud_masks``, on every hop that asks a query). The glasses
+keep the frames the camera captured and a ``full`` offload carries up to 4 of
+those within its 5 s window (``edge.runtime.build_request``), whether or not the
+camera stayed on in between: a camera that came on for a sound and went off
+again still holds the frames of what happened then. So at a query hop the
+cloud is also asked once per pattern of the window's coverage: the window is
+cut into :data:`WINDOW_SEGMENTS` equal runs of hops (:func:`window_segments`,
+oldest first) and mask ``m`` (bit ``k`` = segment ``k``) carries the frames of
+the hops of the covered segments plus the query hop's own, picked by the
+runtime's rule. ``cloud_masks`` is a list of ``2 ** WINDOW_SEGMENTS`` cloud
+entries indexed by mask; mask 0 is ``full_now`` and the full mask is
+``full_warm`` (the same requests, not asked twice). A segment counts as
+covered only when the camera was on at every one of its hops
+(:func:`camera_mask`), so frames sent never exceed frames captured. Service times are measured sequentially (one
 request in flight, the server otherwise idle) so that the simulator samples a
 distribution that does not depend on how loaded the machine was while tracing;
 the per-hop requests themselves are sent concurrently and their wall time is
@@ -70,10 +86,14 @@ from typing import Any, Iterable, Sequence
 from shared.config import UserError
 
 __all__ = ["TRACE_VERSION", "TraceError", "CaptureVariant", "CAPTURE_VARIANTS", "VARIANT_NAMES", "OFFLOAD_KINDS",
-           "HEADER_KEYS", "HOP_KEYS", "CLOUD_KEYS", "NOT_TRACED", "read_trace", "write_trace", "trace_files",
-           "labels_not_covered"]
+           "HEADER_KEYS", "HOP_KEYS", "CLOUD_KEYS", "NOT_TRACED", "WINDOW_SEGMENTS", "N_MASKS", "window_segments",
+           "camera_mask", "read_trace", "write_trace", "trace_files", "labels_not_covered"]
 
-TRACE_VERSION = 2
+TRACE_VERSION = 3
+#: The full offload's window is cut into this many runs of hops for ``cloud_masks``.
+WINDOW_SEGMENTS = 4
+#: Masks per query hop.
+N_MASKS = 2 ** WINDOW_SEGMENTS
 #: Offload kinds, in the order every array of the simulator uses (edge.policy.OFFLOAD_SPECS keys).
 OFFLOAD_KINDS: tuple[str, ...] = ("light", "full", "audio")
 
@@ -109,6 +129,26 @@ PROGRAM_KEYS = ("program", "sha256", "labels", "thresholds", "macs", "size_bytes
 HOP_KEYS = ("i", "t_s", "trigger", "trigger_ms", "snr_db", "student", "student_confidence", "student_ms",
             "frame_blur", "frames", "query_id", "cloud")
 CLOUD_KEYS = ("ok", "error", "bytes_up", "bytes_down", "frame_t_s", "tags", "answer")
+
+
+def window_segments(i: int, window_hops: int, n: int = WINDOW_SEGMENTS) -> list[tuple[int, int]]:
+    """Hop ranges ``[lo, hi)`` of the ``n`` segments (oldest first) of the ``window_hops`` hops that end
+    with hop ``i``; hops before 0 are cut off, so early segments may be empty."""
+    if window_hops < 1:
+        raise ValueError(f"window_hops: must be >= 1, got {window_hops}")
+    first = i - window_hops + 1
+    bounds = [first + (k * window_hops) // n for k in range(n + 1)]
+    return [(max(0, bounds[k]), max(0, bounds[k + 1])) for k in range(n)]
+
+
+def camera_mask(camera_on: Sequence[bool], i: int, window_hops: int, n: int = WINDOW_SEGMENTS) -> int:
+    """The window mask of hop ``i`` (bit ``k``: segment ``k`` covered) from the camera's state per hop:
+    a segment is covered when the camera was on at every one of its hops (an empty one is)."""
+    m = 0
+    for k, (lo, hi) in enumerate(window_segments(i, window_hops, n)):
+        if all(camera_on[lo:hi]):
+            m |= 1 << k
+    return m
 
 
 class TraceError(UserError, ValueError):
@@ -183,6 +223,16 @@ def _check_hop(path: Path, n: int, hop: Any, header: dict[str, Any]) -> None:
     qid = hop["query_id"]
     if qid is not None and (qid not in known or qid not in asked):
         raise TraceError(f"{where}: query_id {qid!r} must be a header query with a local_answer on this hop")
+    masks = hop.get("cloud_masks")
+    if masks is not None:
+        if not isinstance(masks, list) or len(masks) != N_MASKS:
+            raise TraceError(f"{where}: cloud_masks must be a list of {N_MASKS} cloud entries")
+        for m, entry in enumerate(masks):
+            bad = [k for k in CLOUD_KEYS if k not in entry] if isinstance(entry, dict) else list(CLOUD_KEYS)
+            if bad:
+                raise TraceError(f"{where}: cloud_masks[{m}] misses {bad}")
+    elif hop["query_id"] is not None:
+        raise TraceError(f"{where}: a hop that asks a query needs cloud_masks (one cloud entry per window mask)")
 
 
 def read_trace(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -25,7 +25,7 @@ from shared.profiles import (
 )
 from sim.episode import DayPlan, DayTables, Segment, TraceStatic, bind_segment, day_link, draw_day, fixed_day
 from sim.network import load_bandwidth_trace
-from shared.trace import labels_not_covered
+from shared.trace import N_MASKS, camera_mask, labels_not_covered
 from sim.traces import KINDS, VARIANTS, TraceError, TraceSet, load_traces
 
 __all__ = ["Budget", "RewardWeights", "OffloadEnv", "IMPORTANT_LABELS", "ENV_ID", "CAMERA_FPS"]
@@ -38,6 +38,7 @@ IMPORTANT_LABELS: tuple[str, ...] = (
 #: The recording format's video rate (frames per second of camera on), for "share of an always-on camera".
 CAMERA_FPS = 10.0
 _LIGHT, _FULL_NOW, _FULL_WARM, _AUDIO = (VARIANTS.index(v) for v in ("light", "full_now", "full_warm", "audio"))
+_FULL_MASK = N_MASKS - 1
 _KIND_OF_ACTION = [{"none": -1, "light": 0, "full": 1, "audio": 2}[a.offload] for a in ACTIONS]
 
 
@@ -380,6 +381,7 @@ class OffloadEnv(gym.Env):
         self._student_ran = [False] * tr.n_hops
         self._camera_prev = False
         self._cam_since = tr.n_hops  # the hop since which the camera has been on (none yet)
+        self._cam_hist = [False] * tr.n_hops  # the camera's state per hop (frames the glasses hold)
         self._last_offload_t = -math.inf
         self._inflight: list[float] = []
         self._link_free_s = 0.0
@@ -471,6 +473,7 @@ class OffloadEnv(gym.Env):
         if camera:
             if not self._camera_prev:
                 self._cam_since = i
+            self._cam_hist[i] = True
         else:
             self._cam_since = s.T
         tx = rx = jpeg = 0
@@ -478,11 +481,19 @@ class OffloadEnv(gym.Env):
         lat = math.inf
         ok = False
         v = -1
+        q = ts.query_at[i]
+        mask = -1
         if kind >= 0:
             # The capture variant: frames over the window only if the camera has been on since the oldest.
             v = (_FULL_WARM if self._cam_since <= ts.warm_from[i] else _FULL_NOW) if kind == 1 else (
                 _LIGHT if kind == 0 else _AUDIO)
-            v = self._send(s, ts, i, t, hop, v, c)
+            if kind == 1 and q >= 0:
+                # A question: the offload carries the frames the camera captured in the window,
+                # whether or not it stayed on in between (shared/trace.py, "Window masks").
+                mask = _FULL_MASK if v == _FULL_WARM else camera_mask(self._cam_hist, i, ts.window_hops)
+                if ts.mask_frames[q][mask] > ts.frames[_FULL_NOW][i]:
+                    v = _FULL_WARM  # its size and link time: the window's frames, not this hop's
+            v = self._send(s, ts, i, t, hop, v, c, ts.mask_frames[q][mask] if mask >= 0 else None)
             if v >= 0:
                 tx, rx, air = s.tx[v][i], s.rx[v][i], s.air_s[v][i]
                 lat, ok = self._lat, s.ok[v][i]
@@ -501,15 +512,15 @@ class OffloadEnv(gym.Env):
             self._student_hop = i
             self._student_ran[i] = True
             c["student_runs"] += 1
-        q = ts.query_at[i]
         if q >= 0:
-            reward += self._answer(q, v, ok, lat)
+            reward += self._answer(q, v, ok, lat, mask)
         if ts.ev_active[i]:
             reward += self._notify(i, t, student, v, ok, lat)
 
         self._camera_prev = camera
         if self._hist is not None:
-            self._hist.append((camera, student, v, q, self._battery_mj / self.device.battery_mj, meter.avg_power_mw))
+            self._hist.append((camera, student, v, q, self._battery_mj / self.device.battery_mj, meter.avg_power_mw,
+                               mask))
         self._i = i + 1
         self._day_elapsed_s += hop
         c["steps"] += 1
@@ -526,12 +537,14 @@ class OffloadEnv(gym.Env):
             return self._obs_row(), reward, True, False, {}
         return self._observe(), reward, False, False, {}
 
-    def _send(self, s: Segment, ts: TraceStatic, i: int, t: float, hop: float, v: int, c: dict) -> int:
+    def _send(self, s: Segment, ts: TraceStatic, i: int, t: float, hop: float, v: int, c: dict,
+              frames: int | None = None) -> int:
         """Try to send variant ``v`` at hop ``i``; returns ``v``, or -1 when refused or the link is down.
 
-        Sets ``self._jpeg`` (frames encoded either way) and ``self._lat`` (end-to-end ms when sent).
+        ``frames``: the frames it carries when not the variant's (a window mask's). Sets ``self._jpeg``
+        (frames encoded either way) and ``self._lat`` (end-to-end ms when sent).
         """
-        self._jpeg = ts.frames[v][i]  # encoded before the request can be refused (as the runtime does)
+        self._jpeg = ts.frames[v][i] if frames is None else frames  # encoded before the request can be refused
         self._last_offload_t = t
         c["offloads"] += 1
         inflight = self._inflight
@@ -559,7 +572,7 @@ class OffloadEnv(gym.Env):
         inflight.append(t + lat / 1000.0)
         c["bytes_sent"] += tx
         c["bytes_received"] += s.rx[v][i]
-        c["frames_sent"] += ts.frames[v][i]
+        c["frames_sent"] += self._jpeg
         return v
 
     def _check_action(self, action) -> int:
@@ -574,14 +587,15 @@ class OffloadEnv(gym.Env):
                              "edge.policy.ACTIONS")
         return a
 
-    def _answer(self, q: int, v: int, ok: bool, lat: float) -> float:
-        """Score the hop's query: the cloud's answer under variant ``v`` if in time, else the device's."""
+    def _answer(self, q: int, v: int, ok: bool, lat: float, mask: int = -1) -> float:
+        """Score the hop's query: the cloud's answer under variant ``v`` (under window ``mask`` for a
+        full offload) if in time, else the device's."""
         s, w = self._seg, self.reward_weights
         st = self.stats
         deadline = self.budget.deadline_ms
         reward = 0.0
         if v >= 0 and ok and lat <= deadline:
-            correct = s.st.cloud_correct[v][q]
+            correct = s.st.mask_correct[q][mask] if mask >= 0 else s.st.cloud_correct[v][q]
             source, latency = "cloud", lat
             st["cloud_answers"] += 1
         else:
@@ -591,16 +605,23 @@ class OffloadEnv(gym.Env):
             if v >= 0:
                 st["deadline_misses"] += 1
                 reward -= w.deadline_miss
-        self._log_query(q, correct, source, v, latency)
+        self._log_query(q, correct, source, v, latency, mask=mask)
         if correct:
             reward += w.query_correct
         return reward
 
-    def _log_query(self, q: int, correct: bool, source: str, v: int, latency: float, seg=None) -> None:
+    def _log_query(self, q: int, correct: bool, source: str, v: int, latency: float, seg=None,
+                   mask: int = -1) -> None:
+        """One row of the query log; a full offload's variant is named by the window it carried:
+        ``full_warm`` (all of it), ``full_now`` (this hop's frames) or ``full_held`` (frames held from
+        part of the window)."""
         k, tr = seg if seg is not None else (self._seg_k, self._seg.trace)
         st = self.stats
+        name = VARIANTS[v] if v >= 0 else None
+        if v >= 0 and mask >= 0:
+            name = "full_warm" if mask == _FULL_MASK else "full_now" if mask == 0 else "full_held"
         st["query_log"].append((k, tr.recording_id, tr.query_ids[q], tr.query_kinds[q], bool(correct), source,
-                                VARIANTS[v] if v >= 0 else None, latency))
+                                name, latency))
         if correct:
             st["answers_correct"] += 1
         if source == "unasked":

@@ -90,6 +90,9 @@ class TraceStatic:
         self.frames_per_hop = tr.frames_per_hop.tolist()
         self.query_at = tr.query_at.tolist()
         self.cloud_correct = tr.cloud_correct.tolist()
+        self.mask_correct = tr.mask_correct.tolist()
+        self.mask_frames = tr.mask_frames.tolist()
+        self.window_hops = tr.window_hops
         self.late_queries = list(tr.late_queries)
         self.student_ms = tr.student_ms.tolist()
         self.student_conf = tr.student_confidence.tolist()

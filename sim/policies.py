@@ -10,8 +10,8 @@ ExecuTorch runtime, as on the glasses. Two references live only here:
   drawn link and plans, for each query, the cheapest way to answer it right:
   nothing (the trigger's memory is right), an audio, light or full offload at
   the question (in time), the student on the hops that matter, or the camera
-  on for the 5 s before the question so that a full offload carries those
-  frames; an important event the trigger will not catch gets the student or
+  on over the fewest segments of the 5 s before the question whose frames make
+  a full offload right (``shared/trace.py``, "Window masks"); an important event the trigger will not catch gets the student or
   the cheapest offload that catches it. Not deployable; a near-upper bound on
   these traces (it ignores budgets it could plan around, such as the power cap).
 """
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from edge.policy import ACTIONS, LOOK, OFF, OFFLOAD_AUDIO, OFFLOAD_FULL, OFFLOAD_LIGHT, Action, Observation, make_policy
+from shared.trace import N_MASKS, window_segments
 from sim.traces import VARIANTS
 
 __all__ = ["RandomPolicy", "OraclePolicy", "make_sim_policy", "SIM_ONLY_POLICIES"]
@@ -71,6 +72,12 @@ class OraclePolicy:
             return False
         return q is None or s.st.cloud_correct[v][q]
 
+    @staticmethod
+    def _mask_hops(m: int, hq: int, window_hops: int) -> list[int]:
+        """The hops before ``hq`` the camera must be on at for window mask ``m``."""
+        return [h for k, (lo, hi) in enumerate(window_segments(hq, window_hops)) if m >> k & 1
+                for h in range(lo, hi) if h != hq]
+
     def _plan_segment(self) -> None:
         """For each query of the recording, the cheapest action schedule that answers it right."""
         s = self.env.segment
@@ -94,11 +101,15 @@ class OraclePolicy:
                     plan.setdefault(h, LOOK)
                 plan.setdefault(hq, LOOK)
                 continue
-            if self._in_time(_V["full_warm"], hq, q):
-                for h in range(ts.warm_from[hq], hq):
-                    if plan.get(h, OFF) in (OFF, OFFLOAD_AUDIO):
-                        plan[h] = LOOK
-                plan[hq] = OFFLOAD_FULL
+            if self._in_time(_V["full_warm"], hq, None):
+                # the cheapest window coverage that answers it (shared/trace.py, "Window masks")
+                masks = [(len(self._mask_hops(m, hq, ts.window_hops)), m) for m in range(1, N_MASKS)
+                         if ts.mask_correct[q][m]]
+                if masks:
+                    for h in self._mask_hops(min(masks)[1], hq, ts.window_hops):
+                        if plan.get(h, OFF) in (OFF, OFFLOAD_AUDIO):
+                            plan[h] = LOOK
+                    plan[hq] = OFFLOAD_FULL
         self._plan = plan
 
     def act(self, obs: Observation) -> Action:

@@ -57,7 +57,7 @@ def draw_timeline(env) -> np.ndarray:
     for row in env.stats["query_log"]:
         if row[0] == env._seg_k:
             outcomes[row[2]] = row[4]
-    for i, (camera, student, v, q, battery, power) in enumerate(hist):
+    for i, (camera, student, v, q, battery, power, *_) in enumerate(hist):
         if camera:
             fill("camera", i, COLOURS["camera"])
         if student:

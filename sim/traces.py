@@ -31,7 +31,8 @@ import numpy as np
 
 from shared.labels import names
 from shared.queries import answer_matches
-from shared.trace import CAPTURE_VARIANTS, OFFLOAD_KINDS, VARIANT_NAMES, TraceError, read_trace, trace_files
+from shared.trace import (CAPTURE_VARIANTS, N_MASKS, OFFLOAD_KINDS, VARIANT_NAMES, TraceError, read_trace,
+                          trace_files)
 from shared.trigger import hold_runs, over_threshold
 
 __all__ = ["VARIANTS", "KINDS", "Trace", "TraceSet", "load_trace", "load_traces", "TraceError"]
@@ -56,6 +57,9 @@ class Trace:
         service_ms: offload kind -> measured service times (ms)
         query_ids, query_texts, query_kinds, query_gold [Q]; query_at [T] (-1: none); query_hop [Q]
         cloud_correct [V, Q] bool; late_queries: query indices answered on the device at the end
+        mask_correct [Q, M] bool, mask_frames [Q, M]: the cloud's answer and the frames it carried for a
+            ``full`` offload under each window mask (``shared.trace``, "Window masks"; ``M = N_MASKS``);
+            window_hops: hops in the full offload's window
         event_label [E] index into ``important``; event_onset_s [E]
         since_trigger [T]: seconds from the trigger's last rising edge (at or before the hop) to the
             hop's end; inf before the first one of the recording
@@ -103,6 +107,9 @@ class Trace:
     event_label: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     event_onset_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
     since_trigger: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    mask_correct: np.ndarray = field(default_factory=lambda: np.zeros((0, N_MASKS), bool))
+    mask_frames: np.ndarray = field(default_factory=lambda: np.zeros((0, N_MASKS), np.int64))
+    window_hops: int = 20
     # Detections that feed the device's answers: per hop, (label, score) in the runtime's order.
     trigger_detections: list[list[tuple[str, float]]] = field(default_factory=list, repr=False)
     student_detections: list[list[tuple[str, float]]] = field(default_factory=list, repr=False)
@@ -260,13 +267,19 @@ def load_trace(path: str | Path, important: Sequence[str]) -> Trace:
     query_at = np.full(T, -1, np.int64)
     query_hop = np.array([asked.get(q, T - 1) for q in qids], np.int64)
     cloud_correct = np.zeros((V, len(qids)), bool)
+    mask_correct = np.zeros((len(qids), N_MASKS), bool)
+    mask_frames = np.zeros((len(qids), N_MASKS), np.int64)
     for n, qid in enumerate(qids):
         if qid in asked:
             i = asked[qid]
             query_at[i] = n
+            gold = queries[qid]["answer"]
             for v, name in enumerate(VARIANTS):
                 c = hops[i]["cloud"][name]
-                cloud_correct[v, n] = bool(c["ok"]) and bool(answer_matches(c["answer"], queries[qid]["answer"]))
+                cloud_correct[v, n] = bool(c["ok"]) and bool(answer_matches(c["answer"], gold))
+            for m, c in enumerate(hops[i]["cloud_masks"]):
+                mask_correct[n, m] = bool(c["ok"]) and bool(answer_matches(c["answer"], gold))
+                mask_frames[n, m] = len(c["frame_t_s"])
     # The device's memory: the trigger's triggers every hop (its card's thresholds and refractory
     # hold, shared/trigger.py, as both runtimes), student detections where it ran.
     audio = set(_SOUNDS)
@@ -304,7 +317,8 @@ def load_trace(path: str | Path, important: Sequence[str]) -> Trace:
         event_label=np.array([important.index(e["label"]) for e in events], np.int64),
         event_onset_s=np.array([float(e["onset_s"]) for e in events]),
         trigger_detections=trigger_dets, student_detections=student_dets, _query_student_hops=q_hops,
-        since_trigger=since_trigger,
+        since_trigger=since_trigger, mask_correct=mask_correct, mask_frames=mask_frames,
+        window_hops=max(1, int(round(float(header["offloads"]["full"]["audio_s"]) / hop_s))),
     )
 
 

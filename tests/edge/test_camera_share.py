@@ -90,8 +90,20 @@ def test_query_success_under_the_triggers_capture_beside_always_on_and_never_on(
     assert capture_query_success(short, traces)["ratio"]["value"] == pytest.approx(2 / 3)  # 1 s is not the window
     assert capture_query_success({}, traces) is None
     # when no question needs frames, never-on equals always-on: the target then says nothing
+    # frames the camera took earlier in the window and still holds count (window masks): q2 right
+    # under the oldest segment's frames only (mask 1) is kept by a camera on over that segment alone
+    from shared.trace import window_segments
+
+    seg0 = window_segments(q2, traces[0].window_hops)[0]
+    held = {tr.recording_id: np.isin(np.arange(n), np.arange(*seg0)) for tr in traces}
+    assert capture_query_success(held, traces)["ratio"]["value"] == pytest.approx(2 / 3)
+    for tr in traces:
+        tr.mask_correct[2, 1] = True
+    assert capture_query_success(held, traces)["ratio"]["value"] == 1.0
+    assert capture_query_success(short, traces)["ratio"]["value"] == pytest.approx(2 / 3)  # mask 8, still wrong
     for tr in traces:
         tr.cloud_correct[:, 2] = True
+        tr.mask_correct[2, :] = True
     blind = capture_query_success(late, traces)
     assert blind["met"] and not blind["camera_matters"] and blind["never_on_ratio"]["value"] == 1.0
     # the camera state read back from an event log, step by step

@@ -64,6 +64,24 @@ def test_trace_file_variants_and_service_times(edge_world, programs, server, tmp
             assert c["full_warm"]["bytes_up"] > c["full_now"]["bytes_up"] > c["audio"]["bytes_up"] - 100_000
     asked = [h["query_id"] for h in hops if h["query_id"]]
     assert asked == ["q000", "q001"]
+    # Window masks on the query hops: mask 0 is full_now, the full mask full_warm; a partial mask
+    # carries frames of its covered segments' hops (and the question's hop) only, up to 4.
+    from shared.trace import N_MASKS, window_segments
+
+    for h in hops:
+        assert (h.get("cloud_masks") is not None) == (h["query_id"] is not None)
+        if h["query_id"] is None:
+            continue
+        masks, i = h["cloud_masks"], h["i"]
+        assert len(masks) == N_MASKS and masks[0] == h["cloud"]["full_now"] and masks[-1] == h["cloud"]["full_warm"]
+        segs = window_segments(i, 20)
+        for m in range(1, N_MASKS - 1):
+            assert masks[m]["ok"] and masks[m]["answer"] is not None
+            allowed = {i} | {k for b, (lo, hi) in enumerate(segs) if m >> b & 1 for k in range(lo, hi)}
+            held = [math.ceil(f / 0.25 - 1e-9) - 1 for f in masks[m]["frame_t_s"]]
+            assert 1 <= len(held) <= 4 and set(held) <= allowed, (m, held, allowed)
+            if i >= 19 and m & 1:  # the oldest segment covered: its frames go, spread over the window
+                assert min(held) < segs[1][0]
     local = {q: a for h in hops for q, a in (h.get("local_answer") or {}).items()}
     assert local == {"q000": "timer_beep", "q001": "timer_beep"}  # the tones were heard
     assert header["cloud_hops"] == {"mode": "all"}
@@ -98,6 +116,9 @@ def test_trace_reader_refuses_what_the_format_forbids(tmp_path):
         "trigger scores": lambda h, l: l[0].update(trigger=[0.1]),
         "query_id": lambda h, l: l[0].update(query_id="nope"),
         "service_ms": lambda h, l: h.update(service_ms={"light": [-1.0]}),
+        "needs cloud_masks": lambda h, l: next(x for x in l if x["query_id"]).pop("cloud_masks"),
+        "cloud_masks must be": lambda h, l: next(x for x in l if x["query_id"]).update(cloud_masks=[{}]),
+        r"cloud_masks\[3\] misses": lambda h, l: next(x for x in l if x["query_id"])["cloud_masks"][3].pop("answer"),
     }
     for match, spoil in cases.items():
         h, l = json.loads(json.dumps(header)), json.loads(json.dumps(hops))

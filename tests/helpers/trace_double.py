@@ -12,7 +12,10 @@ the tests' arithmetic easy:
   exactly as the tracer computes them (student on every hop);
 - the cloud answers a query correctly under the capture variants listed in its
   ``"cloud"`` key (default: every variant), else ``unknown``; its tags score
-  every event's label 0.95 under every variant;
+  every event's label 0.95 under every variant; under a window mask
+  (``cloud_masks``) it is right for the masks listed in the query's ``"masks"``
+  key (default: mask 0 as ``full_now``, the full mask as ``full_warm``, every
+  partial mask as ``full_now``);
 - service times: ``server_ms`` x [0.9, 1.1] measured per offload kind;
 - offload sizes: light 1 JPEG (4 kB) + 2 s PCM (64 kB), full_now 2 JPEG (12 kB)
   + 5 s PCM, full_warm 4 JPEG (24 kB) + 5 s PCM (160 kB), audio 5 s PCM (160 kB);
@@ -26,7 +29,7 @@ import numpy as np
 
 from edge.local_answer import LocalMemory, answer_locally
 from shared.labels import names
-from shared.trace import CAPTURE_VARIANTS, TRACE_VERSION, VARIANT_NAMES, write_trace
+from shared.trace import CAPTURE_VARIANTS, N_MASKS, TRACE_VERSION, VARIANT_NAMES, window_segments, write_trace
 
 TRIGGER_LABELS = names("audio_event")
 STUDENT_LABELS = names("audio_event") + names("visual_action")
@@ -79,7 +82,7 @@ def make_trace(out: str | Path, recording_id: str = "kitchen_t0", *, duration_s:
                        for k in kinds},
         "cloud_hops": {"mode": "all"},
         "events": [{k: v for k, v in e.items() if k != "trigger_misses"} for e in events],
-        "queries": [{k: v for k, v in q.items() if k != "cloud"} for q in queries],
+        "queries": [{k: v for k, v in q.items() if k not in ("cloud", "masks")} for q in queries],
     }
     memory = LocalMemory()
     prev: set[str] = set()
@@ -122,9 +125,25 @@ def make_trace(out: str | Path, recording_id: str = "kitchen_t0", *, duration_s:
             cloud_entries[v] = {"ok": cloud, "error": None if cloud else "link_down", "bytes_up": BYTES_UP[v],
                                 "bytes_down": BYTES_DOWN if cloud else 0, "frame_t_s": [round(x, 3) for x in t_frames[v]],
                                 "tags": top if cloud else {}, "answer": answer if cloud else None}
+        masks = None
+        if query is not None:
+            right_in = query.get("cloud", VARIANT_NAMES)
+            default = {m for m in range(N_MASKS) if ("full_warm" if m == N_MASKS - 1 else "full_now") in right_in}
+            right_masks = set(query.get("masks", default))
+            masks = []
+            for m in range(N_MASKS):
+                base = cloud_entries["full_warm" if m == N_MASKS - 1 else "full_now"]
+                # one frame from the last hop of each covered segment, and this hop's (4 at most)
+                held = sorted({hi - 1 for k, (lo, hi) in enumerate(window_segments(i, int(round(5.0 / hop_s))))
+                               if m >> k & 1 and hi > lo} | {i})[-4:]
+                masks.append({**base, "answer": (query["answer"] if m in right_masks else "unknown") if cloud else None,
+                              "frame_t_s": base["frame_t_s"] if m in (0, N_MASKS - 1) else
+                              [round((h + 1) * hop_s - 0.05, 3) for h in held]})
         hop = {"i": i, "t_s": round(t1, 6), "trigger": trig, "trigger_ms": 1.5, "snr_db": snr_db, "student": stud,
                "student_confidence": 0.3 if hard else 0.9, "student_ms": 12.0, "frame_blur": None, "frames": 2 + i % 2,
                "query_id": query["id"] if query else None, "cloud": cloud_entries}
+        if masks is not None:
+            hop["cloud_masks"] = masks
         if asked:
             hop["local_answer"] = {q["id"]: answer_locally(memory, q["text"], t1) for q in asked}
         hops.append(hop)

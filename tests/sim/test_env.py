@@ -152,6 +152,37 @@ def test_capture_decides_answers(traces):
     assert light["q2"][2] == "light"
 
 
+def test_frames_held_from_earlier_in_the_window_reach_the_cloud(tmp_path):
+    # The camera on for a stretch of the window and off again still holds those frames: a full
+    # offload at the question carries them (window masks, shared/trace.py). q2 is answered only
+    # with the oldest segment's frames (mask 1) or the whole window.
+    from shared.trace import window_segments
+
+    queries = [dict(DEFAULT_QUERIES[2], masks=[1, 15])]
+    make_trace(tmp_path, "kitchen_t0", queries=queries)
+    env = gym.make(ENV_ID, traces=str(tmp_path)).unwrapped
+    tr = env.traces[0]
+    hq = int(tr.query_hop[0])
+    segs = window_segments(hq, tr.window_hops)
+
+    def outcome(on_hops):
+        env.reset(seed=0, options=ONE)
+        done, i = False, 0
+        while not done:
+            a = OFFLOAD_FULL if i == hq else (LOOK if i in on_hops else OFF)
+            done = env.step(a.index)[2]
+            i += 1
+        (row,) = env.episode_stats()["query_log"]
+        return row["correct"], row["source"], row["variant"], env.episode_stats()["frames_sent"]
+
+    oldest = outcome(set(range(*segs[0])))
+    assert oldest[:3] == (True, "cloud", "full_held") and 1 < oldest[3] <= 4
+    assert outcome(set(range(*segs[1])))[:2] == (False, "cloud")  # other frames: the answer needs the oldest
+    assert outcome(set(range(segs[0][0], segs[0][1] - 1)))[:2] == (False, "cloud")  # a hop short: not covered
+    assert outcome(set())[:3] == (False, "cloud", "full_now")
+    assert outcome(set(range(segs[0][0], hq)))[:3] == (True, "cloud", "full_warm")  # on all along
+
+
 def test_every_frame_sent_was_captured(traces):
     # Replay the camera history the env records for its render and check each offload's frames (their
     # times, from the trace file itself) against it: no frame leaves the glasses that the camera did not take.
@@ -171,10 +202,12 @@ def test_every_frame_sent_was_captured(traces):
                 a = policy.act(env.observation()).index if policy is not None else int(np.random.default_rng(seed).integers(5))
                 _, _, done, _, _ = env.step(a)
             camera = [h[0] for h in env._hist]
-            for i, (_, _, v, _, _, _) in enumerate(env._hist):
+            for i, (_, _, v, _, _, _, mask) in enumerate(env._hist):
                 if v < 0:
                     continue
-                for ft in hops["kitchen_t0"][i]["cloud"][VARIANTS[v]]["frame_t_s"]:
+                hop = hops["kitchen_t0"][i]
+                sent = hop["cloud_masks"][mask] if mask >= 0 else hop["cloud"][VARIANTS[v]]
+                for ft in sent["frame_t_s"]:
                     h = max(0, math.ceil(ft / 0.25 - 1e-9) - 1)
                     assert camera[h], (seed, policy, i, VARIANTS[v], ft)
                     checked += 1
