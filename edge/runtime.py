@@ -36,7 +36,10 @@ step's audio in hand to the answer shown (docs/edge.md).
 
 Failures never stop the loop: a request that fails (deadline, server down,
 busy, too many in flight, no endpoint) is logged as ``fallback`` and its
-query, if any, is answered on the device (edge/local_answer.py).
+query, if any, is answered on the device (edge/local_answer.py). So is a
+question the cloud answers ``unknown`` (reason ``cloud_unknown``): the wearer
+sees the device's answer from what it knew when it asked, not "unknown" (an
+offload carries 5 s; the device remembers the whole recording).
 """
 from __future__ import annotations
 
@@ -51,6 +54,7 @@ import numpy as np
 from edge.eventlog import EventLog
 from edge.jpeg import encode_jpeg
 from edge.local_answer import LocalMemory, answer_locally
+from shared.answering import is_unknown
 from edge.policy import OFFLOAD_SPECS, Observation
 from edge.snr import estimate_snr_db
 from edge.source import AudioRing, RecordingSource
@@ -58,11 +62,13 @@ from shared.profiles import EnergyMeter, inference_mj
 from shared.protocol import AudioWindow, Frame, InferRequest, Result, encode
 from shared.queries import answer_matches  # re-exported: edge.trace scores with it too
 
-__all__ = ["NO_ENDPOINT", "RING_S", "Summary", "EdgeRuntime", "answer_matches", "build_request", "step_times"]
+__all__ = ["NO_ENDPOINT", "CLOUD_UNKNOWN", "RING_S", "Summary", "EdgeRuntime", "answer_matches", "build_request", "step_times"]
 
 #: Fallback reason when there is no connection to the cloud at the moment of an offload (no
 #: endpoint configured, or the client is reconnecting): nothing is sent.
 NO_ENDPOINT = "link_down"
+#: The fallback reason when the cloud answered a question with ``unknown``: the device's answer is shown.
+CLOUD_UNKNOWN = "cloud_unknown"
 #: Seconds of audio the ring keeps: the longest offload history (5 s) plus slack.
 RING_S = 8.0
 #: Labels listed in ``top`` of local_inference and result events.
@@ -408,6 +414,9 @@ class EdgeRuntime:
                    top=_top(result.tags), model_id=result.model_id, stages_ms=self._stages_ms(t, item, result))
         if item.query is not None:
             q = item.query
+            if is_unknown(result.answer):  # the cloud could not say: show what the device knew when it asked
+                self._fallback(t, item.request_id, CLOUD_UNKNOWN, q, t_known=item.t_sent_s)
+                return
             self._answer(t, q, result.answer, "cloud", 1000 * (item.t_sent_s - q.t_s) + latency_ms)
 
     def _stages_ms(self, t: float, item: _InFlight, result: Result) -> dict[str, float]:

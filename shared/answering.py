@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from shared.labels import names
 from shared.queries import ACTIONS, ACTIVITIES, DISTINCT_SOUNDS, NO, YES, labels_named, query_kind
 
-__all__ = ["LOOKBACK_S", "ACTION_LOOKBACK_S", "ACTIVITY_LOOKBACK_S", "UNKNOWN", "EPISODE_GAP_S", "SAME_MOMENT_S",
+__all__ = ["LOOKBACK_S", "ACTION_LOOKBACK_S", "ACTIVITY_LOOKBACK_S", "UNKNOWN", "is_unknown", "EPISODE_GAP_S", "SAME_MOMENT_S",
            "Detection", "DetectionMemory", "answer_from_memory", "parsed_query"]
 
 #: How far back (s) "what was that?" and "why did I ...?" look for the sound.
@@ -55,6 +55,11 @@ ACTION_LOOKBACK_S = 5.0
 ACTIVITY_LOOKBACK_S = 1.0
 #: The answer when there is nothing to answer from.
 UNKNOWN = "unknown"
+
+
+def is_unknown(text: str | None) -> bool:
+    """Whether an answer says nothing (None, empty or UNKNOWN): the glasses then show their own."""
+    return text is None or text.strip().lower() in ("", UNKNOWN)
 #: Detections of the same label closer than this (s) are one episode (for counts).
 EPISODE_GAP_S = 1.0
 #: "The latest moment": detections this close (s) to the most recent one compete on score.

@@ -589,15 +589,20 @@ class OffloadEnv(gym.Env):
 
     def _answer(self, q: int, v: int, ok: bool, lat: float, mask: int = -1) -> float:
         """Score the hop's query: the cloud's answer under variant ``v`` (under window ``mask`` for a
-        full offload) if in time, else the device's."""
+        full offload) if in time and not ``unknown``, else the device's (as the runtime shows it)."""
         s, w = self._seg, self.reward_weights
         st = self.stats
         deadline = self.budget.deadline_ms
         reward = 0.0
-        if v >= 0 and ok and lat <= deadline:
+        unknown = v >= 0 and (s.st.mask_unknown[q][mask] if mask >= 0 else s.st.cloud_unknown[v][q])
+        if v >= 0 and ok and lat <= deadline and not unknown:
             correct = s.st.mask_correct[q][mask] if mask >= 0 else s.st.cloud_correct[v][q]
             source, latency = "cloud", lat
             st["cloud_answers"] += 1
+        elif v >= 0 and ok and lat <= deadline:  # the cloud said "unknown": the device's answer (edge/runtime.py)
+            correct = s.trace.local_correct(q, self._student_ran)
+            source, latency = "local", lat + s.st.student_ms[self._i]
+            st["cloud_unknown"] += 1
         else:
             correct = s.trace.local_correct(q, self._student_ran)
             source = "local"
@@ -795,6 +800,7 @@ def _new_stats(env: OffloadEnv) -> dict[str, Any]:
         "idle_s": 0.0, "energy_mj": 0.0, "idle_energy_mj": 0.0, "frames_captured": 0, "frames_sent": 0,
         "camera_steps": 0, "student_runs": 0, "offloads": 0, "refused_in_flight": 0, "refused_tokens": 0,
         "link_down": 0, "bytes_sent": 0, "bytes_received": 0, "answers_correct": 0, "cloud_answers": 0,
+        "cloud_unknown": 0,
         "deadline_misses": 0, "unasked": 0, "throttled_steps": 0, "latencies_ms": [], "ended_by": None,
         "battery_end_frac": None, "query_log": [], "event_log": [], "segments": [],
     }

@@ -91,6 +91,8 @@ class TraceStatic:
         self.query_at = tr.query_at.tolist()
         self.cloud_correct = tr.cloud_correct.tolist()
         self.mask_correct = tr.mask_correct.tolist()
+        self.cloud_unknown = tr.cloud_unknown.tolist()
+        self.mask_unknown = tr.mask_unknown.tolist()
         self.mask_frames = tr.mask_frames.tolist()
         self.window_hops = tr.window_hops
         self.late_queries = list(tr.late_queries)

@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from shared.answering import is_unknown
 from shared.labels import names
 from shared.queries import answer_matches
 from shared.trace import (CAPTURE_VARIANTS, N_MASKS, OFFLOAD_KINDS, VARIANT_NAMES, TraceError, read_trace,
@@ -60,6 +61,8 @@ class Trace:
         mask_correct [Q, M] bool, mask_frames [Q, M]: the cloud's answer and the frames it carried for a
             ``full`` offload under each window mask (``shared.trace``, "Window masks"; ``M = N_MASKS``);
             window_hops: hops in the full offload's window
+        cloud_unknown [V, Q], mask_unknown [Q, M] bool: the cloud answered ``unknown`` (or nothing) there; the
+            runtime then shows the device's answer
         event_label [E] index into ``important``; event_onset_s [E]
         since_trigger [T]: seconds from the trigger's last rising edge (at or before the hop) to the
             hop's end; inf before the first one of the recording
@@ -109,6 +112,8 @@ class Trace:
     since_trigger: np.ndarray = field(default_factory=lambda: np.zeros(0))
     mask_correct: np.ndarray = field(default_factory=lambda: np.zeros((0, N_MASKS), bool))
     mask_frames: np.ndarray = field(default_factory=lambda: np.zeros((0, N_MASKS), np.int64))
+    cloud_unknown: np.ndarray = field(default_factory=lambda: np.zeros((len(VARIANT_NAMES), 0), bool))
+    mask_unknown: np.ndarray = field(default_factory=lambda: np.zeros((0, N_MASKS), bool))
     window_hops: int = 20
     # Detections that feed the device's answers: per hop, (label, score) in the runtime's order.
     trigger_detections: list[list[tuple[str, float]]] = field(default_factory=list, repr=False)
@@ -269,6 +274,8 @@ def load_trace(path: str | Path, important: Sequence[str]) -> Trace:
     cloud_correct = np.zeros((V, len(qids)), bool)
     mask_correct = np.zeros((len(qids), N_MASKS), bool)
     mask_frames = np.zeros((len(qids), N_MASKS), np.int64)
+    cloud_unknown = np.zeros((V, len(qids)), bool)
+    mask_unknown = np.zeros((len(qids), N_MASKS), bool)
     for n, qid in enumerate(qids):
         if qid in asked:
             i = asked[qid]
@@ -277,8 +284,10 @@ def load_trace(path: str | Path, important: Sequence[str]) -> Trace:
             for v, name in enumerate(VARIANTS):
                 c = hops[i]["cloud"][name]
                 cloud_correct[v, n] = bool(c["ok"]) and bool(answer_matches(c["answer"], gold))
+                cloud_unknown[v, n] = bool(c["ok"]) and is_unknown(c["answer"])
             for m, c in enumerate(hops[i]["cloud_masks"]):
                 mask_correct[n, m] = bool(c["ok"]) and bool(answer_matches(c["answer"], gold))
+                mask_unknown[n, m] = bool(c["ok"]) and is_unknown(c["answer"])
                 mask_frames[n, m] = len(c["frame_t_s"])
     # The device's memory: the trigger's triggers every hop (its card's thresholds and refractory
     # hold, shared/trigger.py, as both runtimes), student detections where it ran.
@@ -318,6 +327,7 @@ def load_trace(path: str | Path, important: Sequence[str]) -> Trace:
         event_onset_s=np.array([float(e["onset_s"]) for e in events]),
         trigger_detections=trigger_dets, student_detections=student_dets, _query_student_hops=q_hops,
         since_trigger=since_trigger, mask_correct=mask_correct, mask_frames=mask_frames,
+        cloud_unknown=cloud_unknown, mask_unknown=mask_unknown,
         window_hops=max(1, int(round(float(header["offloads"]["full"]["audio_s"]) / hop_s))),
     )
 

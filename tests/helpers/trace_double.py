@@ -11,7 +11,8 @@ the tests' arithmetic easy:
 - the device's answers come from ``edge.local_answer`` over those detections,
   exactly as the tracer computes them (student on every hop);
 - the cloud answers a query correctly under the capture variants listed in its
-  ``"cloud"`` key (default: every variant), else ``unknown``; its tags score
+  ``"cloud"`` key (default: every variant), else ``unknown`` (or the query's
+  ``"wrong"`` answer); its tags score
   every event's label 0.95 under every variant; under a window mask
   (``cloud_masks``) it is right for the masks listed in the query's ``"masks"``
   key (default: mask 0 as ``full_now``, the full mask as ``full_warm``, every
@@ -82,7 +83,7 @@ def make_trace(out: str | Path, recording_id: str = "kitchen_t0", *, duration_s:
                        for k in kinds},
         "cloud_hops": {"mode": "all"},
         "events": [{k: v for k, v in e.items() if k != "trigger_misses"} for e in events],
-        "queries": [{k: v for k, v in q.items() if k not in ("cloud", "masks")} for q in queries],
+        "queries": [{k: v for k, v in q.items() if k not in ("cloud", "masks", "wrong")} for q in queries],
     }
     memory = LocalMemory()
     prev: set[str] = set()
@@ -121,7 +122,7 @@ def make_trace(out: str | Path, recording_id: str = "kitchen_t0", *, duration_s:
         cloud_entries = {}
         for v in VARIANT_NAMES:
             right = query is not None and v in query.get("cloud", VARIANT_NAMES)
-            answer = (query["answer"] if right else "unknown") if query is not None else "kitchen"
+            answer = (query["answer"] if right else query.get("wrong", "unknown")) if query is not None else "kitchen"
             cloud_entries[v] = {"ok": cloud, "error": None if cloud else "link_down", "bytes_up": BYTES_UP[v],
                                 "bytes_down": BYTES_DOWN if cloud else 0, "frame_t_s": [round(x, 3) for x in t_frames[v]],
                                 "tags": top if cloud else {}, "answer": answer if cloud else None}
@@ -136,7 +137,8 @@ def make_trace(out: str | Path, recording_id: str = "kitchen_t0", *, duration_s:
                 # one frame from the last hop of each covered segment, and this hop's (4 at most)
                 held = sorted({hi - 1 for k, (lo, hi) in enumerate(window_segments(i, int(round(5.0 / hop_s))))
                                if m >> k & 1 and hi > lo} | {i})[-4:]
-                masks.append({**base, "answer": (query["answer"] if m in right_masks else "unknown") if cloud else None,
+                masks.append({**base, "answer": (query["answer"] if m in right_masks else query.get("wrong", "unknown"))
+                              if cloud else None,
                               "frame_t_s": base["frame_t_s"] if m in (0, N_MASKS - 1) else
                               [round((h + 1) * hop_s - 0.05, 3) for h in held]})
         hop = {"i": i, "t_s": round(t1, 6), "trigger": trig, "trigger_ms": 1.5, "snr_db": snr_db, "student": stud,

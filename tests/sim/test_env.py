@@ -145,11 +145,28 @@ def test_capture_decides_answers(traces):
     warm = outcome(action=OFFLOAD_FULL.index)  # the camera on all along: the frames of the last 5 s go out
     assert warm["q2"] == (True, "cloud", "full_warm")
     asked = outcome(policy=make_policy("query_only", offload="full"))  # camera on at the question only
-    assert asked["q2"] == (False, "cloud", "full_now") and asked["q1"][0]  # the cloud heard the doorbell
+    # the cloud says "unknown" for q2 with this hop's frames only: the device's answer is shown (also wrong)
+    assert asked["q2"] == (False, "local", "full_now") and asked["q1"][0]  # the cloud heard the doorbell
     audio = outcome(policy=make_policy("query_only", offload="audio"))
-    assert audio["q2"] == (False, "cloud", "audio")
+    assert audio["q2"] == (False, "local", "audio")
     light = outcome(policy=make_policy("query_only", offload="light"))
     assert light["q2"][2] == "light"
+
+
+def test_a_cloud_unknown_shows_the_devices_answer(tmp_path):
+    # q0: the trigger heard the timer, so the device knows; the cloud never does. When it says
+    # "unknown" the runtime shows the device's answer (right); when it says something wrong, that
+    # is what the wearer sees (wrong).
+    def answered(wrong):
+        folder = tmp_path / wrong
+        make_trace(folder, "kitchen_t0", queries=[dict(DEFAULT_QUERIES[0], cloud=[], wrong=wrong)])
+        env = gym.make(ENV_ID, traces=str(folder)).unwrapped
+        rollout(env, seed=0, options=ONE, policy=make_policy("query_only", offload="audio"))
+        (row,) = env.episode_stats()["query_log"]
+        return row["correct"], row["source"], env.episode_stats()["cloud_unknown"]
+
+    assert answered("unknown") == (True, "local", 1)
+    assert answered("doorbell") == (False, "cloud", 0)
 
 
 def test_frames_held_from_earlier_in_the_window_reach_the_cloud(tmp_path):
@@ -158,7 +175,7 @@ def test_frames_held_from_earlier_in_the_window_reach_the_cloud(tmp_path):
     # with the oldest segment's frames (mask 1) or the whole window.
     from shared.trace import window_segments
 
-    queries = [dict(DEFAULT_QUERIES[2], masks=[1, 15])]
+    queries = [dict(DEFAULT_QUERIES[2], masks=[1, 15], wrong="pepper")]  # a wrong answer, not "unknown"
     make_trace(tmp_path, "kitchen_t0", queries=queries)
     env = gym.make(ENV_ID, traces=str(tmp_path)).unwrapped
     tr = env.traces[0]

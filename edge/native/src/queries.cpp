@@ -168,4 +168,9 @@ std::optional<bool> answer_matches(const std::string& answer, const std::optiona
   return python_lower(python_strip(answer)) == python_lower(python_strip(*gold));
 }
 
+bool is_unknown(const std::string& answer) {
+  std::string a = python_lower(python_strip(answer));
+  return a.empty() || a == contract::kUnknown;
+}
+
 }  // namespace earshot

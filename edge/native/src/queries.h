@@ -43,4 +43,7 @@ std::vector<std::string> labels_named(const std::string& text);
 // the answer equals it after strip() and lower().
 std::optional<bool> answer_matches(const std::string& answer, const std::optional<std::string>& gold);
 
+// shared.answering.is_unknown: an answer that says nothing (empty or "unknown" after strip() and lower()).
+bool is_unknown(const std::string& answer);
+
 }  // namespace earshot

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "queries.h"
 #include "snr.h"
 
 namespace earshot {
@@ -421,7 +422,17 @@ void Runtime::resolve(double t, const InFlight& item, const Outcome& out, double
         {"top", top_json(tags)},
         {"model_id", Json::string(r.model_id)},
         {"stages_ms", stages}});
-  if (item.query) answer(t, *item.query, r.answer, "cloud", 1000 * (item.t_sent_s - item.query->t_s) + latency_ms);
+  if (!item.query) return;
+  if (is_unknown(r.answer)) {  // the cloud could not say: the device's answer from when it asked (edge/runtime.py)
+    summary_.fallbacks += 1;
+    emit("fallback", t,
+         {{"request_id", Json::integer(item.request_id)},
+          {"reason", Json::string("cloud_unknown")},
+          {"query_id", Json::string(item.query->id)}});
+    answer_local(t, *item.query, item.t_sent_s);
+    return;
+  }
+  answer(t, *item.query, r.answer, "cloud", 1000 * (item.t_sent_s - item.query->t_s) + latency_ms);
 }
 
 void Runtime::fallback(double t, std::optional<long long> request_id, const std::string& reason,

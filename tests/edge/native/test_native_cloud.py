@@ -9,7 +9,7 @@ import zmq
 
 from tests.helpers.edge_world import free_port
 from tests.helpers.native import run_native
-from tests.helpers.server_harness import EARSHOT, Proc
+from tests.helpers.server_harness import EARSHOT, Proc, time_limit
 
 pytestmark = pytest.mark.slow  # a live earshot serve
 
@@ -23,7 +23,8 @@ def test_live_server_answers_the_recordings_queries(native_bin, native_world, pr
     results = {e["request_id"]: e for e in events if e["kind"] == "result"}
     assert offloads and {o["request_id"] for o in offloads} == set(results), err
     answers = [e for e in events if e["kind"] == "answer"]
-    assert len(answers) == 2 and all(a["source"] == "cloud" for a in answers), answers
+    unknown = {e["query_id"] for e in events if e["kind"] == "fallback" and e["reason"] == "cloud_unknown"}
+    assert len(answers) == 2 and all((a["source"] == "cloud") != (a["query_id"] in unknown) for a in answers), answers
     assert all(isinstance(r["answer"], str) and r["model_id"] for r in results.values())
     end = events[-1]
     assert end["kind"] == "end" and end["bytes_sent"] == sum(o["bytes"] for o in offloads)
@@ -129,3 +130,50 @@ def test_curve_keys_allowed_client_gets_results_and_a_stranger_falls_back(native
     assert rc == 0, err
     assert not [e for e in events if e["kind"] == "result"]
     assert {e["reason"] for e in events if e["kind"] == "fallback"} <= {"unavailable", "deadline_exceeded"}
+
+
+@time_limit(150)
+def test_a_cloud_unknown_shows_the_devices_answer_in_both_runtimes(native_bin, native_world, programs, tmp_path):
+    """A cloud that answers every question "unknown": both runtimes log the result, then a
+    ``cloud_unknown`` fallback, and show the device's own answer (the same as with no cloud at
+    all); a cloud that answers something else is shown as it is."""
+    from tests.helpers.answer_peer import answer_peer
+    from tests.helpers.edge_world import make_runtime, read_jsonl
+
+    rec = native_world[0]
+
+    def python_run(endpoint, name):
+        runtime, client = make_runtime(rec, programs, tmp_path / f"{name}.jsonl", endpoint=endpoint,
+                                       deadline_ms=3000)
+        try:
+            runtime.run()
+        finally:
+            if client is not None:
+                client.close()
+        return read_jsonl(tmp_path / f"{name}.jsonl")
+
+    def answers(events):
+        return {e["query_id"]: (e["answer"], e["source"]) for e in events if e["kind"] == "answer"}
+
+    alone = answers(python_run(None, "alone"))
+    assert alone and all(src == "local" for _, src in alone.values())
+    with answer_peer("unknown") as (endpoint, served):
+        py = python_run(endpoint, "py_unknown")
+        rc, native, err = run_native(native_bin, rec, programs, tmp_path / "native_unknown.jsonl",
+                                     "--endpoint", endpoint, "--deadline-ms", "3000", timeout=120)
+    assert rc == 0, err
+    assert served
+    for events in (py, native):
+        results = [e for e in events if e["kind"] == "result"]
+        assert results and all(r["answer"] == "unknown" for r in results)
+        unknown = {e["query_id"] for e in events if e["kind"] == "fallback" and e["reason"] == "cloud_unknown"}
+        assert unknown == set(alone)  # every question was offloaded, answered "unknown", and fell back
+        assert answers(events) == alone  # the device's answer, as without a cloud
+    with answer_peer("doorbell") as (endpoint, _):
+        py = python_run(endpoint, "py_doorbell")
+        rc, native, err = run_native(native_bin, rec, programs, tmp_path / "native_doorbell.jsonl",
+                                     "--endpoint", endpoint, "--deadline-ms", "3000", timeout=120)
+    assert rc == 0, err
+    for events in (py, native):
+        assert answers(events) == {q: ("doorbell", "cloud") for q in alone}
+        assert not [e for e in events if e["kind"] == "fallback" and e["reason"] == "cloud_unknown"]
