@@ -108,14 +108,22 @@ def stage_train(a, p, out: Path) -> list[Path]:
     for seed in range(p["seeds"]):
         folder = out / "train" / f"seed_{seed}"
         program = folder / "policy_xnnpack_fp32.pte"
+        recipe = {"energy_per_j": a.energy_per_j, "timesteps": p["timesteps"]}
+        made = folder / "heldout_recipe.json"
+        before = json.loads(made.read_text()) if made.is_file() else {"energy_per_j": None, "timesteps": p["timesteps"]}
+        if program.is_file() and before != recipe:
+            shutil.rmtree(folder)  # trained with another recipe: train again rather than reuse it
         if not program.is_file():
             extra = ["sim/train=tiny"] if a.preset == "tiny" else []
+            if a.energy_per_j is not None:
+                extra.append(f"reward.energy_per_j={a.energy_per_j:g}")
             run(earshot("sim", "train", *extra, f"env.traces={out / 'traces'}", "env.split=train", f"seed={seed}",
                         f"out={folder}", f"ppo.total_timesteps={p['timesteps']}", f"ppo.n_envs={p['n_envs']}",
                         f"env.day_h={p['day_h']}", f"budget.power_cap_mw={p['headline'][0]}",
                         f"budget.deadline_ms={p['headline'][1]}", f"mlflow.run_name=heldout-seed{seed}",
                         f"hydra.run.dir={out / 'logs' / f'hydra-train-{seed}'}"),
                 out / "logs" / f"train_seed_{seed}.log", out)
+            made.write_text(json.dumps(recipe) + "\n")
         programs.append(program)
     return programs
 
@@ -130,6 +138,13 @@ def stage_eval(a, p, out: Path, programs: list[Path]) -> dict:
                 f"grid.deadline_ms=[{deadlines}]", f"policies={policies}",
                 f"hydra.run.dir={out / 'logs' / 'hydra-eval'}"), out / "logs" / "eval.log", out)
     return json.loads((out / "eval" / "summary.json").read_text())
+
+
+def _config_energy_per_j() -> float:
+    """PPO's reward per joule in configs/sim_train.yaml (what training uses without --energy-per-j)."""
+    from omegaconf import OmegaConf
+
+    return float(OmegaConf.load(REPO / "configs" / "sim_train.yaml").reward.energy_per_j)
 
 
 def scale_of(out: Path) -> dict:
@@ -157,7 +172,8 @@ def headline_markdown(info: dict) -> str:
     lines = [f"Held-out simulator study (`python scripts/sim_heldout.py`, {info['preset']} preset): "
              f"{s['test']['recordings']} held-out recordings with {s['test']['queries']} wearer queries "
              f"({s['train']['recordings']} training recordings), teacher `{', '.join(s['teacher_model_ids'])}` "
-             f"({info['teacher']}), {info['seeds']} PPO seeds, {e['days']} days of {e['day_h']:g} h per policy; "
+             f"({info['teacher']}), {info['seeds']} PPO seeds (reward {info.get('energy_per_j', 0.3):g} per joule), "
+             f"{e['days']} days of {e['day_h']:g} h per policy; "
              "95% recording-level bootstrap intervals.", ""]
     ratio = t.get("never_on_vs_cloud")
     # No success headline while never-on may reach 95% of always-cloud (the upper end of its interval).
@@ -215,7 +231,12 @@ def main() -> None:
     ap.add_argument("--teacher-note", default="the current teacher", help="what to call the teacher in the summary")
     ap.add_argument("--readme", type=Path, default=None, help="rewrite this README's sim-heldout block")
     ap.add_argument("--fresh", action="store_true", help="delete --out first")
+    ap.add_argument("--energy-per-j", type=float, default=None,
+                    help="PPO's reward per joule (reward.energy_per_j; default: configs/sim_train.yaml's). "
+                         "Choose it on training recordings (docs/simulator.md), never on the held-out ones")
     a = ap.parse_args()
+    if a.energy_per_j is not None and not a.energy_per_j >= 0:
+        raise SystemExit(f"--energy-per-j: must be >= 0, got {a.energy_per_j}")
     for key in ("teacher", "trigger", "student"):
         if not Path(getattr(a, key)).exists():
             raise SystemExit(f"--{key}: no such file or folder: {getattr(a, key)}")
@@ -240,6 +261,7 @@ def main() -> None:
     seconds["eval"] = time.monotonic() - t0
     info = {"preset": a.preset, "teacher": a.teacher_note, "teacher_path": str(Path(a.teacher).resolve()),
             "seeds": p["seeds"], "timesteps": p["timesteps"], "headline_budget": p["headline"],
+            "energy_per_j": a.energy_per_j if a.energy_per_j is not None else _config_energy_per_j(),
             "scale": scale_of(out), "eval": summary, "eval_dir": str(out / "eval"), "seconds": seconds,
             "load_avg_1m": os.getloadavg()[0]}
     (out / "heldout.json").write_text(json.dumps(info, indent=1) + "\n")
