@@ -4,8 +4,8 @@
         ...
 
 It speaks just enough of docs/protocol.md for an edge runtime: a ``result`` for
-each ``infer`` (its id, the fixed answer, no tags) and a ``pong`` for each
-``ping``. What a runtime does with a reply it can read is then up to the test.
+each ``infer`` (its id, the fixed answer, no tags; ``answer=None``: no reply at
+all, so every request runs into its deadline) and a ``pong`` for each ``ping``. What a runtime does with a reply it can read is then up to the test.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import zmq
 
 
 @contextlib.contextmanager
-def answer_peer(answer: str):
+def answer_peer(answer: str | None):
     ctx = zmq.Context()
     sock = ctx.socket(zmq.ROUTER)
     sock.linger = 0
@@ -37,6 +37,8 @@ def answer_peer(answer: str):
                          "ready": True, "model_id": "peer", "queue_depth": 0, "queue_capacity": 8}
             elif msg.get("kind") == "infer":
                 served.append(msg["id"])
+                if answer is None:
+                    continue  # a silent peer: every request runs into its deadline
                 reply = {"v": 1, "kind": "result", "id": msg["id"], "model_id": "peer", "batch_size": 1,
                          "answer": answer, "tags": {}, "timing_ms": {"total_ms": 1.0}}
             else:

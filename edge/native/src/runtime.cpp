@@ -394,7 +394,7 @@ void Runtime::merge(double t, bool final_) {
 
 void Runtime::resolve(double t, const InFlight& item, const Outcome& out, double latency_s) {
   if (!out.ok) {
-    fallback(t, item.request_id, out.code, item.query);
+    fallback(t, item.request_id, out.code, item.query, item.t_sent_s);  // what it knew when it asked
     return;
   }
   const protocol::Reply& r = out.result;
@@ -424,25 +424,20 @@ void Runtime::resolve(double t, const InFlight& item, const Outcome& out, double
         {"stages_ms", stages}});
   if (!item.query) return;
   if (is_unknown(r.answer)) {  // the cloud could not say: the device's answer from when it asked (edge/runtime.py)
-    summary_.fallbacks += 1;
-    emit("fallback", t,
-         {{"request_id", Json::integer(item.request_id)},
-          {"reason", Json::string("cloud_unknown")},
-          {"query_id", Json::string(item.query->id)}});
-    answer_local(t, *item.query, item.t_sent_s);
+    fallback(t, item.request_id, "cloud_unknown", item.query, item.t_sent_s);
     return;
   }
   answer(t, *item.query, r.answer, "cloud", 1000 * (item.t_sent_s - item.query->t_s) + latency_ms);
 }
 
 void Runtime::fallback(double t, std::optional<long long> request_id, const std::string& reason,
-                       const std::optional<Query>& query) {
+                       const std::optional<Query>& query, std::optional<double> t_known) {
   summary_.fallbacks += 1;
   emit("fallback", t,
        {{"request_id", request_id ? Json::integer(*request_id) : Json::null()},
         {"reason", Json::string(reason)},
         {"query_id", query ? Json::string(query->id) : Json::null()}});
-  if (query) answer_local(t, *query, t);
+  if (query) answer_local(t, *query, t_known.value_or(t));
 }
 
 void Runtime::answer_local(double t, const Query& q, double t_known) {

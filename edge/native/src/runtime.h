@@ -85,8 +85,10 @@ class Runtime {
   void merge(double t, bool final_);
   bool wait_for(uint64_t call, double timeout_s);
   void resolve(double t, const InFlight& item, const Outcome& out, double latency_s);
+  // A failed offload (or a cloud "unknown"): its query is answered from what the device knew at
+  // t_known (the step that offloaded it; default t), not from sounds heard while waiting.
   void fallback(double t, std::optional<long long> request_id, const std::string& reason,
-                const std::optional<Query>& query);
+                const std::optional<Query>& query, std::optional<double> t_known = std::nullopt);
   void answer_local(double t, const Query& q, double t_known);
   void answer(double t, const Query& q, const std::string& text, const std::string& source, double latency_ms);
   void charge(bool camera_on);

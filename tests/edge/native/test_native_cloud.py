@@ -177,3 +177,30 @@ def test_a_cloud_unknown_shows_the_devices_answer_in_both_runtimes(native_bin, n
     for events in (py, native):
         assert answers(events) == {q: ("doorbell", "cloud") for q in alone}
         assert not [e for e in events if e["kind"] == "fallback" and e["reason"] == "cloud_unknown"]
+
+
+@time_limit(150)
+def test_a_request_past_its_deadline_is_answered_from_what_the_device_knew_when_it_asked(native_bin, native_world,
+                                                                                         programs, tmp_path):
+    """A peer that never replies: every offload runs into its 3 s deadline. Both runtimes answer the
+    question from the memory of the step that offloaded it, not from sounds heard while waiting (on
+    edge_00 the doorbell rings after the first question; the binary used to answer it)."""
+    from tests.helpers.answer_peer import answer_peer
+    from tests.helpers.edge_world import make_runtime, read_jsonl
+
+    rec = native_world[0]
+    with answer_peer(None) as (endpoint, served):
+        runtime, client = make_runtime(rec, programs, tmp_path / "py.jsonl", endpoint=endpoint, deadline_ms=3000)
+        try:
+            runtime.run()
+        finally:
+            client.close()
+        rc, native, err = run_native(native_bin, rec, programs, tmp_path / "native.jsonl", "--endpoint", endpoint,
+                                     "--deadline-ms", "3000", timeout=120)
+    assert rc == 0, err
+    assert served
+    py = read_jsonl(tmp_path / "py.jsonl")
+    answers = [{e["query_id"]: e["answer"] for e in ev if e["kind"] == "answer"} for ev in (py, native)]
+    assert answers[0] and answers[0] == answers[1]
+    assert all(a["source"] == "local" for ev in (py, native) for a in ev if a["kind"] == "answer")
+    assert {e["reason"] for ev in (py, native) for e in ev if e["kind"] == "fallback"} == {"deadline_exceeded"}
