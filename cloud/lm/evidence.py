@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from cloud.data_engine.pairs import TWINS
-from cloud.model.perception import FRAME_LABELS, N_ACTIONS, SOUND_LABELS
+from cloud.model.perception import FRAME_LABELS, N_ACTIONS, SOUND_LABELS, audio_token_ends
 from shared.protocol import EvidenceEvent, ResultEvidence
 from shared.queries import labels_named
 
@@ -42,7 +42,6 @@ __all__ = ["DEFAULT_THRESHOLD", "MAX_EVENTS", "Event", "Evidence", "window_evide
 DEFAULT_THRESHOLD = 0.5
 #: At most this many events reach the text (the most probable), so the prompt stays short.
 MAX_EVENTS = 8
-_AUDIO_TOKEN_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -106,20 +105,22 @@ def _events(probs: np.ndarray, valid: np.ndarray, starts: np.ndarray, ends: np.n
 
 def window_evidence(sound_probs: np.ndarray, audio_valid: np.ndarray, audio_end_s: float, frame_probs: np.ndarray,
                     frame_valid: np.ndarray, frame_times_s: np.ndarray, t_query_s: float,
-                    reliability: Sequence[float], threshold: float = DEFAULT_THRESHOLD) -> Evidence:
+                    reliability: Sequence[float], token_s: float,
+                    threshold: float = DEFAULT_THRESHOLD) -> Evidence:
     """Evidence of one window from the teacher's per-token probabilities.
 
     Args:
-        sound_probs: (Na, 18) sigmoid of ``sound_logits``; token k covers the 0.5 s
-            ending ``(Na - k - 1) * 0.5`` s before ``audio_end_s``.
+        sound_probs: (Na, 18) sigmoid of ``sound_logits``; token k covers the ``token_s`` seconds
+            (the model's ``audio_token_s``) ending ``(Na - k - 1) * token_s`` before ``audio_end_s``
+            (`cloud.model.encoders.audio_token_ends`).
         audio_valid: (Na,) bool.
         frame_probs: (F, 23) sigmoid of ``frame_logits`` (actions, then states).
         frame_valid: (F,) bool; frame_times_s: (F,) seconds, same clock as ``t_query_s``.
         reliability: the gate's (audio, visual) trust.
     """
     na = sound_probs.shape[0]
-    a_end = audio_end_s - (na - 1 - np.arange(na)) * _AUDIO_TOKEN_S - t_query_s
-    events = _events(sound_probs, audio_valid.astype(bool), a_end - _AUDIO_TOKEN_S, a_end, SOUND_LABELS,
+    a_end = audio_token_ends(audio_end_s, na, token_s) - t_query_s
+    events = _events(sound_probs, audio_valid.astype(bool), a_end - token_s, a_end, SOUND_LABELS,
                      ["audio"] * len(SOUND_LABELS), threshold)
     t = np.asarray(frame_times_s, np.float64) - t_query_s
     half = float(np.median(np.diff(t))) / 2 if len(t) > 1 else 0.25
@@ -135,7 +136,7 @@ def window_evidence(sound_probs: np.ndarray, audio_valid: np.ndarray, audio_end_
         marked.append(Event(e.label, e.modality, e.onset_s, e.offset_s, e.p, seen_too=both))
     spans = [0.0]  # how far back the evidence reaches: the earliest valid token's start
     if audio_valid.any():
-        spans.append(-float((a_end - _AUDIO_TOKEN_S)[audio_valid.astype(bool)].min()))
+        spans.append(-float((a_end - token_s)[audio_valid.astype(bool)].min()))
     if frame_valid.any():
         spans.append(-float((t - half)[frame_valid.astype(bool)].min()))
     ev = sorted(marked + seen, key=lambda e: (e.onset_s, e.modality, e.label))

@@ -82,7 +82,8 @@ def teacher_evidence(model, tokenizer, records: Sequence[QARecord], store: Recor
         for b in range(sound.shape[0]):
             out.append(window_evidence(sound[b], enc.audio_valid[b].numpy(), float(batch["audio_end_s"][b]),
                                        frame[b], enc.frame_valid[b].numpy(), batch["frame_times_s"][b].numpy(),
-                                       float(batch["t_query_s"][b]), enc.reliability[b].tolist()))
+                                       float(batch["t_query_s"][b]), enc.reliability[b].tolist(),
+                                       model.cfg.audio_token_s))
     return out
 
 

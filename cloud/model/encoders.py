@@ -67,7 +67,8 @@ class AudioEncoder(nn.Module):
     def token_times(audio_end_s: torch.Tensor, n_tokens: int, token_s: float) -> torch.Tensor:
         """Centre time of each token, (B, n_tokens), from the window end (B,).
 
-        Token k covers [end - (n - k) * token_s, end - (n - k - 1) * token_s).
+        Token k covers [end - (n - k) * token_s, end - (n - k - 1) * token_s)
+        (``cloud.model.perception.audio_token_ends`` gives their ends for one window, in numpy).
         """
         k = torch.arange(n_tokens, dtype=audio_end_s.dtype, device=audio_end_s.device)
         return audio_end_s[:, None] - (n_tokens - k - 0.5) * token_s

@@ -26,7 +26,8 @@ import numpy as np
 from shared.annotations import Annotations
 from shared.labels import names
 
-__all__ = ["SOUND_LABELS", "FRAME_LABELS", "N_ACTIONS", "token_targets", "MIN_TOKEN_OVERLAP_S", "FRAME_EDGE_S"]
+__all__ = ["SOUND_LABELS", "FRAME_LABELS", "N_ACTIONS", "token_targets", "audio_token_ends", "MIN_TOKEN_OVERLAP_S",
+           "FRAME_EDGE_S"]
 
 SOUND_LABELS: tuple[str, ...] = tuple(names("audio_event"))
 FRAME_LABELS: tuple[str, ...] = (*names("visual_action"), *names("object_state"))
@@ -40,6 +41,13 @@ FRAME_EDGE_S = 0.1
 _SOUND_INDEX = {l: i for i, l in enumerate(SOUND_LABELS)}
 _FRAME_INDEX = {l: i for i, l in enumerate(FRAME_LABELS)}
 _STATES = frozenset(names("object_state"))
+
+
+def audio_token_ends(audio_end_s: float, n_tokens: int, token_s: float) -> np.ndarray:
+    """End time (s) of each of a window's ``n_tokens`` audio tokens, oldest first: token k covers
+    ``[end - (n - k) * token_s, end - (n - k - 1) * token_s)`` (``AudioEncoder.token_times``; ``token_s``
+    is the model's ``audio_token_s``)."""
+    return audio_end_s - (n_tokens - 1 - np.arange(n_tokens)) * token_s
 
 
 def token_targets(

@@ -263,13 +263,12 @@ class TeacherBackend:
         spent.update(prepare_cpu_ms=1e3 * (c1 - c0), model_cpu_ms=1e3 * (c2 - c1))
         return BatchOutput(items, timing, spent)
 
-    @staticmethod
-    def _wearer_answer(query: str, item: dict, out: dict, k: int) -> str:
+    def _wearer_answer(self, query: str, item: dict, out: dict, k: int) -> str:
         """The contract's closed-form answer from the teacher's perception (cloud/server/wearer.py)."""
         return answer_wearer(query, float(item["t_query_s"]), sound_probs=out["sound_probs"][k].numpy(),
                              audio_valid=out["audio_valid"][k].numpy(), audio_end_s=float(item["audio_end_s"]),
                              frame_probs=out["frame_probs"][k].numpy(), frame_valid=out["frame_valid"][k].numpy(),
-                             frame_times_s=item["frame_times_s"])
+                             frame_times_s=item["frame_times_s"], token_s=self.model.cfg.audio_token_s)
 
     def _add_sentences(self, requests, items, slots, prepared, out) -> None:
         """Evidence for every answered request; a sentence (one batched LM call) for those
@@ -284,7 +283,7 @@ class TeacherBackend:
             evidences.append(window_evidence(
                 out["sound_probs"][k].numpy(), out["audio_valid"][k].numpy(), float(item["audio_end_s"]),
                 out["frame_probs"][k].numpy(), out["frame_valid"][k].numpy(), item["frame_times_s"],
-                float(item["t_query_s"]), out["reliability"][k].tolist()))
+                float(item["t_query_s"]), out["reliability"][k].tolist(), self.model.cfg.audio_token_s))
         asked = [k for k in range(len(prepared)) if requests[slots[k]].query]
         sentences = self.answerer.answer_batch([requests[slots[k]].query for k in asked],
                                                [evidences[k] for k in asked]) if asked else []

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from cloud.model.perception import FRAME_LABELS, N_ACTIONS, SOUND_LABELS
+from cloud.model.perception import FRAME_LABELS, N_ACTIONS, SOUND_LABELS, audio_token_ends
 from shared.answering import DetectionMemory, answer_from_memory, parsed_query
 
-__all__ = ["THRESHOLD", "AUDIO_TOKEN_S", "is_wearer_question", "perception_memory", "answer_wearer"]
+__all__ = ["THRESHOLD", "is_wearer_question", "perception_memory", "answer_wearer"]
 
 #: A token or frame "has" a label above this probability (the perception heads' own cut, as the evidence).
 THRESHOLD = 0.5
-AUDIO_TOKEN_S = 0.5
 
 
 def is_wearer_question(text: str | None) -> bool:
@@ -37,19 +36,20 @@ def is_wearer_question(text: str | None) -> bool:
 
 
 def perception_memory(sound_probs: np.ndarray, audio_valid: np.ndarray, audio_end_s: float, frame_probs: np.ndarray,
-                      frame_valid: np.ndarray, frame_times_s: np.ndarray,
+                      frame_valid: np.ndarray, frame_times_s: np.ndarray, token_s: float,
                       threshold: float = THRESHOLD) -> DetectionMemory:
     """A detection memory (in time order) of one window's perception.
 
     Args:
-        sound_probs: (Na, 18); token k covers the 0.5 s ending ``(Na - k - 1) * 0.5`` s before ``audio_end_s``.
+        sound_probs: (Na, 18); token k covers the ``token_s`` seconds (the model's ``audio_token_s``)
+            ending ``(Na - k - 1) * token_s`` before ``audio_end_s`` (`audio_token_ends`).
         audio_valid: (Na,) bool.
         frame_probs: (F, 23), actions first; frame_valid (F,); frame_times_s (F,), on the request's clock.
             A frame that fills several slots (the window holds fewer frames than slots) counts once.
     """
     memory = DetectionMemory()
     na = len(sound_probs)
-    ends = audio_end_s - (na - 1 - np.arange(na)) * AUDIO_TOKEN_S
+    ends = audio_token_ends(audio_end_s, na, token_s)
     events: list[tuple[float, str, float]] = []
     over = (sound_probs > threshold) & np.asarray(audio_valid, bool)[:, None]
     for k, j in zip(*np.nonzero(over)):

@@ -27,12 +27,15 @@ def _window(na=20, nf=8, t_query=100.0):
 def test_a_run_of_tokens_becomes_one_event_timed_from_the_question():
     sound, a_valid, frames, f_valid, times = _window()
     sound[12:15, S("timer_beep")] = [0.7, 0.96, 0.8]  # tokens 12..14 of 20: 4.0 .. 2.5 s before the end
-    ev = window_evidence(sound, a_valid, 100.0, frames, f_valid, times, 100.0, [0.9, 0.3])
+    ev = window_evidence(sound, a_valid, 100.0, frames, f_valid, times, 100.0, [0.9, 0.3], 0.5)
     (e,) = ev.events
     assert (e.label, e.modality) == ("timer_beep", "audio")
     assert e.onset_s == pytest.approx(-4.0) and e.offset_s == pytest.approx(-2.5)
     assert e.p == pytest.approx(0.96)
     assert (ev.trust_audio, ev.trust_visual) == pytest.approx((0.9, 0.3))
+    # the same tokens from a model with 1 s audio tokens: 8 .. 5 s before the end
+    (wide,) = window_evidence(sound, a_valid, 100.0, frames, f_valid, times, 100.0, [0.9, 0.3], 1.0).events
+    assert wide.onset_s == pytest.approx(-8.0) and wide.offset_s == pytest.approx(-5.0)
     assert ev.window_s == pytest.approx(10.0)  # 20 tokens of 0.5 s
 
 
@@ -43,7 +46,7 @@ def test_invalid_tokens_below_threshold_and_gaps_split_or_drop_events():
     sound[10, S("knock")] = 0.49           # below the cut: none
     sound[16:18, S("chopping")] = 0.9
     a_valid[16:18] = False                 # padding: never evidence
-    ev = window_evidence(sound, a_valid, 100.0, frames, f_valid, times, 100.0, [1.0, 1.0])
+    ev = window_evidence(sound, a_valid, 100.0, frames, f_valid, times, 100.0, [1.0, 1.0], 0.5)
     assert [(e.label, e.onset_s) for e in ev.events] == [("doorbell", -9.0), ("doorbell", -7.0)]
 
 
@@ -54,7 +57,7 @@ def test_frames_give_actions_and_states_and_a_seen_twin_marks_the_sound():
     frames[0:2, F("tap_running")] = 0.7
     frames[0:8, F("open_oven")] = 0.9
     f_valid[0] = False
-    ev = window_evidence(sound, a_valid, 100.0, frames, f_valid, times, 100.0, [1.0, 1.0])
+    ev = window_evidence(sound, a_valid, 100.0, frames, f_valid, times, 100.0, [1.0, 1.0], 0.5)
     by = {e.label: e for e in ev.events}
     assert by["chopping"].seen_too and by["chopping"].modality == "audio"
     assert by["chop"].modality == "visual" and by["chop"].onset_s == pytest.approx(-1.25)
@@ -66,7 +69,7 @@ def test_frames_give_actions_and_states_and_a_seen_twin_marks_the_sound():
 
 def test_trust_is_clamped_and_an_empty_window_says_so():
     sound, a_valid, frames, f_valid, times = _window()
-    ev = window_evidence(sound, a_valid, 100.0, frames, f_valid, times, 100.0, [1.2, -0.1])
+    ev = window_evidence(sound, a_valid, 100.0, frames, f_valid, times, 100.0, [1.2, -0.1], 0.5)
     assert ev.events == [] and (ev.trust_audio, ev.trust_visual) == (1.0, 0.0)
     assert evidence_text(ev) == "heard nothing; saw nothing; the sound was clear, the view was poor."
 

@@ -13,7 +13,7 @@ from shared.queries import ACTION_TEXT, ACTIVITY_TEXT, SOUND_ID_TEXT
 from tests.cloud.test_server_backend import _request, backend  # noqa: F401  (the tiny teacher fixture)
 
 
-def _perception(sounds=(), sights=(), n_tokens=10, frame_times=(8.0, 8.5, 9.0, 9.5), audio_end_s=10.0):
+def _perception(sounds=(), sights=(), n_tokens=10, frame_times=(8.0, 8.5, 9.0, 9.5), audio_end_s=10.0, token_s=0.5):
     """Probabilities with ``sounds`` (token index, label) and ``sights`` (frame index, label) at 0.9."""
     sp = np.full((n_tokens, len(SOUND_LABELS)), 0.05, np.float32)
     for k, label in sounds:
@@ -22,7 +22,8 @@ def _perception(sounds=(), sights=(), n_tokens=10, frame_times=(8.0, 8.5, 9.0, 9
     for f, label in sights:
         fp[f, FRAME_LABELS.index(label)] = 0.9
     return dict(sound_probs=sp, audio_valid=np.ones(n_tokens, bool), audio_end_s=audio_end_s, frame_probs=fp,
-                frame_valid=np.ones(len(frame_times), bool), frame_times_s=np.asarray(frame_times, np.float64))
+                frame_valid=np.ones(len(frame_times), bool), frame_times_s=np.asarray(frame_times, np.float64),
+                token_s=token_s)
 
 
 def test_which_questions_are_the_wearers():
@@ -39,6 +40,9 @@ def test_tokens_and_frames_become_timed_detections():
     assert answer_wearer(ACTION_TEXT, 10.0, **p) == "open_oven"
     assert answer_wearer(SOUND_ID_TEXT, 10.0, **p) == "timer_beep"
     assert answer_wearer("how many times did the oven timer beep?", 10.0, **p) == "1"  # one run: one episode
+    # a model with 1 s audio tokens: the same token indices are twice as far back
+    wide = perception_memory(**_perception(sounds=[(6, "timer_beep")], token_s=1.0))
+    assert [(d.t_s, d.label) for d in wide.detections] == [(7.0, "timer_beep")]
 
 
 def test_a_window_without_frames_cannot_say_what_the_wearer_did():
