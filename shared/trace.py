@@ -66,7 +66,9 @@ runtime's rule. ``cloud_masks`` is a list of ``2 ** WINDOW_SEGMENTS`` cloud
 entries indexed by mask; mask 0 is ``full_now`` and the full mask is
 ``full_warm`` (the same requests, not asked twice). A segment counts as
 covered only when the camera was on at every one of its hops
-(:func:`camera_mask`), so frames sent never exceed frames captured. Service times are measured sequentially (one
+(:func:`camera_mask`), so frames sent never exceed frames captured.
+
+Service times are measured sequentially (one
 request in flight, the server otherwise idle) so that the simulator samples a
 distribution that does not depend on how loaded the machine was while tracing;
 the per-hop requests themselves are sent concurrently and their wall time is

@@ -66,7 +66,7 @@ class EnvConfig:
 
 @dataclass
 class BudgetConfig:
-    """Budgets (``sim.env.Budget``): 0 means 'the device's limit' or 'none'."""
+    """Budgets (``sim.budget.Budget``): 0 means 'the device's limit' or 'none'."""
 
     power_cap_mw: float = 0.0
     energy_budget_j: float = 0.0
@@ -89,7 +89,7 @@ class BudgetConfig:
 
 @dataclass
 class RewardConfig:
-    """Reward weights (``sim.env.RewardWeights``)."""
+    """Reward weights (``sim.budget.RewardWeights``)."""
 
     query_correct: float = 1.0
     event_notified: float = 1.0
@@ -234,7 +234,7 @@ def make_env_kwargs(env: EnvConfig, budget: BudgetConfig, reward: RewardConfig, 
     """Keyword arguments of ``gymnasium.make("earshot/Offload-v0", ...)`` from the config sections."""
     from dataclasses import asdict
 
-    from sim.env import Budget, RewardWeights
+    from sim.budget import Budget, RewardWeights
 
     return dict(
         traces=env.traces, recordings=list(env.recordings) or None, split=env.split, device=device, network=network,

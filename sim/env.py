@@ -12,7 +12,6 @@ from the cloud (under what the camera actually captured) or from the device
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import gymnasium as gym
@@ -23,6 +22,7 @@ from edge.policy import ACTIONS, Observation, observation_size
 from shared.profiles import (
     DeviceProfile, EnergyMeter, NetworkProfile, inference_mj, load_device_profile, load_network_profile,
 )
+from sim.budget import Budget, RewardWeights
 from sim.episode import DayPlan, DayTables, Segment, TraceStatic, bind_segment, day_link, draw_day, fixed_day
 from sim.network import load_bandwidth_trace
 from shared.trace import N_MASKS, camera_mask, labels_not_covered
@@ -40,48 +40,6 @@ CAMERA_FPS = 10.0
 _LIGHT, _FULL_NOW, _FULL_WARM, _AUDIO = (VARIANTS.index(v) for v in ("light", "full_now", "full_warm", "audio"))
 _FULL_MASK = N_MASKS - 1
 _KIND_OF_ACTION = [{"none": -1, "light": 0, "full": 1, "audio": 2}[a.offload] for a in ACTIONS]
-
-
-@dataclass(frozen=True)
-class Budget:
-    """What the device may spend.
-
-    Attributes:
-        power_cap_mw: sustained-power limit; when the moving average of power
-            (``EnergyMeter.avg_power_mw``, time constant ``thermal_window_s`` of the
-            device) is over it at the start of a step, the step is throttled. ``0``:
-            the device profile's ``sustained_power_mw``.
-        energy_budget_j: energy the episode may spend; the episode ends (terminated)
-            once it is spent. ``0``: no budget (the battery still ends it when empty).
-        deadline_ms: latency deadline of an answer to a query.
-        compute_gmacs_per_s: on-device compute rate; a student call that does not fit
-            in a hop next to the trigger is skipped. ``0``: unlimited.
-        max_in_flight: cloud requests in flight; an offload beyond it is refused.
-        uplink_kbps: token-bucket rate of the uplink (kbit/s of request bytes); an
-            offload larger than the tokens left is refused. ``0``: no bucket.
-        uplink_burst_kb: the bucket's size (kB), full at the start of the day.
-    """
-
-    power_cap_mw: float = 0.0
-    energy_budget_j: float = 0.0
-    deadline_ms: float = 800.0
-    compute_gmacs_per_s: float = 0.0
-    max_in_flight: int = 4
-    uplink_kbps: float = 0.0
-    uplink_burst_kb: float = 1000.0
-
-
-@dataclass(frozen=True)
-class RewardWeights:
-    """Reward = successes minus costs, per step (see :class:`OffloadEnv`)."""
-
-    query_correct: float = 1.0  # per query answered correctly (the cloud in time, or the device)
-    event_notified: float = 1.0  # per important event the trigger alone would miss, notified in time
-    event_missed: float = 0.0  # per important event whose window closes undetected
-    energy_per_j: float = 0.3  # per joule (steps and the idle gaps)
-    deadline_miss: float = 0.5  # per offloaded query the cloud did not answer in time (it fell back)
-    throttle: float = 0.1  # per throttled step
-    battery_empty: float = 1.0  # per query of the day left unasked when the battery runs out
 
 
 class OffloadEnv(gym.Env):
@@ -594,15 +552,16 @@ class OffloadEnv(gym.Env):
         st = self.stats
         deadline = self.budget.deadline_ms
         reward = 0.0
-        unknown = v >= 0 and (s.st.mask_unknown[q][mask] if mask >= 0 else s.st.cloud_unknown[v][q])
-        if v >= 0 and ok and lat <= deadline and not unknown:
-            correct = s.st.mask_correct[q][mask] if mask >= 0 else s.st.cloud_correct[v][q]
-            source, latency = "cloud", lat
-            st["cloud_answers"] += 1
-        elif v >= 0 and ok and lat <= deadline:  # the cloud said "unknown": the device's answer (edge/runtime.py)
-            correct = s.trace.local_correct(q, self._student_ran)
-            source, latency = "local", lat + s.st.student_ms[self._i]
-            st["cloud_unknown"] += 1
+        if v >= 0 and ok and lat <= deadline:
+            if s.st.mask_unknown[q][mask] if mask >= 0 else s.st.cloud_unknown[v][q]:
+                # the cloud said "unknown": the device's answer is shown (edge/runtime.py)
+                correct = s.trace.local_correct(q, self._student_ran)
+                source, latency = "local", lat + s.st.student_ms[self._i]
+                st["cloud_unknown"] += 1
+            else:
+                correct = s.st.mask_correct[q][mask] if mask >= 0 else s.st.cloud_correct[v][q]
+                source, latency = "cloud", lat
+                st["cloud_answers"] += 1
         else:
             correct = s.trace.local_correct(q, self._student_ran)
             source = "local"

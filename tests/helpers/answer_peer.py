@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 
 import msgpack
 import zmq
@@ -54,4 +53,3 @@ def answer_peer(answer: str | None):
         thread.join(5)
         sock.close()
         ctx.term()
-        time.sleep(0)
