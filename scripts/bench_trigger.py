@@ -178,7 +178,7 @@ def wake_only(trigger_path: Path, labels: list[str], folder: Path) -> Path:
 
 def run_camera(trigger_path: Path, dataset_root: Path, n: int, logs: Path, hold_s: float,
                oracle_labels: set[str] | None = None, steps_out: dict[str, np.ndarray] | None = None,
-               split: str = "test") -> dict[str, Any]:
+               split: str = "test", sustain_s: float = 0.0) -> dict[str, Any]:
     """Camera-on share per held-out recording (module docstring); ``steps_out`` receives each
     recording's per-step camera state, for `capture_query_success`."""
     import torch
@@ -202,7 +202,7 @@ def run_camera(trigger_path: Path, dataset_root: Path, n: int, logs: Path, hold_
     rows = []
     for entry in entries:
         log = logs / f"{entry.id}.jsonl"
-        policy = make_policy("audio_trigger", hold_s=hold_s)
+        policy = make_policy("audio_trigger", hold_s=hold_s, sustain_s=sustain_s)
         with EventLog(log) as ev:
             rt = EdgeRuntime(RecordingSource(entry.path), trigger, None, policy, EnergyMeter(device, network), ev,
                              client=None, link_rtt_ms=network.rtt_ms, link_mbps=network.uplink_mbps,
@@ -235,7 +235,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--dataset", type=Path, required=True, help="labelled recordings (their test split is used)")
     ap.add_argument("--program", default="trigger_xnnpack_int8.pte")
     ap.add_argument("--recordings", type=int, default=0, help="test recordings for the camera share; 0 = all")
-    ap.add_argument("--hold-s", type=float, default=2.0, help="audio_trigger's camera hold after a trigger")
+    ap.add_argument("--hold-s", type=float, default=None,
+                    help="audio_trigger's camera hold after a trigger (default: the policy's, 4 s)")
+    ap.add_argument("--sustain-s", type=float, default=0.0,
+                    help="audio_trigger.sustain_s: a sound still held keeps the camera on, up to this long past its "
+                         "trigger (0: hold_s after the trigger only)")
     ap.add_argument("--split", default="test", choices=["train", "val", "test"],
                     help="recordings to measure on: test (held out, the default) or train/val to choose a setting")
     ap.add_argument("--logs", type=Path, default=None, help="keep the event logs here")
@@ -246,6 +250,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                          "trigger's camera vs an always-on camera and a never-on one")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
+    if args.hold_s is None:
+        from edge.policy import AudioTrigger
+
+        args.hold_s = AudioTrigger.hold_s
+    for key in ("hold_s", "sustain_s"):  # a bad value fails before the long runs
+        if not (getattr(args, key) >= 0 and np.isfinite(getattr(args, key))):
+            raise SystemExit(f"--{key.replace('_', '-')}: must be a finite number >= 0, got {getattr(args, key)}")
     program = args.export / args.program
     if not program.is_file():
         raise SystemExit(f"{program}: no such program (run earshot export first)")
@@ -266,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         logs = args.logs or Path(tmp)
         logs.mkdir(parents=True, exist_ok=True)
         camera = run_camera(program, args.dataset, args.recordings, logs / "all", args.hold_s, steps_out=steps_all,
-                            split=args.split)
+                            split=args.split, sustain_s=args.sustain_s)
         if args.wake_labels is None:
             from sim.config import EnvConfig
 
@@ -275,7 +286,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             wake = [x for x in args.wake_labels.split(",") if x]
         important = run_camera(wake_only(program, wake, Path(tmp) / "wake"), args.dataset, args.recordings,
                                logs / "important", args.hold_s, set(wake), steps_out=steps_important,
-                               split=args.split)
+                               split=args.split, sustain_s=args.sustain_s)
         important["wake_labels"] = wake
     if traces is not None:
         camera["query_success"] = capture_query_success(steps_all, traces)

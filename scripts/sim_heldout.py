@@ -231,6 +231,11 @@ def main() -> None:
     ap.add_argument("--teacher-note", default="the current teacher", help="what to call the teacher in the summary")
     ap.add_argument("--readme", type=Path, default=None, help="rewrite this README's sim-heldout block")
     ap.add_argument("--fresh", action="store_true", help="delete --out first")
+    ap.add_argument("--traces-only", action="store_true",
+                    help="stop after the world and its traces (a fresh world to score the trigger's camera on: "
+                         "scripts/bench_trigger.py --traces)")
+    ap.add_argument("--recordings", type=int, default=None, help="override the preset's number of recordings")
+    ap.add_argument("--test-share", type=float, default=None, help="override the preset's held-out share (0..1)")
     ap.add_argument("--energy-per-j", type=float, default=None,
                     help="PPO's reward per joule (reward.energy_per_j; default: configs/sim_train.yaml's). "
                          "Choose it on training recordings (docs/simulator.md), never on the held-out ones")
@@ -240,7 +245,15 @@ def main() -> None:
     for key in ("teacher", "trigger", "student"):
         if not Path(getattr(a, key)).exists():
             raise SystemExit(f"--{key}: no such file or folder: {getattr(a, key)}")
-    p = PRESETS[a.preset]
+    p = dict(PRESETS[a.preset])
+    if a.recordings is not None:
+        if a.recordings < 2:
+            raise SystemExit(f"--recordings: need at least 2, got {a.recordings}")
+        p["recordings"] = a.recordings
+    if a.test_share is not None:
+        if not 0.0 < a.test_share < 1.0:
+            raise SystemExit(f"--test-share: must be in (0, 1), got {a.test_share}")
+        p["test_share"] = a.test_share
     out = a.out.resolve()
     if a.fresh:
         shutil.rmtree(out, ignore_errors=True)
@@ -251,6 +264,9 @@ def main() -> None:
         print(f"[{name}] ...", flush=True)
         fn(a, p, out)
         seconds[name] = time.monotonic() - t0
+    if a.traces_only:
+        print("stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
+        return
     t0 = time.monotonic()
     print("[train] ...", flush=True)
     programs = stage_train(a, p, out)

@@ -55,7 +55,7 @@ def test_run_camera_writes_one_row_per_held_out_recording(edge_world, programs, 
     (root / "manifest.json").write_text(json.dumps(manifest))
     out = run_camera(programs["trigger"], root, 0, tmp_path / "logs", hold_s=2.0)
     assert [r["recording_id"] for r in out["recordings"]] == [p.name for p in edge_world]
-    assert all(r["trigger_sha256"] and r["policy_params"] == {"hold_s": 2.0} for r in out["recordings"])
+    assert all(r["trigger_sha256"] and r["policy_params"] == {"hold_s": 2.0, "sustain_s": 0.0} for r in out["recordings"])
     assert 0 < out["camera_on_share"]["value"] < 1 and out["always_on_share"] == 1.0
     assert (tmp_path / "logs" / f"{edge_world[0].name}.jsonl").is_file()
 

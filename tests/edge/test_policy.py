@@ -36,7 +36,12 @@ def test_registry_has_the_eight_policies_and_checks_parameters():
         make_policy("audio_trigger", hold=1.0)
     with pytest.raises(ValueError, match="threshold"):
         make_policy("confidence_threshold", threshold=1.5)
-    assert make_policy("audio_trigger", hold_s=1.0).params() == {"hold_s": 1.0}
+    assert make_policy("audio_trigger", hold_s=1.0).params() == {"hold_s": 1.0, "sustain_s": 0.0}
+    for bad in (-1.0, math.inf, math.nan):
+        with pytest.raises(ValueError, match=r"audio_trigger.sustain_s: must be a finite number >= 0"):
+            make_policy("audio_trigger", sustain_s=bad)
+    with pytest.raises(ValueError, match=r"context_aware.hold_s: must be a finite number >= 0, got -1"):
+        make_policy("context_aware", hold_s=-1.0)
 
 
 def test_always_local_never_offloads_and_always_cloud_always_does():
@@ -81,6 +86,24 @@ def test_audio_trigger_turns_camera_on_at_the_rising_edge_and_holds():
     assert p.act(_obs(0, ("speech",))) == OFFLOAD_FULL
     assert p.act(_obs(1, ("speech",))) == LOOK
     assert p.act(_obs(2, ("speech", "doorbell"))) == OFFLOAD_FULL
+
+
+def test_sustain_keeps_the_camera_on_while_the_sound_is_held_up_to_its_cap():
+    held = {i: ("timer_beep",) for i in range(4, 16)}  # held from t=1.25 to t=4.0 (3 s)
+    def on_steps(**params):
+        p = make_policy("audio_trigger", **params)
+        return [i for i in range(40) if p.act(_obs(i, held.get(i, ()))).camera]
+    assert on_steps(hold_s=1.0) == list(range(4, 8))  # the rising edge only: on until 2.25
+    # sustained: every held step within 10 s of the edge pushes the end to 1 s past it: on until 5.0
+    assert on_steps(hold_s=1.0, sustain_s=10.0) == list(range(4, 19))
+    # the cap: held steps more than 1.5 s after the edge (t > 2.75) no longer extend: on until 3.75
+    assert on_steps(hold_s=1.0, sustain_s=1.5) == list(range(4, 14))
+    # sustain 0 is the plain policy; a label dropping and rising again restarts its own cap
+    p = make_policy("audio_trigger", hold_s=0.5, sustain_s=0.5)
+    steps = [("doorbell",)] * 8 + [()] + [("doorbell",)] * 8
+    acts = [p.act(_obs(i, f)) for i, f in enumerate(steps)]
+    assert [i for i, a in enumerate(acts) if a == OFFLOAD_FULL] == [0, 9]
+    assert [i for i, a in enumerate(acts) if a.camera] == [0, 1, 2, 3, 9, 10, 11, 12]  # on until 1.25, 3.5
 
 
 def test_confidence_threshold_offloads_only_unsure_moments():

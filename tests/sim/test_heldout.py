@@ -51,3 +51,11 @@ def test_heldout_study_tiny(teacher, tmp_path):
     # Resuming: a second run reuses the world, traces and policies and only re-evaluates.
     proc = subprocess.run(cmd[:-2], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and "stage seconds: world 0, traces 0, train 0" in proc.stdout, proc.stdout[-2000:]
+    # --traces-only stops after the world and its traces (a fresh world for scripts/bench_trigger.py --traces)
+    proc = subprocess.run(cmd[:-2] + ["--traces-only"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "stage seconds: world 0, traces 0\n" in proc.stdout and "[train]" not in proc.stdout, proc.stdout[-2000:]
+    for bad, msg in ((["--test-share", "1.5"], "--test-share: must be in (0, 1), got 1.5"),
+                     (["--recordings", "1"], "--recordings: need at least 2, got 1")):
+        proc = subprocess.run(cmd[:-2] + bad, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert proc.returncode != 0 and msg in proc.stderr, proc.stderr[-2000:]

@@ -1,6 +1,8 @@
 #include "policy.h"
 
+#include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <stdexcept>
 
 #include "edge_contract.h"
@@ -24,16 +26,25 @@ Action Periodic::act(const Observation& obs) {
 
 void AudioTrigger::reset() {
   prev_fired_.clear();
+  rose_s_.clear();
   on_until_ = -kInf;
 }
 
+// edge/policy.py AudioTrigger._rising: a rising edge, or a label still held within sustain_s of its own
+// rising edge, pushes the camera's hold to hold_s past this step.
 bool AudioTrigger::rising(const Observation& obs) {
   std::set<std::string> fired(obs.trigger_fired.begin(), obs.trigger_fired.end());
-  bool any_new = false;
-  for (auto& l : fired)
-    if (!prev_fired_.count(l)) any_new = true;
+  for (auto it = rose_s_.begin(); it != rose_s_.end();) it = fired.count(it->first) ? std::next(it) : rose_s_.erase(it);
+  bool any_new = false, extend = false;
+  for (auto& l : fired) {
+    if (!prev_fired_.count(l)) {
+      any_new = true;
+      rose_s_[l] = obs.t_s;
+    }
+    if (obs.t_s - rose_s_[l] <= sustain_s + 1e-9) extend = true;
+  }
   prev_fired_ = std::move(fired);
-  if (any_new) on_until_ = obs.t_s + hold_s;
+  if (extend) on_until_ = std::max(on_until_, obs.t_s + hold_s);
   return any_new;
 }
 
@@ -103,25 +114,36 @@ Action ContextAware::act(const Observation& obs) {
   return OFF;
 }
 
+namespace {
+void check_holds(const AudioTrigger& a) {
+  for (auto [key, v] : {std::pair<const char*, double>{"hold_s", a.hold_s}, {"sustain_s", a.sustain_s}})
+    if (!(v >= 0 && std::isfinite(v)))
+      throw std::runtime_error(a.name() + "." + key + ": must be a finite number >= 0, got " + std::to_string(v));
+}
+}  // namespace
+
 std::unique_ptr<Policy> make_policy(const std::string& name, const std::map<std::string, double>& params) {
   std::unique_ptr<Policy> p;
   std::set<std::string> known;
   if (name == "audio_trigger") {
     auto a = std::make_unique<AudioTrigger>();
-    known = {"hold_s"};
-    for (auto& [k, v] : params)
+    known = {"hold_s", "sustain_s"};
+    for (auto& [k, v] : params) {
       if (k == "hold_s") a->hold_s = v;
-    if (!(a->hold_s >= 0)) throw std::runtime_error("audio_trigger.hold_s: must be >= 0");
+      if (k == "sustain_s") a->sustain_s = v;
+    }
+    check_holds(*a);
     p = std::move(a);
   } else if (name == "confidence_threshold") {
     auto c = std::make_unique<ConfidenceThreshold>();
-    known = {"hold_s", "threshold", "max_age_s"};
+    known = {"hold_s", "sustain_s", "threshold", "max_age_s"};
     for (auto& [k, v] : params) {
       if (k == "hold_s") c->hold_s = v;
+      if (k == "sustain_s") c->sustain_s = v;
       if (k == "threshold") c->threshold = v;
       if (k == "max_age_s") c->max_age_s = v;
     }
-    if (!(c->hold_s >= 0)) throw std::runtime_error("confidence_threshold.hold_s: must be >= 0");
+    check_holds(*c);
     if (!(c->threshold >= 0 && c->threshold <= 1))
       throw std::runtime_error("confidence_threshold.threshold: must be in [0, 1]");
     p = std::move(c);
@@ -134,15 +156,15 @@ std::unique_ptr<Policy> make_policy(const std::string& name, const std::map<std:
     p = std::move(q);
   } else if (name == "context_aware") {
     auto c = std::make_unique<ContextAware>();
-    known = {"hold_s", "threshold", "max_age_s", "noisy_snr_db", "probe_period_s", "low_battery", "max_pending",
+    known = {"hold_s", "sustain_s", "threshold", "max_age_s", "noisy_snr_db", "probe_period_s", "low_battery", "max_pending",
              "max_rtt_ms", "slow_mbps"};
     std::map<std::string, double*> fields = {
-        {"hold_s", &c->hold_s},         {"threshold", &c->threshold},        {"max_age_s", &c->max_age_s},
+        {"hold_s", &c->hold_s},         {"sustain_s", &c->sustain_s},        {"threshold", &c->threshold},        {"max_age_s", &c->max_age_s},
         {"noisy_snr_db", &c->noisy_snr_db}, {"probe_period_s", &c->probe_period_s}, {"low_battery", &c->low_battery},
         {"max_pending", &c->max_pending}, {"max_rtt_ms", &c->max_rtt_ms},     {"slow_mbps", &c->slow_mbps}};
     for (auto& [k, v] : params)
       if (fields.count(k)) *fields[k] = v;
-    if (!(c->hold_s >= 0)) throw std::runtime_error("context_aware.hold_s: must be >= 0");
+    check_holds(*c);
     if (!(c->threshold >= 0 && c->threshold <= 1))
       throw std::runtime_error("context_aware.threshold: must be in [0, 1]");
     if (c->max_pending != std::floor(c->max_pending)) throw std::runtime_error("context_aware.max_pending: must be an integer");

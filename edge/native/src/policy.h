@@ -75,25 +75,29 @@ class Periodic : public Policy {
 
 class AudioTrigger : public Policy {
  public:
-  double hold_s = 2.0;
+  double hold_s = 4.0, sustain_s = 0.0;  // edge/policy.py AudioTrigger (4 s: issue 17's camera target)
   std::string name() const override { return "audio_trigger"; }
   void reset() override;
   Action act(const Observation& obs) override;
-  std::vector<std::pair<std::string, double>> params() const override { return {{"hold_s", hold_s}}; }
+  std::vector<std::pair<std::string, double>> params() const override {
+    return {{"hold_s", hold_s}, {"sustain_s", sustain_s}};
+  }
 
  protected:
   bool rising(const Observation& obs);
   std::set<std::string> prev_fired_;
+  std::map<std::string, double> rose_s_;  // when each held label last rose
   double on_until_ = -kInf;
 };
 
 class ConfidenceThreshold : public AudioTrigger {
  public:
+  ConfidenceThreshold() { hold_s = 2.0; }  // its own default, as in Python (the hold also spaces its offloads)
   double threshold = 0.6, max_age_s = 1.0;
   std::string name() const override { return "confidence_threshold"; }
   Action act(const Observation& obs) override;
   std::vector<std::pair<std::string, double>> params() const override {
-    return {{"hold_s", hold_s}, {"threshold", threshold}, {"max_age_s", max_age_s}};
+    return {{"hold_s", hold_s}, {"sustain_s", sustain_s}, {"threshold", threshold}, {"max_age_s", max_age_s}};
   }
 
  protected:
@@ -108,8 +112,8 @@ class ContextAware : public ConfidenceThreshold {
   void reset() override;
   Action act(const Observation& obs) override;
   std::vector<std::pair<std::string, double>> params() const override {
-    return {{"hold_s", hold_s},         {"threshold", threshold},        {"max_age_s", max_age_s},
-            {"noisy_snr_db", noisy_snr_db}, {"probe_period_s", probe_period_s}, {"low_battery", low_battery},
+    return {{"hold_s", hold_s},           {"sustain_s", sustain_s},           {"threshold", threshold},
+            {"max_age_s", max_age_s},     {"noisy_snr_db", noisy_snr_db}, {"probe_period_s", probe_period_s}, {"low_battery", low_battery},
             {"max_pending", max_pending}, {"max_rtt_ms", max_rtt_ms},     {"slow_mbps", slow_mbps}};
   }
 

@@ -87,3 +87,38 @@ def test_a_label_set_to_one_never_triggers_even_at_a_saturated_score(native_bin,
     fired = lambda evs: [(e["label"], e["t_s"]) for e in evs if e["kind"] == "trigger"]  # noqa: E731
     assert fired(nat) == fired(py)
     assert not {lab for lab, _ in fired(py)} & set(saturated)
+
+
+def _camera_on_s(events) -> float:
+    """Seconds the camera was on, from the camera switch events and the end line."""
+    end = next(e["t_s"] for e in reversed(events) if e["kind"] == "end")
+    on_s, since = 0.0, None
+    for e in events:
+        if e["kind"] == "camera":
+            if e["on"] and since is None:
+                since = e["t_s"]
+            elif not e["on"] and since is not None:
+                on_s, since = on_s + e["t_s"] - since, None
+    return on_s + (end - since if since is not None else 0.0)
+
+
+def test_a_held_sound_keeps_the_camera_on_in_both_runtimes(native_bin, native_world, programs, tmp_path):
+    """audio_trigger.sustain_s: a label still held (here by a 3 s refractory) extends the camera's hold."""
+    rec = native_world[0]
+    held = _with_card(programs, tmp_path, refractory_s=3.0)
+    params = {"hold_s": 0.5, "sustain_s": 2.0}
+    py = _python_events(rec, held, tmp_path / "py.jsonl", "audio_trigger", **params)
+    args = ["--policy", "audio_trigger"] + [a for k, v in params.items() for a in ("--param", f"{k}={v}")]
+    rc, nat, err = run_native(native_bin, rec, held, tmp_path / "n.jsonl", *args)
+    assert rc == 0, err
+    assert _decisions(nat) == _decisions(py)
+    assert nat[0]["policy_params"] == py[0]["policy_params"] == params
+    plain = _python_events(rec, held, tmp_path / "plain.jsonl", "audio_trigger", hold_s=0.5)
+    edges = sum(e["kind"] == "trigger" for e in py)
+    assert edges >= 2
+    # each edge buys up to 2 s more of camera, never more than sustain_s + hold_s (+ a hop) per edge
+    assert _camera_on_s(py) >= _camera_on_s(plain) + 1.5
+    assert _camera_on_s(py) <= edges * (2.0 + 0.5 + 0.25) + 1e-6
+    rc, _, err = run_native(native_bin, rec, held, tmp_path / "bad.jsonl", "--policy", "audio_trigger",
+                            "--param", "sustain_s=-1")
+    assert rc != 0 and "audio_trigger.sustain_s: must be a finite number >= 0" in err, err
