@@ -176,11 +176,12 @@ def wake_only(trigger_path: Path, labels: list[str], folder: Path) -> Path:
     return folder / trigger_path.name
 
 
-def run_camera(trigger_path: Path, dataset_root: Path, n: int, logs: Path, hold_s: float,
+def run_camera(trigger_path: Path, dataset_root: Path | list[Path], n: int, logs: Path, hold_s: float,
                oracle_labels: set[str] | None = None, steps_out: dict[str, np.ndarray] | None = None,
-               split: str = "test", sustain_s: float = 0.0) -> dict[str, Any]:
+               split: str = "test", sustain_s: float = 0.0, delay_s: float = 0.0) -> dict[str, Any]:
     """Camera-on share per held-out recording (module docstring); ``steps_out`` receives each
-    recording's per-step camera state, for `capture_query_success`."""
+    recording's per-step camera state, for `capture_query_success`. Several dataset roots pool their
+    ``split`` recordings (``n`` per root); recording ids must not repeat."""
     import torch
 
     from edge.eventlog import EventLog
@@ -194,15 +195,21 @@ def run_camera(trigger_path: Path, dataset_root: Path, n: int, logs: Path, hold_
 
     torch.set_num_threads(1)
     trigger = load_program(trigger_path, expect="trigger")
-    dataset = load_dataset(dataset_root)
-    entries = dataset.split(split)[: n or None]
-    if not entries:
-        raise SystemExit(f"{dataset_root}: no {split!r} recordings")
+    roots = [dataset_root] if isinstance(dataset_root, (str, Path)) else list(dataset_root)
+    entries = []
+    for root in roots:
+        found = load_dataset(root).split(split)[: n or None]
+        if not found:
+            raise SystemExit(f"{root}: no {split!r} recordings")
+        entries += found
+    repeated = sorted({e.id for e in entries if sum(f.id == e.id for f in entries) > 1})
+    if repeated:
+        raise SystemExit(f"--dataset: recordings {repeated[:5]} appear in more than one dataset")
     device, network = load_device_profile("glasses_2025"), load_network_profile("wifi")
     rows = []
     for entry in entries:
         log = logs / f"{entry.id}.jsonl"
-        policy = make_policy("audio_trigger", hold_s=hold_s, sustain_s=sustain_s)
+        policy = make_policy("audio_trigger", hold_s=hold_s, sustain_s=sustain_s, delay_s=delay_s)
         with EventLog(log) as ev:
             rt = EdgeRuntime(RecordingSource(entry.path), trigger, None, policy, EnergyMeter(device, network), ev,
                              client=None, link_rtt_ms=network.rtt_ms, link_mbps=network.uplink_mbps,
@@ -224,7 +231,7 @@ def run_camera(trigger_path: Path, dataset_root: Path, n: int, logs: Path, hold_
     oracle = bootstrap_mean([r["oracle_share"] for r in rows], ids)
     return {"recordings": rows, "camera_on_share": share.to_dict(), "oracle_share": oracle.to_dict(),
             "always_on_share": 1.0, "target": CAMERA_SHARE_TARGET, "met": share.value <= CAMERA_SHARE_TARGET,
-            "program": str(trigger_path), "dataset": str(dataset_root), "split": split}
+            "program": str(trigger_path), "dataset": ", ".join(str(r) for r in roots), "split": split}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -232,11 +239,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--export", type=Path, required=True, help="an earshot export folder with the trigger program")
-    ap.add_argument("--dataset", type=Path, required=True, help="labelled recordings (their test split is used)")
+    ap.add_argument("--dataset", type=Path, required=True, action="append",
+                    help="labelled recordings (their test split is used); repeat to pool several worlds")
     ap.add_argument("--program", default="trigger_xnnpack_int8.pte")
     ap.add_argument("--recordings", type=int, default=0, help="test recordings for the camera share; 0 = all")
     ap.add_argument("--hold-s", type=float, default=None,
-                    help="audio_trigger's camera hold after a trigger (default: the policy's, 4 s)")
+                    help="audio_trigger.hold_s: how long the camera stays on (default: the policy's, 3 s)")
+    ap.add_argument("--delay-s", type=float, default=None,
+                    help="audio_trigger.delay_s: the hold starts this long after the trigger (default: the policy's, 1.5 s)")
     ap.add_argument("--sustain-s", type=float, default=0.0,
                     help="audio_trigger.sustain_s: a sound still held keeps the camera on, up to this long past its "
                          "trigger (0: hold_s after the trigger only)")
@@ -245,16 +255,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--logs", type=Path, default=None, help="keep the event logs here")
     ap.add_argument("--wake-labels", default=None,
                     help="comma-separated labels that wake the camera in the second run (default: sim's important labels)")
-    ap.add_argument("--traces", type=Path, default=None,
+    ap.add_argument("--traces", type=Path, default=None, action="append",
                     help="capture-aware traces of the same recordings (earshot trace): query success under the "
-                         "trigger's camera vs an always-on camera and a never-on one")
+                         "trigger's camera vs an always-on camera and a never-on one; repeat with --dataset")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    if args.hold_s is None:
-        from edge.policy import AudioTrigger
+    from edge.policy import AudioTrigger
 
-        args.hold_s = AudioTrigger.hold_s
-    for key in ("hold_s", "sustain_s"):  # a bad value fails before the long runs
+    args.hold_s = AudioTrigger.hold_s if args.hold_s is None else args.hold_s
+    args.delay_s = AudioTrigger.delay_s if args.delay_s is None else args.delay_s
+    for key in ("hold_s", "sustain_s", "delay_s"):  # a bad value fails before the long runs
         if not (getattr(args, key) >= 0 and np.isfinite(getattr(args, key))):
             raise SystemExit(f"--{key.replace('_', '-')}: must be a finite number >= 0, got {getattr(args, key)}")
     program = args.export / args.program
@@ -268,16 +278,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         from sim.traces import load_trace
         from shared.trace import trace_files
 
-        traces = [load_trace(f, tuple(EnvConfig().important_labels)) for f in trace_files(args.traces)]
-        if not traces:
-            raise SystemExit(f"--traces {args.traces}: no trace files")
+        traces = []
+        for folder in args.traces:
+            found = [load_trace(f, tuple(EnvConfig().important_labels)) for f in trace_files(folder)]
+            if not found:
+                raise SystemExit(f"--traces {folder}: no trace files")
+            traces += found
     steps_all: dict[str, np.ndarray] = {}
     steps_important: dict[str, np.ndarray] = {}
     with tempfile.TemporaryDirectory() as tmp:
         logs = args.logs or Path(tmp)
         logs.mkdir(parents=True, exist_ok=True)
         camera = run_camera(program, args.dataset, args.recordings, logs / "all", args.hold_s, steps_out=steps_all,
-                            split=args.split, sustain_s=args.sustain_s)
+                            split=args.split, sustain_s=args.sustain_s,
+                            delay_s=args.delay_s)
         if args.wake_labels is None:
             from sim.config import EnvConfig
 
@@ -286,7 +300,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             wake = [x for x in args.wake_labels.split(",") if x]
         important = run_camera(wake_only(program, wake, Path(tmp) / "wake"), args.dataset, args.recordings,
                                logs / "important", args.hold_s, set(wake), steps_out=steps_important,
-                               split=args.split, sustain_s=args.sustain_s)
+                               split=args.split, sustain_s=args.sustain_s, delay_s=args.delay_s)
         important["wake_labels"] = wake
     if traces is not None:
         camera["query_success"] = capture_query_success(steps_all, traces)

@@ -55,9 +55,21 @@ def test_run_camera_writes_one_row_per_held_out_recording(edge_world, programs, 
     (root / "manifest.json").write_text(json.dumps(manifest))
     out = run_camera(programs["trigger"], root, 0, tmp_path / "logs", hold_s=2.0)
     assert [r["recording_id"] for r in out["recordings"]] == [p.name for p in edge_world]
-    assert all(r["trigger_sha256"] and r["policy_params"] == {"hold_s": 2.0, "sustain_s": 0.0} for r in out["recordings"])
+    assert all(r["trigger_sha256"] and r["policy_params"] == {"hold_s": 2.0, "sustain_s": 0.0, "delay_s": 0.0}
+               for r in out["recordings"])
     assert 0 < out["camera_on_share"]["value"] < 1 and out["always_on_share"] == 1.0
     assert (tmp_path / "logs" / f"{edge_world[0].name}.jsonl").is_file()
+    # several worlds pool their recordings (here a second world holding the first recording only); the same
+    # recording in two of them is refused before any run
+    other = tmp_path / "ds2"
+    other.mkdir()
+    (other / "manifest.json").write_text(json.dumps({**manifest, "recordings": manifest["recordings"][:1]}))
+    with pytest.raises(SystemExit, match=rf"recordings \['{edge_world[0].name}'\] appear in more than one dataset"):
+        run_camera(programs["trigger"], [root, other], 0, tmp_path / "logs2", hold_s=2.0)
+    (root / "manifest.json").write_text(json.dumps({**manifest, "recordings": manifest["recordings"][1:]}))
+    pooled = run_camera(programs["trigger"], [root, other], 0, tmp_path / "logs3", hold_s=2.0)
+    assert sorted(r["recording_id"] for r in pooled["recordings"]) == sorted(p.name for p in edge_world)
+    assert pooled["camera_on_share"]["n"] == len(edge_world) and pooled["dataset"] == f"{root}, {other}"
 
 
 def test_query_success_under_the_triggers_capture_beside_always_on_and_never_on(tmp_path):

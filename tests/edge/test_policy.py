@@ -36,10 +36,12 @@ def test_registry_has_the_eight_policies_and_checks_parameters():
         make_policy("audio_trigger", hold=1.0)
     with pytest.raises(ValueError, match="threshold"):
         make_policy("confidence_threshold", threshold=1.5)
-    assert make_policy("audio_trigger", hold_s=1.0).params() == {"hold_s": 1.0, "sustain_s": 0.0}
-    for bad in (-1.0, math.inf, math.nan):
-        with pytest.raises(ValueError, match=r"audio_trigger.sustain_s: must be a finite number >= 0"):
-            make_policy("audio_trigger", sustain_s=bad)
+    assert make_policy("audio_trigger", hold_s=1.0).params() == {"hold_s": 1.0, "sustain_s": 0.0, "delay_s": 1.5}
+    assert make_policy("confidence_threshold").params()["delay_s"] == 0.0
+    for key in ("sustain_s", "delay_s"):
+        for bad in (-1.0, math.inf, math.nan):
+            with pytest.raises(ValueError, match=rf"audio_trigger.{key}: must be a finite number >= 0"):
+                make_policy("audio_trigger", **{key: bad})
     with pytest.raises(ValueError, match=r"context_aware.hold_s: must be a finite number >= 0, got -1"):
         make_policy("context_aware", hold_s=-1.0)
 
@@ -73,7 +75,7 @@ def test_periodic_wakes_once_per_period():
 
 
 def test_audio_trigger_turns_camera_on_at_the_rising_edge_and_holds():
-    p = make_policy("audio_trigger", hold_s=1.0)
+    p = make_policy("audio_trigger", hold_s=1.0, delay_s=0.0)
     fired = {4: ("timer_beep",), 5: ("timer_beep",), 6: ("timer_beep",), 12: ("doorbell",)}
     acts = [p.act(_obs(i, fired.get(i, ()))) for i in range(20)]
     assert acts[4] == OFFLOAD_FULL  # the rising edge: camera on at once, moment offloaded
@@ -91,7 +93,7 @@ def test_audio_trigger_turns_camera_on_at_the_rising_edge_and_holds():
 def test_sustain_keeps_the_camera_on_while_the_sound_is_held_up_to_its_cap():
     held = {i: ("timer_beep",) for i in range(4, 16)}  # held from t=1.25 to t=4.0 (3 s)
     def on_steps(**params):
-        p = make_policy("audio_trigger", **params)
+        p = make_policy("audio_trigger", delay_s=0.0, **params)
         return [i for i in range(40) if p.act(_obs(i, held.get(i, ()))).camera]
     assert on_steps(hold_s=1.0) == list(range(4, 8))  # the rising edge only: on until 2.25
     # sustained: every held step within 10 s of the edge pushes the end to 1 s past it: on until 5.0
@@ -99,11 +101,30 @@ def test_sustain_keeps_the_camera_on_while_the_sound_is_held_up_to_its_cap():
     # the cap: held steps more than 1.5 s after the edge (t > 2.75) no longer extend: on until 3.75
     assert on_steps(hold_s=1.0, sustain_s=1.5) == list(range(4, 14))
     # sustain 0 is the plain policy; a label dropping and rising again restarts its own cap
-    p = make_policy("audio_trigger", hold_s=0.5, sustain_s=0.5)
+    p = make_policy("audio_trigger", hold_s=0.5, sustain_s=0.5, delay_s=0.0)
     steps = [("doorbell",)] * 8 + [()] + [("doorbell",)] * 8
     acts = [p.act(_obs(i, f)) for i, f in enumerate(steps)]
     assert [i for i, a in enumerate(acts) if a == OFFLOAD_FULL] == [0, 9]
     assert [i for i, a in enumerate(acts) if a.camera] == [0, 1, 2, 3, 9, 10, 11, 12]  # on until 1.25, 3.5
+
+
+def test_delay_moves_the_hold_after_the_trigger_and_a_new_recording_resets_it():
+    p = make_policy("audio_trigger", hold_s=1.0, delay_s=1.0)
+    fired = {4: ("timer_beep",), 5: ("timer_beep",), 6: ("doorbell",)}
+    acts = [p.act(_obs(i, fired.get(i, ()))) for i in range(20)]
+    # edges at t=1.25 (timer) and 1.75 (doorbell): each step offloaded full with the camera on, then off for 1 s,
+    # then on for 1 s: [2.25, 3.25) and [2.75, 3.75)
+    assert [i for i, a in enumerate(acts) if a == OFFLOAD_FULL] == [4, 6]
+    assert [i for i, a in enumerate(acts) if a.camera] == [4, 6, 8, 9, 10, 11, 12, 13]
+    assert make_policy("audio_trigger").params()["delay_s"] == 1.5 and make_policy("audio_trigger").hold_s == 3.0
+    # The simulator chains recordings, each on its own clock: a hold from the end of one must not cover the
+    # start of the next (nor a periodic wake-up wait for the old clock).
+    for policy in (make_policy("audio_trigger", hold_s=4.0, delay_s=0.0), make_policy("context_aware")):
+        policy.act(Observation(t_s=29.75, trigger_scores={}, trigger_fired=("doorbell",), camera_on=True))
+        assert not policy.act(Observation(t_s=0.25, trigger_scores={}, snr_db=30.0)).camera
+    periodic = make_policy("periodic", period_s=2.0)
+    periodic.act(_obs(118))  # t = 29.75: next wake-up at 30
+    assert periodic.act(_obs(0)) == OFFLOAD_LIGHT
 
 
 def test_confidence_threshold_offloads_only_unsure_moments():

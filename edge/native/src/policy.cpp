@@ -16,6 +16,8 @@ OffloadSpec offload_spec(const std::string& kind) {
 }
 
 Action Periodic::act(const Observation& obs) {
+  if (obs.t_s < last_t_ - 1e-9) reset();  // the clock went back: a new recording (edge/policy.py)
+  last_t_ = obs.t_s;
   if (obs.has_query) return OFFLOAD_FULL;
   if (obs.t_s + 1e-9 >= next_s_) {
     next_s_ = (std::floor(obs.t_s / period_s + 1e-9) + 1) * period_s;
@@ -27,31 +29,49 @@ Action Periodic::act(const Observation& obs) {
 void AudioTrigger::reset() {
   prev_fired_.clear();
   rose_s_.clear();
-  on_until_ = -kInf;
+  windows_.clear();
+  last_t_ = -kInf;
 }
 
-// edge/policy.py AudioTrigger._rising: a rising edge, or a label still held within sustain_s of its own
-// rising edge, pushes the camera's hold to hold_s past this step.
+// edge/policy.py AudioTrigger._rising: a rising edge opens a hold [t + delay_s, t + delay_s + hold_s); a label
+// still held within sustain_s of its own rising edge pushes the newest hold's end to delay_s + hold_s past this
+// step. A clock that goes back (a new recording) resets everything.
 bool AudioTrigger::rising(const Observation& obs) {
+  if (obs.t_s < last_t_ - 1e-9) reset();
+  last_t_ = obs.t_s;
   std::set<std::string> fired(obs.trigger_fired.begin(), obs.trigger_fired.end());
   for (auto it = rose_s_.begin(); it != rose_s_.end();) it = fired.count(it->first) ? std::next(it) : rose_s_.erase(it);
-  bool any_new = false, extend = false;
+  bool any_new = false, sustained = false;
   for (auto& l : fired) {
     if (!prev_fired_.count(l)) {
       any_new = true;
       rose_s_[l] = obs.t_s;
     }
-    if (obs.t_s - rose_s_[l] <= sustain_s + 1e-9) extend = true;
   }
+  for (auto& l : fired)
+    if (obs.t_s - rose_s_[l] <= sustain_s + 1e-9) sustained = true;
   prev_fired_ = std::move(fired);
-  if (extend) on_until_ = std::max(on_until_, obs.t_s + hold_s);
+  windows_.erase(std::remove_if(windows_.begin(), windows_.end(),
+                                [&](const std::pair<double, double>& w) { return w.second <= obs.t_s + 1e-9; }),
+                 windows_.end());
+  double end = obs.t_s + delay_s + hold_s;
+  if (any_new)
+    windows_.push_back({obs.t_s + delay_s, end});
+  else if (!windows_.empty() && sustained)
+    windows_.back().second = std::max(windows_.back().second, end);
   return any_new;
+}
+
+bool AudioTrigger::watching(double t_s) const {
+  for (auto& [a, b] : windows_)
+    if (a - 1e-9 <= t_s && t_s < b - 1e-9) return true;
+  return false;
 }
 
 Action AudioTrigger::act(const Observation& obs) {
   bool r = rising(obs);
   if (r || obs.has_query) return OFFLOAD_FULL;
-  return obs.t_s < on_until_ - 1e-9 ? LOOK : OFF;
+  return watching(obs.t_s) ? LOOK : OFF;
 }
 
 bool ConfidenceThreshold::unsure(const Observation& obs) const {
@@ -60,7 +80,7 @@ bool ConfidenceThreshold::unsure(const Observation& obs) const {
 
 Action ConfidenceThreshold::act(const Observation& obs) {
   bool r = rising(obs);
-  bool watching = obs.t_s < on_until_ - 1e-9;
+  bool watching = this->watching(obs.t_s);
   if (obs.has_query) return unsure(obs) ? OFFLOAD_FULL : LOOK;
   if (r) return unsure(obs) && obs.camera_on ? OFFLOAD_FULL : LOOK;
   if (watching) {
@@ -92,7 +112,7 @@ Action ContextAware::send(const Observation& obs, bool camera) const {
 
 Action ContextAware::act(const Observation& obs) {
   bool r = rising(obs);
-  bool watching = obs.t_s < on_until_ - 1e-9;
+  bool watching = this->watching(obs.t_s);
   bool noisy = obs.snr_db < noisy_snr_db;
   bool probe = false;
   if (noisy && obs.t_s + 1e-9 >= next_probe_s_) {
@@ -116,7 +136,8 @@ Action ContextAware::act(const Observation& obs) {
 
 namespace {
 void check_holds(const AudioTrigger& a) {
-  for (auto [key, v] : {std::pair<const char*, double>{"hold_s", a.hold_s}, {"sustain_s", a.sustain_s}})
+  for (auto [key, v] : {std::pair<const char*, double>{"hold_s", a.hold_s}, {"sustain_s", a.sustain_s},
+                        {"delay_s", a.delay_s}})
     if (!(v >= 0 && std::isfinite(v)))
       throw std::runtime_error(a.name() + "." + key + ": must be a finite number >= 0, got " + std::to_string(v));
 }
@@ -127,19 +148,21 @@ std::unique_ptr<Policy> make_policy(const std::string& name, const std::map<std:
   std::set<std::string> known;
   if (name == "audio_trigger") {
     auto a = std::make_unique<AudioTrigger>();
-    known = {"hold_s", "sustain_s"};
+    known = {"hold_s", "sustain_s", "delay_s"};
     for (auto& [k, v] : params) {
       if (k == "hold_s") a->hold_s = v;
       if (k == "sustain_s") a->sustain_s = v;
+      if (k == "delay_s") a->delay_s = v;
     }
     check_holds(*a);
     p = std::move(a);
   } else if (name == "confidence_threshold") {
     auto c = std::make_unique<ConfidenceThreshold>();
-    known = {"hold_s", "sustain_s", "threshold", "max_age_s"};
+    known = {"hold_s", "sustain_s", "delay_s", "threshold", "max_age_s"};
     for (auto& [k, v] : params) {
       if (k == "hold_s") c->hold_s = v;
       if (k == "sustain_s") c->sustain_s = v;
+      if (k == "delay_s") c->delay_s = v;
       if (k == "threshold") c->threshold = v;
       if (k == "max_age_s") c->max_age_s = v;
     }
@@ -156,10 +179,10 @@ std::unique_ptr<Policy> make_policy(const std::string& name, const std::map<std:
     p = std::move(q);
   } else if (name == "context_aware") {
     auto c = std::make_unique<ContextAware>();
-    known = {"hold_s", "sustain_s", "threshold", "max_age_s", "noisy_snr_db", "probe_period_s", "low_battery", "max_pending",
+    known = {"hold_s", "sustain_s", "delay_s", "threshold", "max_age_s", "noisy_snr_db", "probe_period_s", "low_battery", "max_pending",
              "max_rtt_ms", "slow_mbps"};
     std::map<std::string, double*> fields = {
-        {"hold_s", &c->hold_s},         {"sustain_s", &c->sustain_s},        {"threshold", &c->threshold},        {"max_age_s", &c->max_age_s},
+        {"hold_s", &c->hold_s},         {"sustain_s", &c->sustain_s},        {"delay_s", &c->delay_s},        {"threshold", &c->threshold},        {"max_age_s", &c->max_age_s},
         {"noisy_snr_db", &c->noisy_snr_db}, {"probe_period_s", &c->probe_period_s}, {"low_battery", &c->low_battery},
         {"max_pending", &c->max_pending}, {"max_rtt_ms", &c->max_rtt_ms},     {"slow_mbps", &c->slow_mbps}};
     for (auto& [k, v] : params)

@@ -65,39 +65,49 @@ class Periodic : public Policy {
  public:
   double period_s = 2.0;
   std::string name() const override { return "periodic"; }
-  void reset() override { next_s_ = 0.0; }
+  void reset() override {
+    next_s_ = 0.0;
+    last_t_ = -kInf;
+  }
   Action act(const Observation& obs) override;
   std::vector<std::pair<std::string, double>> params() const override { return {{"period_s", period_s}}; }
 
  private:
-  double next_s_ = 0.0;
+  double next_s_ = 0.0, last_t_ = -kInf;
 };
 
 class AudioTrigger : public Policy {
  public:
-  double hold_s = 4.0, sustain_s = 0.0;  // edge/policy.py AudioTrigger (4 s: issue 17's camera target)
+  // edge/policy.py AudioTrigger: a 3 s hold after a 1.5 s delay (issue 17's camera target)
+  double hold_s = 3.0, sustain_s = 0.0, delay_s = 1.5;
   std::string name() const override { return "audio_trigger"; }
   void reset() override;
   Action act(const Observation& obs) override;
   std::vector<std::pair<std::string, double>> params() const override {
-    return {{"hold_s", hold_s}, {"sustain_s", sustain_s}};
+    return {{"hold_s", hold_s}, {"sustain_s", sustain_s}, {"delay_s", delay_s}};
   }
 
  protected:
   bool rising(const Observation& obs);
+  bool watching(double t_s) const;  // whether a hold covers the step ending at t_s
   std::set<std::string> prev_fired_;
-  std::map<std::string, double> rose_s_;  // when each held label last rose
-  double on_until_ = -kInf;
+  std::map<std::string, double> rose_s_;                // when each held label last rose
+  std::vector<std::pair<double, double>> windows_;      // [start, end) of each hold ahead or running
+  double last_t_ = -kInf;
 };
 
 class ConfidenceThreshold : public AudioTrigger {
  public:
-  ConfidenceThreshold() { hold_s = 2.0; }  // its own default, as in Python (the hold also spaces its offloads)
+  ConfidenceThreshold() {  // its own defaults, as in Python (the hold also spaces its offloads)
+    hold_s = 2.0;
+    delay_s = 0.0;
+  }
   double threshold = 0.6, max_age_s = 1.0;
   std::string name() const override { return "confidence_threshold"; }
   Action act(const Observation& obs) override;
   std::vector<std::pair<std::string, double>> params() const override {
-    return {{"hold_s", hold_s}, {"sustain_s", sustain_s}, {"threshold", threshold}, {"max_age_s", max_age_s}};
+    return {{"hold_s", hold_s}, {"sustain_s", sustain_s}, {"delay_s", delay_s}, {"threshold", threshold},
+            {"max_age_s", max_age_s}};
   }
 
  protected:
@@ -112,8 +122,8 @@ class ContextAware : public ConfidenceThreshold {
   void reset() override;
   Action act(const Observation& obs) override;
   std::vector<std::pair<std::string, double>> params() const override {
-    return {{"hold_s", hold_s},           {"sustain_s", sustain_s},           {"threshold", threshold},
-            {"max_age_s", max_age_s},     {"noisy_snr_db", noisy_snr_db}, {"probe_period_s", probe_period_s}, {"low_battery", low_battery},
+    return {{"hold_s", hold_s},           {"sustain_s", sustain_s},           {"delay_s", delay_s},
+            {"threshold", threshold},     {"max_age_s", max_age_s},           {"noisy_snr_db", noisy_snr_db}, {"probe_period_s", probe_period_s}, {"low_battery", low_battery},
             {"max_pending", max_pending}, {"max_rtt_ms", max_rtt_ms},     {"slow_mbps", slow_mbps}};
   }
 

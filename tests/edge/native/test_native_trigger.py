@@ -106,14 +106,14 @@ def test_a_held_sound_keeps_the_camera_on_in_both_runtimes(native_bin, native_wo
     """audio_trigger.sustain_s: a label still held (here by a 3 s refractory) extends the camera's hold."""
     rec = native_world[0]
     held = _with_card(programs, tmp_path, refractory_s=3.0)
-    params = {"hold_s": 0.5, "sustain_s": 2.0}
+    params = {"hold_s": 0.5, "sustain_s": 2.0, "delay_s": 0.0}
     py = _python_events(rec, held, tmp_path / "py.jsonl", "audio_trigger", **params)
     args = ["--policy", "audio_trigger"] + [a for k, v in params.items() for a in ("--param", f"{k}={v}")]
     rc, nat, err = run_native(native_bin, rec, held, tmp_path / "n.jsonl", *args)
     assert rc == 0, err
     assert _decisions(nat) == _decisions(py)
     assert nat[0]["policy_params"] == py[0]["policy_params"] == params
-    plain = _python_events(rec, held, tmp_path / "plain.jsonl", "audio_trigger", hold_s=0.5)
+    plain = _python_events(rec, held, tmp_path / "plain.jsonl", "audio_trigger", hold_s=0.5, delay_s=0.0)
     edges = sum(e["kind"] == "trigger" for e in py)
     assert edges >= 2
     # each edge buys up to 2 s more of camera, never more than sustain_s + hold_s (+ a hop) per edge
@@ -122,3 +122,20 @@ def test_a_held_sound_keeps_the_camera_on_in_both_runtimes(native_bin, native_wo
     rc, _, err = run_native(native_bin, rec, held, tmp_path / "bad.jsonl", "--policy", "audio_trigger",
                             "--param", "sustain_s=-1")
     assert rc != 0 and "audio_trigger.sustain_s: must be a finite number >= 0" in err, err
+
+
+def test_a_delayed_hold_matches_in_both_runtimes(native_bin, native_world, programs, tmp_path):
+    """audio_trigger.delay_s: the trigger's own step, then the camera off for delay_s, then on for hold_s."""
+    rec = native_world[0]
+    params = {"hold_s": 1.0, "delay_s": 1.0}
+    py = _python_events(rec, programs, tmp_path / "py.jsonl", "audio_trigger", **params)
+    args = ["--policy", "audio_trigger"] + [a for k, v in params.items() for a in ("--param", f"{k}={v}")]
+    rc, nat, err = run_native(native_bin, rec, programs, tmp_path / "n.jsonl", *args)
+    assert rc == 0, err
+    assert _decisions(nat) == _decisions(py)
+    edges = [e["t_s"] for e in py if e["kind"] == "trigger"]
+    switches = [(e["t_s"], e["on"]) for e in py if e["kind"] == "camera"]
+    assert len(edges) >= 2
+    # the camera goes off after the trigger's step and comes back on delay_s later
+    first = edges[0]
+    assert (first, True) in switches and any(on and abs(t - (first + 1.0)) < 1e-6 for t, on in switches), switches
