@@ -42,8 +42,8 @@ Source:
 Programs and policy:
   --trigger PTE          trigger program (its card PTE.json beside it)
   --student PTE          AV student program (optional)
-  --policy NAME          audio_trigger (default) | confidence_threshold
-  --param KEY=VALUE      policy parameter (repeatable), e.g. hold_s=2.0
+  --policy NAME          audio_trigger (default) | confidence_threshold | context_aware | periodic
+  --param KEY=VALUE      policy parameter (repeatable), e.g. hold_s=3.0 (audio_trigger: hold_s, delay_s, sustain_s)
   --hop-s S              step length (default 0.25)
   --threads N            1: run the programs on the calling thread only (default: ExecuTorch's pool)
 Cloud:
