@@ -169,6 +169,14 @@ class _Base:
     def params(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
 
+    def _follow_clock(self, t_s: float) -> None:
+        """Reset when the clock goes back: a new recording. The simulator chains recordings into a day, each
+        on its own clock; without this a hold begun at the end of one recording would cover the start of
+        the next, and a wake-up would wait for the old clock."""
+        if t_s < getattr(self, "_last_t", -math.inf) - 1e-9:
+            self.reset()
+        self._last_t = t_s
+
 
 @dataclass
 class NeverOn(_Base):
@@ -248,12 +256,9 @@ class Periodic(_Base):
 
     def reset(self, seed: int | None = None) -> None:
         self._next_s = 0.0
-        self._last_t = -math.inf
 
     def act(self, obs: Observation) -> Action:
-        if obs.t_s < self._last_t - 1e-9:  # the clock went back: a new recording (the simulator chains them)
-            self.reset()
-        self._last_t = obs.t_s
+        self._follow_clock(obs.t_s)
         if obs.query is not None:
             return OFFLOAD_FULL
         if obs.t_s + 1e-9 >= self._next_s:
@@ -304,15 +309,9 @@ class AudioTrigger(_Base):
         self._prev_fired: frozenset[str] = frozenset()
         self._rose_s: dict[str, float] = {}  # when each held label last rose
         self._windows: list[list[float]] = []  # [start, end) of each hold still ahead or running
-        self._last_t = -math.inf
 
     def _rising(self, obs: Observation) -> bool:
-        if obs.t_s < self._last_t - 1e-9:
-            # The clock went back: a new recording (the simulator chains recordings into a day, each on its
-            # own clock). Nothing held carries over; without this a hold from the end of one recording
-            # would cover the start of the next.
-            self.reset()
-        self._last_t = obs.t_s
+        self._follow_clock(obs.t_s)
         fired = frozenset(obs.trigger_fired)
         new = fired - self._prev_fired
         for lab in self._prev_fired - fired:

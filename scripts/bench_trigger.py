@@ -182,6 +182,8 @@ def run_camera(trigger_path: Path, dataset_root: Path | list[Path], n: int, logs
     """Camera-on share per held-out recording (module docstring); ``steps_out`` receives each
     recording's per-step camera state, for `capture_query_success`. Several dataset roots pool their
     ``split`` recordings (``n`` per root); recording ids must not repeat."""
+    from collections import Counter
+
     import torch
 
     from edge.eventlog import EventLog
@@ -202,7 +204,7 @@ def run_camera(trigger_path: Path, dataset_root: Path | list[Path], n: int, logs
         if not found:
             raise SystemExit(f"{root}: no {split!r} recordings")
         entries += found
-    repeated = sorted({e.id for e in entries if sum(f.id == e.id for f in entries) > 1})
+    repeated = sorted(k for k, c in Counter(e.id for e in entries).items() if c > 1)
     if repeated:
         raise SystemExit(f"--dataset: recordings {repeated[:5]} appear in more than one dataset")
     device, network = load_device_profile("glasses_2025"), load_network_profile("wifi")
@@ -260,13 +262,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                          "trigger's camera vs an always-on camera and a never-on one; repeat with --dataset")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    from edge.policy import AudioTrigger
+    from edge.policy import AudioTrigger, make_policy
 
     args.hold_s = AudioTrigger.hold_s if args.hold_s is None else args.hold_s
     args.delay_s = AudioTrigger.delay_s if args.delay_s is None else args.delay_s
-    for key in ("hold_s", "sustain_s", "delay_s"):  # a bad value fails before the long runs
-        if not (getattr(args, key) >= 0 and np.isfinite(getattr(args, key))):
-            raise SystemExit(f"--{key.replace('_', '-')}: must be a finite number >= 0, got {getattr(args, key)}")
+    try:  # the policy's own checks, before the long runs
+        make_policy("audio_trigger", hold_s=args.hold_s, sustain_s=args.sustain_s, delay_s=args.delay_s)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     program = args.export / args.program
     if not program.is_file():
         raise SystemExit(f"{program}: no such program (run earshot export first)")

@@ -122,3 +122,12 @@ def test_query_success_under_the_triggers_capture_beside_always_on_and_never_on(
     events = [{"kind": "camera", "t_s": 0.5, "on": True}, {"kind": "camera", "t_s": 1.0, "on": False},
               {"kind": "end", "t_s": 2.0, "steps": 8}]
     assert camera_steps(events, 0.25).tolist() == [False, True, True, False, False, False, False, False]
+
+
+def test_bad_policy_values_fail_before_any_run_with_the_policys_message(tmp_path):
+    base = ["--export", str(tmp_path / "none"), "--dataset", str(tmp_path / "none")]
+    for flag, msg in (("--sustain-s", "audio_trigger.sustain_s: must be a finite number >= 0, got -1.0"),
+                      ("--delay-s", "audio_trigger.delay_s: must be a finite number >= 0, got -1.0"),
+                      ("--hold-s", "audio_trigger.hold_s: must be a finite number >= 0, got -1.0")):
+        with pytest.raises(SystemExit, match=msg):
+            _BENCH.main([*base, flag, "-1"])

@@ -16,8 +16,7 @@ OffloadSpec offload_spec(const std::string& kind) {
 }
 
 Action Periodic::act(const Observation& obs) {
-  if (obs.t_s < last_t_ - 1e-9) reset();  // the clock went back: a new recording (edge/policy.py)
-  last_t_ = obs.t_s;
+  follow_clock(obs.t_s);
   if (obs.has_query) return OFFLOAD_FULL;
   if (obs.t_s + 1e-9 >= next_s_) {
     next_s_ = (std::floor(obs.t_s / period_s + 1e-9) + 1) * period_s;
@@ -30,15 +29,13 @@ void AudioTrigger::reset() {
   prev_fired_.clear();
   rose_s_.clear();
   windows_.clear();
-  last_t_ = -kInf;
 }
 
 // edge/policy.py AudioTrigger._rising: a rising edge opens a hold [t + delay_s, t + delay_s + hold_s); a label
 // still held within sustain_s of its own rising edge pushes the newest hold's end to delay_s + hold_s past this
 // step. A clock that goes back (a new recording) resets everything.
 bool AudioTrigger::rising(const Observation& obs) {
-  if (obs.t_s < last_t_ - 1e-9) reset();
-  last_t_ = obs.t_s;
+  follow_clock(obs.t_s);
   std::set<std::string> fired(obs.trigger_fired.begin(), obs.trigger_fired.end());
   for (auto it = rose_s_.begin(); it != rose_s_.end();) it = fired.count(it->first) ? std::next(it) : rose_s_.erase(it);
   bool any_new = false, sustained = false;

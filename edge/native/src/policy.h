@@ -59,21 +59,28 @@ class Policy {
   virtual Action act(const Observation& obs) = 0;
   // Parameters in dataclass field order (the start event's policy_params).
   virtual std::vector<std::pair<std::string, double>> params() const = 0;
+
+ protected:
+  // edge/policy.py _Base._follow_clock: reset when the clock goes back (a new recording).
+  void follow_clock(double t_s) {
+    if (t_s < last_t_ - 1e-9) reset();
+    last_t_ = t_s;
+  }
+
+ private:
+  double last_t_ = -kInf;
 };
 
 class Periodic : public Policy {
  public:
   double period_s = 2.0;
   std::string name() const override { return "periodic"; }
-  void reset() override {
-    next_s_ = 0.0;
-    last_t_ = -kInf;
-  }
+  void reset() override { next_s_ = 0.0; }
   Action act(const Observation& obs) override;
   std::vector<std::pair<std::string, double>> params() const override { return {{"period_s", period_s}}; }
 
  private:
-  double next_s_ = 0.0, last_t_ = -kInf;
+  double next_s_ = 0.0;
 };
 
 class AudioTrigger : public Policy {
@@ -93,7 +100,6 @@ class AudioTrigger : public Policy {
   std::set<std::string> prev_fired_;
   std::map<std::string, double> rose_s_;                // when each held label last rose
   std::vector<std::pair<double, double>> windows_;      // [start, end) of each hold ahead or running
-  double last_t_ = -kInf;
 };
 
 class ConfidenceThreshold : public AudioTrigger {
