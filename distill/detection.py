@@ -30,12 +30,12 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from shared.stats import Interval, bootstrap_ratio
+from shared.stats import Interval, bootstrap_quantile, bootstrap_ratio
 from shared.trigger import hold_runs
 
 __all__ = [
     "SNR_BINS_DB", "TriggerStream", "stream_of", "Scores", "score_streams", "hits_and_false",
-    "event_recall", "false_per_hour", "snr_bin",
+    "detection_delays", "event_recall", "false_per_hour", "detection_delay", "snr_bin",
 ]
 
 #: Event-SNR bins (dB) for the robustness table: [lo, hi).
@@ -143,6 +143,28 @@ def hits_and_false(triggered: np.ndarray, events: np.ndarray, hop_s: float, audi
     return detected, false, hits
 
 
+def detection_delays(triggered: np.ndarray, events: np.ndarray, hop_s: float, audio_s: float) -> np.ndarray:
+    """Seconds from each event's onset to its first hit, for K settings: float (K, E), NaN if missed.
+
+    The hit is the step of the first trigger of the event's label inside its hit span
+    (``onset_s <= t <= offset_s + audio_s``, as `hits_and_false`), so the delay is what
+    ``scripts/bench_latency.py`` calls "onset -> trigger fires" without the trigger's own
+    call time: where the step grid and the detector put the first trigger.
+    """
+    k, n, _c = triggered.shape
+    times = (np.arange(n) + 1) * hop_s
+    out = np.full((k, len(events)), np.nan)
+    for j, (lab, on, off, _snr) in enumerate(events):
+        span = np.flatnonzero((times >= on - 1e-6) & (times <= off + audio_s + 1e-6))
+        if not len(span):
+            continue
+        hit = triggered[:, span, int(lab)]
+        first = hit.argmax(axis=1)
+        found = hit.any(axis=1)
+        out[found, j] = times[span[first[found]]] - on
+    return out
+
+
 @dataclass
 class Scores:
     """Hits and false triggers of K settings over many recordings (one row per recording).
@@ -160,6 +182,7 @@ class Scores:
     repeats: np.ndarray
     thresholds: np.ndarray  # (K, C)
     held: list[np.ndarray] = field(default_factory=list)  # per recording (K, T, C), kept on request
+    delays: list[np.ndarray] = field(default_factory=list)  # per recording (K, E_r) s, NaN if missed
 
 
 def score_streams(streams: Iterable[TriggerStream], thresholds: np.ndarray, refractory_s: float, hop_s: float,
@@ -167,16 +190,17 @@ def score_streams(streams: Iterable[TriggerStream], thresholds: np.ndarray, refr
     """Apply K threshold settings (K, C) with the hold and match every recording."""
     thresholds = np.atleast_2d(thresholds)
     streams = list(streams)
-    detected, false, repeats, held = [], [], [], []
+    detected, false, repeats, held, delays = [], [], [], [], []
     for s in streams:
         trig, h = hold_runs(s.probs, thresholds, refractory_s, hop_s)
         d, f, r = hits_and_false(trig, s.events, hop_s, audio_s)
         detected.append(d), false.append(f), repeats.append(r)
+        delays.append(detection_delays(trig, s.events, hop_s, audio_s))
         if keep_held:
             held.append(h)
     k, c = thresholds.shape
     return Scores(streams, detected, np.asarray(false).reshape(len(streams), k, c),
-                  np.asarray(repeats).reshape(len(streams), k, c), thresholds, held)
+                  np.asarray(repeats).reshape(len(streams), k, c), thresholds, held, delays)
 
 
 def event_recall(scores: Scores, k: int, *, label: int | None = None,
@@ -213,3 +237,23 @@ def false_per_hour(scores: Scores, k: int, *, label: int | None = None,
     if not counts:
         return None
     return bootstrap_ratio(counts, hours, groups, seed=seed)
+
+
+def detection_delay(scores: Scores, k: int, q: float, *, select: Callable[[np.ndarray], np.ndarray] | None = None,
+                    seed: int = 0) -> Interval | None:
+    """The ``q`` quantile of onset -> first hit (s) over the events detected under setting ``k``.
+
+    Recording-level bootstrap; None if no event was detected. Only detected events count, so a
+    setting that detects more (quiet, slow) events can have a longer tail: compare settings on the
+    same events (`Scores.delays`) as well.
+    """
+    values, groups = [], []
+    for s, d in zip(scores.streams, scores.delays):
+        keep = np.isfinite(d[k])
+        if select is not None and len(s.events):
+            keep &= select(s.events)
+        values += d[k, keep].tolist()
+        groups += [s.recording_id] * int(keep.sum())
+    if not values:
+        return None
+    return bootstrap_quantile(values, groups, q, seed=seed)

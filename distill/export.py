@@ -204,10 +204,12 @@ def run(cfg: ExportConfig) -> dict[str, ModelCard]:
             extra["delegation"] = delegation_summary(path)
         if name == "av":
             extra["confidence_target"] = (scard.get("kd") or {}).get("confidence_target", "teacher")
-        rule, refractory_s = THRESHOLD_RULE, 0.0
+        rule, refractory_s, early_thresholds = THRESHOLD_RULE, 0.0, None
         if name == "trigger":  # as a detector: operating point on val, event-level figures on test
             report, op = evaluate_trigger(_one_per_call(runner), labels, scfg.audio_s, cfg.trigger, dataset, background)
             thresholds, rule, refractory_s = np.asarray(op.thresholds), OPERATING_POINT_RULE, cfg.trigger.refractory_s
+            if report.get("early_stage"):
+                early_thresholds = {k: float(v) for k, v in zip(labels, report["early_stage"]["thresholds"])}
             metrics.update(_trigger_metrics(report))
             report_path = out / f"{path.stem}.trigger_eval.json"
             report_path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
@@ -230,7 +232,7 @@ def run(cfg: ExportConfig) -> dict[str, ModelCard]:
             size_bytes=path.stat().st_size, sha256=file_sha256(path),
             inputs=[TensorSpec(**t) for t in inputs_spec], outputs=[TensorSpec(**t) for t in outputs_spec],
             labels=labels, thresholds={k: float(v) for k, v in zip(labels, thresholds)}, threshold_rule=rule,
-            refractory_s=refractory_s,
+            refractory_s=refractory_s, early_thresholds=early_thresholds,
             features={**scfg.features.feature_kwargs(), "trim_bins": scfg.features.trim_bins},
             audio_window_s=scfg.audio_s, frame_size_px=scfg.camera_px if name == "av" else None,
             num_parameters=num_parameters(model), macs=macs.total, metrics=metrics,

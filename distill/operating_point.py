@@ -49,7 +49,8 @@ from distill.detection import TriggerStream, score_streams
 from distill.trigger_config import BUDGET_SCOPES
 from shared.trigger import OFF_THRESHOLD
 
-__all__ = ["THRESHOLD_GRID", "OperatingPoint", "choose_operating_point", "shifted", "DET_SHIFTS"]
+__all__ = ["THRESHOLD_GRID", "OperatingPoint", "choose_operating_point", "shifted", "DET_SHIFTS", "EARLY_SHIFTS",
+           "EarlyStage", "choose_early_stage"]
 
 #: Candidate thresholds: fine near 1, where a low false-trigger budget puts them (a trigger
 #: trained with ``pos_weight`` > 1 is confident: its operating points sit above 0.999).
@@ -198,3 +199,60 @@ def shifted(thresholds: Sequence[float], shifts: Sequence[float] = DET_SHIFTS) -
     out = 1.0 / (1.0 + np.exp(-(logit[None, :] + np.asarray(shifts)[:, None])))
     out[:, th >= 1.0] = 1.0
     return out
+
+
+#: Logit shifts tried for the early stage, from none (0) to far below the operating point.
+EARLY_SHIFTS = np.round(np.arange(0.0, -8.001, -0.25), 3)
+
+
+@dataclass
+class EarlyStage:
+    """The early stage `choose_early_stage` chose on val, with its val figures.
+
+    Attributes:
+        shift: logit shift of every operating-point threshold (<= 0; 0: fires with the trigger).
+        thresholds: per label, in label order (the card's ``early_thresholds``).
+        fires_per_hour_budget: the val budget (early fires per background hour outside events).
+        val_fires_per_hour: background fires per hour outside events at the chosen shift.
+        val_labelled_fires_per_hour: the same on the labelled val recordings (wrong labels during
+            other sounds, and sounds before the trigger's window reaches them).
+    """
+
+    shift: float
+    thresholds: list[float]
+    fires_per_hour_budget: float
+    val_fires_per_hour: float
+    val_labelled_fires_per_hour: float
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def choose_early_stage(streams: Sequence[TriggerStream], thresholds: Sequence[float], *, refractory_s: float,
+                       hop_s: float, audio_s: float, fires_per_hour: float) -> EarlyStage:
+    """The lowest early thresholds (one logit shift of every operating-point threshold) whose
+    val fires outside events stay within ``fires_per_hour`` per background hour (the labelled
+    recordings outside events when there is no background).
+
+    Every early fire is an offload of audio the cloud hears, so the budget is a request rate:
+    a false early fire costs one request, not a camera wake-up. Labels off at the operating
+    point (threshold 1) stay off.
+    """
+    streams = list(streams)
+    has_bg = any(s.background for s in streams)
+    counts = (lambda s: s.background) if has_bg else (lambda s: True)
+    hours = sum(s.hours for s in streams if counts(s))
+    lab_hours = sum(s.hours for s in streams if not s.background)
+    if hours <= 0:
+        raise ValueError("choose_early_stage: no val audio to count early fires on")
+    settings = shifted(thresholds, EARLY_SHIFTS)
+    sc = score_streams(streams, settings, refractory_s, hop_s, audio_s)
+    keep = np.asarray([bool(counts(s)) for s in sc.streams], bool)
+    lab = np.asarray([not s.background for s in sc.streams], bool)
+    rate = sc.false[keep].sum(axis=(0, 2)) / hours
+    lab_rate = sc.false[lab].sum(axis=(0, 2)) / lab_hours if lab_hours > 0 else np.zeros(len(EARLY_SHIFTS))
+    over = np.flatnonzero(rate > fires_per_hour + 1e-9)
+    # shifts go down from 0: take the last one before the budget is first exceeded (0 if at once)
+    k = max(int(over[0]) - 1, 0) if len(over) else len(EARLY_SHIFTS) - 1
+    return EarlyStage(float(EARLY_SHIFTS[k]), [float(x) for x in settings[k]], float(fires_per_hour),
+                      float(rate[k]), float(lab_rate[k]))

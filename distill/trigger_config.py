@@ -36,6 +36,10 @@ class TriggerEvalConfig:
         confusions_per_hour: under ``budget_on=background``, the budget of
             false triggers per labelled val hour (mostly wrong labels during
             other sounds); null: unbounded.
+        early_fires_per_hour: the early stage's budget (``distill/operating_point.py``,
+            `choose_early_stage`): early fires outside events per val background hour; each
+            is one audio offload the cloud hears before the trigger is sure. null: no early
+            stage (the card has no ``early_thresholds``).
         target_recall, target_fa_per_hour: the targets the report checks.
         max_recordings: per split and dataset; 0 = all (tests use a few).
     """
@@ -46,6 +50,7 @@ class TriggerEvalConfig:
     fa_per_hour: float = 2.5
     budget_on: str = "background"
     confusions_per_hour: float | None = 60.0
+    early_fires_per_hour: float | None = None
     target_recall: float = 0.9
     target_fa_per_hour: float = 5.0
     max_recordings: int = 0
@@ -59,6 +64,8 @@ class TriggerEvalConfig:
               f"must be one of {BUDGET_SCOPES}, got {self.budget_on!r}")
         check(self.confusions_per_hour is None or 0.0 <= self.confusions_per_hour <= 10000.0,
               p + "confusions_per_hour", f"must be null or in [0, 10000], got {self.confusions_per_hour}")
+        check(self.early_fires_per_hour is None or 0.0 <= self.early_fires_per_hour <= 3600.0,
+              p + "early_fires_per_hour", f"must be null or in [0, 3600], got {self.early_fires_per_hour}")
         check(0.0 < self.target_recall <= 1.0, p + "target_recall", f"must be in (0, 1], got {self.target_recall}")
         check(self.target_fa_per_hour >= 0.0, p + "target_fa_per_hour", f"must be >= 0, got {self.target_fa_per_hour}")
         check(self.max_recordings >= 0, p + "max_recordings", f"must be >= 0, got {self.max_recordings}")

@@ -34,8 +34,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from cloud.data_engine.graph import AUDIBLE_SNR_DB
-from distill.detection import (TriggerStream, event_recall, false_per_hour, score_streams, snr_bin, stream_of)
-from distill.operating_point import DET_SHIFTS, OperatingPoint, choose_operating_point, shifted
+from distill.detection import (TriggerStream, detection_delay, event_recall, false_per_hour, score_streams, snr_bin,
+                               stream_of)
+from distill.operating_point import DET_SHIFTS, OperatingPoint, choose_early_stage, choose_operating_point, shifted
 from distill.trigger_config import TriggerEvalConfig
 from shared.dataset import Dataset
 
@@ -105,9 +106,13 @@ def evaluate_trigger(run: Callable[[np.ndarray], np.ndarray], labels: Sequence[s
     op = choose_operating_point(val, len(labels), refractory_s=cfg.refractory_s, hop_s=cfg.hop_s, audio_s=audio_s,
                                 fa_per_hour=cfg.fa_per_hour, budget_on=cfg.budget_on,
                                 confusions_per_hour=cfg.confusions_per_hour)
+    early = None
+    if cfg.early_fires_per_hour is not None:
+        early = choose_early_stage(val, op.thresholds, refractory_s=cfg.refractory_s, hop_s=cfg.hop_s,
+                                   audio_s=audio_s, fires_per_hour=cfg.early_fires_per_hour)
     test = load_streams(dataset, "test", run, labels, **kw) + load_streams(background, "test", run, labels, background=True, **kw)
     settings = np.vstack([np.asarray(op.thresholds)[None, :], np.full((1, len(labels)), op.single_threshold),
-                          shifted(op.thresholds)])
+                          shifted(op.thresholds)] + ([np.asarray(early.thresholds)[None, :]] if early else []))
     sc = score_streams(test, settings, cfg.refractory_s, cfg.hop_s, audio_s, keep_held=True)
     OP, SINGLE = 0, 1
     bg = (lambda s: s.background) if any(s.background for s in test) else (lambda s: not s.background)
@@ -126,8 +131,10 @@ def evaluate_trigger(run: Callable[[np.ndarray], np.ndarray], labels: Sequence[s
         k = 2 + j
         r = event_recall(sc, k)
         f = false_per_hour(sc, k, streams=bg)
+        d95 = detection_delay(sc, k, 0.95)
         det.append({"shift": float(shift), "recall": None if r is None else r.value,
-                    "fa_per_hour_background": None if f is None else f.value})
+                    "fa_per_hour_background": None if f is None else f.value,
+                    "delay_p95_s": None if d95 is None else d95.value})
     bins = []
     for name in dict.fromkeys(snr_bin(e[3] if np.isfinite(e[3]) else None) for s in test for e in s.events):
         sel = lambda ev, name=name: np.array([snr_bin(x if np.isfinite(x) else None) == name for x in ev[:, 3]])  # noqa: E731
@@ -159,6 +166,7 @@ def evaluate_trigger(run: Callable[[np.ndarray], np.ndarray], labels: Sequence[s
             "event_recall": _iv(recall), "fa_per_hour_background": _iv(fa_bg),
             "audible_snr_db": AUDIBLE_SNR_DB, "event_recall_audible": _iv(recall_audible),
             "fa_per_hour_labelled": _iv(false_per_hour(sc, OP, streams=labelled)),
+            "delay_s": {"p50": _iv(detection_delay(sc, OP, 0.5)), "p95": _iv(detection_delay(sc, OP, 0.95))},
             "single_threshold": {"threshold": op.single_threshold, "event_recall": _iv(event_recall(sc, SINGLE)),
                                  "fa_per_hour_background": _iv(false_per_hour(sc, SINGLE, streams=bg))},
             "event_f1": event_based_f1([s for s in test if labelled(s)],
@@ -169,10 +177,37 @@ def evaluate_trigger(run: Callable[[np.ndarray], np.ndarray], labels: Sequence[s
                      "recall": _iv(_recall_where(sc, OP, noisy)),
                      "fa_per_hour_background": _iv(false_per_hour(sc, OP, streams=lambda s: noisy(s) and bg(s)))},
     }
+    report["early_stage"] = None if early is None else _early_report(sc, early, len(settings) - 1, bg, labelled)
     met = (recall is not None and fa_bg is not None and recall.value >= cfg.target_recall
            and fa_bg.value <= cfg.target_fa_per_hour)
     report["targets"] = {"recall": cfg.target_recall, "fa_per_hour": cfg.target_fa_per_hour, "met": bool(met)}
     return report, op
+
+
+def _early_report(sc, early, k: int, bg, labelled) -> dict[str, Any]:
+    """The early stage on test: its fires outside events, and how much sooner the first fire
+    (early or the trigger's own) comes on the events the trigger detects (paired, same events)."""
+    from shared.stats import bootstrap_quantile, paired_quantile_difference
+
+    first, alone, groups = [], [], []
+    for s, d in zip(sc.streams, sc.delays):
+        hit = np.isfinite(d[0])
+        first += np.fmin(d[0], d[k])[hit].tolist()
+        alone += d[0, hit].tolist()
+        groups += [s.recording_id] * int(hit.sum())
+    out: dict[str, Any] = {**early.to_dict(),
+                           "fires_per_hour_background": _iv(false_per_hour(sc, k, streams=bg)),
+                           "fires_per_hour_labelled": _iv(false_per_hour(sc, k, streams=labelled)),
+                           "recall": _iv(event_recall(sc, k)), "n_events": len(first)}
+    if first:
+        out["delay_s"] = {
+            "first_fire": {"p50": _iv(bootstrap_quantile(first, groups, 0.5)),
+                           "p95": _iv(bootstrap_quantile(first, groups, 0.95))},
+            "trigger_alone": {"p50": _iv(bootstrap_quantile(alone, groups, 0.5)),
+                              "p95": _iv(bootstrap_quantile(alone, groups, 0.95))},
+            "p95_difference": _iv(paired_quantile_difference(first, alone, groups, 0.95)),
+        }
+    return out
 
 
 def _recall_where(sc, k: int, which: Callable[[TriggerStream], bool]):

@@ -25,6 +25,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "start": ("recording_id", "policy", "policy_params", "device", "network", "trigger_program",
               "student_program", "endpoint", "hop_s"),
     "trigger": ("label", "score"),
+    "early": ("label", "score"),
     "camera": ("on",),
     "local_inference": ("top", "confidence", "latency_ms"),
     "offload": ("request_id", "offload", "frames", "jpeg_quality", "audio_s", "bytes", "query_id"),

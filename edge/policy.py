@@ -68,6 +68,9 @@ class Observation:
         since_trigger_s: seconds since the trigger's last rising edge (inf if none yet): a policy
             that must keep the camera on for a while after a sound (the wearer reacts 1-5 s
             later) needs to know how long ago it was.
+        trigger_early: labels that rose over their *early* threshold at this step (the card's
+            ``early_thresholds``) while not held by the trigger itself: a sound that has probably
+            started, before the trigger is sure. Empty when the card has no early stage.
     """
 
     t_s: float
@@ -89,6 +92,7 @@ class Observation:
     day_left_frac: float = 1.0
     uplink_tokens_frac: float = 1.0
     since_trigger_s: float = math.inf
+    trigger_early: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -288,6 +292,12 @@ class AudioTrigger(_Base):
     (offloaded ``full``), is off for ``delay_s``, then on for ``hold_s``. The
     wearer answers a sound one to a few seconds after it, and the answer is
     what a later question asks about; the sound itself is heard anyway.
+
+    With a trigger card that has an early stage (``early_thresholds``), an early
+    rising edge (``Observation.trigger_early``) sends the audio in hand at once,
+    ``audio`` (``light`` while the camera is on), without turning the camera on:
+    the cloud hears the sound's first fraction of a second instead of waiting for
+    the trigger to be sure (docs/edge.md, "The early stage").
     """
 
     name = "audio_trigger"
@@ -335,7 +345,10 @@ class AudioTrigger(_Base):
         rising = self._rising(obs)
         if rising or obs.query is not None:
             return OFFLOAD_FULL
-        return LOOK if self._watching(obs.t_s) else OFF
+        watching = self._watching(obs.t_s)
+        if obs.trigger_early:
+            return OFFLOAD_LIGHT if watching else OFFLOAD_AUDIO
+        return LOOK if watching else OFF
 
 
 @dataclass

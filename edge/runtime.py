@@ -180,6 +180,8 @@ class EdgeRuntime:
         self._in_flight: list[_InFlight] = []
         self._next_request_id = 1
         self._hold = trigger.card.trigger_hold()
+        self._early_hold = trigger.card.early_hold()  # None: the card has no early stage
+        self._early: list[str] = []  # this step's early rising edges (labels not held by the trigger itself)
         self._camera_on = False
         self._captured: list[int] = []          # indices of frames the camera captured, in time order
         self._student_scores: dict[str, float] | None = None
@@ -247,7 +249,7 @@ class EdgeRuntime:
             battery_frac=self.meter.battery_frac, link_up=self._link_up(), link_rtt_ms=self.link_rtt_ms,
             link_mbps=self.link_mbps, since_offload_s=t - self._last_offload_t, pending=len(self._in_flight),
             query=query.text if query else None, query_id=query.id if query else None, camera_on=self._camera_on,
-            since_trigger_s=t - self._last_trigger_t)
+            since_trigger_s=t - self._last_trigger_t, trigger_early=tuple(self._early))
         action = self.policy.act(obs)
         if action.camera != self._camera_on:
             self._emit("camera", t, on=action.camera)
@@ -277,6 +279,12 @@ class EdgeRuntime:
         for lab in new:
             self._emit("trigger", t, label=lab, score=scores[lab])
             self.memory.add(t, lab, scores[lab], "trigger")
+        self._early = []
+        if self._early_hold is not None:
+            _, early_new = self._early_hold.step(t, probs)
+            self._early = [lab for lab in early_new if lab not in fired]  # the trigger's own edge says it already
+            for lab in self._early:
+                self._emit("early", t, label=lab, score=scores[lab])
         return scores, fired
 
     def _query_for(self, t: float):
@@ -321,8 +329,8 @@ class EdgeRuntime:
         self._emit("local_inference", t, top=_top(scores), confidence=conf, latency_ms=self.student.last_ms)
 
     def _request(self, t: float, kind: str, scores, fired, query) -> tuple[InferRequest, int, int]:
-        if fired:
-            label = max(fired, key=lambda lab: scores[lab])
+        if fired or self._early:
+            label = max(fired or self._early, key=lambda lab: scores[lab])
         else:
             label = "query" if query is not None else f"policy:{self.policy.name}"
         return build_request(self.source.recording, self.ring, t, OFFLOAD_SPECS[kind], self._captured,

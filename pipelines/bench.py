@@ -108,6 +108,10 @@ def _latency_summary(d: dict) -> list[tuple[str, str, str]]:
         rows.append((f"  stage {name}: mean / p95", f"{st['mean']['value']:.0f} / {st['p95']['value']:.0f} ms",
                      "worst" if name == s["worst_stage"] else ""))
     rows.append(("onsets the cloud never answered", f"{format_interval(s['missed_share'])} %", ""))
+    for name, c in (d.get("comparison") or {}).items():
+        rows.append((f"{name} vs {c['vs']} ({c['paired_onsets']} onsets both answered): p95 difference",
+                     f"{format_interval(c['p95_difference_ms'], scale=1.0, digits=0, signed=True)} ms"
+                     if c.get("p95_difference_ms") else "-", ""))
     return rows
 
 
@@ -193,6 +197,11 @@ def _trigger_summary(d: dict) -> list[tuple[str, str, str]]:
             rows.append((f"trigger recall, audible events (>= {t.get('audible_snr_db', -5.0):g} dB)", f"{format_interval(t['event_recall_audible'])}%", ""))
         rows.append(("trigger false triggers / h (" + ("background" if t["hours_background"] else "outside events") + ")",
                      format_interval(t["fa_per_hour_background"], scale=1.0), f"<= {tg['fa_per_hour']:g}"))
+        delay = t.get("delay_s") or {}
+        if delay.get("p95"):
+            rows.append(("trigger onset -> first trigger p50 / p95 (ms)",
+                         f"{format_interval(delay['p50'], scale=1000.0, digits=0)} / "
+                         f"{format_interval(delay['p95'], scale=1000.0, digits=0)}", ""))
     cam = d["camera"]
     rows.append(("camera on under audio_trigger", f"{format_interval(cam['camera_on_share'])}% "
                  f"(oracle {format_interval(cam['oracle_share'])}%)", f"<= {100 * cam['target']:.0f}%"))

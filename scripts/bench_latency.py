@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from pipelines.link_emulator import LinkEmulator  # noqa: E402
 
-from shared.stats import Interval, bootstrap_mean, format_interval, group_index  # noqa: E402
+from shared.stats import bootstrap_mean, bootstrap_quantile, format_interval  # noqa: E402
 
 EARSHOT = Path(sys.executable).parent / "earshot"
 STAGES = ("onset -> trigger fires", "trigger -> request sent", "network + queue + model", "reply -> answer shown")
@@ -128,7 +128,7 @@ def onset_stages(events: list[dict], annotations, trigger_labels: set[str], hop_
     """One row per annotated audio event of a label the trigger knows (module docstring)."""
     offloads = [e for e in events if e["kind"] == "offload"]
     results = {e["request_id"]: e for e in events if e["kind"] == "result"}
-    edges = [e for e in events if e["kind"] == "trigger"]
+    edges = [e for e in events if e["kind"] in ("trigger", "early")]  # the early stage's edges send too
     rows = []
     for ev in annotations.events:
         if ev.label not in trigger_labels:
@@ -149,28 +149,32 @@ def onset_stages(events: list[dict], annotations, trigger_labels: set[str], hop_
             # (the merge), on the virtual clock: merge step - (offload step + the wall stages).
             arrival_ms = st["trigger_ms"] + st["build_ms"] + st["send_ms"] + st["network_ms"] + st["server_ms"]
             at_merge = max(0.0, 1000 * (results[o["request_id"]]["t_s"] - o["t_s"]) - arrival_ms)
+            top = [lab for lab, _p in results[o["request_id"]].get("top") or []]
             row.update(stages_ms=dict(zip(STAGES, parts)), total_ms=sum(parts), server_ms=st["server_ms"],
-                       shown_at_next_step_ms=at_merge, fired_label=fired[0]["label"] if fired else None)
+                       shown_at_next_step_ms=at_merge, fired_label=fired[0]["label"] if fired else None,
+                       fired_by=fired[0]["kind"] if fired else None, offload=o["offload"],
+                       cloud_heard=ev.label in top)
         rows.append(row)
     return rows
 
 
+def without_early_stage(trigger_path: Path, folder: Path):
+    """A copy of the trigger program whose card has no early stage (the control of ``--early both``)."""
+    import shutil
+
+    from edge.programs import load_program
+    from shared.model_card import card_path_for, load_model_card, save_model_card
+
+    card = load_model_card(card_path_for(trigger_path), check_program=True)
+    card.early_thresholds = None
+    card.threshold_rule += "; early stage removed (bench_latency --early)"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(trigger_path, folder / trigger_path.name)
+    save_model_card(card, card_path_for(folder / trigger_path.name))
+    return load_program(folder / trigger_path.name, expect="trigger")
+
+
 # --- statistics --------------------------------------------------------------------------------
-
-
-def bootstrap_quantile(values, groups, q: float, resamples: int = 2000, seed: int = 0) -> Interval:
-    """The ``q`` quantile with a recording-level (cluster) bootstrap 95% interval."""
-    v = np.asarray(values, np.float64)
-    gid, k = group_index(groups)
-    value = float(np.quantile(v, q))
-    if k < 2:
-        return Interval(value, value, value, len(v), k)
-    rng = np.random.default_rng(seed)
-    members = [v[gid == g] for g in range(k)]
-    samples = [float(np.quantile(np.concatenate([members[g] for g in rng.integers(0, k, k)]), q))
-               for _ in range(resamples)]
-    lo, hi = np.quantile(samples, [0.025, 0.975])
-    return Interval(value, float(lo), float(hi), len(v), k)
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -193,23 +197,26 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
-def compare(variants: dict[float, list[dict]], hops: list[float]) -> dict:
-    """Onset -> answer of each hop against the first, paired on the onsets both answered."""
-    from shared.stats import paired_difference
+def compare(variants: dict[str, list[dict]], pairs: list[tuple[str, str]]) -> dict:
+    """Onset -> answer of each (variant, baseline) pair, paired on the onsets both answered:
+    the mean and the p95 difference with recording-level intervals."""
+    from shared.stats import paired_difference, paired_quantile_difference
 
     key = lambda r: (r["recording"], r["onset_s"], r["label"])  # noqa: E731
-    base = {key(r): r for r in variants[hops[0]] if r.get("total_ms") is not None}
     out = {}
-    for hop in hops[1:]:
-        other = {key(r): r for r in variants[hop] if r.get("total_ms") is not None}
+    for name, baseline in pairs:
+        base = {key(r): r for r in variants[baseline] if r.get("total_ms") is not None}
+        other = {key(r): r for r in variants[name] if r.get("total_ms") is not None}
         common = sorted(set(base) & set(other))
         if not common:
             continue
-        diff = paired_difference([other[k]["total_ms"] for k in common], [base[k]["total_ms"] for k in common],
-                                 [k[0] for k in common])
-        out[str(hop)] = {"vs_hop_s": hops[0], "paired_onsets": len(common), "difference_ms": diff.to_dict()}
-        print(f"hop {hop} s vs {hops[0]} s, onset -> answer on {len(common)} onsets both answered: "
-              f"{format_interval(diff, scale=1.0, digits=0, signed=True)} ms (p = {diff.p_value:.3f})")
+        a, b, g = [other[k]["total_ms"] for k in common], [base[k]["total_ms"] for k in common], [k[0] for k in common]
+        diff, p95 = paired_difference(a, b, g), paired_quantile_difference(a, b, g, 0.95)
+        out[name] = {"vs": baseline, "paired_onsets": len(common), "difference_ms": diff.to_dict(),
+                     "p95_difference_ms": p95.to_dict()}
+        print(f"{name} vs {baseline}, onset -> answer on the {len(common)} onsets both answered: mean "
+              f"{format_interval(diff, scale=1.0, digits=0, signed=True)} ms (p = {diff.p_value:.3f}), p95 "
+              f"{format_interval(p95, scale=1.0, digits=0, signed=True)} ms")
     return out
 
 
@@ -249,6 +256,9 @@ def main() -> int:
     ap.add_argument("--policy", default="audio_trigger")
     ap.add_argument("--hops", default="0.25", help="edge hop sizes (s) to compare, e.g. 0.25,0.1 (the first is the "
                                                   "baseline of the paired comparison)")
+    ap.add_argument("--early", choices=("card", "off", "both"), default="card",
+                    help="the trigger card's early stage (early_thresholds): as the card says, off (a card copy "
+                         "without it), or both, paired on the same onsets")
     ap.add_argument("--deadline-ms", type=int, default=800)
     ap.add_argument("--realtime", action="store_true", help="pace by the wall clock (slow: 1x real time)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the server")
@@ -275,6 +285,10 @@ def main() -> int:
 
     torch.set_num_threads(1)
     trigger, student = load_program(args.trigger, expect="trigger"), load_program(args.student, expect="av")
+    has_early = trigger.card.early_thresholds is not None
+    if args.early != "card" and not has_early:
+        ap.error(f"--early {args.early}: {args.trigger}'s card has no early stage (export it with "
+                 "trigger.early_fires_per_hour=N)")
     world = Path(args.world) if args.world else make_world(
         Path(f"runs/bench/latency_world_s{args.seed}_n{args.recordings}_{args.duration_s:g}s").resolve(),
         args.recordings, args.seed, args.duration_s)
@@ -284,8 +298,20 @@ def main() -> int:
     server, endpoint = start_server(Path(args.teacher).resolve(), workdir, args.threads)
     link = None
     hops = [float(h) for h in args.hops.split(",")]
-    variants: dict[float, list[dict]] = {}
-    power: dict[float, list[float]] = {h: [] for h in hops}  # mean device power per recording (mW)
+    plain = without_early_stage(Path(args.trigger), workdir / "no_early") if args.early in ("off", "both") else None
+    runs: list[tuple[str, float, object]] = []  # (variant name, hop, trigger program)
+    for hop in hops:
+        tag = f"hop {hop:g} s"
+        if args.early in ("card", "both"):
+            runs.append((tag + (", early stage" if has_early else ""), hop, trigger))
+        if plain is not None:
+            runs.append((tag + ", no early stage", hop, plain))
+    pairs = [(name, runs[0][0]) for name, hop, _ in runs[1:] if hop != hops[0] and "no early" not in name]
+    if args.early == "both":
+        pairs += [(f"hop {h:g} s, early stage", f"hop {h:g} s, no early stage") for h in hops]
+    variants: dict[str, list[dict]] = {}
+    power: dict[str, list[float]] = {name: [] for name, _, _ in runs}  # mean device power per recording (mW)
+    offloads: dict[str, list[float]] = {name: [] for name, _, _ in runs}  # offloads per hour per recording
     try:
         if args.network != "none":
             link = LinkEmulator(endpoint, network, seed=args.seed).__enter__()
@@ -294,22 +320,23 @@ def main() -> int:
         t0 = time.monotonic()
         from rich.progress import Progress
 
-        for hop in hops:
+        for v, (name, hop, program) in enumerate(runs):
             args.hop_s = hop
             rows: list[dict] = []
             with Progress() as progress:
-                task = progress.add_task(f"hop {hop} s: edge runtime over {len(folders)} recordings", total=len(folders))
+                task = progress.add_task(f"{name}: edge runtime over {len(folders)} recordings", total=len(folders))
                 for folder in folders:
-                    log = workdir / f"{folder.name}-hop{hop}.jsonl"
-                    run_recording(folder, trigger, student, target, log, args, network)
+                    log = workdir / f"{folder.name}-v{v}.jsonl"
+                    run_recording(folder, program, student, target, log, args, network)
                     ann = Annotations.from_dict(json.loads((folder / "annotations.json").read_text()))
                     events = list(read_events(log))
                     for row in onset_stages(events, ann, labels, hop):
                         rows.append({**row, "recording": folder.name})
                     end = events[-1]  # the device energy of the run: what a shorter hop costs
-                    power[hop].append(end["energy_mj"] / max(end["t_s"], 1e-9))
+                    power[name].append(end["energy_mj"] / max(end["t_s"], 1e-9))
+                    offloads[name].append(3600.0 * sum(e["kind"] == "offload" for e in events) / max(end["t_s"], 1e-9))
                     progress.advance(task)
-            variants[hop] = rows
+            variants[name] = rows
         wall_s = time.monotonic() - t0
     finally:
         if link:
@@ -318,18 +345,24 @@ def main() -> int:
         server.wait(timeout=60)
     out = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "world": str(world),
            "wall_s": wall_s, "load_average": os.getloadavg(), "variants": {}}
-    for hop, rows in variants.items():
+    for name, hop, _ in runs:
+        rows = variants[name]
         summary = summarize(rows)
-        title = (f"audio onset -> cloud answer: {len(folders)} held-out recordings (seed {args.seed}), hop "
-                 f"{hop} s, {args.policy}, {'loopback' if args.network == 'none' else args.network + ' (emulated)'}, "
+        title = (f"audio onset -> cloud answer: {len(folders)} held-out recordings (seed {args.seed}), {name}, "
+                 f"{args.policy}, {'loopback' if args.network == 'none' else args.network + ' (emulated)'}, "
                  f"{'real time' if args.realtime else 'virtual clock'}")
         print_table(summary, title)
-        mean_mw = float(np.mean(power[hop]))
-        print(f"mean device power over the run: {mean_mw:.1f} mW (glasses_2025 profile, {args.policy})")
-        out["variants"][str(hop)] = {"hop_s": hop, "summary": summary, "rows": rows, "mean_power_mw": mean_mw}
-    if len(hops) > 1:
-        out["comparison"] = compare(variants, hops)
-    base = out["variants"][str(hops[0])]["summary"]
+        mean_mw, per_h = float(np.mean(power[name])), float(np.mean(offloads[name]))
+        done = [r for r in rows if r.get("total_ms") is not None]
+        heard = float(np.mean([r["cloud_heard"] for r in done])) if done else float("nan")
+        print(f"mean device power over the run: {mean_mw:.1f} mW (glasses_2025 profile, {args.policy}); "
+              f"{per_h:.0f} offloads per hour; the answering result's top tags name the onset's sound for "
+              f"{100 * heard:.1f}% of answered onsets")
+        out["variants"][name] = {"hop_s": hop, "summary": summary, "rows": rows, "mean_power_mw": mean_mw,
+                                 "offloads_per_hour": per_h, "cloud_heard_share": heard}
+    if pairs:
+        out["comparison"] = compare(variants, pairs)
+    base = out["variants"][runs[0][0]]["summary"]
     out["summary"] = base  # the first hop: what earshot bench reports
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=1) + "\n")

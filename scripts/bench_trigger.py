@@ -169,6 +169,8 @@ def wake_only(trigger_path: Path, labels: list[str], folder: Path) -> Path:
     if unknown:
         raise SystemExit(f"--wake-labels: {unknown} are not labels of {trigger_path.name}")
     card.thresholds = {lab: (th if lab in labels else 1.0) for lab, th in card.thresholds.items()}
+    if card.early_thresholds is not None:  # the early stage sends audio for the same labels only
+        card.early_thresholds = {lab: (th if lab in labels else 1.0) for lab, th in card.early_thresholds.items()}
     card.threshold_rule += f"; camera wake-up restricted to {', '.join(labels)} (others set to 1)"
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(trigger_path, folder / trigger_path.name)

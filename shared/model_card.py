@@ -29,6 +29,14 @@ Fields (``card_version`` 1)::
                       label that fired is released only after this many
                       seconds below its threshold (shared/trigger.py); both
                       runtimes apply it
+    early_thresholds  (optional, default null) {label: threshold} of the
+                      trigger's *early* stage, each at or below the label's
+                      threshold, chosen on the validation split for a budget
+                      of early fires per hour: a label over it (with the same
+                      refractory hold) is a sound that has probably started;
+                      ``audio_trigger`` sends the audio in hand to the cloud
+                      at once, before the trigger is sure (docs/edge.md,
+                      "The early stage"). Null: no early stage
     features          the log-mel front end inside the program:
                       shared.features.FeatureConfig.to_dict() plus "trim_bins"
     audio_window_s    seconds of PCM per call
@@ -164,6 +172,7 @@ class ModelCard:
     taxonomy_version: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
     refractory_s: float = 0.0
+    early_thresholds: dict[str, float] | None = None
     card_version: int = CARD_VERSION
 
     def __post_init__(self) -> None:
@@ -216,6 +225,20 @@ class ModelCard:
                 _fail(f"thresholds.{label}", f"must be in [0, 1], got {value!r}")
         if not _is_number(self.refractory_s) or not 0.0 <= self.refractory_s <= 60.0:
             _fail("refractory_s", f"must be a number of seconds in [0, 60], got {self.refractory_s!r}")
+        if self.early_thresholds is not None:
+            if not isinstance(self.early_thresholds, Mapping):
+                _fail("early_thresholds", "expected an object or null")
+            missing = [x for x in self.labels if x not in self.early_thresholds]
+            if missing:
+                _fail(f"early_thresholds.{missing[0]}", "missing (every label needs one, 1 for none)")
+            for label, value in self.early_thresholds.items():
+                if label not in self.labels:
+                    _fail(f"early_thresholds.{label}", "is not one of the labels")
+                if not _is_number(value) or not 0.0 <= value <= 1.0:
+                    _fail(f"early_thresholds.{label}", f"must be in [0, 1], got {value!r}")
+                if value > self.thresholds[label]:
+                    _fail(f"early_thresholds.{label}",
+                          f"{value!r} is above the label's threshold {self.thresholds[label]!r} (an early stage fires first)")
         if not isinstance(self.features, Mapping):
             _fail("features", "expected an object")
         for key in FEATURE_KEYS:
@@ -268,10 +291,14 @@ class ModelCard:
         if not isinstance(kwargs["thresholds"], Mapping):
             _fail("thresholds", "expected an object")
         kwargs["labels"], kwargs["thresholds"] = list(kwargs["labels"]), dict(kwargs["thresholds"])
+        if isinstance(kwargs.get("early_thresholds"), Mapping):
+            kwargs["early_thresholds"] = dict(kwargs["early_thresholds"])
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if out["early_thresholds"] is None:  # cards without an early stage read as before it existed
+            del out["early_thresholds"]
         out["inputs"] = [t.to_dict() for t in self.inputs]
         out["outputs"] = [t.to_dict() for t in self.outputs]
         return out
@@ -295,6 +322,15 @@ class ModelCard:
         from shared.trigger import TriggerHold
 
         return TriggerHold(self.labels, self.threshold_vector(), self.refractory_s)
+
+    def early_hold(self) -> Any:
+        """A fresh `shared.trigger.TriggerHold` for the early stage (``early_thresholds``, the same
+        refractory hold), or None when the card has no early stage."""
+        from shared.trigger import TriggerHold
+
+        if self.early_thresholds is None:
+            return None
+        return TriggerHold(self.labels, [float(self.early_thresholds[x]) for x in self.labels], self.refractory_s)
 
     def feature_config(self) -> Any:
         """The front end as a `shared.features.FeatureConfig` (imports torch)."""

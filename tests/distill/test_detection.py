@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from distill.detection import TriggerStream, event_recall, false_per_hour, hits_and_false, score_streams, snr_bin
+from distill.detection import (TriggerStream, detection_delay, detection_delays, event_recall, false_per_hour,
+                               hits_and_false, score_streams, snr_bin)
 from distill.operating_point import choose_operating_point, shifted
 from shared.trigger import hold_runs
 
@@ -132,3 +133,54 @@ def test_thresholds_can_sit_above_0999_for_a_confident_trigger():
     streams = [_stream("lab", p, events)]
     op = choose_operating_point(streams, 1, refractory_s=0.0, hop_s=HOP, audio_s=AUDIO_S, fa_per_hour=0.0)
     assert op.val_detected == 4 and op.val_false == 0 and 0.9992 < op.thresholds[0] <= 0.99997
+
+
+def test_detection_delay_is_onset_to_the_first_trigger_in_the_hit_span():
+    # label 0: event at 2.1-3.0 s; the score crosses 0.5 at t = 2.5 and 0.3 already at t = 2.25
+    p = np.zeros((40, 1))
+    p[8, 0], p[9:12, 0] = 0.35, 0.9  # t = 2.25: 0.35; t = 2.5-3.0: 0.9
+    p[30, 0] = 0.9                    # t = 7.75: a false trigger, no event: no delay
+    events = np.asarray([(0, 2.1, 3.0, 0.0), (0, 12.0, 12.5, 0.0)])  # the second is never reached
+    trig, _ = hold_runs(p, np.array([[0.5], [0.3]]), 0.0, HOP)
+    d = detection_delays(trig, events, HOP, AUDIO_S)
+    assert d.shape == (2, 2)
+    assert d[0, 0] == pytest.approx(0.4) and d[1, 0] == pytest.approx(0.15)  # a lower threshold fires a hop earlier
+    assert np.isnan(d[:, 1]).all()
+
+
+def test_delay_quantiles_pool_detected_events_with_a_recording_interval():
+    streams = []
+    for r, step in enumerate([8, 9, 10, 11]):  # onset 2.0 s: delays 0.25, 0.5, 0.75, 1.0 s
+        p = np.zeros((40, 1))
+        p[step, 0] = 0.9
+        streams.append(_stream(f"r{r}", p, [(0, 2.0, 3.0, 0.0), (0, 8.0, 8.5, 0.0)]))  # the 8 s event is missed
+    sc = score_streams(streams, np.array([[0.5]]), 0.0, HOP, AUDIO_S)
+    p95 = detection_delay(sc, 0, 0.95)
+    assert p95.n == 4 and p95.n_groups == 4  # missed events are not in it
+    assert p95.value == pytest.approx(np.quantile([0.25, 0.5, 0.75, 1.0], 0.95))
+    assert p95.lo <= p95.value <= p95.hi and p95.lo < p95.hi
+    assert detection_delay(sc, 0, 0.5, select=lambda ev: ev[:, 1] > 5) is None  # only missed events selected
+
+
+def test_the_early_stage_goes_as_low_as_its_budget_of_background_fires_allows():
+    from distill.operating_point import choose_early_stage
+
+    hour = int(3600 / HOP)
+    bg = np.full((hour, 1), 0.01)
+    bg[[1000, 5000], 0] = 0.6          # two background blips at 0.6 in the hour
+    bg[9000, 0] = 0.2                  # and one at 0.2
+    lab = np.zeros((40, 1))
+    lab[8:12, 0] = [0.3, 0.7, 0.95, 0.95]  # an onset at 2.0 s the trigger (0.9) hears at t = 2.75
+    streams = [_stream("bg", bg, [], background=True), _stream("lab", lab, [(0, 2.0, 3.0, 0.0)])]
+    kw = dict(refractory_s=0.0, hop_s=HOP, audio_s=AUDIO_S)
+    strict = choose_early_stage(streams, [0.9], fires_per_hour=1.0, **kw)
+    assert strict.thresholds[0] > 0.6 and strict.val_fires_per_hour <= 1.0  # stops before the 0.6 blips
+    assert strict.shift == pytest.approx(-1.75)  # logit(0.9) - 1.75 = 0.447 -> p 0.61; -2.0 would be 0.55
+    loose = choose_early_stage(streams, [0.9], fires_per_hour=2.0, **kw)
+    assert 0.2 < loose.thresholds[0] <= 0.6 and loose.val_fires_per_hour == 2.0
+    everything = choose_early_stage(streams, [0.9], fires_per_hour=100.0, **kw)
+    assert everything.shift == -8.0  # (at p 0.003 the hour's 0.01 floor holds the label: one long fire)
+    # a label off at the operating point stays off; a budget of 0 with blips everywhere: no early stage
+    assert choose_early_stage(streams, [1.0], fires_per_hour=0.0, **kw).thresholds == [1.0]
+    noisy = [_stream("bg", np.full((hour, 1), 0.95), [], background=True)]
+    assert choose_early_stage(noisy, [0.9], fires_per_hour=0.0, **kw).shift == 0.0

@@ -24,7 +24,7 @@ def labels_only(world, mlflow_env, tmp_path_factory):
         "data.pos_weight=2.0", f"out={out}", "threads=1", "max_steps=60", *mlflow]))
     cards = export(compose_config("export", [
         f"checkpoint={out}", "threads=1", "calibration_windows=8", "max_eval_windows=16", "precisions=[fp32]",
-        "tflite=off", "trigger.refractory_s=0.75", "trigger.fa_per_hour=50", *mlflow]))
+        "tflite=off", "trigger.refractory_s=0.75", "trigger.fa_per_hour=50", "trigger.early_fires_per_hour=100", *mlflow]))
     return recipe, cards, out / "export"
 
 
@@ -60,6 +60,26 @@ def test_the_card_carries_the_operating_point_and_the_hold(labels_only):
     assert at_op["recall"] == pytest.approx(t["event_recall"]["value"])
     assert all(0.0 <= d["recall"] <= 1.0 for d in report["det"])
     assert set(t["event_f1"]) >= {"micro_f1", "macro_f1", "collar_s"}
+    # how soon the trigger fires after an onset (only detected events count)
+    if t["detected"]:
+        assert 0.0 < t["delay_s"]["p50"]["value"] <= t["delay_s"]["p95"]["value"] <= 1.0 + 1.0  # offset + window
+        assert at_op["delay_p95_s"] == pytest.approx(t["delay_s"]["p95"]["value"])
+
+
+def test_the_early_stage_is_chosen_on_val_within_its_budget_and_fires_no_later(labels_only):
+    _, _, folder = labels_only
+    card = load_model_card(folder / "trigger_xnnpack_fp32.json", check_program=True)
+    report = json.loads((folder / card.extra["trigger_eval"]).read_text())
+    early = report["early_stage"]
+    assert early["fires_per_hour_budget"] == 100 and early["val_fires_per_hour"] <= 100
+    assert early["shift"] <= 0.0
+    assert [card.early_thresholds[lab] for lab in card.labels] == pytest.approx(early["thresholds"])
+    assert all(card.early_thresholds[lab] <= card.thresholds[lab] for lab in card.labels)
+    if early["n_events"]:
+        d = early["delay_s"]
+        # paired on the events the trigger detects: the first fire is the earlier of the two
+        assert d["first_fire"]["p95"]["value"] <= d["trigger_alone"]["p95"]["value"]
+        assert d["p95_difference"]["value"] <= 0.0
 
 
 def test_a_labels_only_run_with_a_teacher_term_is_refused():
@@ -74,3 +94,5 @@ def test_a_wrong_trigger_budget_is_a_config_error():
         compose_config("export", ["checkpoint=/tmp/x", "trigger.budget_on=labelled"])
     with pytest.raises(ConfigError, match="trigger.confusions_per_hour"):
         compose_config("export", ["checkpoint=/tmp/x", "trigger.confusions_per_hour=-1"])
+    with pytest.raises(ConfigError, match="trigger.early_fires_per_hour"):
+        compose_config("export", ["checkpoint=/tmp/x", "trigger.early_fires_per_hour=-5"])

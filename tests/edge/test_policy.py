@@ -127,6 +127,25 @@ def test_delay_moves_the_hold_after_the_trigger_and_a_new_recording_resets_it():
     assert periodic.act(_obs(0)) == OFFLOAD_LIGHT
 
 
+def test_an_early_edge_sends_the_audio_in_hand_without_waking_the_camera():
+    p = make_policy("audio_trigger", hold_s=1.0, delay_s=0.0)
+    early = {2: ("doorbell",), 9: ("speech",)}
+    fired = {4: ("doorbell",), 5: ("doorbell",)}
+    acts = [p.act(_obs(i, fired.get(i, ()), trigger_early=early.get(i, ()))) for i in range(12)]
+    assert acts[2] == OFFLOAD_AUDIO  # the sound has probably started: the cloud hears it, the camera stays off
+    assert acts[3] == OFF
+    assert acts[4] == OFFLOAD_FULL   # the trigger is sure: camera on, moment offloaded, as without an early stage
+    assert acts[5:8] == [LOOK] * 3
+    assert acts[9] == OFFLOAD_AUDIO
+    # inside a hold the camera is on: the early offload carries its newest frame (light) and keeps it on
+    assert p.act(_obs(12, ("timer_beep",))) == OFFLOAD_FULL
+    assert p.act(_obs(13, ("timer_beep",), trigger_early=("speech",))) == OFFLOAD_LIGHT
+    # the policies that offload only unsure moments do not act on it
+    for name in ("confidence_threshold", "context_aware"):
+        q = make_policy(name)
+        assert q.act(_obs(2, (), trigger_early=("doorbell",), snr_db=30.0)) == OFF
+
+
 def test_confidence_threshold_offloads_only_unsure_moments():
     p = make_policy("confidence_threshold", threshold=0.6, hold_s=1.0)
     assert p.act(_obs(0, ("doorbell",))) == LOOK  # the student has not looked yet

@@ -3,6 +3,7 @@ and decisions are deterministic in an as-fast-as-possible replay."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +111,34 @@ def test_decisions_are_deterministic_without_wall_time(edge_world, programs, tmp
 
     first = decisions("a")
     assert first and first == decisions("b")
+
+
+def test_an_early_stage_sends_the_audio_before_the_trigger_is_sure(edge_world, programs, tmp_path):
+    from tests.helpers.edge_world import with_early_stage
+
+    early = with_early_stage(programs, tmp_path / "early")  # early 0.5, sure 0.9
+    summary, events, _ = _run(edge_world[0], early, tmp_path, "early", endpoint=None)
+    edges = [(e["kind"], e["t_s"], e["label"]) for e in events if e["kind"] in ("early", "trigger")]
+    # each tone (timer 1.3 s, doorbell 3.6 s) is heard early on its first hop, and the trigger is sure a hop later
+    assert edges == [("early", 1.5, "timer_beep"), ("trigger", 1.75, "timer_beep"),
+                     ("early", 3.75, "doorbell"), ("trigger", 4.0, "doorbell")]
+    sent = {e["t_s"]: (e["offload"], e["frames"]) for e in events if e["kind"] == "offload"}
+    assert sent[1.5] == ("audio", 0)  # camera off: the audio in hand, nothing else
+    assert sent[1.75][0] == "full" and sent[4.0][0] == "full"
+    assert sent[3.75][0] == "light"  # the timer's hold has the camera on: its newest frame goes too
+    camera = _camera_by_step(events, sorted({e["t_s"] for e in events if "t_s" in e}))
+    assert not camera[1.5] and camera[1.75]
+    # without the early stage the same trigger thresholds send two offloads fewer
+    plain = dict(early)
+    from shared.model_card import card_path_for, load_model_card, save_model_card
+
+    card = load_model_card(card_path_for(early["trigger"]))
+    card.early_thresholds = None
+    (tmp_path / "plain").mkdir()
+    import shutil
+
+    plain["trigger"] = Path(shutil.copy(early["trigger"], tmp_path / "plain" / early["trigger"].name))
+    save_model_card(card, card_path_for(plain["trigger"]))
+    summary_plain, events_plain, _ = _run(edge_world[0], plain, tmp_path, "plain", endpoint=None)
+    assert not any(e["kind"] == "early" for e in events_plain)
+    assert summary.offloads == summary_plain.offloads + 2

@@ -72,7 +72,7 @@ def decisions(events):
     out = []
     for e in events:
         k = e["kind"]
-        if k == "trigger":
+        if k in ("trigger", "early"):
             out.append((k, e["t_s"], e["label"]))
         elif k == "camera":
             out.append((k, e["t_s"], e["on"]))

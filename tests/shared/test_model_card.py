@@ -63,6 +63,17 @@ def test_round_trip_and_use(tmp_path):
     off = dataclasses.replace(again, thresholds={lab: 1.0 for lab in again.labels})
     assert off.decide([1.0, 1.0]) == []  # 1 turns a label off, even at an int8 score of exactly 1.0
     assert again.feature_config().n_mels == 32
+    assert "early_thresholds" not in again.to_dict() and again.early_hold() is None  # no early stage: as before
+
+
+def test_an_early_stage_round_trips_and_holds_like_the_trigger(tmp_path):
+    card = ModelCard.from_dict(_card(tmp_path, early_thresholds={"speech": 0.2, "timer_beep": 0.65}))
+    path = save_model_card(card, card_path_for(tmp_path / card.program))
+    again = load_model_card(path)
+    assert again.early_thresholds == {"speech": 0.2, "timer_beep": 0.65}
+    hold = again.early_hold()
+    assert hold.refractory_s == again.refractory_s and list(hold.thresholds) == [0.2, 0.65]
+    assert hold.step(0.25, [0.3, 0.1]) == (["speech"], ["speech"])  # over 0.2, under the trigger's own 0.4
 
 
 @pytest.mark.parametrize(
@@ -93,6 +104,10 @@ def test_round_trip_and_use(tmp_path):
         (lambda c: c["metrics"].update(macro_f1=float("nan")), "metrics.macro_f1"),
         (lambda c: c.pop("labels"), "labels"),
         (lambda c: c.update(colour="red"), "colour"),
+        (lambda c: c.update(early_thresholds={"speech": 0.2}), "early_thresholds.timer_beep"),
+        (lambda c: c.update(early_thresholds={"speech": 0.5, "timer_beep": 0.3}), "early_thresholds.speech"),
+        (lambda c: c.update(early_thresholds={"speech": 0.2, "timer_beep": -0.1}), "early_thresholds.timer_beep"),
+        (lambda c: c.update(early_thresholds=[0.2, 0.3]), "early_thresholds"),
     ],
 )
 def test_every_error_names_the_field(tmp_path, mutate, field):

@@ -82,3 +82,33 @@ def test_paired_ratio_of_two_systems():
     assert iv.lo < iv.value < iv.hi and 0.4 < iv.lo and iv.hi < 0.6 and iv.n_groups == 30
     with pytest.raises(ValueError, match="nothing to compare"):
         paired_ratio([1.0], [1.0], ["a"], [0.0], [1.0], ["a"])
+
+
+def test_quantile_with_a_recording_interval():
+    from shared.stats import bootstrap_quantile
+
+    values = [100.0, 110.0, 120.0, 900.0, 105.0, 115.0]
+    groups = ["a", "a", "b", "b", "c", "c"]
+    p95 = bootstrap_quantile(values, groups, 0.95, seed=1)
+    assert p95.value == pytest.approx(np.quantile(values, 0.95)) and p95.n == 6 and p95.n_groups == 3
+    assert p95.lo < p95.value <= p95.hi  # a resample without recording b has no 900 ms tail
+    assert bootstrap_quantile(values, ["a"] * 6, 0.5).lo == bootstrap_quantile(values, ["a"] * 6, 0.5).hi
+    with pytest.raises(ValueError, match="q: must be in"):
+        bootstrap_quantile(values, groups, 95)
+    with pytest.raises(ValueError, match="6 values but 2 groups"):
+        bootstrap_quantile(values, groups[:2], 0.5)
+
+
+def test_paired_quantile_difference_sees_a_tail_cut_on_the_same_items():
+    from shared.stats import paired_quantile_difference
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(30), 10)
+    base = rng.gamma(2.0, 200.0, size=300)
+    faster = np.minimum(base, 250.0)  # the same items, the tail cut at 250
+    d = paired_quantile_difference(faster, base, groups, 0.95, seed=1)
+    assert d.value == pytest.approx(250.0 - np.quantile(base, 0.95)) and d.hi < 0 and d.p_value < 0.01
+    same = paired_quantile_difference(base, base, groups, 0.95)
+    assert same.value == 0 and same.lo == 0 and same.hi == 0
+    with pytest.raises(ValueError, match="lengths differ"):
+        paired_quantile_difference(base[:3], base, groups, 0.5)

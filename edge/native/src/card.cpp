@@ -61,6 +61,19 @@ ModelCard load_model_card(const std::string& pte_path) {
     card.refractory_s = j.value("refractory_s", 0.0);
     if (!(card.refractory_s >= 0.0 && card.refractory_s <= 60.0))
       throw std::runtime_error("refractory_s: must be in [0, 60] s");
+    if (j.contains("early_thresholds") && !j["early_thresholds"].is_null()) {
+      auto& early = j["early_thresholds"];
+      for (size_t i = 0; i < card.labels.size(); ++i) {
+        const std::string& label = card.labels[i];
+        if (!early.contains(label))
+          throw std::runtime_error("early_thresholds." + label + ": missing (every label needs one, 1 for none)");
+        double v = early.at(label).get<double>();
+        if (!(v >= 0.0 && v <= 1.0)) throw std::runtime_error("early_thresholds." + label + ": must be in [0, 1]");
+        if (v > card.thresholds[i])
+          throw std::runtime_error("early_thresholds." + label + ": above the label's threshold (an early stage fires first)");
+        card.early_thresholds.push_back(v);
+      }
+    }
     if (card.sha256.size() != 64) throw std::runtime_error("sha256: expected 64 hex digits");
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(card.path + ": " + e.what());

@@ -33,6 +33,8 @@ struct ModelCard {
   std::string precision = "fp32";  // "int8" | "fp32": which energy per MAC applies
   double audio_window_s = 0.0;
   double refractory_s = 0.0;  // the trigger's refractory hold (absent in older cards: 0)
+  // The trigger's early stage (shared/model_card.py): empty when the card has none.
+  std::vector<double> early_thresholds;  // in labels order
   int frame_size_px = 0;  // 0 when the card says null
   const TensorSpec* input(const std::string& name) const;
   const TensorSpec* output(const std::string& name) const;

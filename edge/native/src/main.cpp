@@ -40,7 +40,8 @@ Source:
   --rate HZ              sample rate of --stdin-pcm (default 16000)
   --realtime             release each hop at its wall time (default: as fast as possible)
 Programs and policy:
-  --trigger PTE          trigger program (its card PTE.json beside it)
+  --trigger PTE          trigger program (its card PTE.json beside it); a card with early_thresholds
+                         has an early stage: audio_trigger sends the audio in hand on its rising edges
   --student PTE          AV student program (optional)
   --policy NAME          audio_trigger (default) | confidence_threshold | context_aware | periodic
   --param KEY=VALUE      policy parameter (repeatable), e.g. hold_s=3.0 (audio_trigger: hold_s, delay_s, sustain_s)

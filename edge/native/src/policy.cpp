@@ -68,7 +68,10 @@ bool AudioTrigger::watching(double t_s) const {
 Action AudioTrigger::act(const Observation& obs) {
   bool r = rising(obs);
   if (r || obs.has_query) return OFFLOAD_FULL;
-  return watching(obs.t_s) ? LOOK : OFF;
+  bool w = watching(obs.t_s);
+  // An early rising edge sends the audio in hand at once (edge/policy.py AudioTrigger.act).
+  if (!obs.trigger_early.empty()) return w ? OFFLOAD_LIGHT : OFFLOAD_AUDIO;
+  return w ? LOOK : OFF;
 }
 
 bool ConfidenceThreshold::unsure(const Observation& obs) const {

@@ -21,6 +21,7 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 struct Observation {
   double t_s = 0.0;
   std::vector<std::string> trigger_fired;
+  std::vector<std::string> trigger_early;  // the early stage's rising edges (empty without one)
   std::optional<double> student_confidence;
   double student_age_s = kInf;
   double snr_db = 20.0;

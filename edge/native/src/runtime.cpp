@@ -32,6 +32,8 @@ Runtime::Runtime(Source& source, Program& trigger, Program* student, Policy& pol
     : src_(source), trigger_(trigger), student_(student), policy_(policy), meter_(meter), log_(log),
       client_(client), opts_(std::move(opts)),
       hold_(trigger.card().labels, trigger.card().thresholds, trigger.card().refractory_s) {
+  if (!trigger.card().early_thresholds.empty())
+    early_hold_.emplace(trigger.card().labels, trigger.card().early_thresholds, trigger.card().refractory_s);
   ring_.assign(static_cast<size_t>(kRingS * src_.rate_hz), 0);
   const ModelCard& tc = trigger_.card();
   trigger_n_ = static_cast<size_t>(tc.inputs.at(0).shape.back());
@@ -156,6 +158,7 @@ void Runtime::step(double t, const int16_t* hop, size_t n) {
   Observation obs;
   obs.t_s = t;
   obs.trigger_fired = fired;
+  obs.trigger_early = early_;
   obs.student_confidence = student_conf_;
   obs.student_age_s = t - student_t_;
   auto snr_pcm = last(trigger_n_);
@@ -173,7 +176,8 @@ void Runtime::step(double t, const int16_t* hop, size_t n) {
   camera_on_ = action.camera;
   if (action.camera) capture(t);
   if (action.student && student_) run_student(t);
-  if (action.offload != "none") offload(t, action.offload, scores, fired, query);
+  // The request names the trigger's held labels, else this step's early ones (edge/runtime.py _request).
+  if (action.offload != "none") offload(t, action.offload, scores, fired.empty() ? early_ : fired, query);
   else if (query) answer_local(t, *query, t);
   charge(action.camera);
 }
@@ -194,6 +198,18 @@ std::pair<std::vector<double>, std::vector<std::string>> Runtime::run_trigger(do
     size_t i = std::find(card.labels.begin(), card.labels.end(), lab) - card.labels.begin();
     emit("trigger", t, {{"label", Json::string(lab)}, {"score", Json::number(scores[i])}});
     memory_.add(t, lab, scores[i]);
+  }
+  // The early stage (card early_thresholds): its rising edges on labels the trigger does not hold yet.
+  early_.clear();
+  if (early_hold_) {
+    std::vector<std::string> early_held, early_now;
+    early_hold_->step(t, scores, early_held, early_now);
+    for (auto& lab : early_now) {
+      if (std::find(fired.begin(), fired.end(), lab) != fired.end()) continue;
+      size_t i = std::find(card.labels.begin(), card.labels.end(), lab) - card.labels.begin();
+      emit("early", t, {{"label", Json::string(lab)}, {"score", Json::number(scores[i])}});
+      early_.push_back(lab);
+    }
   }
   return {scores, fired};
 }

@@ -117,6 +117,8 @@ class Runtime {
   std::map<uint64_t, std::pair<Outcome, double>> outcomes_;  // call -> (outcome, wall time resolved)
   long long next_request_id_ = 1;
   TriggerHold hold_;
+  std::optional<TriggerHold> early_hold_;  // the card's early stage, if it has one
+  std::vector<std::string> early_;         // this step's early rising edges (Observation.trigger_early)
   bool camera_on_ = false;
   std::vector<size_t> captured_;
   std::optional<std::vector<double>> student_scores_;

@@ -48,6 +48,20 @@ def test_native_matches_python_runtime(native_bin, native_world, programs, tmp_p
         assert math.isclose(n["energy_mj"], p["energy_mj"], rel_tol=ENERGY_REL_TOL)
 
 
+@pytest.mark.parametrize("index", [0, 1])
+def test_native_matches_python_with_an_early_stage(native_bin, native_world, programs, tmp_path, index):
+    from tests.helpers.edge_world import with_early_stage
+
+    early = with_early_stage(programs, tmp_path / "early")
+    py = _python_events(native_world[index], early, tmp_path / "py.jsonl", "audio_trigger")
+    rc, nat, err = run_native(native_bin, native_world[index], early, tmp_path / "native.jsonl")
+    assert rc == 0, err
+    assert _decisions(nat) == _decisions(py)
+    assert [list(e) for e in nat] == [list(e) for e in py]
+    assert sum(e["kind"] == "early" for e in nat) == 2, "each tone is heard early"
+    assert "audio" in {e["offload"] for e in nat if e["kind"] == "offload"}
+
+
 def test_native_trigger_edges_follow_the_annotated_onsets(native_bin, native_world, programs, tmp_path):
     rc, events, err = run_native(native_bin, native_world[0], programs, tmp_path / "n.jsonl")
     assert rc == 0, err
