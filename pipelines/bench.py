@@ -202,6 +202,16 @@ def _trigger_summary(d: dict) -> list[tuple[str, str, str]]:
             rows.append(("trigger onset -> first trigger p50 / p95 (ms)",
                          f"{format_interval(delay['p50'], scale=1000.0, digits=0)} / "
                          f"{format_interval(delay['p95'], scale=1000.0, digits=0)}", ""))
+        early = det.get("early_stage")
+        if early and early.get("delay_s"):
+            first = early["delay_s"]["first_fire"]
+            rows.append((f"early stage (logit shift {early['shift']:+g}): fires / h outside events, background / "
+                         "labelled", f"{format_interval(early['fires_per_hour_background'], scale=1.0)} / "
+                         f"{format_interval(early['fires_per_hour_labelled'], scale=1.0, digits=0)}",
+                         f"<= {early['fires_per_hour_budget']:g} (val)"))
+            rows.append(("onset -> first fire, early or trigger, p50 / p95 (ms)",
+                         f"{format_interval(first['p50'], scale=1000.0, digits=0)} / "
+                         f"{format_interval(first['p95'], scale=1000.0, digits=0)}", ""))
     cam = d["camera"]
     rows.append(("camera on under audio_trigger", f"{format_interval(cam['camera_on_share'])}% "
                  f"(oracle {format_interval(cam['oracle_share'])}%)", f"<= {100 * cam['target']:.0f}%"))

@@ -68,3 +68,19 @@ def test_the_reports_camera_paragraphs_carry_the_share_and_query_success_with_it
     assert report.camera_paragraphs(r)[2].endswith("the camera matters for these questions.")
     del r["camera_important"]
     assert len(report.camera_paragraphs(r)) == 1
+
+
+def test_the_delay_and_the_early_stage_rows_when_the_report_has_them():
+    r = _result()
+    assert not any("onset" in name for name, _, _ in _trigger_summary(r))  # an older report: no rows
+    t = r["detector"]["test"]
+    t["delay_s"] = {"p50": _iv(0.25, 0.24, 0.26), "p95": _iv(0.92, 0.66, 1.43)}
+    r["detector"]["early_stage"] = {
+        "shift": -3.0, "fires_per_hour_budget": 60.0, "fires_per_hour_background": _iv(41.0, 30.0, 55.0),
+        "fires_per_hour_labelled": _iv(310.0, 280.0, 340.0),
+        "delay_s": {"first_fire": {"p50": _iv(0.24, 0.23, 0.25), "p95": _iv(0.5, 0.4, 0.62)}}}
+    rows = {name: (value, target) for name, value, target in _trigger_summary(r)}
+    assert rows["trigger onset -> first trigger p50 / p95 (ms)"][0] == "250 [240, 260] / 920 [660, 1430]"
+    assert rows["early stage (logit shift -3): fires / h outside events, background / labelled"] == (
+        "41.0 [30.0, 55.0] / 310 [280, 340]", "<= 60 (val)")
+    assert rows["onset -> first fire, early or trigger, p50 / p95 (ms)"][0] == "240 [230, 250] / 500 [400, 620]"
