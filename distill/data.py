@@ -153,6 +153,27 @@ class WindowSet:
         out.windows, out.labels, out.label_mask = self.windows[idx], self.labels[idx], self.label_mask[idx]
         return out
 
+    def onset_emphasis(self, onset_s: float, weight: float, n_labels: int) -> np.ndarray:
+        """(N, n_labels) loss weights: ``1 + weight`` where an audible sound of that label (among the
+        first ``n_labels`` of ``STUDENT_LABELS``: the sound events) started within the window's last
+        ``onset_s`` seconds, else 1. Multiplied into the mask, they weigh the windows that hold only a
+        sound's beginning (``data.onset_weight``)."""
+        out = np.ones((len(self), n_labels), np.float32)
+        index = {lab: c for c, lab in enumerate(STUDENT_LABELS[:n_labels])}
+        rec_idx = self.windows[:, 0].astype(int)
+        for i, rec in enumerate(self.recordings):
+            rows = np.flatnonzero(rec_idx == i)
+            if not len(rows):
+                continue
+            ends = self.windows[rows, 1]
+            for e in rec.annotations.events:
+                c = index.get(e.label)
+                if c is None or (e.snr_db is not None and e.snr_db < AUDIBLE_SNR_DB):
+                    continue
+                hit = (ends - onset_s < e.onset_s) & (e.onset_s <= ends)
+                out[rows[hit], c] = 1.0 + weight
+        return out
+
     def _labels(self, i: int, end_s: float) -> tuple[np.ndarray, np.ndarray]:
         """(labels, mask) of one window: the teacher's per-token targets, pooled over the window's tokens."""
         rec = self.recordings[i]

@@ -32,12 +32,19 @@ class DistillDataConfig:
     stride_s: float = 0.25  # window ends on this grid
     max_recordings: int = 0  # per split; 0 = all
     pos_weight: float = 1.0  # weight of positive windows in the hard loss (> 1: fewer missed events)
+    # Onset emphasis: a sound label whose (audible) sound started within the window's last onset_s seconds
+    # weighs 1 + onset_weight in the hard loss: the windows that hold only a sound's first fraction of a
+    # second are where a trigger that fires late is wrong. 0: off.
+    onset_weight: float = 0.0
+    onset_s: float = 0.5
 
     def __post_init__(self) -> None:
         p = "data."
         check_range(p + "stride_s", self.stride_s, 0.05, 10.0, unit="s")
         check_range(p + "max_recordings", self.max_recordings, 0)
         check_range(p + "pos_weight", self.pos_weight, 0.1, 100.0)
+        check_range(p + "onset_weight", self.onset_weight, 0.0, 100.0)
+        check_range(p + "onset_s", self.onset_s, 0.05, 10.0, unit="s")
 
 
 @dataclass

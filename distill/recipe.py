@@ -76,7 +76,7 @@ from distill.io import save_student
 from distill.losses import binary_kd_loss, confidence_loss, confidence_targets, feature_loss, hard_loss
 from distill.macs import count_macs
 from distill.metrics import auroc, macro_f1
-from distill.students import example_inputs, labels_of, make_student, num_parameters
+from distill.students import EVENT_NAMES, example_inputs, labels_of, make_student, num_parameters
 from distill.teacher_tokens import teacher_window_targets
 from distill.distill_config import DistillConfig
 from shared.config import UserError
@@ -172,6 +172,10 @@ class DistillRecipe:
         )
         self.train_set = load_split(dataset, "train", **common)
         self.val_set = load_split(dataset, "val", **common)
+        self.train_emphasis = None  # data.onset_weight: the train windows that hold a sound's beginning weigh more
+        if cfg.data.onset_weight > 0:
+            self.train_emphasis = self.train_set.onset_emphasis(cfg.data.onset_s, cfg.data.onset_weight,
+                                                                min(self.n_out, len(EVENT_NAMES)))
         if not len(self.train_set):
             raise UserError(f"{self.dataset_root}: the train split has no window of {s.audio_s} s")
         if s.name == "av":  # the exported program reads the camera frame as recorded (shared/frames.py)
@@ -241,7 +245,11 @@ class DistillRecipe:
         """(total loss, its parts) for the train windows ``idx``."""
         n = self.n_out
         labels = torch.from_numpy(self.train_set.labels[idx, :n])
-        mask = torch.from_numpy(self.train_set.label_mask[idx, :n])
+        mask = self.train_set.label_mask[idx, :n]
+        if self.train_emphasis is not None:
+            mask = mask.copy()
+            mask[:, :self.train_emphasis.shape[1]] *= self.train_emphasis[idx]
+        mask = torch.from_numpy(mask)
         out = self.student.forward_train(*self.train_set.student_inputs(idx))
         hard = hard_loss(out["logits"], labels, self.cfg.data.pos_weight, mask)
         loss, parts = (1.0 - self.kd_weight) * hard, {"hard": hard}

@@ -102,3 +102,15 @@ def test_hard_labels_follow_the_teachers_perception_targets(teacher_and_windows)
     assert windows.label_mask[row[2.0], chop] == 0  # the frame at the action's start: neither on nor off
     assert windows.labels[row[4.0], chop] == 0 and windows.label_mask[row[4.0], chop] == 1
     assert len(FRAME_LABELS) == len(STUDENT_LABELS) - len(SOUND_LABELS)
+
+
+def test_onset_emphasis_weighs_the_windows_that_hold_a_sounds_beginning(teacher_and_windows):
+    _, _, _, windows = teacher_and_windows
+    # kd_06: knock from 4.5 s; windows end every 0.25 s from 1.0 s (the first full window)
+    w = windows.onset_emphasis(0.5, 3.0, len(SOUND_LABELS))
+    assert w.shape == (len(windows), len(SOUND_LABELS))
+    knock = SOUND_LABELS.index("knock")
+    emphasised = [(float(e), SOUND_LABELS[c]) for (_, e), row in zip(windows.windows, w) for c in np.flatnonzero(row > 1)]
+    assert emphasised == [(4.5, "knock"), (4.75, "knock")]  # onset 4.5 in (end - 0.5, end]
+    assert set(np.unique(w)) == {1.0, 4.0} and w[:, knock].sum() == len(windows) - 2 + 8.0
+    assert (windows.onset_emphasis(0.25, 3.0, len(SOUND_LABELS)) > 1).sum() == 1  # 4.5 only
