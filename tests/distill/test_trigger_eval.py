@@ -94,5 +94,7 @@ def test_a_wrong_trigger_budget_is_a_config_error():
         compose_config("export", ["checkpoint=/tmp/x", "trigger.budget_on=labelled"])
     with pytest.raises(ConfigError, match="trigger.confusions_per_hour"):
         compose_config("export", ["checkpoint=/tmp/x", "trigger.confusions_per_hour=-1"])
+    with pytest.raises(ConfigError, match="data.onset_weight"):
+        compose_config("distill", ["teacher=null", "kd.kd_weight=0", "data.dataset=/tmp/x", "data.onset_weight=-1"])
     with pytest.raises(ConfigError, match="trigger.early_fires_per_hour"):
         compose_config("export", ["checkpoint=/tmp/x", "trigger.early_fires_per_hour=-5"])
