@@ -39,6 +39,7 @@ from distill.detection import (TriggerStream, detection_delay, event_recall, fal
 from distill.operating_point import DET_SHIFTS, OperatingPoint, choose_early_stage, choose_operating_point, shifted
 from distill.trigger_config import TriggerEvalConfig
 from shared.dataset import Dataset
+from shared.stats import bootstrap_quantile, paired_quantile_difference
 
 __all__ = ["load_streams", "evaluate_trigger", "event_based_f1", "render_det"]
 
@@ -187,8 +188,6 @@ def evaluate_trigger(run: Callable[[np.ndarray], np.ndarray], labels: Sequence[s
 def _early_report(sc, early, k: int, bg, labelled) -> dict[str, Any]:
     """The early stage on test: its fires outside events, and how much sooner the first fire
     (early or the trigger's own) comes on the events the trigger detects (paired, same events)."""
-    from shared.stats import bootstrap_quantile, paired_quantile_difference
-
     first, alone, groups = [], [], []
     for s, d in zip(sc.streams, sc.delays):
         hit = np.isfinite(d[0])

@@ -299,16 +299,16 @@ def main() -> int:
     link = None
     hops = [float(h) for h in args.hops.split(",")]
     plain = without_early_stage(Path(args.trigger), workdir / "no_early") if args.early in ("off", "both") else None
-    runs: list[tuple[str, float, object]] = []  # (variant name, hop, trigger program)
-    for hop in hops:
-        tag = f"hop {hop:g} s"
-        if args.early in ("card", "both"):
-            runs.append((tag + (", early stage" if has_early else ""), hop, trigger))
-        if plain is not None:
-            runs.append((tag + ", no early stage", hop, plain))
-    pairs = [(name, runs[0][0]) for name, hop, _ in runs[1:] if hop != hops[0] and "no early" not in name]
-    if args.early == "both":
-        pairs += [(f"hop {h:g} s, early stage", f"hop {h:g} s, no early stage") for h in hops]
+    modes = {"card": [True], "off": [False], "both": [True, False]}[args.early]  # early stage on?
+
+    def variant(hop: float, early: bool) -> str:
+        return f"hop {hop:g} s" + ((", early stage" if early else ", no early stage") if has_early else "")
+
+    runs = [(variant(h, e), h, trigger if e else plain) for h in hops for e in modes]  # (name, hop, program)
+    # each hop against the first (same early mode), and with the early stage against without it (same hop)
+    pairs = [(variant(h, modes[0]), variant(hops[0], modes[0])) for h in hops[1:]]
+    if len(modes) == 2:
+        pairs += [(variant(h, True), variant(h, False)) for h in hops]
     variants: dict[str, list[dict]] = {}
     power: dict[str, list[float]] = {name: [] for name, _, _ in runs}  # mean device power per recording (mW)
     offloads: dict[str, list[float]] = {name: [] for name, _, _ in runs}  # offloads per hour per recording

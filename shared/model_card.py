@@ -215,27 +215,14 @@ class ModelCard:
             _fail("labels", "duplicate label names")
         if self.outputs[0].shape[-1] != len(self.labels):
             _fail("outputs", f"{self.outputs[0].name} has {self.outputs[0].shape[-1]} values for {len(self.labels)} labels")
-        missing = [x for x in self.labels if x not in self.thresholds]
-        if missing:
-            _fail(f"thresholds.{missing[0]}", "missing (every label needs a threshold)")
-        for label, value in self.thresholds.items():
-            if label not in self.labels:
-                _fail(f"thresholds.{label}", "is not one of the labels")
-            if not _is_number(value) or not 0.0 <= value <= 1.0:
-                _fail(f"thresholds.{label}", f"must be in [0, 1], got {value!r}")
+        self._check_per_label("thresholds", self.thresholds, "missing (every label needs a threshold)")
         if not _is_number(self.refractory_s) or not 0.0 <= self.refractory_s <= 60.0:
             _fail("refractory_s", f"must be a number of seconds in [0, 60], got {self.refractory_s!r}")
         if self.early_thresholds is not None:
             if not isinstance(self.early_thresholds, Mapping):
                 _fail("early_thresholds", "expected an object or null")
-            missing = [x for x in self.labels if x not in self.early_thresholds]
-            if missing:
-                _fail(f"early_thresholds.{missing[0]}", "missing (every label needs one, 1 for none)")
+            self._check_per_label("early_thresholds", self.early_thresholds, "missing (every label needs one, 1 for none)")
             for label, value in self.early_thresholds.items():
-                if label not in self.labels:
-                    _fail(f"early_thresholds.{label}", "is not one of the labels")
-                if not _is_number(value) or not 0.0 <= value <= 1.0:
-                    _fail(f"early_thresholds.{label}", f"must be in [0, 1], got {value!r}")
                 if value > self.thresholds[label]:
                     _fail(f"early_thresholds.{label}",
                           f"{value!r} is above the label's threshold {self.thresholds[label]!r} (an early stage fires first)")
@@ -265,6 +252,17 @@ class ModelCard:
         for key in ("teacher", "extra"):
             if not isinstance(getattr(self, key), Mapping):
                 _fail(key, "expected an object")
+
+    def _check_per_label(self, key: str, values: Mapping[str, Any], missing_message: str) -> None:
+        """A {label: value in [0, 1]} map with exactly this card's labels (``thresholds``, ``early_thresholds``)."""
+        missing = [x for x in self.labels if x not in values]
+        if missing:
+            _fail(f"{key}.{missing[0]}", missing_message)
+        for label, value in values.items():
+            if label not in self.labels:
+                _fail(f"{key}.{label}", "is not one of the labels")
+            if not _is_number(value) or not 0.0 <= value <= 1.0:
+                _fail(f"{key}.{label}", f"must be in [0, 1], got {value!r}")
 
     # --- conversion ---------------------------------------------------------------------
 

@@ -149,6 +149,34 @@ def bootstrap_mean(
     return bootstrap_ratio(values, np.ones(len(values)), groups, resamples=resamples, seed=seed)
 
 
+def _paired_arrays(treatment, baseline, groups) -> tuple[np.ndarray, np.ndarray]:
+    """Both systems' per-item values as float arrays, checked to be the same items."""
+    t, b = np.asarray(treatment, np.float64), np.asarray(baseline, np.float64)
+    if not (len(t) == len(b) == len(groups)):
+        raise ValueError(f"lengths differ: {len(t)} treatment, {len(b)} baseline, {len(groups)} groups")
+    if len(t) == 0:
+        raise ValueError("no items to compare")
+    return t, b
+
+
+def _two_sided_p(samples: np.ndarray) -> float:
+    """Bootstrap p-value of a zero difference: the share of samples on the other side of 0, doubled."""
+    return min(1.0, 2.0 * min(float(np.mean(samples <= 0.0)), float(np.mean(samples >= 0.0))))
+
+
+def _resampled_quantiles(arrays: Sequence[np.ndarray], gid: np.ndarray, k: int, q: float, resamples: int,
+                         seed: int) -> np.ndarray:
+    """(resamples, len(arrays)): the ``q`` quantile of each array's items over the same drawn recordings."""
+    rng = np.random.default_rng(seed)
+    members = [[a[gid == g] for g in range(k)] for a in arrays]
+    out = np.empty((resamples, len(arrays)))
+    for r in range(resamples):
+        draw = rng.integers(0, k, k)
+        for j, m in enumerate(members):
+            out[r, j] = np.quantile(np.concatenate([m[g] for g in draw]), q)
+    return out
+
+
 def bootstrap_quantile(
     values: Sequence[float],
     groups: Sequence[Hashable],
@@ -173,11 +201,7 @@ def bootstrap_quantile(
     value = float(np.quantile(v, q))
     if k < 2:
         return Interval(value, value, value, len(v), k)
-    rng = np.random.default_rng(seed)
-    members = [v[gid == g] for g in range(k)]
-    samples = np.asarray([np.quantile(np.concatenate([members[g] for g in rng.integers(0, k, k)]), q)
-                          for _ in range(resamples)])
-    lo, hi = _percentiles(samples)
+    lo, hi = _percentiles(_resampled_quantiles([v], gid, k, q, resamples, seed)[:, 0])
     return Interval(value, lo, hi, len(v), k)
 
 
@@ -192,25 +216,15 @@ def paired_quantile_difference(
 ) -> Interval:
     """quantile_q(treatment) - quantile_q(baseline) on the same items, paired by recording
     (each resample draws recordings once for both); ``p_value`` as `paired_difference`."""
-    t, b = np.asarray(treatment, np.float64), np.asarray(baseline, np.float64)
-    if not (len(t) == len(b) == len(groups)):
-        raise ValueError(f"lengths differ: {len(t)} treatment, {len(b)} baseline, {len(groups)} groups")
-    if len(t) == 0:
-        raise ValueError("no items to compare")
+    t, b = _paired_arrays(treatment, baseline, groups)
     gid, k = group_index(groups)
     value = float(np.quantile(t, q) - np.quantile(b, q))
     if k < 2:
         return Interval(value, value, value, len(t), k, p_value=1.0 if value == 0 else float("nan"))
-    rng = np.random.default_rng(seed)
-    mt, mb = [t[gid == g] for g in range(k)], [b[gid == g] for g in range(k)]
-    samples = np.empty(resamples)
-    for r in range(resamples):
-        draw = rng.integers(0, k, k)
-        samples[r] = np.quantile(np.concatenate([mt[g] for g in draw]), q) - np.quantile(
-            np.concatenate([mb[g] for g in draw]), q)
+    both = _resampled_quantiles([t, b], gid, k, q, resamples, seed)
+    samples = both[:, 0] - both[:, 1]
     lo, hi = _percentiles(samples)
-    p = min(1.0, 2.0 * min(float((samples <= 0).mean()), float((samples >= 0).mean())))
-    return Interval(value, lo, hi, len(t), k, p_value=p)
+    return Interval(value, lo, hi, len(t), k, p_value=_two_sided_p(samples))
 
 
 def paired_difference(
@@ -231,11 +245,7 @@ def paired_difference(
     Raises:
         ValueError: lengths differ or no items.
     """
-    t, b = np.asarray(treatment, np.float64), np.asarray(baseline, np.float64)
-    if not (len(t) == len(b) == len(groups)):
-        raise ValueError(f"lengths differ: {len(t)} treatment, {len(b)} baseline, {len(groups)} groups")
-    if len(t) == 0:
-        raise ValueError("no items to compare")
+    t, b = _paired_arrays(treatment, baseline, groups)
     gid, k = group_index(groups)
     gt, gb, gc = _group_sums(t, gid, k), _group_sums(b, gid, k), np.bincount(gid, minlength=k).astype(np.float64)
     value = float((gt.sum() - gb.sum()) / gc.sum())
@@ -244,9 +254,7 @@ def paired_difference(
     w = _resample_weights(k, resamples, seed)
     samples = (w @ (gt - gb)) / (w @ gc)
     lo, hi = _percentiles(samples)
-    below, above = float(np.mean(samples <= 0.0)), float(np.mean(samples >= 0.0))
-    p = min(1.0, 2.0 * min(below, above))
-    return Interval(value, lo, hi, len(t), k, p_value=p)
+    return Interval(value, lo, hi, len(t), k, p_value=_two_sided_p(samples))
 
 
 def paired_ratio(
