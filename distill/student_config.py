@@ -13,12 +13,15 @@ from typing import Any, Mapping
 
 from shared.config import ConfigError, check, check_choice, check_range
 
-__all__ = ["STUDENT_NAMES", "FrontEndConfig", "StudentConfig"]
+__all__ = ["AUDIO_POOLS", "STUDENT_NAMES", "FrontEndConfig", "StudentConfig"]
 
 #: ``trigger``: the always-on audio event detector (PCM in, event probabilities out).
 #: ``av``: one frame plus recent audio in, event and action probabilities and a
 #: confidence out.
 STUDENT_NAMES = ("trigger", "av")
+#: How the audio body pools its CNN map into one embedding (``distill/students.py``, `AudioBody`):
+#: ``mean`` over time and frequency; ``max_time``: mean over frequency, maximum over time.
+AUDIO_POOLS = ("mean", "max_time")
 
 
 @dataclass
@@ -70,6 +73,10 @@ class StudentConfig:
             over the log-mel); the first is the stride-2 stem, every later
             entry is one depthwise-separable block, stride 2 where the width
             grows.
+        audio_pool: how the audio body pools its map (`AUDIO_POOLS`): ``mean``
+            over time and frequency, or ``max_time`` (mean over frequency,
+            maximum over time: a sound in the window's newest columns counts
+            in full, so a trigger can fire on its first fraction of a second).
         frame_size_px: (av) the square RGB frame the visual body sees.
         camera_px: (av) the square camera frame the program reads (the
             recordings' stored size); the program area-resizes it to
@@ -84,6 +91,7 @@ class StudentConfig:
     name: str = "trigger"
     audio_s: float = 1.0
     audio_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
+    audio_pool: str = "mean"
     frame_size_px: int = 64
     camera_px: int = 128
     visual_channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
@@ -100,6 +108,7 @@ class StudentConfig:
             p + "audio_s",
             f"must be a multiple of 0.5 s in [0.5, 10], got {self.audio_s}",
         )
+        check_choice(p + "audio_pool", self.audio_pool, AUDIO_POOLS)
         for key in ("audio_channels", "visual_channels"):
             widths = list(getattr(self, key))
             check(

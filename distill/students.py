@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from cloud.model.perception import FRAME_LABELS, SOUND_LABELS
-from distill.student_config import StudentConfig
+from distill.student_config import AUDIO_POOLS, StudentConfig
 from shared.features import FeatureConfig, PcmLogMel
 from shared.frames import FrameResize
 
@@ -91,19 +91,38 @@ def _ds_cnn(c_in: int, widths: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class AudioBody(nn.Module):
-    """Log-mel (B, T, M) -> embedding (B, widths[-1]), mean over time and frequency."""
+def _max_over_time(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, T, F) -> (B, C): mean over frequency, then max over time. Both as 2-D
+    pooling with whole-axis kernels, which XNNPACK delegates (shapes are static
+    at export)."""
+    t, f = int(x.shape[2]), int(x.shape[3])
+    x = nn.functional.max_pool2d(nn.functional.avg_pool2d(x, (1, f)), (t, 1))
+    return x.reshape(x.shape[0], x.shape[1])
 
-    def __init__(self, widths: list[int]) -> None:
+
+class AudioBody(nn.Module):
+    """Log-mel (B, T, M) -> embedding (B, widths[-1]).
+
+    ``pool`` (`AUDIO_POOLS`): ``mean`` averages the CNN's map over time and
+    frequency; ``max_time`` averages over frequency and takes the maximum over
+    time, so a sound that fills only the newest columns of the window counts in
+    full rather than by the share of the window it fills (a detector fires on a
+    sound's first fraction of a second; see docs/edge.md, "The trigger's pooling").
+    """
+
+    def __init__(self, widths: list[int], pool: str = "mean") -> None:
         super().__init__()
+        if pool not in AUDIO_POOLS:
+            raise ValueError(f"pool must be one of {AUDIO_POOLS}, got {pool!r}")
         self.cnn = _ds_cnn(1, widths)
         self.dim = widths[-1]
+        self.pool = pool
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         b, t, m = mel.shape
         # reshape, not unsqueeze: XNNPACK delegates view_copy (see shared/features.py).
-        x = ((mel - _MEL_CENTER) * (1.0 / _MEL_SCALE)).reshape(b, 1, t, m)
-        return _global_mean(self.cnn(x))
+        x = self.cnn(((mel - _MEL_CENTER) * (1.0 / _MEL_SCALE)).reshape(b, 1, t, m))
+        return _max_over_time(x) if self.pool == "max_time" else _global_mean(x)
 
 
 class VisualBody(nn.Module):
@@ -125,10 +144,11 @@ class AudioTrigger(nn.Module):
     ``forward`` (what is exported) returns probabilities only.
     """
 
-    def __init__(self, features: FeatureConfig, trim_bins: bool, audio_channels: list[int], n_events: int) -> None:
+    def __init__(self, features: FeatureConfig, trim_bins: bool, audio_channels: list[int], n_events: int,
+                 audio_pool: str = "mean") -> None:
         super().__init__()
         self.front_end = PcmLogMel(features, trim_bins=trim_bins)
-        self.audio = AudioBody(audio_channels)
+        self.audio = AudioBody(audio_channels, audio_pool)
         self.head = nn.Linear(self.audio.dim, n_events)
         self.embedding_dim = self.audio.dim
 
@@ -158,12 +178,13 @@ class AVStudent(nn.Module):
         confidence_hidden: int,
         n_tags: int,
         resize_factor: int = 1,
+        audio_pool: str = "mean",
     ) -> None:
         super().__init__()
         self.front_end = PcmLogMel(features, trim_bins=trim_bins)
         self.frame_resize = FrameResize(resize_factor)
         self._cast = FrameResize(1)
-        self.audio = AudioBody(audio_channels)
+        self.audio = AudioBody(audio_channels, audio_pool)
         self.visual = VisualBody(visual_channels)
         self.fuse = nn.Sequential(nn.Linear(self.audio.dim + self.visual.dim, hidden), nn.ReLU())
         self.head = nn.Linear(hidden, n_tags)
@@ -205,7 +226,8 @@ class TriggerModel:
 
     def get_eager_model(self) -> nn.Module:
         f = self.cfg.features
-        return AudioTrigger(FeatureConfig(**f.feature_kwargs()), f.trim_bins, list(self.cfg.audio_channels), len(EVENT_NAMES))
+        return AudioTrigger(FeatureConfig(**f.feature_kwargs()), f.trim_bins, list(self.cfg.audio_channels),
+                            len(EVENT_NAMES), self.cfg.audio_pool)
 
     def get_example_inputs(self) -> tuple[torch.Tensor, ...]:
         g = torch.Generator().manual_seed(0)
@@ -223,7 +245,7 @@ class AVModel:
         c, f = self.cfg, self.cfg.features
         return AVStudent(
             FeatureConfig(**f.feature_kwargs()), f.trim_bins, list(c.audio_channels), list(c.visual_channels),
-            c.hidden, c.confidence_hidden, len(STUDENT_LABELS), c.camera_px // c.frame_size_px,
+            c.hidden, c.confidence_hidden, len(STUDENT_LABELS), c.camera_px // c.frame_size_px, c.audio_pool,
         )
 
     def get_example_inputs(self) -> tuple[torch.Tensor, ...]:

@@ -4,6 +4,7 @@
     python scripts/bench_latency.py --run runs/demo                 # the demo's trigger, student and teacher
     python scripts/bench_latency.py --run runs/demo --hops 0.25,0.1 # and a shorter hop, paired on the same onsets
     python scripts/bench_latency.py --trigger T.pte --student S.pte --teacher runs/teacher/model
+    python scripts/bench_latency.py ... --trigger T2.pte --baseline-trigger T.pte  # two triggers, paired
 
 What runs, all of it the product: ``earshot serve`` with the teacher; the
 link emulator (pipelines/link_emulator.py) with a network profile (``--network wifi``:
@@ -244,6 +245,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", help="a scripts/demo output: its trigger, student and teacher")
     ap.add_argument("--trigger")
+    ap.add_argument("--baseline-trigger", help="a second trigger program run on the same recordings, onsets and "
+                    "server: every variant of --trigger is compared with it, paired on the onsets both answered")
     ap.add_argument("--student")
     ap.add_argument("--teacher")
     ap.add_argument("--world", help="held-out recordings (default: generate --recordings with --seed)")
@@ -285,10 +288,16 @@ def main() -> int:
 
     torch.set_num_threads(1)
     trigger, student = load_program(args.trigger, expect="trigger"), load_program(args.student, expect="av")
+    baseline = load_program(args.baseline_trigger, expect="trigger") if args.baseline_trigger else None
+    if baseline is not None and list(baseline.card.labels) != list(trigger.card.labels):
+        ap.error(f"--baseline-trigger {args.baseline_trigger}: its labels differ from {args.trigger}'s")
     has_early = trigger.card.early_thresholds is not None
-    if args.early != "card" and not has_early:
-        ap.error(f"--early {args.early}: {args.trigger}'s card has no early stage (export it with "
-                 "trigger.early_fires_per_hour=N)")
+    for path, prog in ((args.trigger, trigger), (args.baseline_trigger, baseline)):
+        if prog is not None and args.early != "card" and prog.card.early_thresholds is None:
+            ap.error(f"--early {args.early}: {path}'s card has no early stage (export it with "
+                     "trigger.early_fires_per_hour=N)")
+    if baseline is not None and (baseline.card.early_thresholds is None) != (not has_early):
+        ap.error("--baseline-trigger: one card has an early stage and the other not; compare like with like")
     world = Path(args.world) if args.world else make_world(
         Path(f"runs/bench/latency_world_s{args.seed}_n{args.recordings}_{args.duration_s:g}s").resolve(),
         args.recordings, args.seed, args.duration_s)
@@ -298,17 +307,26 @@ def main() -> int:
     server, endpoint = start_server(Path(args.teacher).resolve(), workdir, args.threads)
     link = None
     hops = [float(h) for h in args.hops.split(",")]
-    plain = without_early_stage(Path(args.trigger), workdir / "no_early") if args.early in ("off", "both") else None
     modes = {"card": [True], "off": [False], "both": [True, False]}[args.early]  # early stage on?
+    # (tag, program with its card's early stage, program without it); the tag names the trigger when two run
+    triggers = [("", Path(args.trigger), trigger)]
+    if baseline is not None:
+        triggers = [("trigger", Path(args.trigger), trigger), ("baseline", Path(args.baseline_trigger), baseline)]
+    programs = {tag: {True: prog, False: without_early_stage(path, workdir / f"no_early_{tag or 'trigger'}")
+                      if False in modes else None} for tag, path, prog in triggers}
 
-    def variant(hop: float, early: bool) -> str:
-        return f"hop {hop:g} s" + ((", early stage" if early else ", no early stage") if has_early else "")
+    def variant(hop: float, early: bool, tag: str = triggers[0][0]) -> str:
+        name = f"hop {hop:g} s" + ((", early stage" if early else ", no early stage") if has_early else "")
+        return f"{tag}: {name}" if tag else name
 
-    runs = [(variant(h, e), h, trigger if e else plain) for h in hops for e in modes]  # (name, hop, program)
-    # each hop against the first (same early mode), and with the early stage against without it (same hop)
+    runs = [(variant(h, e, tag), h, programs[tag][e]) for tag, _, _ in triggers for h in hops for e in modes]
+    # each hop against the first (same early mode), with the early stage against without it (same hop),
+    # and the trigger against the baseline trigger (same hop and early mode)
     pairs = [(variant(h, modes[0]), variant(hops[0], modes[0])) for h in hops[1:]]
     if len(modes) == 2:
-        pairs += [(variant(h, True), variant(h, False)) for h in hops]
+        pairs += [(variant(h, True, tag), variant(h, False, tag)) for tag, _, _ in triggers for h in hops]
+    if baseline is not None:
+        pairs += [(variant(h, e, "trigger"), variant(h, e, "baseline")) for h in hops for e in modes]
     variants: dict[str, list[dict]] = {}
     power: dict[str, list[float]] = {name: [] for name, _, _ in runs}  # mean device power per recording (mW)
     offloads: dict[str, list[float]] = {name: [] for name, _, _ in runs}  # offloads per hour per recording

@@ -10,9 +10,10 @@ from distill.students import EVENT_NAMES, MODELS, example_inputs, io_spec, label
 from shared.config import ConfigError
 
 
-@pytest.mark.parametrize("name, audio_s", [("trigger", 1.0), ("av", 2.0)])
-def test_forward_returns_probabilities_and_matches_forward_train(name, audio_s):
-    cfg = StudentConfig(name=name, audio_s=audio_s)
+@pytest.mark.parametrize("name, audio_s, pool", [("trigger", 1.0, "mean"), ("av", 2.0, "mean"),
+                                                 ("trigger", 1.0, "max_time"), ("av", 1.0, "max_time")])
+def test_forward_returns_probabilities_and_matches_forward_train(name, audio_s, pool):
+    cfg = StudentConfig(name=name, audio_s=audio_s, audio_pool=pool)
     entry = MODELS[name](cfg)
     model, inputs = entry.get_eager_model().eval(), entry.get_example_inputs()
     inputs_spec, outputs_spec = io_spec(cfg)
@@ -56,6 +57,7 @@ def test_front_end_is_fixed():
         ({"audio_s": 0.75}, "student.audio_s"),
         ({"audio_channels": []}, "student.audio_channels"),
         ({"frame_size_px": 50}, "student.frame_size_px"),
+        ({"audio_pool": "max"}, "student.audio_pool"),
         ({"features": {"n_fft": 128}}, "student.features.window_ms"),  # 256-sample window > n_fft
     ],
 )
@@ -63,3 +65,46 @@ def test_student_config_errors_name_the_field(kwargs, field):
     with pytest.raises(ConfigError, match=f"^{field}"):
         StudentConfig(**kwargs)
     assert StudentConfig.from_dict(StudentConfig().to_dict()) == StudentConfig()
+
+
+def test_max_time_pool_counts_a_short_sound_in_full():
+    """mean over frequency, max over time: a sound in the newest column of the map weighs as much as
+    one that fills the window; the mean pool dilutes it by the share of the window it fills."""
+    from distill.students import _global_mean, _max_over_time
+
+    x = torch.zeros(2, 3, 7, 4)
+    x[0, :, -1:, :] = 1.0  # only the newest column
+    x[1] = 1.0  # the whole window
+    x[:, 2] = torch.arange(28.0).reshape(7, 4)  # channel 2: max over time of the frequency means
+    torch.testing.assert_close(_max_over_time(x)[:, :2], torch.ones(2, 2))
+    torch.testing.assert_close(_global_mean(x)[:, :2], torch.tensor([[1 / 7] * 2, [1.0] * 2]))
+    torch.testing.assert_close(_max_over_time(x)[:, 2], torch.full((2,), 25.5))  # mean of 24..27
+
+
+def test_checkpoints_without_a_pool_load_as_mean_and_the_pool_changes_the_model():
+    old = StudentConfig().to_dict()
+    del old["audio_pool"]  # a checkpoint written before the option
+    assert StudentConfig.from_dict(old).audio_pool == "mean"
+    torch.manual_seed(0)
+    mean = make_student(StudentConfig()).eval()
+    pooled = make_student(StudentConfig(audio_pool="max_time")).eval()
+    pooled.load_state_dict(mean.state_dict())  # same weights: only the pooling differs
+    (pcm,) = example_inputs(StudentConfig())
+    with torch.no_grad():
+        assert not torch.allclose(mean(pcm), pooled(pcm))
+
+
+def test_max_time_trigger_lowers_to_one_xnnpack_block(tmp_path):
+    from distill.programs import PteProgram, delegation_summary, lower_to_pte
+
+    cfg = StudentConfig(audio_pool="max_time")
+    model, inputs = make_student(cfg).eval(), example_inputs(cfg)
+    path = lower_to_pte(model, inputs, tmp_path / "t.pte")
+    summary = delegation_summary(path)
+    assert summary["delegates"] == ["XnnpackBackend"]
+    assert not [op for op in summary["portable_ops"] if "pool" in op or "max" in op or "mean" in op]
+    with torch.no_grad():
+        expected = model(*inputs).numpy()
+    import numpy as np
+
+    np.testing.assert_allclose(PteProgram(path)(*inputs)[0], expected, atol=1e-4)
