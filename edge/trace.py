@@ -70,9 +70,12 @@ def frame_blur(rgb: np.ndarray) -> float:
 
 def _program_info(program) -> dict[str, Any]:
     c = program.card
-    return {"program": program.path.name, "sha256": c.sha256, "labels": list(c.labels),
+    info = {"program": program.path.name, "sha256": c.sha256, "labels": list(c.labels),
             "thresholds": c.threshold_vector(), "refractory_s": c.refractory_s, "macs": c.macs,
             "size_bytes": c.size_bytes, "precision": c.precision}
+    if c.early_thresholds is not None:  # the trigger's early stage (docs/edge.md), replayed by the simulator
+        info["early_thresholds"] = [float(c.early_thresholds[x]) for x in c.labels]
+    return info
 
 
 def _cloud_entry(fut: concurrent.futures.Future | str, bytes_up: int, frame_t_s: list[float]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ Header keys (all required):
 | ``trace_version`` | :data:`TRACE_VERSION` |
 | ``recording_id``, ``environment``, ``duration_s``, ``hop_s``, ``snr_db`` | the recording |
 | ``split`` | ``train`` / ``val`` / ``test`` from the dataset manifest, or null |
-| ``trigger``, ``student`` | program blocks: ``program``, ``sha256``, ``labels``, ``thresholds``, ``refractory_s`` (the trigger's hold, ``shared/trigger.py``; absent for programs whose card has none: 0, no hold), ``macs``, ``size_bytes``, ``precision`` |
+| ``trigger``, ``student`` | program blocks: ``program``, ``sha256``, ``labels``, ``thresholds``, ``refractory_s`` (the trigger's hold, ``shared/trigger.py``; absent for programs whose card has none: 0, no hold), ``macs``, ``size_bytes``, ``precision``; optional ``early_thresholds`` (the trigger card's early stage in label order, each at or below its threshold; absent: none) |
 | ``server`` | ``endpoint`` and ``model_id`` (null without a cloud) |
 | ``offloads`` | per offload kind: ``frames``, ``jpeg_quality``, ``audio_s`` |
 | ``variants`` | per capture variant (:data:`CAPTURE_VARIANTS`): ``offload`` and ``history`` |
@@ -179,6 +179,13 @@ def _check_header(path: Path, h: Any) -> None:
             raise TraceError(f"{where}: {prog} must hold {list(PROGRAM_KEYS)}")
         if len(block["labels"]) != len(block["thresholds"]):
             raise TraceError(f"{where}: {prog}: {len(block['labels'])} labels but {len(block['thresholds'])} thresholds")
+        early = block.get("early_thresholds")
+        if early is not None and not (
+                isinstance(early, list) and len(early) == len(block["thresholds"])
+                and all(isinstance(e, (int, float)) and isinstance(t, (int, float)) and 0.0 <= e <= t
+                        for e, t in zip(early, block["thresholds"]))):
+            raise TraceError(f"{where}: {prog}.early_thresholds must be null or one number per label in "
+                             f"[0, that label's threshold], got {early!r}")
     if set(h["variants"]) != set(VARIANT_NAMES):
         raise TraceError(f"{where}: variants {sorted(h['variants'])}, expected {sorted(VARIANT_NAMES)}")
     if not isinstance(h["service_ms"], dict) or set(h["service_ms"]) - set(OFFLOAD_KINDS):

@@ -692,6 +692,7 @@ class OffloadEnv(gym.Env):
             day_left_frac=max(0.0, 1.0 - self._day_elapsed_s / self.plan.day_s),
             uplink_tokens_frac=self._tokens_frac(),
             since_trigger_s=float(tr.since_trigger[i]),
+            trigger_early=tr.trigger_early[i] if tr.trigger_early else (),
         )
 
     def latency_if_sent_ms(self, v: int, i: int | None = None) -> float:

@@ -66,6 +66,9 @@ class Trace:
         event_label [E] index into ``important``; event_onset_s [E]
         since_trigger [T]: seconds from the trigger's last rising edge (at or before the hop) to the
             hop's end; inf before the first one of the recording
+        trigger_early [T]: per hop, the labels of the trigger card's early stage that rose at that hop
+            while the trigger itself did not hold them (``edge/runtime.py``'s ``early`` events; all
+            empty when the card has no early stage): ``Observation.trigger_early``
     """
 
     path: str
@@ -114,6 +117,7 @@ class Trace:
     mask_frames: np.ndarray = field(default_factory=lambda: np.zeros((0, N_MASKS), np.int64))
     cloud_unknown: np.ndarray = field(default_factory=lambda: np.zeros((len(VARIANT_NAMES), 0), bool))
     mask_unknown: np.ndarray = field(default_factory=lambda: np.zeros((0, N_MASKS), bool))
+    trigger_early: list[tuple[str, ...]] = field(default_factory=list)
     window_hops: int = 20
     # Detections that feed the device's answers: per hop, (label, score) in the runtime's order.
     trigger_detections: list[list[tuple[str, float]]] = field(default_factory=list, repr=False)
@@ -292,8 +296,14 @@ def load_trace(path: str | Path, important: Sequence[str]) -> Trace:
     # The device's memory: the trigger's triggers every hop (its card's thresholds and refractory
     # hold, shared/trigger.py, as both runtimes), student detections where it ran.
     audio = set(_SOUNDS)
-    triggered, held = hold_runs(trigger, t_thr[None, :], float(trig.get("refractory_s") or 0.0), hop_s)
+    early_thr = trig.get("early_thresholds")
+    settings = t_thr[None, :] if early_thr is None else np.stack([t_thr, np.asarray(early_thr, np.float32)])
+    triggered, held = hold_runs(trigger, settings, float(trig.get("refractory_s") or 0.0), hop_s)
     fired = held[0]
+    # The early stage: its own hold (same refractory), an edge counting where the trigger does not hold
+    # the label at that step (edge/runtime.py, _run_trigger).
+    early = triggered[1] & ~held[0] if early_thr is not None else np.zeros_like(fired)
+    trigger_early = [tuple(t_labels[j] for j in np.flatnonzero(row)) for row in early]
     keep = np.array([l in audio for l in t_labels], bool)
     trigger_dets = [[(t_labels[j], float(trigger[i, j])) for j in np.flatnonzero(triggered[0, i] & keep)]
                     for i in range(T)]
@@ -327,7 +337,7 @@ def load_trace(path: str | Path, important: Sequence[str]) -> Trace:
         event_onset_s=np.array([float(e["onset_s"]) for e in events]),
         trigger_detections=trigger_dets, student_detections=student_dets, _query_student_hops=q_hops,
         since_trigger=since_trigger, mask_correct=mask_correct, mask_frames=mask_frames,
-        cloud_unknown=cloud_unknown, mask_unknown=mask_unknown,
+        cloud_unknown=cloud_unknown, mask_unknown=mask_unknown, trigger_early=trigger_early,
         window_hops=max(1, int(round(float(header["offloads"]["full"]["audio_s"]) / hop_s))),
     )
 

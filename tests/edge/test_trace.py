@@ -119,6 +119,9 @@ def test_trace_reader_refuses_what_the_format_forbids(tmp_path):
         "needs cloud_masks": lambda h, l: next(x for x in l if x["query_id"]).pop("cloud_masks"),
         "cloud_masks must be": lambda h, l: next(x for x in l if x["query_id"]).update(cloud_masks=[{}]),
         r"cloud_masks\[3\] misses": lambda h, l: next(x for x in l if x["query_id"])["cloud_masks"][3].pop("answer"),
+        # an early stage above the trigger's own thresholds (0.5), or of the wrong length
+        "trigger.early_thresholds": lambda h, l: h["trigger"].update(early_thresholds=[0.6] * len(h["trigger"]["labels"])),
+        r"trigger\.early_thresholds must": lambda h, l: h["trigger"].update(early_thresholds=[0.2]),
     }
     for match, spoil in cases.items():
         h, l = json.loads(json.dumps(header)), json.loads(json.dumps(hops))

@@ -44,3 +44,79 @@ def test_real_traces_replay(real_traces):
         # The hand-built trigger hears every tone: both events are free, notified whatever the policy.
         assert st["events_free"] == st["events_notified"] == 2
     assert u.render().shape[2] == 3
+
+
+@pytest.fixture(scope="module")
+def early_setup(edge_world, programs, teacher, tmp_path_factory):
+    """The trace of one recording with a trigger card that has an early stage (early 0.5, sure 0.9:
+    tests/helpers/edge_world.py, `with_early_stage`), and those programs."""
+    import subprocess
+
+    from tests.helpers.edge_world import EARSHOT, free_port, start_server, with_early_stage
+
+    work = tmp_path_factory.mktemp("early_traces")
+    early = with_early_stage(programs, work / "programs")
+    started: list = []
+    port = free_port()
+    try:
+        start_server(started, teacher, work, port)
+        proc = subprocess.run(
+            [str(EARSHOT), "trace", f"recording={edge_world[0]}", f"trigger={early['trigger']}",
+             f"student={early['student']}", f"endpoint=tcp://127.0.0.1:{port}", f"out={work / 'traces'}",
+             f"hydra.run.dir={work / 'hydra'}"],
+            cwd=work, capture_output=True, text=True, timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    finally:
+        for p in started:
+            p.close()
+    return work / "traces", early
+
+
+def test_the_simulator_replays_the_early_stage_as_the_runtime_runs_it(early_setup, edge_world, tmp_path):
+    """Same recording, same programs, `audio_trigger`: the env's early edges and its offloads (hop, kind) are
+    the edge runtime's; without the early stage in the trace the env sends two offloads fewer."""
+    import json
+
+    from tests.helpers.edge_world import make_runtime, read_jsonl
+
+    traces, early = early_setup
+    header = json.loads(next(traces.glob("*.jsonl")).read_text().splitlines()[0])
+    assert header["trigger"]["early_thresholds"] == [0.5] * len(header["trigger"]["labels"])
+    runtime, client = make_runtime(edge_world[0], early, tmp_path / "edge.jsonl")
+    assert client is None
+    runtime.run()
+    runtime.log.close()
+    events = read_jsonl(tmp_path / "edge.jsonl")
+    edge_early = [(e["t_s"], e["label"]) for e in events if e["kind"] == "early"]
+    edge_sent = [(e["t_s"], e["offload"]) for e in events if e["kind"] == "offload"]
+    assert len(edge_early) == 2  # one per tone (tests/edge/test_runtime_local.py)
+
+    def replay(folder):
+        env = gym.make(ENV_ID, traces=str(folder), important_labels=IMPORTANT).unwrapped
+        policy = make_policy("audio_trigger")
+        env.reset(seed=0, options={"recording": env.traces[0].recording_id})
+        policy.reset(seed=0)
+        seen, sent, done = [], [], False
+        while not done:
+            o = env.observation()
+            seen += [(round(o.t_s, 6), lab) for lab in o.trigger_early]
+            action = policy.act(o)
+            if action.offload != "none":
+                sent.append((round(o.t_s, 6), action.offload))
+            _, _, done, _, _ = env.step(action.index)
+        return seen, sent
+
+    seen, sent = replay(traces)
+    assert seen == edge_early
+    assert sent == edge_sent
+    # the same trace without the early stage: no early edges, the two early offloads gone
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for f in traces.glob("*.jsonl"):
+        lines = f.read_text().splitlines()
+        head = json.loads(lines[0])
+        del head["trigger"]["early_thresholds"]
+        (plain / f.name).write_text("\n".join([json.dumps(head), *lines[1:]]) + "\n")
+    seen_plain, sent_plain = replay(plain)
+    assert seen_plain == [] and len(sent_plain) == len(sent) - 2
