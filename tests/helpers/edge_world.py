@@ -290,3 +290,27 @@ def make_runtime(recording: Path, programs: dict[str, Path], log_path: Path, *, 
                                     "trigger_program": str(programs["trigger"]),
                                     "student_program": str(programs["student"]), "endpoint": endpoint})
     return runtime, client
+
+
+def trace_recording(recording: Path, programs: dict[str, Path], teacher: Path, work: Path) -> Path:
+    """``earshot trace`` of one recording with ``programs`` against a live ``earshot serve`` of
+    ``teacher``; returns the folder with its one trace."""
+    import subprocess
+
+    started: list = []
+    port = free_port()
+    try:
+        start_server(started, teacher, work, port)
+        out = work / "traces"
+        proc = subprocess.run(
+            [str(EARSHOT), "trace", f"recording={recording}", f"trigger={programs['trigger']}",
+             f"student={programs['student']}", f"endpoint=tcp://127.0.0.1:{port}", f"out={out}",
+             f"hydra.run.dir={work / 'hydra'}"],
+            cwd=work, capture_output=True, text=True, timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    finally:
+        for p in started:
+            p.close()
+    assert len(list(out.glob("*.jsonl"))) == 1
+    return out

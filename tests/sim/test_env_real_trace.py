@@ -50,27 +50,11 @@ def test_real_traces_replay(real_traces):
 def early_setup(edge_world, programs, teacher, tmp_path_factory):
     """The trace of one recording with a trigger card that has an early stage (early 0.5, sure 0.9:
     tests/helpers/edge_world.py, `with_early_stage`), and those programs."""
-    import subprocess
-
-    from tests.helpers.edge_world import EARSHOT, free_port, start_server, with_early_stage
+    from tests.helpers.edge_world import trace_recording, with_early_stage
 
     work = tmp_path_factory.mktemp("early_traces")
     early = with_early_stage(programs, work / "programs")
-    started: list = []
-    port = free_port()
-    try:
-        start_server(started, teacher, work, port)
-        proc = subprocess.run(
-            [str(EARSHOT), "trace", f"recording={edge_world[0]}", f"trigger={early['trigger']}",
-             f"student={early['student']}", f"endpoint=tcp://127.0.0.1:{port}", f"out={work / 'traces'}",
-             f"hydra.run.dir={work / 'hydra'}"],
-            cwd=work, capture_output=True, text=True, timeout=300,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    finally:
-        for p in started:
-            p.close()
-    return work / "traces", early
+    return trace_recording(edge_world[0], early, teacher, work), early
 
 
 def test_the_simulator_replays_the_early_stage_as_the_runtime_runs_it(early_setup, edge_world, tmp_path):
