@@ -175,6 +175,28 @@ def without_early_stage(trigger_path: Path, folder: Path):
     return load_program(folder / trigger_path.name, expect="trigger")
 
 
+def plan_variants(hops: list[float], modes: list[bool], tags: list[str], has_early: bool) -> dict:
+    """The runs and the comparisons of one invocation.
+
+    ``runs``: (name, hop, trigger tag, early stage on) for every trigger (``tags``: ``[""]`` for one,
+    ``["trigger", "baseline"]`` with ``--baseline-trigger``), hop and early mode. ``pairs``: (variant,
+    baseline variant), each compared on the onsets both answered: every hop against the first (the first
+    trigger, the first early mode); with the early stage against without it (same trigger and hop); the
+    trigger against the baseline trigger (same hop and early mode).
+    """
+    def variant(hop: float, early: bool, tag: str = tags[0]) -> str:
+        name = f"hop {hop:g} s" + ((", early stage" if early else ", no early stage") if has_early else "")
+        return f"{tag}: {name}" if tag else name
+
+    runs = [(variant(h, e, tag), h, tag, e) for tag in tags for h in hops for e in modes]
+    pairs = [(variant(h, modes[0]), variant(hops[0], modes[0])) for h in hops[1:]]
+    if len(modes) == 2:
+        pairs += [(variant(h, True, tag), variant(h, False, tag)) for tag in tags for h in hops]
+    if len(tags) == 2:
+        pairs += [(variant(h, e, tags[0]), variant(h, e, tags[1])) for h in hops for e in modes]
+    return {"runs": runs, "pairs": pairs}
+
+
 # --- statistics --------------------------------------------------------------------------------
 
 
@@ -315,18 +337,9 @@ def main() -> int:
     programs = {tag: {True: prog, False: without_early_stage(path, workdir / f"no_early_{tag or 'trigger'}")
                       if False in modes else None} for tag, path, prog in triggers}
 
-    def variant(hop: float, early: bool, tag: str = triggers[0][0]) -> str:
-        name = f"hop {hop:g} s" + ((", early stage" if early else ", no early stage") if has_early else "")
-        return f"{tag}: {name}" if tag else name
-
-    runs = [(variant(h, e, tag), h, programs[tag][e]) for tag, _, _ in triggers for h in hops for e in modes]
-    # each hop against the first (same early mode), with the early stage against without it (same hop),
-    # and the trigger against the baseline trigger (same hop and early mode)
-    pairs = [(variant(h, modes[0]), variant(hops[0], modes[0])) for h in hops[1:]]
-    if len(modes) == 2:
-        pairs += [(variant(h, True, tag), variant(h, False, tag)) for tag, _, _ in triggers for h in hops]
-    if baseline is not None:
-        pairs += [(variant(h, e, "trigger"), variant(h, e, "baseline")) for h in hops for e in modes]
+    plan = plan_variants(hops, modes, [tag for tag, _, _ in triggers], has_early)
+    runs = [(name, hop, programs[tag][early]) for name, hop, tag, early in plan["runs"]]
+    pairs = plan["pairs"]
     variants: dict[str, list[dict]] = {}
     power: dict[str, list[float]] = {name: [] for name, _, _ in runs}  # mean device power per recording (mW)
     offloads: dict[str, list[float]] = {name: [] for name, _, _ in runs}  # offloads per hour per recording
