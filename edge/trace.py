@@ -74,7 +74,7 @@ def _program_info(program) -> dict[str, Any]:
             "thresholds": c.threshold_vector(), "refractory_s": c.refractory_s, "macs": c.macs,
             "size_bytes": c.size_bytes, "precision": c.precision}
     if c.early_thresholds is not None:  # the trigger's early stage (docs/edge.md), replayed by the simulator
-        info["early_thresholds"] = [float(c.early_thresholds[x]) for x in c.labels]
+        info["early_thresholds"] = c.early_threshold_vector()
     return info
 
 

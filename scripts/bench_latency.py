@@ -161,18 +161,13 @@ def onset_stages(events: list[dict], annotations, trigger_labels: set[str], hop_
 
 def without_early_stage(trigger_path: Path, folder: Path):
     """A copy of the trigger program whose card has no early stage (the control of ``--early both``)."""
-    import shutil
-
     from edge.programs import load_program
-    from shared.model_card import card_path_for, load_model_card, save_model_card
+    from shared.model_card import card_path_for, copy_with_card, load_model_card
 
     card = load_model_card(card_path_for(trigger_path), check_program=True)
     card.early_thresholds = None
     card.threshold_rule += "; early stage removed (bench_latency --early)"
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(trigger_path, folder / trigger_path.name)
-    save_model_card(card, card_path_for(folder / trigger_path.name))
-    return load_program(folder / trigger_path.name, expect="trigger")
+    return load_program(copy_with_card(trigger_path, folder, card), expect="trigger")
 
 
 def plan_variants(hops: list[float], modes: list[bool], tags: list[str], has_early: bool) -> dict:

@@ -160,9 +160,7 @@ def oracle_share(annotations, hold_s: float, hop_s: float, labels: set[str]) -> 
 
 def wake_only(trigger_path: Path, labels: list[str], folder: Path) -> Path:
     """A copy of the program whose card holds only ``labels`` (the others' thresholds set to 1)."""
-    import shutil
-
-    from shared.model_card import card_path_for, load_model_card, save_model_card
+    from shared.model_card import card_path_for, copy_with_card, load_model_card
 
     card = load_model_card(card_path_for(trigger_path), check_program=True)
     unknown = sorted(set(labels) - set(card.labels))
@@ -172,10 +170,7 @@ def wake_only(trigger_path: Path, labels: list[str], folder: Path) -> Path:
     if card.early_thresholds is not None:  # the early stage sends audio for the same labels only
         card.early_thresholds = {lab: (th if lab in labels else 1.0) for lab, th in card.early_thresholds.items()}
     card.threshold_rule += f"; camera wake-up restricted to {', '.join(labels)} (others set to 1)"
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(trigger_path, folder / trigger_path.name)
-    save_model_card(card, card_path_for(folder / trigger_path.name))
-    return folder / trigger_path.name
+    return copy_with_card(trigger_path, folder, card)
 
 
 def run_camera(trigger_path: Path, dataset_root: Path | list[Path], n: int, logs: Path, hold_s: float,

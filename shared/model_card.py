@@ -78,6 +78,7 @@ __all__ = [
     "ModelCardError",
     "TensorSpec",
     "ModelCard",
+    "copy_with_card",
     "load_model_card",
     "save_model_card",
     "card_path_for",
@@ -307,6 +308,10 @@ class ModelCard:
         """Thresholds in output (label) order."""
         return [float(self.thresholds[x]) for x in self.labels]
 
+    def early_threshold_vector(self) -> list[float] | None:
+        """The early stage's thresholds in output (label) order; None when the card has none."""
+        return None if self.early_thresholds is None else [float(self.early_thresholds[x]) for x in self.labels]
+
     def decide(self, probs: Any) -> list[str]:
         """Labels whose probability (a sequence in label order) reaches its threshold (a threshold
         of 1 never: `shared.trigger.over_threshold`)."""
@@ -326,9 +331,8 @@ class ModelCard:
         refractory hold), or None when the card has no early stage."""
         from shared.trigger import TriggerHold
 
-        if self.early_thresholds is None:
-            return None
-        return TriggerHold(self.labels, [float(self.early_thresholds[x]) for x in self.labels], self.refractory_s)
+        early = self.early_threshold_vector()
+        return None if early is None else TriggerHold(self.labels, early, self.refractory_s)
 
     def feature_config(self) -> Any:
         """The front end as a `shared.features.FeatureConfig` (imports torch)."""
@@ -394,3 +398,19 @@ def save_model_card(card: ModelCard, path: str | Path) -> Path:
     path = Path(path)
     path.write_text(json.dumps(card.to_dict(), indent=1) + "\n", encoding="utf-8")
     return path
+
+
+def copy_with_card(program: str | Path, folder: str | Path, card: ModelCard) -> Path:
+    """Copy ``program`` into ``folder`` with ``card`` (validated) as its card; returns the copy's path.
+
+    For variants of one program that differ only in their card (other thresholds, no early stage).
+    """
+    import shutil
+
+    card.validate()  # before anything is written: no program copy without its card
+    program, folder = Path(program), Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / program.name
+    shutil.copy(program, out)
+    save_model_card(card, card_path_for(out))
+    return out

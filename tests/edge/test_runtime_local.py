@@ -129,16 +129,11 @@ def test_an_early_stage_sends_the_audio_before_the_trigger_is_sure(edge_world, p
     camera = _camera_by_step(events, sorted({e["t_s"] for e in events if "t_s" in e}))
     assert not camera[1.5] and camera[1.75]
     # without the early stage the same trigger thresholds send two offloads fewer
-    plain = dict(early)
-    from shared.model_card import card_path_for, load_model_card, save_model_card
+    from shared.model_card import card_path_for, copy_with_card, load_model_card
 
     card = load_model_card(card_path_for(early["trigger"]))
     card.early_thresholds = None
-    (tmp_path / "plain").mkdir()
-    import shutil
-
-    plain["trigger"] = Path(shutil.copy(early["trigger"], tmp_path / "plain" / early["trigger"].name))
-    save_model_card(card, card_path_for(plain["trigger"]))
+    plain = {**early, "trigger": copy_with_card(early["trigger"], tmp_path / "plain", card)}
     summary_plain, events_plain, _ = _run(edge_world[0], plain, tmp_path, "plain", endpoint=None)
     assert not any(e["kind"] == "early" for e in events_plain)
     assert summary.offloads == summary_plain.offloads + 2

@@ -201,18 +201,12 @@ def with_early_stage(programs: dict[str, Path], out: Path, early: float = 0.5, s
     """``programs`` with a copy of the trigger whose card has an early stage at ``early`` for every
     label and the trigger's own thresholds at ``sure``: the tone programs' scores cross 0.5 on a
     tone's first hop and 0.9 a hop or more later, so the early stage hears it first."""
-    import shutil
+    from shared.model_card import card_path_for, copy_with_card, load_model_card
 
-    from shared.model_card import card_path_for, load_model_card
-
-    out.mkdir(parents=True, exist_ok=True)
-    trig = out / programs["trigger"].name
-    shutil.copy(programs["trigger"], trig)
     card = load_model_card(card_path_for(programs["trigger"]))
     card.thresholds = {lab: sure for lab in card.labels}
     card.early_thresholds = {lab: early for lab in card.labels}
-    save_model_card(card, card_path_for(trig))
-    return {**programs, "trigger": trig}
+    return {**programs, "trigger": copy_with_card(programs["trigger"], out, card)}
 
 
 # --- the cloud ----------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from shared.model_card import (
     ModelCard,
     ModelCardError,
     card_path_for,
+    copy_with_card,
     file_sha256,
     load_model_card,
     save_model_card,
@@ -74,6 +75,19 @@ def test_an_early_stage_round_trips_and_holds_like_the_trigger(tmp_path):
     hold = again.early_hold()
     assert hold.refractory_s == again.refractory_s and list(hold.thresholds) == [0.2, 0.65]
     assert hold.step(0.25, [0.3, 0.1]) == (["speech"], ["speech"])  # over 0.2, under the trigger's own 0.4
+    assert again.early_threshold_vector() == [0.2, 0.65]
+    assert dataclasses.replace(again, early_thresholds=None).early_threshold_vector() is None
+
+
+def test_copy_with_card_keeps_the_program_and_writes_the_new_card(tmp_path):
+    card = ModelCard.from_dict(_card(tmp_path))
+    edited = dataclasses.replace(card, thresholds={"speech": 0.9, "timer_beep": 0.9})
+    out = copy_with_card(tmp_path / card.program, tmp_path / "copy", edited)
+    assert out == tmp_path / "copy" / card.program and out.read_bytes() == b"program bytes"
+    assert load_model_card(card_path_for(out), check_program=True).thresholds == {"speech": 0.9, "timer_beep": 0.9}
+    with pytest.raises(ModelCardError, match="thresholds.speech"):  # the card is validated before it is written
+        copy_with_card(tmp_path / card.program, tmp_path / "bad", dataclasses.replace(card, thresholds={"speech": 2.0, "timer_beep": 0.5}))
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.parametrize(
