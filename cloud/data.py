@@ -589,10 +589,15 @@ class PerceptionWindows:
         self._log_offset = store.front_end.cfg.log_offset
         self._silence = float(math.log(self._log_offset))
 
-    def batch(self, step: int, size: int) -> list[dict[str, Any]]:
-        rng = np.random.default_rng([self.seed, step])
-        items = []
-        for _ in range(size):
+    def batch(self, step: int, size: int, items: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """Windows ``items`` (default: all ``size``) of step ``step``'s batch.
+
+        Window i of a step is drawn from its own stream ``(seed, step, i)``, so
+        processes that split a batch (``items``) build only their share and the
+        union is the batch one process would build."""
+        out = []
+        for i in range(size) if items is None else items:
+            rng = np.random.default_rng([self.seed, step, i])
             rec = self.store.get(self.ids[int(rng.integers(len(self.ids)))])
             duration = len(rec.mel) / MEL_HZ
             lo = min(self.spec.max_window_s, duration)
@@ -604,8 +609,8 @@ class PerceptionWindows:
             if self.augment:
                 self._perturb(item, rng)
             item.update(t_query_s=end, **window_targets(rec.annotations, item, self.spec, self.token_s))
-            items.append(item)
-        return items
+            out.append(item)
+        return out
 
     def _perturb(self, item: dict[str, Any], rng: np.random.Generator) -> None:
         mel = item["mel"]

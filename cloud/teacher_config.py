@@ -51,7 +51,7 @@ class DataConfig:
 class PerceptionConfig:
     """Per-token perception: pre-training of the encoders, then cached features."""
 
-    steps: int = 1500  # windows of train recordings, per-token loss only; 0 = no pre-training
+    steps: int = 3000  # windows of train recordings, per-token loss only; 0 = no pre-training
     batch_size: int = 32
     lr: float = 2e-3
     weight: float = 1.0  # per-token loss next to the per-record answer loss in the QA phase

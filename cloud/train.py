@@ -127,6 +127,9 @@ class TrainRecipe:
         # Threads and the process group first: everything after allocates or talks.
         if self.batch_size % self.world_size:
             raise UserError(f"batch_size: {self.batch_size} does not split evenly over {self.world_size} processes")
+        if cfg.perception.steps and cfg.perception.batch_size % self.world_size:
+            raise UserError(f"perception.batch_size: {cfg.perception.batch_size} does not split evenly over "
+                            f"{self.world_size} processes")
         torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // self.world_size))
         if self.world_size > 1:
             dist.init_process_group("gloo")
@@ -236,8 +239,9 @@ class TrainRecipe:
     def pretrain_perception(self) -> None:
         """Phase 1: the per-token loss alone on random windows of the training recordings.
 
-        Every process runs the same batches (the phase is short; its result must be
-        identical everywhere), then rank 0 writes ``<out>/perception/``."""
+        Under torchrun the processes split each batch (window i goes to process
+        i mod world size) and average their gradients before every step, so all
+        hold the same weights throughout; rank 0 then writes ``<out>/perception/``."""
         cfg = self.cfg.perception
         self._freeze_encoders(False)
         params = [p for part in self._perception_parts() for p in part.parameters()]
@@ -245,15 +249,18 @@ class TrainRecipe:
         windows = PerceptionWindows(self.store, sorted({r.recording_id for r in self.train_records}), self.spec,
                                     self.seed, augment=True)
         schedule = dataclasses.replace(self.cfg.optim, lr=cfg.lr)
+        mine = range(self.rank, cfg.batch_size, self.world_size)
         t0 = time.perf_counter()
         for step in range(cfg.steps):
             seed_step(self.seed + 7, step)  # its own stream: the QA phase's steps are not shifted
             set_lr(opt, lr_at(step, schedule, cfg.steps))
-            batch = collate(windows.batch(step, cfg.batch_size))
+            batch = collate(windows.batch(step, cfg.batch_size, mine))
             self.model.train()
             loss = perception_loss(self.model.perceive(batch), batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if self.world_size > 1:
+                loss = self._average_gradients(params, loss)
             if self.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
             opt.step()
@@ -263,6 +270,9 @@ class TrainRecipe:
                 print(f"perception {step + 1}/{cfg.steps}  loss {loss.item():.4f}  {rate:.2f} steps/s", flush=True)
                 self.tracker.flush()
         opt.zero_grad(set_to_none=True)  # no stale gradient may reach the QA phase's clipping
+        if self.world_size > 1:
+            for p in params:  # the same averaged steps everywhere; rank 0's bytes make it exact
+                dist.broadcast(p.data, 0)
         self._log({"perception/seconds": time.perf_counter() - t0}, cfg.steps)
         val_ids = sorted({r.recording_id for r in self.val_records})
         if self.is_main and val_ids:
@@ -280,6 +290,18 @@ class TrainRecipe:
             replace_folder(self.out / PERCEPTION_DIR, write)
         self._barrier()
         self.perception_done = True
+
+    def _average_gradients(self, params: list[torch.nn.Parameter], loss: torch.Tensor) -> torch.Tensor:
+        """Mean of every process's gradients (one all-reduce); returns the mean loss."""
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads] + [loss.detach().reshape(1)])
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        offset = 0
+        for p, g in zip(params, grads):
+            p.grad = flat[offset : offset + g.numel()].view_as(g).clone()
+            offset += g.numel()
+        return flat[-1]
 
     def _load_perception(self, folder: Path, shared: bool = False) -> None:
         """Phase 1's result from ``folder``: all of it (our own), or only the perception

@@ -285,6 +285,26 @@ def test_data_windows_match_the_front_end_and_mask_what_is_outside(tmp_path):
     assert batch["question_ids"].dtype == torch.long and batch["audio_end_s"].tolist() == [6.0, 6.0]
 
 
+def test_processes_that_split_a_perception_batch_build_exactly_the_one_batch(tmp_path):
+    from cloud.data import PerceptionWindows
+
+    make_world(tmp_path, n_recordings=3, seconds=10.0)
+    store = RecordingStore(tmp_path / "world", 32, 64)
+    spec = WindowSpec(audio_history_s=4.0, max_window_s=4.0, frame_size_px=32)
+    windows = PerceptionWindows(store, sorted(p.name for p in (tmp_path / "world" / "recordings").iterdir()), spec,
+                                seed=3, augment=True)
+    whole = windows.batch(5, 8)
+    halves = {0: windows.batch(5, 8, range(0, 8, 2)), 1: windows.batch(5, 8, range(1, 8, 2))}
+    for i, item in enumerate(whole):
+        part = halves[i % 2][i // 2]
+        for key in item:
+            np.testing.assert_array_equal(np.asarray(item[key]), np.asarray(part[key]), err_msg=f"window {i} {key}")
+    # distinct windows within a step and across steps; the same step again is the same batch
+    ends = [w["t_query_s"] for w in whole]
+    assert len(set(ends)) > 4 and ends != [w["t_query_s"] for w in windows.batch(6, 8)]
+    assert ends == [w["t_query_s"] for w in windows.batch(5, 8)]
+
+
 def test_a_different_decoder_plugs_in_behind_the_interface():
     # Stand-in for a larger pretrained LM: another width, its own embedding table.
     wide = TransformerDecoder(VOCAB, 48, 1, 2, 64, 0.0, pad_id=0)

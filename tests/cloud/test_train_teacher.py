@@ -154,7 +154,8 @@ def test_torchrun_two_processes_with_gloo_runs_to_the_end_and_logs_one_run(qa_di
            *tiny_args(qa_dir, tmp_path / "ddp", "max_steps=6", "eval_every=6", "checkpoint_every=3", "mlflow.experiment=ddp")]
     out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
-    assert "2 process(es)" in out.stdout and "step 6/6" in out.stdout
+    # phase 1 splits each batch over the two processes (4 windows each) and averages their gradients
+    assert "2 process(es)" in out.stdout and "perception 20/20" in out.stdout and "step 6/6" in out.stdout
     assert (tmp_path / "ddp" / "model" / "model.safetensors").is_file()
     client = MlflowClient(tracking_uri=mlflow_uri)
     (r,) = client.search_runs([client.get_experiment_by_name("ddp").experiment_id])
