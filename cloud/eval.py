@@ -42,7 +42,7 @@ from shared.config import UserError
 from shared.tracking import make_tracker
 
 __all__ = ["SNR_BINS", "snr_bin", "predict", "score_predictions", "evaluate", "flat_metrics", "bench_metrics",
-           "print_table", "print_bench", "run"]
+           "print_table", "print_bench", "run", "sound_presence"]
 
 #: Recording SNR bins (dB, lower edge inclusive) and their metric-safe names.
 SNR_BINS = (
@@ -349,3 +349,46 @@ def perception_scores(model: AVTeacher, store: RecordingStore, recording_ids: Se
         out[key] = {"precision": float(prec), "recall": float(rec), "f1": float(2 * prec * rec / max(prec + rec, 1e-9)),
                     "macro_f1": float(f1[has].mean()) if has.any() else float("nan"), "n": int((tp + fn).sum())}
     return out
+
+
+def _heard_label(r: QARecord) -> str | None:
+    """The sound an AVH "did you hear X?" record asks about (its ``label``, or the question's word)."""
+    if r.category != "AVH":
+        return None
+    if r.meta.get("probe_kind", "sound") != "sound" and "probe_kind" in r.meta:
+        return None
+    label = r.meta.get("label")
+    if label is None and r.question.startswith("did you hear ") and r.question.endswith("?"):
+        label = r.question[len("did you hear "):-1]
+    return label
+
+
+@torch.no_grad()
+def sound_presence(model: AVTeacher, records: Sequence[QARecord], store: RecordingStore, tokenizer: Tokenizer,
+                   spec: WindowSpec, batch_size: int = 64) -> tuple[list[QARecord], np.ndarray]:
+    """The perception heads alone on "did you hear X?": per record, the window's largest
+    per-token logit of X (``sound_head`` over the audio tokens the window holds).
+
+    A diagnostic of what the decoder's label pointer can read (``AVTeacher._label_pointers``:
+    "present" is this logit's sigmoid): yes iff the logit > 0. Returns the AVH sound records
+    (those whose label is a perception label) and their logits.
+
+    Raises:
+        UserError: no such record.
+    """
+    from cloud.model.perception import SOUND_LABELS
+
+    index = {l: i for i, l in enumerate(SOUND_LABELS)}
+    recs = [r for r in records if _heard_label(r) in index]
+    if not recs:
+        raise UserError("no AVH 'did you hear X?' records with a perception label among the records given")
+    model.eval()
+    ds = QADataset(recs, store, tokenizer, spec, model.cfg.max_question_tokens, model.cfg.max_answer_tokens)
+    out = np.empty(len(recs))
+    for start in range(0, len(recs), batch_size):
+        idx = range(start, min(start + batch_size, len(recs)))
+        p = model.perceive(collate([ds[i] for i in idx]))
+        lab = torch.tensor([index[_heard_label(recs[i])] for i in idx])
+        logits = p["sound_logits"].gather(2, lab[:, None, None].expand(-1, p["sound_logits"].shape[1], 1))[..., 0]
+        out[start : idx.stop] = logits.masked_fill(~p["audio_valid"], -1e4).amax(1).numpy()
+    return recs, out

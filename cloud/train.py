@@ -554,7 +554,8 @@ def run(cfg: TrainConfig) -> TrainRecipe | None:
     ``phase=perception`` stops after phase 1 (``run_perception``)."""
     if cfg.phase == "perception":
         folder = run_perception(cfg)
-        print(f"perception: {folder}", flush=True)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"perception: {folder}", flush=True)
         return None
     recipe = TrainRecipe(cfg)
     recipe.setup()

@@ -143,11 +143,16 @@ def stage_instruct(ctx: Ctx) -> None:
 
 
 def stage_teachers(ctx: Ctx) -> None:
-    # Phase 1 (per-token perception) once, on both cores; the three teachers differ only after it.
+    # Phase 1 (per-token perception) once, on both cores: one process per core under torchrun,
+    # each taking half of every batch (two OpenMP threads in one process are slower here);
+    # the three teachers differ only after it.
     perception = ctx.out / "teacher" / "perception"
-    run_parallel(ctx, "teachers-perception", [earshot(
-        "train", *ctx.p["train"], "phase=perception", f"data.qa_dir={ctx.out / 'qa'}", f"out={perception}",
-        f"threads={ctx.workers}", "mlflow.enabled=false", f"hydra.run.dir={ctx.logs / 'hydra' / 'train-perception'}")])
+    phase1 = earshot("train", *ctx.p["train"], "phase=perception", f"data.qa_dir={ctx.out / 'qa'}", f"out={perception}",
+                     "threads=1", "mlflow.enabled=false", f"hydra.run.dir={ctx.logs / 'hydra' / 'train-perception'}")
+    if ctx.workers > 1:
+        phase1 = [str(Path(sys.executable).with_name("torchrun")), "--standalone", f"--nproc_per_node={ctx.workers}",
+                  "--no-python", *phase1]
+    run_parallel(ctx, "teachers-perception", [phase1])
     cmds = [earshot("train", *ctx.p["train"], *extra, f"data.qa_dir={ctx.out / 'qa'}", f"out={ctx.out / 'teacher' / name}",
                     f"perception.init={perception}", "threads=1", f"mlflow.run_name=demo-{name}",
                     f"hydra.run.dir={ctx.logs / 'hydra' / ('train-' + name)}")
