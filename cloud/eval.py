@@ -353,9 +353,7 @@ def perception_scores(model: AVTeacher, store: RecordingStore, recording_ids: Se
 
 def _heard_label(r: QARecord) -> str | None:
     """The sound an AVH "did you hear X?" record asks about (its ``label``, or the question's word)."""
-    if r.category != "AVH":
-        return None
-    if r.meta.get("probe_kind", "sound") != "sound" and "probe_kind" in r.meta:
+    if r.category != "AVH" or r.meta.get("probe_kind", "sound") != "sound":
         return None
     label = r.meta.get("label")
     if label is None and r.question.startswith("did you hear ") and r.question.endswith("?"):

@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from distill.metrics import auroc  # noqa: E402  (ties counted half)
+
 #: Event SNR bins (dB, lower edge inclusive) for the recall of "yes" windows.
 SNR_EDGES = (float("-inf"), 0.0, 10.0, 20.0, float("inf"))
 
@@ -42,27 +44,6 @@ def _folder(path: str) -> Path:
         if (cand / "model.safetensors").is_file():
             return cand
     raise SystemExit(f"error: {path}: no model.safetensors in it, its model/ or its perception/")
-
-
-def _auc(scores, labels) -> float:
-    """Probability that a random "yes" window outscores a random "no" one (ties count half)."""
-    import numpy as np
-
-    s, y = np.asarray(scores, float), np.asarray(labels, bool)
-    pos, neg = s[y], s[~y]
-    if not len(pos) or not len(neg):
-        return float("nan")
-    order = np.argsort(np.concatenate([pos, neg]), kind="mergesort")
-    ranks = np.empty(len(order))
-    allv = np.concatenate([pos, neg])[order]
-    i = 0
-    while i < len(allv):  # average ranks over ties
-        j = i
-        while j + 1 < len(allv) and allv[j + 1] == allv[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
 def probe(folder: Path, qa_dir: str, split: str, max_records: int = 0) -> dict[str, Any]:
@@ -96,7 +77,7 @@ def probe(folder: Path, qa_dir: str, split: str, max_records: int = 0) -> dict[s
         per_label[label] = {"n": int(m.sum()), "recall": float((logits[m] > 0).mean()) if m.any() else None}
     return {"folder": str(folder), "split": split, "n_records": len(records),
             "n_recordings": len({r.recording_id for r in records}),
-            "question": figs["question"], "pair": figs["pair"], "auc": _auc(logits, gold),
+            "question": figs["question"], "pair": figs["pair"], "auc": auroc(logits, gold),
             "false_yes": float((logits[~gold] > 0).mean()) if (~gold).any() else None,
             "recall_by_event_snr_db": by_snr, "recall_by_label": per_label,
             "_records": records, "_right": right}

@@ -82,10 +82,10 @@ def test_only_heard_questions_with_a_perception_label_are_probed(world):
         sound_presence(model, [other], store, tok, SPEC)
 
 
-def test_auc_counts_ties_half():
-    assert probe_perception._auc([3, 2, 1, 0], [1, 1, 0, 0]) == 1.0
-    assert probe_perception._auc([0, 0, 0, 0], [1, 0, 1, 0]) == 0.5
-    assert probe_perception._auc([0, 1], [1, 0]) == 0.0
+def test_the_auc_it_reports_counts_ties_half():
+    assert probe_perception.auroc([3, 2, 1, 0], [1, 1, 0, 0]) == 1.0
+    assert probe_perception.auroc([0, 0, 0, 0], [1, 0, 1, 0]) == 0.5
+    assert probe_perception.auroc([0, 1], [1, 0]) == 0.0
 
 
 def test_the_script_probes_two_folders_and_compares_them_on_the_same_pairs(world, tmp_path, capsys):
