@@ -332,6 +332,8 @@ class Load:
         self.result_ms: list[float] = []
         self.submitted = 0
         self.futures: list = []
+        self.t_start = time.monotonic()
+        self.silent_at_s: list[float] = []  # when each silently lost request was submitted (s into the run)
 
     def _done(self, fut, t0: float) -> None:
         ms = 1e3 * (time.monotonic() - t0)
@@ -350,11 +352,12 @@ class Load:
                     self.busy_ms.append(ms)
             elif err.code == "deadline_exceeded" and "no reply" in err.message:
                 self.outcomes["silent_client_timeout"] += 1  # sent, and the server never said a word
+                self.silent_at_s.append(round(t0 - self.t_start, 2))
             else:
                 self.outcomes[f"client_{err.code}"] += 1  # e.g. unavailable: the client saw the connection drop
 
     def run(self, seconds: float, on_tick=None) -> None:
-        t_start = time.monotonic()
+        t_start = self.t_start = time.monotonic()
         t_next = t_start
         while True:
             now = time.monotonic()
@@ -377,6 +380,14 @@ class Load:
             except Exception:
                 pass
         self.client.close()
+
+
+def _times(ts: list[float], most: int = 12) -> str:
+    """'12.3, 12.4, ... (+5 more)': when requests were submitted, for the tables."""
+    if not ts:
+        return "none"
+    shown = ", ".join(f"{t:.1f}" for t in ts[:most])
+    return shown + (f" ... (+{len(ts) - most} more)" if len(ts) > most else "")
 
 
 def pct(xs, q):
@@ -410,7 +421,7 @@ def soak(endpoint: str, server: Proc, req, cap: float, args) -> dict:
     minute = [r for t, r in rss if t <= 60] or [rss[0][1]]
     last = [r for t, r in rss if t >= args.soak_s - 60] or [rss[-1][1]]
     return {"capacity_rps": cap, "offered_rps": args.overload * cap, "seconds": args.soak_s,
-            "submitted": load.submitted, "outcomes": dict(o),
+            "submitted": load.submitted, "outcomes": dict(o), "silent_at_s": sorted(load.silent_at_s),
             "busy_p50_ms": pct(load.busy_ms, 50), "busy_p99_ms": pct(load.busy_ms, 99),
             "busy_max_ms": max(load.busy_ms) if load.busy_ms else None,
             "admitted": admitted, "admitted_in_deadline_share": o["result"] / admitted if admitted else None,
@@ -462,6 +473,7 @@ def chaos(workdir: Path, checkpoint: Path, req, args) -> dict:
     logs = "".join(p.read_text(errors="replace") for p in workdir.glob("*.log"))
     return {"capacity_rps": cap, "offered_rps": 0.7 * cap, "seconds": s, "events": done,
             "submitted": load.submitted, "outcomes": dict(o), "silently_lost": lost,
+            "silent_at_s": sorted(load.silent_at_s),
             "accounted": sum(o.values()) == load.submitted,
             "worker_requeues_logged": logs.count("re-queued"), "reregistrations_logged": logs.count("re-registering")}
 
@@ -537,6 +549,7 @@ def main() -> int:
                     ("admitted requests answered within their deadline",
                      f"{100 * (s['admitted_in_deadline_share'] or 0):.1f}% of {s['admitted']:,}", "all"),
                     ("outcomes", ", ".join(f"{k} {v}" for k, v in sorted(s["outcomes"].items())), ""),
+                    ("client timeouts with the server silent, submitted at (s)", _times(s["silent_at_s"]), ""),
                     ("server RSS MB: first minute / last minute / max",
                      f"{s['rss_mb']['first_minute']:.0f} / {s['rss_mb']['last_minute']:.0f} / {s['rss_mb']['max']:.0f}",
                      "flat")])
@@ -550,6 +563,7 @@ def main() -> int:
             ("requests submitted / accounted for", f"{c['submitted']:,} / {sum(c['outcomes'].values()):,}", "equal"),
             ("outcomes", ", ".join(f"{k} {v}" for k, v in sorted(c["outcomes"].items())), ""),
             ("silently lost (client timer, server silent)", str(c["silently_lost"]), "0"),
+            ("... submitted at (s into the run)", _times(c["silent_at_s"]), ""),
             ("batches re-queued / worker re-registrations (logs)",
              f"{c['worker_requeues_logged']} / {c['reregistrations_logged']}", "")])
     out["load_average"] = os.getloadavg()

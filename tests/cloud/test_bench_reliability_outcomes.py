@@ -1,0 +1,45 @@
+"""scripts/bench_reliability.py: how each request's outcome is classified, and when silent losses happened."""
+from __future__ import annotations
+
+import importlib.util
+from concurrent.futures import Future
+from pathlib import Path
+
+from edge.client import ClientError
+
+_SPEC = importlib.util.spec_from_file_location(
+    "bench_reliability", Path(__file__).resolve().parents[2] / "scripts" / "bench_reliability.py")
+_MOD = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(_MOD)
+
+
+def _failed(err: ClientError) -> Future:
+    f: Future = Future()
+    f.set_exception(err)
+    return f
+
+
+def test_outcomes_are_classified_and_silent_losses_keep_their_submission_time():
+    load = _MOD.Load("tcp://127.0.0.1:1", req=None, rate_rps=1.0, deadline_ms=1000, seed=0)
+    try:
+        t = load.t_start
+        ok: Future = Future()
+        ok.set_result(object())
+        load._done(ok, t + 0.5)
+        load._done(_failed(ClientError("busy", "queue full", from_server=True)), t + 1.0)
+        load._done(_failed(ClientError("deadline_exceeded", "refused without computing: ...", from_server=True)), t + 1.5)
+        load._done(_failed(ClientError("deadline_exceeded", "no reply within the deadline")), t + 27.25)
+        load._done(_failed(ClientError("deadline_exceeded", "no reply within the deadline")), t + 3.0)
+        load._done(_failed(ClientError("unavailable", "connection lost")), t + 4.0)
+    finally:
+        load.client.close()
+    assert load.outcomes == {"result": 1, "busy": 1, "shed_at_dispatch": 1, "silent_client_timeout": 2,
+                             "client_unavailable": 1}
+    assert sorted(load.silent_at_s) == [3.0, 27.25]  # seconds into the run, not latencies
+    assert len(load.busy_ms) == 1 and len(load.result_ms) == 1
+
+
+def test_times_are_listed_then_counted():
+    assert _MOD._times([]) == "none"
+    assert _MOD._times([1.04, 27.25]) == "1.0, 27.2"
+    assert _MOD._times([float(i) for i in range(15)], most=3) == "0.0, 1.0, 2.0 ... (+12 more)"
