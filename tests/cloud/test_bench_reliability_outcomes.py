@@ -24,8 +24,10 @@ def test_outcomes_are_classified_and_silent_losses_keep_their_submission_time():
     try:
         t = load.t_start
         ok: Future = Future()
+        load.pending.add(ok)  # in flight
         ok.set_result(object())
         load._done(ok, t + 0.5)
+        assert not load.pending  # a finished request is not kept
         load._done(_failed(ClientError("busy", "queue full", from_server=True)), t + 1.0)
         load._done(_failed(ClientError("deadline_exceeded", "refused without computing: ...", from_server=True)), t + 1.5)
         load._done(_failed(ClientError("deadline_exceeded", "no reply within the deadline")), t + 27.25)
