@@ -331,11 +331,9 @@ class Load:
         self.busy_ms: list[float] = []
         self.result_ms: list[float] = []
         self.submitted = 0
-        # Only the requests still in flight are kept. Holding every finished future (350k in a
-        # 10-minute soak) gave this process stalls: 211 silent client timeouts in three bursts
-        # at 378, 473 and 591 s, each interval 1.25x the last (the rhythm of Python's full
-        # garbage collections over a growing heap), and a busy p99 of 97 ms. Without them, the
-        # next soak had none, and a busy p99 of 7 ms.
+        # Only the requests still in flight are kept: holding every finished future (~350k in a
+        # 10-minute soak) stalled this process and showed up as silent timeouts and a slow busy
+        # p99 (docs/serving.md, section 8).
         self.pending: set = set()
         self.t_start = time.monotonic()
         self.silent_at_s: list[float] = []  # when each silently lost request was submitted (s into the run)
