@@ -110,6 +110,8 @@ VERDICT_MARGIN_MS = 10
 RTT_EWMA = 0.25
 #: Longest poll (ms) of the I/O thread.
 _POLL_MAX_MS = 100
+#: Late replies remembered in ``late_replies`` (the newest; the counter counts them all).
+LATE_REPLIES_KEPT = 1024
 #: What ``hello`` tells the server about this client (its log shows it).
 CLIENT_NAME = "earshot-edge-python/1"
 
@@ -205,6 +207,11 @@ class Client:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._counters: Counter[str] = Counter()
+        #: The newest replies that came after their call had already failed, as
+        #: ``(wire_id, reply kind or error code, ms after the caller's deadline)``:
+        #: a timeout with an entry here was a late verdict, not a silent server.
+        self.late_replies: deque[tuple[int, str, float]] = deque(maxlen=LATE_REPLIES_KEPT)
+        self._expired: dict[int, float] = {}     # wire id -> deadline of calls failed by the client's timer
         self._quiet_until = 0.0                   # monotonic: honoring a busy retry_after_ms
         self.rtt_ms: float | None = None          # smoothed ping round trip
         self.connected = False
@@ -474,6 +481,9 @@ class Client:
             if call.future.done():
                 self._unsent.popleft()
                 continue
+            # The budget on the wire is what is left when this message leaves: encoding and sending a
+            # burst (e.g. the calls held while disconnected) takes time, so read the clock per message.
+            now = time.monotonic()
             wire_id, msg = self._wire_message(call, now)
             try:
                 data = encode(msg)
@@ -489,6 +499,7 @@ class Client:
             call.sends += 1
             call.wire_id, call.t_sent = wire_id, now
             call.future.sent_at = now  # latency stages (edge/runtime.py): on the wire
+            call.future.wire_id = wire_id
             self._by_id[wire_id] = call
             self._count("sent")
 
@@ -513,6 +524,10 @@ class Client:
                 # A reply to an id that already timed out (or an error without an id):
                 # the caller has its answer; never deliver a second one.
                 self._count("late_replies" if msg.id is not None else "unmatched_replies")
+                deadline = self._expired.pop(msg.id, None) if msg.id is not None else None
+                if deadline is not None:
+                    what = msg.code.value if isinstance(msg, ErrorReply) else msg.KIND
+                    self.late_replies.append((msg.id, what, round(1000 * (time.monotonic() - deadline), 1)))
                 continue
             self._on_reply(call, msg)
 
@@ -540,6 +555,9 @@ class Client:
                 continue
             if call.wire_id is not None:
                 self._by_id.pop(call.wire_id, None)  # a reply after this is late
+                self._expired[call.wire_id] = call.deadline
+                if len(self._expired) > LATE_REPLIES_KEPT:  # bounded: forget the oldest
+                    del self._expired[next(iter(self._expired))]
                 if self._last_heard < call.t_sent:  # nothing at all from the server since it left
                     self._silent_timeouts += 1
                 err = ClientError(ErrorCode.DEADLINE_EXCEEDED.value, "no reply within the deadline")

@@ -104,6 +104,10 @@ def test_ids_unique_budget_on_the_wire_and_late_replies_dropped(scripted):
         time.sleep(0.4)  # the slow reply arrives now: dropped, counted, never delivered
         assert client.counters["late_replies"] == 1
         assert isinstance(slow.exception(), ClientError)
+        # ... and remembered: which call it answered, what it was, how long after the caller's deadline
+        [(wire_id, kind, ms_late)] = list(client.late_replies)
+        assert wire_id == slow.wire_id and kind == "result"
+        assert 100 <= ms_late <= 400  # sent 300 ms after a 100 ms deadline
     ids = [m.id for m in server.received]
     assert len(ids) == len(set(ids)) and ids == sorted(ids)  # never reused
     infers = [m for m in server.received if isinstance(m, InferRequest)]
@@ -112,6 +116,29 @@ def test_ids_unique_budget_on_the_wire_and_late_replies_dropped(scripted):
     # (or its deadline_exceeded) must be able to travel back before the caller's timer
     assert infers[0].deadline_ms <= 100 - VERDICT_MARGIN_MS
     assert all(m.deadline_ms <= 2000 - VERDICT_MARGIN_MS for m in infers[1:])
+
+
+@time_limit(20)
+def test_budget_on_the_wire_is_what_is_left_when_each_message_leaves(scripted, monkeypatch):
+    """A burst (e.g. calls held while reconnecting) takes time to encode and send: each
+    message's budget is read off the clock as it leaves, not when the burst began."""
+    import edge.client as client_module
+
+    real_encode = client_module.encode
+
+    def slow_encode(msg):  # a large request takes a while to encode
+        time.sleep(0.03)
+        return real_encode(msg)
+
+    server = scripted(answer_all)
+    with Client(server.endpoint, max_in_flight=16) as client:
+        client.ping()
+        monkeypatch.setattr(client_module, "encode", slow_encode)
+        futs = [client.submit(request(f"b{i}"), deadline_ms=2000) for i in range(5)]
+        assert all(isinstance(f.result(), Result) for f in futs)
+    budgets = [m.deadline_ms for m in server.received if isinstance(m, InferRequest)]
+    assert len(budgets) == 5
+    assert all(a - b >= 20 for a, b in zip(budgets, budgets[1:])), budgets
 
 
 @time_limit(20)
