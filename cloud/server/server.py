@@ -26,7 +26,8 @@ Per request:
 - ``infer`` is admitted only if the server is ready (a warmed-up worker is
   registered; else ``busy``), not draining (else ``shutting_down``) and the
   queue has room (else ``busy`` at once, with a ``retry_after_ms`` hint);
-- its deadline is receive time + ``deadline_ms``. At the deadline it gets
+- its deadline is receive time + ``deadline_ms`` (the receive time is when the
+  poll that found it returned: ``_read_frontend``). At the deadline it gets
   ``deadline_exceeded`` wherever it is (queued or in a running batch) and a
   later model answer is dropped. With ``early_reject`` it gets
   ``deadline_exceeded`` at once, never computed, when the expected wait (the
@@ -151,6 +152,7 @@ class Server:
         self.stats = ServerStats(options.latency_window)
         self.queue: deque[Pending] = deque()
         self._deadlines: list[tuple[float, int, Pending]] = []  # heap; entries of answered requests are skipped
+        self._carried_stamp: float | None = None  # receive time for messages left unread by a cut-short turn
         self._seq = itertools.count()
         self.batch_times = BatchTimes(options.max_batch_size, BATCH_TIME_EWMA)  # dispatch -> answer, per size
         self._last_batch_end = -math.inf
@@ -238,7 +240,7 @@ class Server:
             if self.backend in events:
                 self._read_backend(now)
             if self.frontend in events:
-                self._read_frontend()
+                self._read_frontend(now)
             now = time.monotonic()
             for lost in self.pool.tick(now):
                 self._on_lost(lost, now)
@@ -259,13 +261,31 @@ class Server:
             wake = min(wake, self.queue[0].t_recv + self.opt.max_queue_delay_ms / 1000)
         return max(0.0, (wake - now) * 1000)
 
-    def _read_frontend(self) -> None:
+    def _read_frontend(self, t_turn: float) -> None:
+        """Read what is waiting; every request read in this turn is received at ``t_turn``.
+
+        ``t_turn`` is when the poll returned: the messages already waiting then
+        arrived before it, and reading a burst (up to ``MAX_READS_PER_TURN``
+        decodes) must not add to their budgets, or the server's verdict lands
+        after the client's own timer. One that arrived during the turn loses at
+        most the turn's read time: the earlier stamp errs on the safe side.
+        When a turn stops before the socket is empty, the next turn keeps this
+        turn's stamp (those messages were waiting already).
+
+        Reading stops early when an admitted request's deadline comes due, so
+        its ``deadline_exceeded`` is not held back behind the rest of a burst.
+        """
+        stamp = self._carried_stamp if self._carried_stamp is not None else t_turn
+        self._carried_stamp = None
         for _ in range(MAX_READS_PER_TURN):
             try:
                 frames = self.frontend.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            self._on_client_message(frames, time.monotonic())  # each request's clock starts when it is read
+            self._on_client_message(frames, stamp)
+            if self._deadlines and time.monotonic() >= self._deadlines[0][0]:
+                break  # a verdict is due: answer it (this turn's _expire) before reading on
+        self._carried_stamp = t_turn  # more may be waiting: they count from this turn, not the next
 
     def _read_backend_monitor(self, now: float) -> None:
         while True:

@@ -215,3 +215,52 @@ def test_replies_to_a_vanished_client_are_dropped_and_counted(procs, tmp_path):
         assert client.submit(request("alive"), deadline_ms=3000).result().answer == "gone heard alive"
         stats = client.stats()
     assert stats.dropped_total == 3 and stats.results_total == 1
+
+
+def test_requests_read_in_one_turn_are_received_when_the_turn_began():
+    """The server's clock for a request starts when the poll that found it returned, not
+    after the reads (decodes) of the requests ahead of it in a burst; a verdict that comes
+    due cuts the turn short, and what is left counts from the cut turn."""
+    from types import SimpleNamespace
+
+    import zmq
+
+    from cloud.server.server import Server
+
+    ctx = zmq.Context()
+    router, dealer = ctx.socket(zmq.ROUTER), ctx.socket(zmq.DEALER)
+    try:
+        router.bind("inproc://turn-stamp")
+        dealer.connect("inproc://turn-stamp")
+        for i in range(5):
+            dealer.send(b"m%d" % i)
+        assert router.poll(2000)
+        time.sleep(0.05)  # the whole burst is waiting
+        seen: list[tuple[bytes, float]] = []
+
+        def on_message(frames, now):
+            seen.append((frames[1].bytes, now))
+            time.sleep(0.01)  # each decode takes a while
+
+        server = SimpleNamespace(frontend=router, _on_client_message=on_message, _deadlines=[],
+                                 _carried_stamp=None)
+        Server._read_frontend(server, 123.0)
+        assert seen == [(b"m%d" % i, 123.0) for i in range(5)]
+        assert server._carried_stamp is None  # the socket was drained
+
+        for i in range(5, 10):
+            dealer.send(b"m%d" % i)
+        time.sleep(0.05)
+        seen.clear()
+        server._deadlines = [(time.monotonic() - 0.001, 0, None)]  # an admitted request's verdict is due
+        Server._read_frontend(server, 200.0)
+        assert seen == [(b"m5", 200.0)]  # one read, then the turn ends so _expire can answer it
+        server._deadlines = []
+        seen.clear()
+        Server._read_frontend(server, 300.0)  # the rest were waiting already: they keep the earlier stamp
+        assert seen == [(b"m%d" % i, 200.0) for i in range(6, 10)]
+        assert server._carried_stamp is None
+    finally:
+        router.close(linger=0)
+        dealer.close(linger=0)
+        ctx.term()

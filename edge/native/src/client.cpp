@@ -183,6 +183,7 @@ void Client::flush(double now) {
     if (it == calls_.end()) { unsent_.pop_front(); continue; }
     Call& call = it->second;
     uint64_t wire = next_wire_id_++;
+    now = monotonic_s();  // the budget is what is left as this message leaves (a burst takes time)
     std::string data;
     try {
       if (call.is_ping) {
@@ -190,9 +191,11 @@ void Client::flush(double now) {
       } else {
         protocol::InferRequest r = call.request;
         r.id = wire;
-        double one_way_ms = rtt_ms_.value_or(0.0) / 2;
+        // The server's clock starts one way after we send, and its verdict needs one way back:
+        // give it what is left minus a round trip and the margin, or it lands after our timer.
+        double reserve_ms = rtt_ms_.value_or(0.0) + kVerdictMarginMs;
         r.deadline_ms = static_cast<int64_t>(
-            std::min<double>(protocol::MAX_DEADLINE_MS, std::max(1.0, 1000 * (call.deadline - now) - one_way_ms)));
+            std::min<double>(protocol::MAX_DEADLINE_MS, std::max(1.0, 1000 * (call.deadline - now) - reserve_ms)));
         data = protocol::encode_infer(r);
       }
     } catch (const protocol::ProtocolError& e) {

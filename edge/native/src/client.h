@@ -33,6 +33,9 @@ constexpr int kSilentTimeoutsBeforeReset = 3;
 constexpr int kReopenBackoffInitialMs = 100;
 constexpr int kReopenBackoffMaxMs = 5000;
 constexpr double kRttEwma = 0.25;
+// The server's budget ends this long (ms) before our own timer, besides a round trip, so its
+// verdict can travel back in time (docs/protocol.md, "Deadline"; the Python client's VERDICT_MARGIN_MS).
+constexpr int kVerdictMarginMs = 10;
 
 struct ClientOptions {
   std::string endpoint;
