@@ -136,6 +136,17 @@ def _reliability_summary(d: dict) -> list[tuple[str, str, str]]:
         c = d["chaos"]
         rows.append(("chaos (worker kill -9, broker restart): requests silently lost",
                      f"{c['silently_lost']} of {c['submitted']:,}", "0"))
+        if "late_verdicts" in c:  # the client's timer fired first, the server's verdict came after
+            late = c["late_verdicts"]
+            rows.append(("chaos: client timeouts whose server verdict came late (max ms late)",
+                         f"{late}" + (f" ({c['late_ms_max']:.1f} ms)" if late else ""), ""))
+    if "burst" in d:
+        b = d["burst"]
+        n = b["requests"] * len(b["reps"])
+        rows.append((f"burst ({len(b['reps'])} x {b['requests']} at once, {b['deadline_ms']} ms): "
+                     "verdicts after the client's timer (max ms late) / silently lost",
+                     f"{b['late_verdicts']} of {n:,}" + (f" ({b['late_ms_max']:.1f} ms)" if b["late_verdicts"] else "")
+                     + f" / {b['silently_lost']}", "- / 0"))
     return rows
 
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Reliability of the reasoning server, measured from outside: fuzz, soak, chaos.
 
-    python scripts/bench_reliability.py --checkpoint runs/teacher/model    # ~16 min: the full figures
+    python scripts/bench_reliability.py --checkpoint runs/teacher/model    # ~13 min: the full figures
     python scripts/bench_reliability.py --run runs/demo --quick             # ~2 min smoke run
 
-Three parts, each against real processes (``earshot serve``, ``earshot worker``):
+Four parts, each against real processes (``earshot serve``, ``earshot worker``):
 
 1. **Fuzz**: ``--messages`` (100,000) messages on a raw DEALER: random bytes,
    truncated, bit-flipped, spliced and re-typed valid messages, huge length
@@ -25,6 +25,13 @@ Three parts, each against real processes (``earshot serve``, ``earshot worker``)
    or an error the client sees (a server error, or the client's notice that
    the connection dropped), never only its own timer while the server stays
    silent.
+
+4. **Burst**: ``--burst`` (1,000) requests submitted at once through one edge
+   client to a freshly started ``earshot serve`` (as after a restart, when
+   the calls a client held while reconnecting leave together), budget
+   ``--burst-deadline-ms`` (300), ``--burst-reps`` times. The requests wait
+   in transport queues; the figure is how many verdicts reach the client
+   after its own timer, and how late. Pass: none silently lost.
 
 Prints each part's table and writes ``--json``.
 """
@@ -336,7 +343,9 @@ class Load:
         # p99 (docs/serving.md, section 8).
         self.pending: set = set()
         self.t_start = time.monotonic()
-        self.silent_at_s: list[float] = []  # when each silently lost request was submitted (s into the run)
+        self.silent_ids: dict[int, float] = {}  # wire id -> submit time (s) of each client timeout
+        # Timeouts whose reply came after all (set by close()): (wire id, reply kind or code, ms late).
+        self.late: list[tuple[int, str, float]] = []
 
     def _done(self, fut, t0: float) -> None:
         ms = 1e3 * (time.monotonic() - t0)
@@ -355,8 +364,8 @@ class Load:
                 if key in ("busy", "refused_at_once"):  # shed without work: should come back at once
                     self.busy_ms.append(ms)
             elif err.code == "deadline_exceeded" and "no reply" in err.message:
-                self.outcomes["silent_client_timeout"] += 1  # sent, and the server never said a word
-                self.silent_at_s.append(round(t0 - self.t_start, 2))
+                self.outcomes["silent_client_timeout"] += 1  # sent, and no word from the server in time
+                self.silent_ids[getattr(fut, "wire_id", -1)] = round(t0 - self.t_start, 2)
             else:
                 self.outcomes[f"client_{err.code}"] += 1  # e.g. unavailable: the client saw the connection drop
 
@@ -373,12 +382,15 @@ class Load:
                 time.sleep(min(t_next - now, 0.05))
                 continue
             t_next += self.rng.exponential(1 / self.rate)
-            t0 = time.monotonic()
-            self.submitted += 1
-            fut = self.client.submit(self.req, callback=lambda f, t0=t0: self._done(f, t0))
-            with self.lock:
-                if not fut.done():
-                    self.pending.add(fut)
+            self.submit_one()
+
+    def submit_one(self) -> None:
+        t0 = time.monotonic()
+        self.submitted += 1
+        fut = self.client.submit(self.req, callback=lambda f, t0=t0: self._done(f, t0))
+        with self.lock:
+            if not fut.done():
+                self.pending.add(fut)
 
     def close(self) -> None:
         with self.lock:
@@ -388,7 +400,21 @@ class Load:
                 f.result(timeout=self.deadline_ms / 1000 + 10)
             except Exception:
                 pass
+        time.sleep(1.0)  # a verdict that missed the client's timer may still arrive: late, not lost
+        with self.lock:
+            self.late = [(i, what, ms) for i, what, ms in list(self.client.late_replies) if i in self.silent_ids]
         self.client.close()
+
+    def timeouts(self) -> dict:
+        """The client timeouts split: the server's verdict came late, or never (silently lost)."""
+        late_ids = {i for i, _, _ in self.late}
+        ms = [m for _, _, m in self.late]
+        return {"client_timeouts": len(self.silent_ids), "late_verdicts": len(self.late),
+                "late_verdict_kinds": dict(Counter(w for _, w, _ in self.late)),
+                "late_ms_p50": pct(ms, 50), "late_ms_max": max(ms) if ms else None,
+                "late_at_s": sorted(self.silent_ids[i] for i in late_ids),
+                "silently_lost": len(self.silent_ids) - len(late_ids),
+                "lost_at_s": sorted(t for i, t in self.silent_ids.items() if i not in late_ids)}
 
 
 def _times(ts: list[float], most: int = 12) -> str:
@@ -397,6 +423,18 @@ def _times(ts: list[float], most: int = 12) -> str:
         return "none"
     shown = ", ".join(f"{t:.1f}" for t in ts[:most])
     return shown + (f" ... (+{len(ts) - most} more)" if len(ts) > most else "")
+
+
+def _timeout_rows(part: dict) -> list[tuple[str, str, str]]:
+    """Table rows: client timeouts, split into late verdicts and silent losses."""
+    late = part["late_verdicts"]
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(part["late_verdict_kinds"].items()))
+    return [("client timer fired first (no reply by the deadline)", str(part["client_timeouts"]), ""),
+            ("... the server's verdict came later: count (kinds), ms late p50 / max",
+             f"{late}" + (f" ({kinds}), {part['late_ms_p50']:.1f} / {part['late_ms_max']:.1f}" if late else ""), ""),
+            ("... submitted at (s into the run)", _times(part["late_at_s"]), ""),
+            ("silently lost (no reply ever)", str(part["silently_lost"]), "0"),
+            ("... submitted at (s into the run)", _times(part["lost_at_s"]), "")]
 
 
 def pct(xs, q):
@@ -432,7 +470,7 @@ def soak(endpoint: str, server: Proc, req, cap: float, args) -> dict:
     minute = [r for t, r in rss if t <= 60] or [rss[0][1]]
     last = [r for t, r in rss if t >= args.soak_s - 60] or [rss[-1][1]]
     return {"capacity_rps": cap, "offered_rps": args.overload * cap, "seconds": args.soak_s,
-            "submitted": load.submitted, "outcomes": dict(o), "silent_at_s": sorted(load.silent_at_s),
+            "submitted": load.submitted, "outcomes": dict(o), **load.timeouts(),
             "server_dropped_replies": dropped,
             "busy_p50_ms": pct(load.busy_ms, 50), "busy_p99_ms": pct(load.busy_ms, 99),
             "busy_max_ms": max(load.busy_ms) if load.busy_ms else None,
@@ -481,13 +519,38 @@ def chaos(workdir: Path, checkpoint: Path, req, args) -> dict:
         for p in (*workers.values(), procs["broker"]):
             p.stop()
     o = load.outcomes
-    lost = o["silent_client_timeout"]
     logs = "".join(p.read_text(errors="replace") for p in workdir.glob("*.log"))
     return {"capacity_rps": cap, "offered_rps": 0.7 * cap, "seconds": s, "events": done,
-            "submitted": load.submitted, "outcomes": dict(o), "silently_lost": lost,
-            "silent_at_s": sorted(load.silent_at_s),
+            "submitted": load.submitted, "outcomes": dict(o), **load.timeouts(),
             "accounted": sum(o.values()) == load.submitted,
-            "worker_requeues_logged": logs.count("re-queued"), "reregistrations_logged": logs.count("re-registering")}
+            "worker_requeues_logged": logs.count("re-queued"),
+            # a worker re-registers when the new broker tells it so, or after hearing nothing for 3 heartbeats
+            "reregistrations_logged": logs.count("re-registering") + logs.count("; reconnecting in")}
+
+
+# --- 4. burst -------------------------------------------------------------------------------------------
+
+
+def burst(workdir: Path, checkpoint: Path, req, args) -> dict:
+    reps = []
+    for rep in range(args.burst_reps):
+        server, (ep,) = serve(workdir, f"burst{rep}", f"checkpoint={checkpoint}", "bind=tcp://127.0.0.1:*",
+                              f"threads={args.threads}")
+        try:
+            wait_ready(ep, server)
+            load = Load(ep, req, 1.0, args.burst_deadline_ms, args.seed)
+            for _ in range(args.burst):
+                load.submit_one()
+            load.close()
+            reps.append({"submitted": load.submitted, "outcomes": dict(load.outcomes), **load.timeouts()})
+        finally:
+            server.stop()
+    late_ms = [r["late_ms_max"] for r in reps if r["late_ms_max"] is not None]
+    return {"requests": args.burst, "deadline_ms": args.burst_deadline_ms, "reps": reps,
+            "client_timeouts": sum(r["client_timeouts"] for r in reps),
+            "late_verdicts": sum(r["late_verdicts"] for r in reps),
+            "late_ms_max": max(late_ms) if late_ms else None,
+            "silently_lost": sum(r["silently_lost"] for r in reps)}
 
 
 # --- main --------------------------------------------------------------------------------------------------
@@ -517,13 +580,17 @@ def main() -> int:
     ap.add_argument("--capacity-s", type=float, default=15.0)
     ap.add_argument("--deadline-ms", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--parts", default="fuzz,soak,chaos")
+    ap.add_argument("--burst", type=int, default=1000, help="requests submitted at once in the burst part")
+    ap.add_argument("--burst-deadline-ms", type=int, default=300)
+    ap.add_argument("--burst-reps", type=int, default=5, help="bursts, each against a freshly started server")
+    ap.add_argument("--parts", default="fuzz,soak,chaos,burst")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="2,000 messages, 6 s soak, 8 s chaos (a smoke run)")
     ap.add_argument("--json", type=Path, default=Path("runs/bench/reliability.json"))
     args = ap.parse_args()
     if args.quick:
         args.messages, args.soak_s, args.chaos_s, args.capacity_s = 2_000, 6.0, 8.0, 3.0
+        args.burst, args.burst_reps = 100, 1
     checkpoint = Path(args.checkpoint or Path(args.run or ".") / "teacher" / "av_gate" / "model").resolve()
     if not (checkpoint / "model.safetensors").is_file():
         ap.error(f"{checkpoint}: not a teacher folder (give --checkpoint or --run)")
@@ -561,7 +628,7 @@ def main() -> int:
                     ("admitted requests answered within their deadline",
                      f"{100 * (s['admitted_in_deadline_share'] or 0):.1f}% of {s['admitted']:,}", "all"),
                     ("outcomes", ", ".join(f"{k} {v}" for k, v in sorted(s["outcomes"].items())), ""),
-                    ("client timeouts with the server silent, submitted at (s)", _times(s["silent_at_s"]), ""),
+                    *_timeout_rows(s),
                     ("replies the server dropped (the client not reading: SNDHWM)", str(s["server_dropped_replies"]), "0"),
                     ("server RSS MB: first minute / last minute / max",
                      f"{s['rss_mb']['first_minute']:.0f} / {s['rss_mb']['last_minute']:.0f} / {s['rss_mb']['max']:.0f}",
@@ -575,10 +642,20 @@ def main() -> int:
             ("events", "; ".join(f"{t} s {w}" for t, w in c["events"]), ""),
             ("requests submitted / accounted for", f"{c['submitted']:,} / {sum(c['outcomes'].values()):,}", "equal"),
             ("outcomes", ", ".join(f"{k} {v}" for k, v in sorted(c["outcomes"].items())), ""),
-            ("silently lost (client timer, server silent)", str(c["silently_lost"]), "0"),
-            ("... submitted at (s into the run)", _times(c["silent_at_s"]), ""),
+            *_timeout_rows(c),
             ("batches re-queued / worker re-registrations (logs)",
              f"{c['worker_requeues_logged']} / {c['reregistrations_logged']}", "")])
+    if "burst" in parts:
+        b = out["burst"] = burst(workdir, checkpoint, req, args)
+        table("burst", [
+            ("bursts (each against a fresh server)",
+             f"{len(b['reps'])} x {b['requests']} requests at once, budget {b['deadline_ms']} ms", ""),
+            *[(f"burst {i + 1}: outcomes", ", ".join(f"{k} {v}" for k, v in sorted(r["outcomes"].items())), "")
+              for i, r in enumerate(b["reps"])],
+            ("client timer fired first / of which the verdict came later",
+             f"{b['client_timeouts']} / {b['late_verdicts']}", ""),
+            ("latest verdict after the client's timer", f"{b['late_ms_max'] or 0:.1f} ms", ""),
+            ("silently lost (no reply ever)", str(b["silently_lost"]), "0")])
     out["load_average"] = os.getloadavg()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=1) + "\n")

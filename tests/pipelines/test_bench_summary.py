@@ -84,3 +84,18 @@ def test_the_delay_and_the_early_stage_rows_when_the_report_has_them():
     assert rows["early stage (logit shift -3): fires / h outside events, background / labelled"] == (
         "41.0 [30.0, 55.0] / 310 [280, 340]", "<= 60 (val)")
     assert rows["onset -> first fire, early or trigger, p50 / p95 (ms)"][0] == "240 [230, 250] / 500 [400, 620]"
+
+
+def test_chaos_rows_split_silent_losses_from_late_verdicts():
+    from pipelines.bench import _reliability_summary
+
+    chaos = {"silently_lost": 0, "submitted": 12000, "late_verdicts": 8, "late_ms_max": 5.1}
+    rows = {name: value for name, value, _ in _reliability_summary({"chaos": chaos})}
+    assert rows["chaos (worker kill -9, broker restart): requests silently lost"] == "0 of 12,000"
+    assert rows["chaos: client timeouts whose server verdict came late (max ms late)"] == "8 (5.1 ms)"
+    burst = {"requests": 1000, "deadline_ms": 300, "reps": [{}, {}], "late_verdicts": 12, "late_ms_max": 9.25,
+             "silently_lost": 0}
+    [(name, value, target)] = _reliability_summary({"burst": burst})
+    assert name.startswith("burst (2 x 1000 at once, 300 ms)") and value == "12 of 2,000 (9.2 ms) / 0"
+    older = {name for name, _, _ in _reliability_summary({"chaos": {"silently_lost": 1, "submitted": 10}})}
+    assert not any("late" in n for n in older)  # a report from before the split still summarises
