@@ -212,6 +212,9 @@ def summarize(rows: list[dict]) -> dict:
                                  "p95": bootstrap_quantile(before, groups, 0.95).to_dict()}
     worst = max(STAGES, key=lambda s: out["stages"][s]["mean"]["value"])
     out["worst_stage"] = worst
+    # Answered onsets whose offload came before any trigger (or early) edge: the policy's own
+    # schedule or a query sent it, and their first stage is onset -> that offload's step.
+    out["offloaded_before_a_trigger"] = sum(1 for r in done if r.get("fired_by") is None)
     return out
 
 
@@ -253,6 +256,10 @@ def print_table(summary: dict, title: str) -> None:
     print(f"{summary['answered']} of {summary['onsets']} onsets answered by the cloud across "
           f"{summary['recordings']} recordings (missed {format_interval(summary['missed_share'])} %); "
           f"worst stage by mean: {summary['worst_stage']}")
+    early = summary.get("offloaded_before_a_trigger", 0)
+    if early:
+        print(f"{early} of {summary['answered']} answered onsets were offloaded before any trigger edge (the "
+              "policy's own schedule, or a query): for them 'onset -> trigger fires' is onset -> that offload's step")
 
 
 # --- main ------------------------------------------------------------------------------------------

@@ -37,3 +37,17 @@ def test_compare_pairs_on_the_onsets_both_answered():
     assert out["new"]["vs"] == "old" and out["new"]["paired_onsets"] == 38
     assert abs(out["new"]["difference_ms"]["value"] + 50.0) < 1e-9  # every paired onset 50 ms sooner
     assert out["new"]["difference_ms"]["hi"] < 0
+
+
+def test_onsets_offloaded_before_any_trigger_edge_are_counted_and_named(capsys):
+    def row(i, fired_by):
+        stages = dict(zip(_MOD.STAGES, (100.0 + i, 5.0, 80.0, 0.0)))
+        return {"recording": f"r{i % 4}", "onset_s": float(i), "label": "doorbell", "stages_ms": stages,
+                "total_ms": sum(stages.values()), "shown_at_next_step_ms": 0.0, "fired_by": fired_by}
+
+    rows = [row(i, None if i < 6 else "trigger") for i in range(20)] + [
+        {"recording": "r0", "onset_s": 99.0, "label": "doorbell"}]  # missed: not counted
+    summary = _MOD.summarize(rows)
+    assert summary["answered"] == 20 and summary["offloaded_before_a_trigger"] == 6
+    _MOD.print_table(summary, "t")
+    assert "6 of 20 answered onsets were offloaded before any trigger edge" in capsys.readouterr().out
