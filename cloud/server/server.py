@@ -269,8 +269,9 @@ class Server:
         decodes) must not add to their budgets, or the server's verdict lands
         after the client's own timer. One that arrived during the turn loses at
         most the turn's read time: the earlier stamp errs on the safe side.
-        When a turn stops before the socket is empty, the next turn keeps this
-        turn's stamp (those messages were waiting already).
+        When a turn stops with messages still waiting, the next turn keeps this
+        turn's stamp for them (the next poll returns at once); a socket found
+        empty carries nothing, so a later request never inherits an old stamp.
 
         Reading stops early when an admitted request's deadline comes due, so
         its ``deadline_exceeded`` is not held back behind the rest of a burst.
@@ -285,7 +286,8 @@ class Server:
             self._on_client_message(frames, stamp)
             if self._deadlines and time.monotonic() >= self._deadlines[0][0]:
                 break  # a verdict is due: answer it (this turn's _expire) before reading on
-        self._carried_stamp = t_turn  # more may be waiting: they count from this turn, not the next
+        if self.frontend.get(zmq.EVENTS) & zmq.POLLIN:  # more waiting: they count from this turn, not the next
+            self._carried_stamp = t_turn
 
     def _read_backend_monitor(self, now: float) -> None:
         while True:

@@ -260,6 +260,13 @@ def test_requests_read_in_one_turn_are_received_when_the_turn_began():
         Server._read_frontend(server, 300.0)  # the rest were waiting already: they keep the earlier stamp
         assert seen == [(b"m%d" % i, 200.0) for i in range(6, 10)]
         assert server._carried_stamp is None
+
+        dealer.send(b"m10")  # a turn cut at its last message carries nothing to a much later request
+        time.sleep(0.05)
+        seen.clear()
+        server._deadlines = [(time.monotonic() - 0.001, 0, None)]
+        Server._read_frontend(server, 400.0)
+        assert seen == [(b"m10", 400.0)] and server._carried_stamp is None
     finally:
         router.close(linger=0)
         dealer.close(linger=0)
