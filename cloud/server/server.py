@@ -284,7 +284,8 @@ class Server:
             except zmq.Again:
                 return
             self._on_client_message(frames, stamp)
-            if self._deadlines and time.monotonic() >= self._deadlines[0][0]:
+            head = self._deadlines[0] if self._deadlines else None
+            if head is not None and head[2].state != "done" and time.monotonic() >= head[0]:
                 break  # a verdict is due: answer it (this turn's _expire) before reading on
         if self.frontend.get(zmq.EVENTS) & zmq.POLLIN:  # more waiting: they count from this turn, not the next
             self._carried_stamp = t_turn

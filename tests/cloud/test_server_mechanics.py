@@ -252,7 +252,8 @@ def test_requests_read_in_one_turn_are_received_when_the_turn_began():
             dealer.send(b"m%d" % i)
         time.sleep(0.05)
         seen.clear()
-        server._deadlines = [(time.monotonic() - 0.001, 0, None)]  # an admitted request's verdict is due
+        queued = SimpleNamespace(state="queued")
+        server._deadlines = [(time.monotonic() - 0.001, 0, queued)]  # an admitted request's verdict is due
         Server._read_frontend(server, 200.0)
         assert seen == [(b"m5", 200.0)]  # one read, then the turn ends so _expire can answer it
         server._deadlines = []
@@ -264,9 +265,17 @@ def test_requests_read_in_one_turn_are_received_when_the_turn_began():
         dealer.send(b"m10")  # a turn cut at its last message carries nothing to a much later request
         time.sleep(0.05)
         seen.clear()
-        server._deadlines = [(time.monotonic() - 0.001, 0, None)]
+        server._deadlines = [(time.monotonic() - 0.001, 0, queued)]
         Server._read_frontend(server, 400.0)
         assert seen == [(b"m10", 400.0)] and server._carried_stamp is None
+
+        for i in range(11, 14):  # a head already answered (its entry not yet popped) does not cut the turn
+            dealer.send(b"m%d" % i)
+        time.sleep(0.05)
+        seen.clear()
+        server._deadlines = [(time.monotonic() - 0.001, 0, SimpleNamespace(state="done"))]
+        Server._read_frontend(server, 500.0)
+        assert seen == [(b"m%d" % i, 500.0) for i in range(11, 14)]
     finally:
         router.close(linger=0)
         dealer.close(linger=0)
