@@ -61,6 +61,7 @@ __all__ = [
     "CachedFeatures",
     "PerceptionWindows",
     "window_targets",
+    "label_pos_weights",
     "WindowSpec",
     "CachedRecording",
     "RecordingStore",
@@ -372,6 +373,34 @@ def window_targets(ann: Annotations, item: dict[str, Any], spec: WindowSpec, tok
     else:
         tok_valid = item["mel_valid"].reshape(n_tok, -1).any(-1)
     return token_targets(ann, starts, token_s, tok_valid, item["frame_times_s"], item["frame_valid"], AUDIBLE_SNR_DB)
+
+
+def label_pos_weights(store: RecordingStore, recording_ids: Sequence[str], token_s: float, frame_hz: float,
+                      cap: float) -> tuple[np.ndarray, np.ndarray]:
+    """``perception.pos_weight=sqrt``: per-label weight of the positive entries of the per-token BCE.
+
+    For each sound label (per ``token_s`` token) and frame label (per frame at
+    ``frame_hz``), sqrt(negatives / positives) over the recordings' whole grids,
+    counting only supervised entries (the targets' masks), clipped to
+    ``[1, cap]``; a label never positive gets 1. Annotations only: nothing is
+    decoded. Returns ``(sound (18,), frame (23,))`` float32.
+    """
+    counts = None
+    for rid in recording_ids:
+        ann = store.dataset.annotations(rid)
+        starts = np.arange(0.0, max(ann.duration_s - token_s, 0.0) + 1e-9, token_s)
+        times = np.arange(0.0, ann.duration_s, 1.0 / frame_hz)
+        t = token_targets(ann, starts, token_s, np.ones(len(starts), bool), times, np.ones(len(times), bool),
+                          AUDIBLE_SNR_DB)
+        now = [((t[k] * t[k + "_mask"]).sum(0), ((1.0 - t[k]) * t[k + "_mask"]).sum(0)) for k in ("sound", "frame")]
+        counts = now if counts is None else [(p + p2, n + n2) for (p, n), (p2, n2) in zip(counts, now)]
+    if counts is None:
+        raise UserError("perception.pos_weight: no training recordings to count labels on")
+    out = []
+    for pos, neg in counts:
+        w = np.sqrt(neg / np.maximum(pos, 1.0))
+        out.append(np.where(pos > 0, np.clip(w, 1.0, cap), 1.0).astype(np.float32))
+    return out[0], out[1]
 
 
 def window_signals(

@@ -13,7 +13,7 @@ from cloud.model.config import ModelConfig
 from shared.config import (OptimConfig, TrackingConfig, check, check_choice, check_range, check_recipe_loop,
                            check_threads)
 
-__all__ = ["NARRATIONS", "EVAL_SPLITS", "DataConfig", "PerceptionConfig", "TrainConfig", "EvalConfig"]
+__all__ = ["NARRATIONS", "EVAL_SPLITS", "POS_WEIGHTS", "DataConfig", "PerceptionConfig", "TrainConfig", "EvalConfig"]
 
 NARRATIONS = ("av", "visual")
 EVAL_SPLITS = ("train_av", "train_visual", "val_av", "val_visual", "bench")
@@ -47,6 +47,10 @@ class DataConfig:
         check_range(p + "corrupt_share", self.corrupt_share, 0.0, 1.0)
 
 
+#: ``perception.pos_weight`` choices.
+POS_WEIGHTS = ("none", "sqrt")
+
+
 @dataclass
 class PerceptionConfig:
     """Per-token perception: pre-training of the encoders, then cached features."""
@@ -57,10 +61,17 @@ class PerceptionConfig:
     weight: float = 1.0  # per-token loss next to the per-record answer loss in the QA phase
     cache: bool = True  # QA phase: encoders frozen, their per-token outputs cached per recording
     init: str | None = None  # a finished run's out/ (or its perception/ folder) to take phase 1 from
+    # Per-label weight of the positive entries in the per-token BCE: ``none`` (1), or ``sqrt``:
+    # sqrt(negatives / positives) of that label over the training recordings' token grid, capped
+    # at ``pos_weight_max`` (rare sounds such as the beeps count more than speech).
+    pos_weight: str = "none"
+    pos_weight_max: float = 10.0
 
     def __post_init__(self) -> None:
         p = "perception."
         check_range(p + "steps", self.steps, 0, 10_000_000)
+        check_choice(p + "pos_weight", self.pos_weight, POS_WEIGHTS)
+        check_range(p + "pos_weight_max", self.pos_weight_max, 1.0, 1000.0)
         check_range(p + "batch_size", self.batch_size, 1, 4096)
         check_range(p + "lr", self.lr, 0.0, 1.0, lo_open=True)
         check_range(p + "weight", self.weight, 0.0)

@@ -71,7 +71,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from cloud.data import (FeatureCache, PerceptionWindows, QADataset, RecordingStore, WindowSpec, collate,
-                        load_records, resolve_dataset)
+                        label_pos_weights, load_records, resolve_dataset)
 from cloud.eval import flat_metrics, perception_scores, predict, score_predictions
 from cloud.model.io import VOCAB_FILE, WEIGHTS_FILE, load_weights, save_teacher
 from cloud.model.perception import FRAME_LABELS, SOUND_LABELS
@@ -163,6 +163,15 @@ class TrainRecipe:
         )
         self.store = RecordingStore(resolve_dataset(cfg.data.qa_dir, cfg.data.dataset), self.spec.frame_size_px,
                                     self.spec.n_mels)
+        self.pos_weights = None  # perception.pos_weight: (sound, frame) weights of positive entries
+        if cfg.perception.pos_weight == "sqrt":
+            sound_w, frame_w = label_pos_weights(self.store, sorted({r.recording_id for r in self.train_records}),
+                                                 cfg.model.audio_token_s, cfg.data.frame_hz,
+                                                 cfg.perception.pos_weight_max)
+            self.pos_weights = (torch.from_numpy(sound_w), torch.from_numpy(frame_w))
+            if self.is_main:
+                print("perception.pos_weight=sqrt, sounds: " + ", ".join(
+                    f"{l} {w:.1f}" for l, w in sorted(zip(SOUND_LABELS, sound_w), key=lambda lw: -lw[1])), flush=True)
 
         # The model after the tokenizer (vocabulary size) and after seeding, so every
         # process starts from the same weights (DDP would broadcast rank 0's anyway).
@@ -222,7 +231,7 @@ class TrainRecipe:
                                    reduction="none")
         real = (target != self.tokenizer.pad_id).to(token_ce.dtype)
         ce = ((token_ce * real).sum(1) / real.sum(1).clamp_min(1.0)).mean()
-        perc = perception_loss(out, batch)
+        perc = perception_loss(out, batch, self.pos_weights)
         return ce + self.perception_weight * perc, ce, perc
 
     # --- phase 1: perception --------------------------------------------------------
@@ -256,7 +265,7 @@ class TrainRecipe:
             set_lr(opt, lr_at(step, schedule, cfg.steps))
             batch = collate(windows.batch(step, cfg.batch_size, mine))
             self.model.train()
-            loss = perception_loss(self.model.perceive(batch), batch)
+            loss = perception_loss(self.model.perceive(batch), batch, self.pos_weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if self.world_size > 1:
@@ -307,7 +316,7 @@ class TrainRecipe:
         """Phase 1's result from ``folder``: all of it (our own), or only the perception
         parts (``shared``: another run's, whose decoder and vocabulary may differ)."""
         state = json.loads((folder / _PERCEPTION_STATE).read_text(encoding="utf-8"))
-        keys = ("perception.steps", "perception.batch_size", "perception.lr", "data.qa_dir", "data.dataset",
+        keys = ("perception.steps", "perception.batch_size", "perception.lr", "perception.pos_weight", "data.qa_dir", "data.dataset",
                 "data.frame_hz", "data.max_window_s", "model.n_mels", "model.audio_token_s", "model.audio_channels",
                 "model.frame_size_px", "model.visual_channels", "model.d_model", "model.context_layers")
         if not shared:
@@ -498,9 +507,11 @@ class TrainRecipe:
 
 
 def _with_decoder_defaults(config: dict[str, Any]) -> dict[str, Any]:
-    """A saved config from before ``model.decoder`` existed had the built-in decoder."""
+    """A saved config from before ``model.decoder`` existed had the built-in decoder; one from
+    before ``perception.pos_weight``, unweighted perception."""
     model = {"decoder": "small", "lm": None, "lora_rank": 8, **config.get("model", {})}
-    return {**config, "model": model}
+    perception = {"pos_weight": "none", "pos_weight_max": 10.0, **config.get("perception", {})}
+    return {**config, "model": model, "perception": perception}
 
 
 def _perception_folder(path: str) -> Path:
@@ -515,13 +526,18 @@ def _perception_folder(path: str) -> Path:
     raise UserError(f"perception.init: {path} holds no finished perception phase ({PERCEPTION_DIR}/{_PERCEPTION_STATE})")
 
 
-def perception_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def perception_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
+                    pos_weights: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Masked BCE of the per-token heads: the mean over supervised sound entries and the
-    mean over supervised frame entries, averaged (``cloud/model/perception.py``)."""
+    mean over supervised frame entries, averaged (``cloud/model/perception.py``).
+
+    ``pos_weights``: (sound (18,), frame (23,)) weights of each label's positive
+    entries (``perception.pos_weight``); None weighs every entry 1."""
     parts = []
-    for logits, target, mask in ((out["sound_logits"], batch["sound"], batch["sound_mask"]),
-                                 (out["frame_logits"], batch["frame"], batch["frame_mask"])):
-        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    weights = pos_weights or (None, None)
+    for logits, target, mask, w in ((out["sound_logits"], batch["sound"], batch["sound_mask"], weights[0]),
+                                    (out["frame_logits"], batch["frame"], batch["frame_mask"], weights[1])):
+        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none", pos_weight=w)
         parts.append((bce * mask).sum() / mask.sum().clamp_min(1.0))
     return sum(parts) / len(parts)
 

@@ -387,3 +387,53 @@ def test_context_of_a_partial_window_reads_only_its_valid_frames_with_the_same_r
     assert got_a[1].tolist() == [-20.0, -100.0] and got_v[2].tolist() == [0.0, 0.0, 0.0]
     # the valid part alone gives the same estimate
     torch.testing.assert_close(got_a[0], audio_context(mel[:1, 300:], mel_valid[:1, 300:])[0])
+
+
+def test_positive_weights_count_each_label_over_the_token_grid_and_weigh_its_positives():
+    """``perception.pos_weight=sqrt``: a rare label weighs more than a common one, a label never
+    heard weighs 1, the cap holds, sounds under the audible SNR are not counted as positives;
+    and the loss multiplies exactly the positive entries of a label by its weight."""
+    from types import SimpleNamespace
+
+    from cloud.data import label_pos_weights
+    from cloud.model.perception import FRAME_LABELS, SOUND_LABELS
+    from cloud.train import perception_loss
+    from shared.annotations import Annotations, Event
+
+    anns = {
+        "a": Annotations("a", 20.0, events=[Event("e1", 0.0, 10.0, "speech", "audio"),  # 20 of 40 tokens
+                                            Event("e2", 12.0, 12.5, "doorbell", "audio"),  # 1 token
+                                            Event("e3", 14.0, 16.0, "knock", "audio", snr_db=-40.0)]),  # inaudible
+        "b": Annotations("b", 20.0, events=[Event("e4", 2.0, 12.0, "speech", "audio")]),
+    }
+    store = SimpleNamespace(dataset=SimpleNamespace(annotations=lambda rid: anns[rid]))
+    sound, frame = label_pos_weights(store, ["a", "b"], 0.5, 2.0, cap=6.0)
+    assert sound.shape == (len(SOUND_LABELS),) and frame.shape == (len(FRAME_LABELS),)
+    w = dict(zip(SOUND_LABELS, sound.tolist()))
+    assert w["speech"] == pytest.approx(1.0)  # 40 positives of 80: sqrt(40/40)
+    assert w["doorbell"] == pytest.approx(6.0)  # sqrt(79/1) = 8.9, capped
+    assert w["knock"] == 1.0 and w["car_horn"] == 1.0 and frame.tolist() == [1.0] * len(FRAME_LABELS)
+    uncapped, _ = label_pos_weights(store, ["a", "b"], 0.5, 2.0, cap=100.0)
+    assert dict(zip(SOUND_LABELS, uncapped.tolist()))["doorbell"] == pytest.approx(79 ** 0.5, rel=1e-5)
+
+    torch.manual_seed(0)
+    out = {"sound_logits": torch.randn(2, 5, len(SOUND_LABELS)), "frame_logits": torch.randn(2, 3, len(FRAME_LABELS))}
+    batch = {"sound": (torch.rand(2, 5, len(SOUND_LABELS)) > 0.7).float(), "sound_mask": torch.ones(2, 5, len(SOUND_LABELS)),
+             "frame": (torch.rand(2, 3, len(FRAME_LABELS)) > 0.7).float(), "frame_mask": torch.ones(2, 3, len(FRAME_LABELS))}
+    ones = (torch.ones(len(SOUND_LABELS)), torch.ones(len(FRAME_LABELS)))
+    assert perception_loss(out, batch, ones).item() == pytest.approx(perception_loss(out, batch).item(), rel=1e-6)
+    k = SOUND_LABELS.index("doorbell")
+    heavy = (torch.ones(len(SOUND_LABELS)).index_fill(0, torch.tensor([k]), 3.0), ones[1])
+    pos = batch["sound"][..., k]
+    extra = 2.0 * (pos * torch.nn.functional.softplus(-out["sound_logits"][..., k])).sum() / batch["sound_mask"].sum() / 2
+    assert perception_loss(out, batch, heavy).item() == pytest.approx(perception_loss(out, batch).item() + extra.item(),
+                                                                      rel=1e-5)
+
+
+def test_perception_pos_weight_is_checked_before_any_work():
+    from cloud.teacher_config import PerceptionConfig
+
+    with pytest.raises(ConfigError, match="perception.pos_weight"):
+        PerceptionConfig(pos_weight="balanced")
+    with pytest.raises(ConfigError, match="perception.pos_weight_max"):
+        PerceptionConfig(pos_weight="sqrt", pos_weight_max=0.5)

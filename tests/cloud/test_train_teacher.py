@@ -143,6 +143,10 @@ def test_resume_refuses_a_different_model(qa_dir, tmp_path):
     run(compose_train(tiny_args(qa_dir, tmp_path / "o", "max_steps=2", "mlflow.enabled=false")))
     with pytest.raises(UserError, match="model.d_model"):
         run(compose_train(tiny_args(qa_dir, tmp_path / "o", "max_steps=4", "mlflow.enabled=false", "model.d_model=16")))
+    # a phase 1 trained without per-label weights is not taken as one trained with them
+    with pytest.raises(UserError, match="perception.pos_weight"):
+        run(compose_train(tiny_args(qa_dir, tmp_path / "p", "max_steps=2", "mlflow.enabled=false",
+                                    f"perception.init={tmp_path / 'o'}", "perception.pos_weight=sqrt")))
 
 
 def test_torchrun_two_processes_with_gloo_runs_to_the_end_and_logs_one_run(qa_dir, tmp_path, mlflow_uri):
