@@ -47,6 +47,7 @@ __all__ = [
     "effective_snr_db",
     "snr_bin_of",
     "SUBSETS",
+    "trust_diagnostics",
     "analyse",
 ]
 
@@ -155,19 +156,68 @@ def _headline_targets(figures: Mapping[str, Any], controls: Mapping[str, Any], n
     return out
 
 
+#: Rows of the trust diagnostics: no corruption, then each kind (``cloud/corrupt.py``).
+TRUST_CONDITIONS = ("clean", "audio_noise", "video_blur", "video_hands")
+
+
+def trust_diagnostics(records: Sequence[QARecord], scores: Mapping[str, Sequence[Sequence[float]]],
+                      reliability: Mapping[str, Sequence[Sequence[Sequence[float] | None]]]) -> dict[str, Any]:
+    """What the gate does on the trust bench, per variant (all seeds pooled).
+
+    ``trust``: mean reliability (audio, visual) the gate gave the windows of each
+    corruption (``TRUST_CONDITIONS``): whether its trust moves with the context.
+    ``noisy_errors``: on the cross-modal AVH questions below 0 dB, the share of
+    "yes" questions answered wrong (misses) and of "no" questions answered wrong
+    (false "yes"): which kind of error a gate could remove.
+
+    Args:
+        scores: variant -> per-seed per-record scores (1 = right).
+        reliability: variant -> per-seed per-record ``[r_audio, r_visual]`` (None if not recorded).
+    """
+    trust: dict[str, Any] = {}
+    for name, per_seed in reliability.items():
+        sums = {c: [0.0, 0.0, 0] for c in TRUST_CONDITIONS}
+        for rel in per_seed:
+            for r, rv in zip(records, rel):
+                if rv is None:
+                    continue
+                acc = sums[r.meta.get("corrupt") or "clean"]
+                acc[0] += float(rv[0])
+                acc[1] += float(rv[1])
+                acc[2] += 1
+        seeds = max(len(per_seed), 1)  # n: bench windows (each counted once, whatever the seeds)
+        trust[name] = {c: {"audio": a / n, "visual": v / n, "n": n // seeds} if n else None
+                       for c, (a, v, n) in sums.items()}
+    noisy = _cross_modal("snr_lt0")
+    errors: dict[str, Any] = {}
+    for name, per_seed in scores.items():
+        row = {}
+        for gold in ("yes", "no"):
+            idx = [i for i, r in enumerate(records) if noisy(r) and r.answer == gold]
+            wrong = sum(1 for sc in per_seed for i in idx if sc[i] < 1)
+            total = len(idx) * len(per_seed)
+            row[gold] = {"wrong": wrong / total if total else None, "n": len(idx)}
+        errors[name] = row
+    return {"trust": trust, "noisy_errors": errors}
+
+
 def analyse(kind: str, records: Sequence[QARecord], variants: Mapping[str, Sequence[Sequence[float]]],
             controls: Mapping[str, Sequence[Sequence[float]] | Sequence[float]], baseline: str, treatment: str,
             targets: Mapping[str, float], *, sound_pairs: Callable[[QARecord], bool] | None = None,
-            seed: int = 0) -> dict[str, Any]:
+            seed: int = 0, reliability: Mapping[str, Sequence[Sequence[Sequence[float] | None]]] | None = None
+            ) -> dict[str, Any]:
     """Figures, subsets, differences and targets of one experiment.
 
     Args:
         variants: name -> per-seed lists of per-record scores (same record order).
         controls: control name -> per-record scores (or per-seed lists).
+        reliability: trust only: name -> per-seed lists of the gate's per-record
+            ``[r_audio, r_visual]`` (``trust_diagnostics``).
 
     Returns:
         ``{"figures": {system: bench_figures}, "subsets": [{key, title, level,
-        systems: {system: {question, pair}}, difference}], "targets": [...]}``.
+        systems: {system: {question, pair}}, difference}], "targets": [...]}``,
+        and for trust with ``reliability`` given, ``"trust_diagnostics"``.
     """
     systems: dict[str, Any] = {**variants, **{c: s for c, s in controls.items() if c in CONTROLS}}
     figures = {name: bench_figures(records, scores, seed=seed) for name, scores in systems.items()}
@@ -218,4 +268,7 @@ def analyse(kind: str, records: Sequence[QARecord], variants: Mapping[str, Seque
                        "measured": _pts(d),
                        "met": bool(d and d["lo"] > 0 and d["value"] >= targets["noisy_gain_min_pts"] / 100)})
         t_list.append(drop("cross_modal_snr_ge20", targets["quiet_drop_max_pts"], "cross-modal AVH at >= 20 dB"))
-    return {"figures": figures, "subsets": subsets, "targets": t_list}
+    out = {"figures": figures, "subsets": subsets, "targets": t_list}
+    if kind == "trust" and reliability:
+        out["trust_diagnostics"] = trust_diagnostics(records, variants, reliability)
+    return out

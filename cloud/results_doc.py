@@ -15,7 +15,9 @@ results.json (``RESULTS_SCHEMA_VERSION`` 2)::
     variants: {name: {role, overrides, runs: [{seed, model, reused, steps, train_seconds, mlflow_run_id}]}},
     figures: {system: cloud.controls.bench_figures (seed-averaged)},
     subsets: [{key, title, level, systems: {system: {question, pair}}, difference}],
-    targets: [{target, measured, met}], mlflow_parent_run_id
+    targets: [{target, measured, met}], mlflow_parent_run_id,
+    trust only: trust_diagnostics {trust: {variant: {condition: {audio, visual, n}}},
+                                   noisy_errors: {variant: {yes|no: {wrong, n}}}}
 
 Systems are the two variants and the controls (blind, scene, shuffled,
 constant); every figure is a ``shared.stats.Interval`` dict.
@@ -30,7 +32,7 @@ from cloud.experiment_analysis import KINDS
 from shared.stats import format_interval
 
 __all__ = ["RESULTS_FILE", "RESULTS_SCHEMA_VERSION", "NOTES_BEGIN", "NOTES_END", "load_results", "render",
-           "write_doc", "figure_table", "subset_lines"]
+           "write_doc", "figure_table", "subset_lines", "trust_lines"]
 
 RESULTS_FILE = "results.json"
 RESULTS_SCHEMA_VERSION = 2
@@ -87,6 +89,30 @@ def subset_lines(res: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def trust_lines(res: Mapping[str, Any]) -> list[str]:
+    """Markdown: the gate's mean trust per corruption, and the kind of error below 0 dB
+    (``cloud.experiment_analysis.trust_diagnostics``); nothing for other experiments."""
+    diag = res.get("trust_diagnostics")
+    if not diag:
+        return []
+    trust = diag["trust"]
+    conds = [c for c in next(iter(trust.values()))]
+    lines = ["**The gate's trust per corruption** (mean reliability audio / visual over every bench window, "
+             "all seeds; `blind` is one constant by design)", "",
+             "| system | " + " | ".join(c.replace("_", " ") for c in conds) + " |",
+             "| --- |" + " ---: |" * len(conds)]
+    for name, row in trust.items():
+        lines.append(f"| {name} | " + " | ".join(
+            f"{row[c]['audio']:.2f} / {row[c]['visual']:.2f}" if row.get(c) else "-" for c in conds) + " |")
+    lines += ["", "**Errors on cross-modal AVH below 0 dB** (seed-averaged share answered wrong)", "",
+              "| system | gold \"yes\": missed | gold \"no\": answered \"yes\" |", "| --- | ---: | ---: |"]
+    for name, row in diag["noisy_errors"].items():
+        cells = [f"{100 * row[g]['wrong']:.1f}% (n={row[g]['n']})" if row[g]["wrong"] is not None else "-"
+                 for g in ("yes", "no")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def _trained(v: Mapping[str, Any]) -> str:
     runs = v.get("runs", [])
     if not runs:
@@ -107,6 +133,7 @@ def _section(res: Mapping[str, Any]) -> list[str]:
     lines += ["**Held-out counterfactual bench, seeds averaged** (the treatment, the baseline and the controls)", "",
               figure_table(res["figures"]), ""]
     lines += subset_lines(res)
+    lines += trust_lines(res)
     lines += ["| target | measured | met |", "| --- | --- | :---: |"]
     for t in res["targets"]:
         lines.append(f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else '**no**'} |")

@@ -85,7 +85,7 @@ from shared.training import (batch_indices, check_resume_config, latest_checkpoi
                              set_lr)
 
 __all__ = ["MODEL_DIR", "PERCEPTION_DIR", "RESUME_MAY_CHANGE", "TrainRecipe", "run", "run_perception", "perception_loss",
-           "label_word_ids"]
+           "with_saved_defaults", "label_word_ids"]
 
 MODEL_DIR = "model"
 PERCEPTION_DIR = "perception"
@@ -321,7 +321,7 @@ class TrainRecipe:
                 "model.frame_size_px", "model.visual_channels", "model.d_model", "model.context_layers")
         if not shared:
             keys += ("seed", "model")
-        then, now = flatten(_with_decoder_defaults(state["config"])), flatten(dataclasses.asdict(self.cfg))
+        then, now = flatten(with_saved_defaults(state["config"])), flatten(dataclasses.asdict(self.cfg))
         changed = sorted(k for k in set(then) | set(now) if k.startswith(keys) and then.get(k) != now.get(k))
         if changed:
             what = "perception.init" if shared else "out"
@@ -454,7 +454,7 @@ class TrainRecipe:
 
     def _load_checkpoint(self, folder: Path) -> None:
         state = read_state(folder)
-        check_resume_config(folder, _with_decoder_defaults(state["config"]), dataclasses.asdict(self.cfg),
+        check_resume_config(folder, with_saved_defaults(state["config"]), dataclasses.asdict(self.cfg),
                             RESUME_MAY_CHANGE)
         load_weights(self.model, folder / WEIGHTS_FILE)
         load_optimizer(self.optimizer, folder, state["optimizer"])
@@ -506,7 +506,7 @@ class TrainRecipe:
             dist.destroy_process_group()
 
 
-def _with_decoder_defaults(config: dict[str, Any]) -> dict[str, Any]:
+def with_saved_defaults(config: dict[str, Any]) -> dict[str, Any]:
     """A saved config from before ``model.decoder`` existed had the built-in decoder; one from
     before ``perception.pos_weight``, unweighted perception."""
     model = {"decoder": "small", "lm": None, "lora_rank": 8, **config.get("model", {})}

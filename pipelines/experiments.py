@@ -205,7 +205,7 @@ def prepare_data(spec: DataSpec) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _finished(tcfg) -> dict[str, Any] | None:
     """The final checkpoint's state if ``tcfg.out`` holds a finished run of exactly ``tcfg``."""
-    from cloud.train import MODEL_DIR, RESUME_MAY_CHANGE
+    from cloud.train import MODEL_DIR, RESUME_MAY_CHANGE, with_saved_defaults
     from shared.training import config_changes, latest_checkpoint, read_state
 
     ck = latest_checkpoint(tcfg.out)
@@ -214,7 +214,9 @@ def _finished(tcfg) -> dict[str, Any] | None:
     state = read_state(ck)
     # Logging, evaluation and tracking keys do not change the weights (the keys a resume may change).
     ignored = RESUME_MAY_CHANGE - {"max_steps"}
-    same = not config_changes(state["config"], json.loads(json.dumps(dataclasses.asdict(tcfg))), ignored)
+    # A key added since the run was saved reads as its default then (cloud.train.with_saved_defaults).
+    then = with_saved_defaults(state["config"])
+    same = not config_changes(then, json.loads(json.dumps(dataclasses.asdict(tcfg))), ignored)
     return state if same and state["step"] >= tcfg.max_steps else None
 
 
@@ -419,6 +421,7 @@ def run(cfg: ExperimentConfig, command: str | None = None) -> dict[str, Any] | N
     variants: dict[str, Any] = {n: {"role": roles[n], "overrides": list(exp.variants[n]), "runs": []}
                                 for n in exp.variants}
     scores: dict[str, list[list[float]]] = {n: [] for n in exp.variants}
+    reliability: dict[str, list[list[Any]]] = {n: [] for n in exp.variants}  # the gate's, per record
     shuffled: list[list[float]] = []
     try:
         for seed in exp.seeds:  # 4
@@ -436,6 +439,7 @@ def run(cfg: ExperimentConfig, command: str | None = None) -> dict[str, Any] | N
                 tag = "trust" if exp.corrupt_bench else "bench"
                 preds = answer_bench(model_dir, records, Path(exp.data.world), cfg.eval_batch_size, tag)
                 scores[name].append([score(r, p["prediction"]) for r, p in zip(records, preds)])
+                reliability[name].append([p.get("reliability") for p in preds])
                 variants[name]["runs"].append({"seed": seed, "model": str(model_dir), **trained})
                 if name == treatment and len({r.recording_id for r in records}) >= 2:
                     moved = shuffled_records(records, seed)
@@ -450,7 +454,8 @@ def run(cfg: ExperimentConfig, command: str | None = None) -> dict[str, Any] | N
                                 for c in ("question_only", "question_scene", "constant_answer")}
     if shuffled:
         controls["shuffled_clip"] = shuffled
-    analysis = analyse(exp.name, records, scores, controls, baseline, treatment, exp.targets)
+    analysis = analyse(exp.name, records, scores, controls, baseline, treatment, exp.targets,
+                       reliability=reliability)
     splits: dict[str, int] = {}
     for r in manifest.get("recordings", []):
         splits[r["split"]] = splits.get(r["split"], 0) + 1

@@ -144,6 +144,39 @@ def test_seed_averaging_pairs_and_effective_snr():
     assert snr_bin_of(_rec(0, "x", "AVH", "sound", "yes", "p", snr_db=25.0)) == "snr_ge20"
 
 
+def test_trust_diagnostics_say_where_the_gate_moved_and_which_errors_remain():
+    from cloud.experiment_analysis import trust_diagnostics
+    from cloud.results_doc import trust_lines
+
+    bench = []
+    for k in range(4):
+        rid = f"kitchen_s0_{k:05d}"
+        bench += [_rec(0, rid, "AVH", "sound", "yes", f"{rid}.n", snr_db=2.0, cross_modal=True, corrupt="audio_noise"),
+                  _rec(1, rid, "AVH", "sound", "no", f"{rid}.n", snr_db=2.0, cross_modal=True, corrupt="audio_noise"),
+                  _rec(2, rid, "AVH", "sound", "yes", f"{rid}.b", snr_db=25.0, cross_modal=True, corrupt="video_blur"),
+                  _rec(3, rid, "AVH", "sound", "no", f"{rid}.b", snr_db=25.0, cross_modal=True)]
+    # the gate: audio trust falls under noise, visual under blur; blind: one constant
+    gate_rel = [[0.3, 0.9] if r.meta.get("corrupt") == "audio_noise" else [0.9, 0.2] if r.meta.get("corrupt")
+                else [0.8, 0.8] for r in bench]
+    blind_rel = [[0.7, 0.7]] * len(bench)
+    # below 0 dB the gate misses every "yes" in seed 0 and none in seed 1; blind says "yes" to every "no"
+    gate0 = [0.0 if (r.answer == "yes" and r.meta.get("corrupt") == "audio_noise") else 1.0 for r in bench]
+    blind = [0.0 if (r.answer == "no" and r.meta.get("corrupt") == "audio_noise") else 1.0 for r in bench]
+    out = trust_diagnostics(bench, {"blind": [blind], "gate": [gate0, [1.0] * len(bench)]},
+                            {"blind": [blind_rel], "gate": [gate_rel, gate_rel]})
+    g = out["trust"]["gate"]
+    assert (g["audio_noise"]["audio"], g["audio_noise"]["visual"]) == (pytest.approx(0.3), pytest.approx(0.9))
+    assert g["audio_noise"]["n"] == 8 and g["clean"]["n"] == 4 and g["video_hands"] is None
+    assert (g["video_blur"]["visual"], g["clean"]["audio"]) == (pytest.approx(0.2), pytest.approx(0.8))
+    assert out["trust"]["blind"]["clean"]["audio"] == pytest.approx(0.7)
+    assert out["noisy_errors"]["gate"] == {"yes": {"wrong": 0.5, "n": 4}, "no": {"wrong": 0.0, "n": 4}}
+    assert out["noisy_errors"]["blind"] == {"yes": {"wrong": 0.0, "n": 4}, "no": {"wrong": 1.0, "n": 4}}
+    text = "\n".join(trust_lines({"trust_diagnostics": out}))
+    assert "| gate | 0.80 / 0.80 | 0.30 / 0.90 | 0.90 / 0.20 | - |" in text
+    assert "| blind | 0.0% (n=4) | 100.0% (n=4) |" in text
+    assert trust_lines({"experiment": "data"}) == []
+
+
 # --- end to end on the tiny preset ---------------------------------------------------
 
 
@@ -186,6 +219,11 @@ def test_tiny_experiment_writes_results_json_with_both_variants_seeds_controls_a
                                                       "cross_modal_snr_10_20", "cross_modal_snr_ge20"}
     assert all(set(t) == {"target", "measured", "met"} for t in on_disk["targets"])
     assert on_disk["qa"]["corrupted"] and on_disk["world"]["recordings"] == 8
+    diag = on_disk["trust_diagnostics"]  # the gate's trust per corruption, from its own predictions
+    assert set(diag["trust"]) == {"blind", "gate"} and set(diag["trust"]["gate"]) == {
+        "clean", "audio_noise", "video_blur", "video_hands"}
+    seen = [row for row in diag["trust"]["gate"].values() if row]
+    assert seen and all(0.0 < row["audio"] < 1.0 and 0.0 < row["visual"] < 1.0 and row["n"] > 0 for row in seen)
     # the perception phase ran once per seed and both variants started from it
     for seed in (0, 1):
         assert (root / "runs" / "perception" / f"seed{seed}" / "perception" / "model.safetensors").is_file()
@@ -209,6 +247,14 @@ def test_tiny_experiment_nests_variant_runs_under_a_parent_mlflow_run(tiny_run):
 @pytest.mark.slow  # a tiny experiment end to end
 def test_rerun_skips_finished_variants_and_reproduces_the_numbers(tiny_run, capsys):
     root, results = tiny_run
+    # runs saved before a config key existed (here perception.pos_weight*) are the same config
+    # as the key's default: rewrite every saved state without them
+    for state in [*(root / "runs").glob("*/*/seed*/checkpoints/*/state.json"),
+                  *(root / "runs").glob("perception/seed*/perception/perception_state.json")]:
+        saved = json.loads(state.read_text())
+        for key in ("pos_weight", "pos_weight_max"):
+            saved["config"]["perception"].pop(key)
+        state.write_text(json.dumps(saved))
     cfg = compose_experiment([*tiny_overrides(root), "mlflow.enabled=false"])
     cwd = os.getcwd()
     os.chdir(root)
@@ -216,7 +262,7 @@ def test_rerun_skips_finished_variants_and_reproduces_the_numbers(tiny_run, caps
         again = run(cfg)
     finally:
         os.chdir(cwd)
-    assert "finished run of the same config, step 30; not retrained" in capsys.readouterr().out
+    assert capsys.readouterr().out.count("finished run of the same config, step 30; not retrained") == 4
     assert again["figures"] == results["figures"] and again["subsets"] == results["subsets"]
 
 
