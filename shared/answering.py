@@ -127,9 +127,20 @@ def parsed_query(text: str) -> tuple[str, tuple[str, ...]]:
     return query_kind(text), tuple(labels_named(text))
 
 
-def answer_from_memory(memory: DetectionMemory, text: str, t_s: float) -> str:
-    """The answer to the question ``text`` asked at ``t_s`` (see the module table)."""
+def answer_from_memory(memory: DetectionMemory, text: str, t_s: float, covers_from_s: float | None = None) -> str:
+    """The answer to the question ``text`` asked at ``t_s`` (see the module table).
+
+    ``covers_from_s``: the memory holds only what was perceived since then (the cloud's:
+    one request's window), not everything since the wearer put the glasses on (the
+    device's, None). Such a memory does not answer from absence, since the sound may
+    have come before its window: "did ...?" is "yes" or UNKNOWN, never "no"; "which
+    came first" needs both sounds in it; a count needs the sound in it and its first
+    episode clear of the window's start by ``EPISODE_GAP_S``. UNKNOWN lets the glasses
+    show the answer of their own memory.
+    """
     kind, named = parsed_query(text)
+    if covers_from_s is not None and kind in ("order", "yes_no", "count") and named:
+        return _windowed(memory, kind, named, t_s, covers_from_s)
     if kind == "action":
         return _latest([d for d in memory.seen_before(t_s, ACTION_LOOKBACK_S) if d.label in ACTIONS]) or UNKNOWN
     if kind == "activity":
@@ -147,3 +158,20 @@ def answer_from_memory(memory: DetectionMemory, text: str, t_s: float) -> str:
         return str(_episodes(memory, t_s, named[0]))
     recent = memory.before(t_s, LOOKBACK_S)
     return _latest([d for d in recent if d.label in DISTINCT_SOUNDS]) or _latest(recent) or UNKNOWN
+
+
+def _windowed(memory: DetectionMemory, kind: str, named: tuple[str, ...], t_s: float, covers_from_s: float) -> str:
+    """The memory-wide kinds over a memory that starts at ``covers_from_s`` (`answer_from_memory`)."""
+    before = memory.before(t_s)
+    if kind == "yes_no":
+        return YES if {d.label for d in before} & set(named) else UNKNOWN
+    if kind == "order":
+        firsts: dict[str, float] = {}
+        for d in before:
+            if d.label in named[:2]:
+                firsts.setdefault(d.label, d.t_s)
+        return min(firsts, key=firsts.get) if len(firsts) == 2 else UNKNOWN
+    first = next((d.t_s for d in before if d.label == named[0]), None)
+    if first is None or first - covers_from_s < EPISODE_GAP_S:
+        return UNKNOWN
+    return str(_episodes(memory, t_s, named[0]))

@@ -13,7 +13,10 @@ small programs detected:
   is a sighting of that action at the frame's time.
 
 So the cloud's answer depends on what the request carried: without frames it has
-seen nothing, and "what did I just do?" is answered ``unknown``. Questions the
+seen nothing, and "what did I just do?" is answered ``unknown``. Its memory covers
+the request's window, not the day: "did ...?" is "yes" or ``unknown`` (never a
+"no" from 5 s of audio), and "which came first" and counts need their sounds in
+the window; ``unknown`` makes the glasses show their own memory's answer. Questions the
 contract does not recognise (kind ``other``) keep the decoder's free text.
 Torch-free: numpy in, the answer out.
 """
@@ -24,7 +27,7 @@ import numpy as np
 from cloud.model.perception import FRAME_LABELS, N_ACTIONS, SOUND_LABELS, audio_token_ends
 from shared.answering import DetectionMemory, answer_from_memory, parsed_query
 
-__all__ = ["THRESHOLD", "is_wearer_question", "perception_memory", "answer_wearer"]
+__all__ = ["THRESHOLD", "is_wearer_question", "perception_memory", "window_start", "answer_wearer"]
 
 #: A token or frame "has" a label above this probability (the perception heads' own cut, as the evidence).
 THRESHOLD = 0.5
@@ -68,7 +71,22 @@ def perception_memory(sound_probs: np.ndarray, audio_valid: np.ndarray, audio_en
     return memory
 
 
+def window_start(audio_valid: np.ndarray, audio_end_s: float, token_s: float) -> float:
+    """Where the request's audio begins: the start of its first valid token (``audio_end_s``
+    when it carried none, so the window covers nothing)."""
+    valid = np.flatnonzero(np.asarray(audio_valid, bool))
+    if not len(valid):
+        return float(audio_end_s)
+    return float(audio_token_ends(audio_end_s, len(audio_valid), token_s)[valid[0]] - token_s)
+
+
 def answer_wearer(text: str, t_query_s: float, **perception) -> str:
     """The closed-form answer to the wearer's question ``text`` asked at ``t_query_s``
-    (``perception``: the arguments of :func:`perception_memory`)."""
-    return answer_from_memory(perception_memory(**perception), text, t_query_s)
+    (``perception``: the arguments of :func:`perception_memory`).
+
+    The memory covers the request's window only (:func:`window_start`), so questions about
+    everything heard so far are answered from what is in it, or ``unknown``
+    (``shared.answering.answer_from_memory``'s ``covers_from_s``): the glasses then show
+    the answer of their own memory, which covers the whole day."""
+    since = window_start(perception["audio_valid"], perception["audio_end_s"], perception["token_s"])
+    return answer_from_memory(perception_memory(**perception), text, t_query_s, covers_from_s=since)

@@ -54,6 +54,22 @@ def test_a_window_without_frames_cannot_say_what_the_wearer_did():
     assert answer_wearer(SOUND_ID_TEXT, 10.0, **deaf) == UNKNOWN and answer_wearer(ACTIVITY_TEXT, 10.0, **deaf) == "chop"
 
 
+def test_the_window_is_all_the_server_heard_so_it_does_not_answer_no_from_it():
+    from cloud.server.wearer import window_start
+
+    # a 10 s model window whose first 10 tokens hold no audio: the request carried the last 5 s
+    p = _perception(sounds=[(16, "doorbell")], n_tokens=20)
+    p["audio_valid"] = np.arange(20) >= 10
+    assert window_start(p["audio_valid"], 10.0, 0.5) == 5.0
+    assert window_start(np.zeros(20, bool), 10.0, 0.5) == 10.0  # no audio: it covers nothing
+    assert answer_wearer("did the doorbell ring?", 10.0, **p) == "yes"
+    assert answer_wearer("did someone knock?", 10.0, **p) == UNKNOWN  # the device's memory answers
+    assert answer_wearer("how many times did the oven timer beep?", 10.0, **p) == UNKNOWN
+    early = _perception(sounds=[(10, "timer_beep")], n_tokens=20)  # heard in the window's first token
+    early["audio_valid"] = p["audio_valid"]
+    assert answer_wearer("how many times did the oven timer beep?", 10.0, **early) == UNKNOWN
+
+
 def test_a_frame_repeated_over_slots_counts_once():
     p = _perception(sights=[(0, "pick_up_phone"), (1, "pick_up_phone")], frame_times=(9.0, 9.0))
     assert len(perception_memory(**p).seen) == 1

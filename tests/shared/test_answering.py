@@ -66,3 +66,29 @@ def test_a_sound_that_goes_on_does_not_hide_the_beep():
     # no distinct sound in the look-back: the most recent sound of any kind
     assert answer_from_memory(m, SOUND_ID_TEXT, 16.1) == "sizzle"  # the beep and the chopping are > 10 s ago
     assert answer_from_memory(_memory((1.0, "chopping", 0.9)), SOUND_ID_TEXT, 2.0) == "chopping"
+
+
+def test_a_memory_of_one_window_does_not_answer_from_absence():
+    """The cloud's memory covers its request's window (``covers_from_s``); the device's, the day."""
+    from shared.queries import count_text, order_text
+
+    m = _memory((7.0, "microwave_beep", 0.9), (7.6, "microwave_beep", 0.9), (8.5, "knock", 0.8))
+    did_ring, did_knock = "did the doorbell ring?", "did someone knock?"
+    assert query_kind(did_ring) == query_kind(did_knock) == "yes_no"
+    # the day's memory: absence means "no"; a window's: it may have rung before the window
+    assert answer_from_memory(m, did_ring, 10.0) == "no"
+    assert answer_from_memory(m, did_ring, 10.0, covers_from_s=5.0) == UNKNOWN
+    assert answer_from_memory(m, did_knock, 10.0, covers_from_s=5.0) == "yes"
+    # which came first: both sounds in the window, or nothing to say (the day's memory guesses the first named)
+    both, one = order_text("microwave_beep", "knock"), order_text("doorbell", "knock")
+    assert answer_from_memory(m, both, 10.0, covers_from_s=5.0) == "microwave_beep"
+    assert answer_from_memory(m, one, 10.0, covers_from_s=5.0) == UNKNOWN
+    assert answer_from_memory(m, one, 10.0) == "knock"
+    # a count: the sound in the window, its first episode clear of the window's start
+    beeps = count_text("microwave_beep")
+    assert answer_from_memory(m, beeps, 10.0, covers_from_s=5.0) == "1" == answer_from_memory(m, beeps, 10.0)
+    assert answer_from_memory(m, beeps, 10.0, covers_from_s=6.5) == UNKNOWN  # it may have begun before 6.5
+    assert answer_from_memory(m, count_text("timer_beep"), 10.0, covers_from_s=5.0) == UNKNOWN
+    assert answer_from_memory(m, count_text("timer_beep"), 10.0) == "0"
+    # the other kinds read the window as before
+    assert answer_from_memory(m, SOUND_ID_TEXT, 10.0, covers_from_s=5.0) == answer_from_memory(m, SOUND_ID_TEXT, 10.0)
