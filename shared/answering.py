@@ -135,8 +135,10 @@ def answer_from_memory(memory: DetectionMemory, text: str, t_s: float, covers_fr
     device's, None). Such a memory does not answer from absence, since the sound may
     have come before its window: "did ...?" is "yes" or UNKNOWN, never "no"; "which
     came first" needs both sounds in it; a count needs the sound in it and its first
-    episode clear of the window's start by ``EPISODE_GAP_S``. UNKNOWN lets the glasses
-    show the answer of their own memory.
+    episode clear of the window's start by ``EPISODE_GAP_S``; "what was that?" (and the
+    kinds that share its rule) needs a distinct sound in it when the window is shorter
+    than ``LOOKBACK_S`` (one may have come just before). UNKNOWN lets the glasses show
+    the answer of their own memory.
     """
     kind, named = parsed_query(text)
     if covers_from_s is not None and kind in ("order", "yes_no", "count") and named:
@@ -157,7 +159,10 @@ def answer_from_memory(memory: DetectionMemory, text: str, t_s: float, covers_fr
     if kind == "count" and named:
         return str(_episodes(memory, t_s, named[0]))
     recent = memory.before(t_s, LOOKBACK_S)
-    return _latest([d for d in recent if d.label in DISTINCT_SOUNDS]) or _latest(recent) or UNKNOWN
+    distinct = _latest([d for d in recent if d.label in DISTINCT_SOUNDS])
+    if distinct is None and covers_from_s is not None and t_s - covers_from_s < LOOKBACK_S:
+        return UNKNOWN  # a distinct sound may lie in the look-back before the window: not "any sound"
+    return distinct or _latest(recent) or UNKNOWN
 
 
 def _windowed(memory: DetectionMemory, kind: str, named: tuple[str, ...], t_s: float, covers_from_s: float) -> str:

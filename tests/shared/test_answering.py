@@ -90,5 +90,13 @@ def test_a_memory_of_one_window_does_not_answer_from_absence():
     assert answer_from_memory(m, beeps, 10.0, covers_from_s=6.5) == UNKNOWN  # it may have begun before 6.5
     assert answer_from_memory(m, count_text("timer_beep"), 10.0, covers_from_s=5.0) == UNKNOWN
     assert answer_from_memory(m, count_text("timer_beep"), 10.0) == "0"
-    # the other kinds read the window as before
-    assert answer_from_memory(m, SOUND_ID_TEXT, 10.0, covers_from_s=5.0) == answer_from_memory(m, SOUND_ID_TEXT, 10.0)
+    # "what was that?": a distinct sound in the window is the latest one; none in a window shorter than
+    # the 10 s look-back may mean one came just before it, so not "the latest sound of any kind"
+    assert answer_from_memory(m, SOUND_ID_TEXT, 10.0, covers_from_s=5.0) == "knock" == answer_from_memory(
+        m, SOUND_ID_TEXT, 10.0)
+    day = _memory((3.0, "doorbell", 0.9), (8.0, "running_water", 0.9))
+    window = _memory((8.0, "running_water", 0.9))  # the same day's last 5 s
+    assert answer_from_memory(day, SOUND_ID_TEXT, 10.0) == "doorbell"
+    assert answer_from_memory(window, SOUND_ID_TEXT, 10.0, covers_from_s=5.0) == UNKNOWN
+    assert answer_from_memory(day, SOUND_ID_TEXT, 10.0, covers_from_s=0.0) == "doorbell"  # covers the look-back
+    assert answer_from_memory(window, SOUND_ID_TEXT, 10.0, covers_from_s=-1.0) == "running_water"
