@@ -385,22 +385,24 @@ def label_pos_weights(store: RecordingStore, recording_ids: Sequence[str], token
     ``[1, cap]``; a label never positive gets 1. Annotations only: nothing is
     decoded. Returns ``(sound (18,), frame (23,))`` float32.
     """
-    counts = None
+    if not recording_ids:
+        raise UserError("perception.pos_weight: no training recordings to count labels on")
+    pos, neg = {"sound": 0.0, "frame": 0.0}, {"sound": 0.0, "frame": 0.0}  # per-label counts, summed
     for rid in recording_ids:
         ann = store.dataset.annotations(rid)
         starts = np.arange(0.0, max(ann.duration_s - token_s, 0.0) + 1e-9, token_s)
         times = np.arange(0.0, ann.duration_s, 1.0 / frame_hz)
         t = token_targets(ann, starts, token_s, np.ones(len(starts), bool), times, np.ones(len(times), bool),
                           AUDIBLE_SNR_DB)
-        now = [((t[k] * t[k + "_mask"]).sum(0), ((1.0 - t[k]) * t[k + "_mask"]).sum(0)) for k in ("sound", "frame")]
-        counts = now if counts is None else [(p + p2, n + n2) for (p, n), (p2, n2) in zip(counts, now)]
-    if counts is None:
-        raise UserError("perception.pos_weight: no training recordings to count labels on")
-    out = []
-    for pos, neg in counts:
-        w = np.sqrt(neg / np.maximum(pos, 1.0))
-        out.append(np.where(pos > 0, np.clip(w, 1.0, cap), 1.0).astype(np.float32))
-    return out[0], out[1]
+        for k in pos:
+            pos[k] = pos[k] + (t[k] * t[k + "_mask"]).sum(0)
+            neg[k] = neg[k] + ((1.0 - t[k]) * t[k + "_mask"]).sum(0)
+
+    def weights(k: str) -> np.ndarray:
+        w = np.clip(np.sqrt(neg[k] / np.maximum(pos[k], 1.0)), 1.0, cap)
+        return np.where(pos[k] > 0, w, 1.0).astype(np.float32)
+
+    return weights("sound"), weights("frame")
 
 
 def window_signals(

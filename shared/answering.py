@@ -141,8 +141,7 @@ def answer_from_memory(memory: DetectionMemory, text: str, t_s: float, covers_fr
     the answer of their own memory.
     """
     kind, named = parsed_query(text)
-    if covers_from_s is not None and kind in ("order", "yes_no", "count") and named:
-        return _windowed(memory, kind, named, t_s, covers_from_s)
+    window = covers_from_s is not None
     if kind == "action":
         return _latest([d for d in memory.seen_before(t_s, ACTION_LOOKBACK_S) if d.label in ACTIONS]) or UNKNOWN
     if kind == "activity":
@@ -152,31 +151,20 @@ def answer_from_memory(memory: DetectionMemory, text: str, t_s: float, covers_fr
         for d in memory.before(t_s):
             if d.label in named[:2]:
                 firsts.setdefault(d.label, d.t_s)
+        if window and len(firsts) < 2:
+            return UNKNOWN  # the other sound may have come before the window
         return min(firsts, key=firsts.get) if firsts else named[0]
     if kind == "yes_no" and named:
         heard = {d.label for d in memory.before(t_s)}
-        return YES if heard & set(named) else NO
+        return YES if heard & set(named) else UNKNOWN if window else NO
     if kind == "count" and named:
+        if window:
+            first = next((d.t_s for d in memory.before(t_s) if d.label == named[0]), None)
+            if first is None or first - covers_from_s < EPISODE_GAP_S:
+                return UNKNOWN  # not heard, or it may have begun before the window
         return str(_episodes(memory, t_s, named[0]))
     recent = memory.before(t_s, LOOKBACK_S)
     distinct = _latest([d for d in recent if d.label in DISTINCT_SOUNDS])
-    if distinct is None and covers_from_s is not None and t_s - covers_from_s < LOOKBACK_S:
+    if distinct is None and window and t_s - covers_from_s < LOOKBACK_S:
         return UNKNOWN  # a distinct sound may lie in the look-back before the window: not "any sound"
     return distinct or _latest(recent) or UNKNOWN
-
-
-def _windowed(memory: DetectionMemory, kind: str, named: tuple[str, ...], t_s: float, covers_from_s: float) -> str:
-    """The memory-wide kinds over a memory that starts at ``covers_from_s`` (`answer_from_memory`)."""
-    before = memory.before(t_s)
-    if kind == "yes_no":
-        return YES if {d.label for d in before} & set(named) else UNKNOWN
-    if kind == "order":
-        firsts: dict[str, float] = {}
-        for d in before:
-            if d.label in named[:2]:
-                firsts.setdefault(d.label, d.t_s)
-        return min(firsts, key=firsts.get) if len(firsts) == 2 else UNKNOWN
-    first = next((d.t_s for d in before if d.label == named[0]), None)
-    if first is None or first - covers_from_s < EPISODE_GAP_S:
-        return UNKNOWN
-    return str(_episodes(memory, t_s, named[0]))

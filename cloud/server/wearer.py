@@ -16,8 +16,9 @@ So the cloud's answer depends on what the request carried: without frames it has
 seen nothing, and "what did I just do?" is answered ``unknown``. Its memory covers
 the request's window, not the day: "did ...?" is "yes" or ``unknown`` (never a
 "no" from 5 s of audio), and "which came first", counts and "what was that?"
-need their sounds in the window; ``unknown`` makes the glasses show their own memory's answer. Questions the
-contract does not recognise (kind ``other``) keep the decoder's free text.
+need their sounds in the window; ``unknown`` makes the glasses show their own
+memory's answer. Questions the contract does not recognise (kind ``other``) keep
+the decoder's free text.
 Torch-free: numpy in, the answer out.
 """
 from __future__ import annotations
