@@ -29,10 +29,12 @@ needs the camera on about three quarters of the time), this is the setting
 the 30% target can apply to.
 
 3. **Query success** (``--traces``, capture-aware traces of the same
-   recordings from ``earshot trace``): for each wearer query, the cloud's
-   traced answer under the capture the trigger's camera gives (the frames it
-   captured in the 5 s window, by the trace's window masks), beside
-   an always-on camera (always the 5 s) and, as the control, a camera never
+   recordings from ``earshot trace``): for each wearer query, the answer the
+   wearer is shown under the capture the trigger's camera gives: the cloud's
+   traced answer (with the frames the camera captured in the 5 s window, by
+   the trace's window masks), or the device's own where the cloud said
+   ``unknown`` (from its memory, the student run while the camera was on);
+   beside an always-on camera (always the 5 s) and, as the control, a camera never
    on (audio alone). The ratio to the always-on camera is the target's figure;
    if the never-on camera reaches it too, the camera does not matter for
    these questions and the target says nothing (`capture_query_success`).
@@ -91,45 +93,67 @@ def camera_on_share(events: list[dict[str, Any]], hop_s: float) -> tuple[float, 
 
 
 def capture_query_success(camera_on: dict[str, np.ndarray], traces: list) -> dict[str, Any] | None:
-    """Query success of the cloud under the capture the trigger's camera gives, beside an always-on
-    camera and a camera that is never on, from capture-aware traces of the same recordings.
+    """Query success under the capture the trigger's camera gives, beside an always-on camera and a
+    camera that is never on, from capture-aware traces of the same recordings: what the wearer is shown.
 
     Per query at hop i (``Trace.query_hop``): ``audio_trigger`` offloads ``full`` and has the
     camera on at i; the offload carries the frames the camera captured in the window, read from
     the trace's window mask for the segments it covered (``shared/trace.py``, "Window masks"), as
     in the simulator (sim/env.py). An always-on camera always sends ``full_warm``; a camera never
     on sends the audio alone (``audio``). Queries asked after the last hop are left out (the
-    device answers them under every camera). Correctness is the traced cloud answer under that capture
-    (``Trace.cloud_correct``); the deadline and the link are the simulator's business, not the
-    camera's. The ratio to the always-on camera is the target's figure (>= 95%); the never-on
-    ratio says whether the camera matters for these questions at all: if it is as high, the
-    target is met whatever the trigger does. None when no recording has both a log and queries.
+    device answers them under every camera).
+
+    The score is the answer the wearer sees, as the runtimes and the simulator show it: the cloud's
+    traced answer under that capture (``Trace.mask_correct`` / ``cloud_correct``), or, where the cloud
+    said ``unknown`` (``mask_unknown`` / ``cloud_unknown``: the server answers the wearer only from
+    the window it was sent, docs/protocol.md 6.2), the device's own answer from its memory with the
+    student run on the hops the camera was on (``Trace.local_correct``: every hop for an always-on
+    camera, none for a camera never on). The deadline and the link are the simulator's business,
+    not the camera's. The ratio to the always-on camera is the target's figure (>= 95%); the
+    never-on ratio says whether the camera matters for these questions at all: if it is as high,
+    the target is met whatever the trigger does. None when no recording has both a log and queries.
     """
     from shared.stats import bootstrap_mean, paired_difference, paired_ratio
     from shared.trace import camera_mask
     from sim.traces import VARIANTS
 
     warm, audio = VARIANTS.index("full_warm"), VARIANTS.index("audio")
-    trig, always, never, groups, kinds = [], [], [], [], []
+    cols: dict[str, list[float]] = {"trigger": [], "always_on": [], "never_on": []}
+    device = {name: 0 for name in cols}  # answers the device gave because the cloud said "unknown"
+    groups, kinds = [], []
+
+    def shown(name: str, tr, q: int, right: bool, unknown: bool, ran) -> None:
+        if unknown:
+            device[name] += 1
+            right = tr.local_correct(q, ran)
+        cols[name].append(float(right))
+
     for tr in traces:
         on = camera_on.get(tr.recording_id)
         if on is None:
             continue
+        n = tr.n_hops
         for q, i in enumerate(tr.query_hop):
-            if tr.query_at[min(int(i), tr.n_hops - 1)] != q:
+            if tr.query_at[min(int(i), n - 1)] != q:
                 continue  # asked after the last hop: answered on the device, no offload
             i = int(min(i, len(on) - 1))
-            held = on.copy()
-            held[i] = True  # the question turns the camera on
-            trig.append(float(tr.mask_correct[q, camera_mask(held, i, tr.window_hops)]))
-            always.append(float(tr.cloud_correct[warm, q]))
-            never.append(float(tr.cloud_correct[audio, q]))
+            held = np.zeros(n, bool)
+            held[:min(n, len(on))] = on[:n]
+            held[i] = True  # the question turns the camera on (and the student runs)
+            m = camera_mask(held, i, tr.window_hops)
+            shown("trigger", tr, q, bool(tr.mask_correct[q, m]), bool(tr.mask_unknown[q, m]), held)
+            shown("always_on", tr, q, bool(tr.cloud_correct[warm, q]), bool(tr.cloud_unknown[warm, q]),
+                  np.ones(n, bool))
+            shown("never_on", tr, q, bool(tr.cloud_correct[audio, q]), bool(tr.cloud_unknown[audio, q]),
+                  np.zeros(n, bool))
             groups.append(tr.recording_id)
             kinds.append(tr.query_kinds[q])
+    always = cols["always_on"]
     if not groups or sum(always) == 0:
         return None
+    trig, never = cols["trigger"], cols["never_on"]
     kind_of = np.asarray(kinds)
-    cols = {"trigger": np.asarray(trig), "always_on": np.asarray(always), "never_on": np.asarray(never)}
+    arrays = {name: np.asarray(col) for name, col in cols.items()}
     ones = np.ones(len(groups))
     ratio = paired_ratio(trig, ones, groups, always, ones, groups)
     never_ratio = paired_ratio(never, ones, groups, always, ones, groups)
@@ -141,9 +165,11 @@ def capture_query_success(camera_on: dict[str, np.ndarray], traces: list) -> dic
             "never_on_ratio": never_ratio.to_dict(), "camera_gain": camera_gain.to_dict(),
             "camera_matters": bool(camera_gain.lo > 0), "target": QUERY_SUCCESS_TARGET,
             "met": bool(ratio.value >= QUERY_SUCCESS_TARGET),
+            # the share of answers the device gave because the cloud said "unknown", per camera
+            "device_answers": {name: count / len(groups) for name, count in device.items()},
             # per question kind: where the trigger's camera loses to an always-on one
             "by_kind": {k: {"n": int((kind_of == k).sum()),
-                            **{name: float(col[kind_of == k].mean()) for name, col in cols.items()}}
+                            **{name: float(col[kind_of == k].mean()) for name, col in arrays.items()}}
                         for k in sorted(set(kinds))}}
 
 
@@ -328,7 +354,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 print(f"query success ({name}): no trace with queries matches these recordings")
             continue
         print(f"query success, camera woken by {name} ({qs['queries']} queries, {qs['recordings']} recordings; "
-              f"the cloud's answer under the capture it gets): trigger {format_interval(qs['trigger'])}%, "
+              f"what the wearer is shown: the cloud's answer under the capture it gets, the device's where the cloud "
+              f"said unknown): trigger {format_interval(qs['trigger'])}%, "
               f"always-on camera {format_interval(qs['always_on'])}% -> {format_interval(qs['ratio'])}% of it "
               f"(target >= {100 * QUERY_SUCCESS_TARGET:.0f}%: {'met' if qs['met'] else 'NOT met'}); control, camera "
               f"never on: {format_interval(qs['never_on'])}% = {format_interval(qs['never_on_ratio'])}% of always-on "
@@ -336,6 +363,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print("  per kind, % right (n): " + "; ".join(
             f"{k} ({v['n']}) trigger {100 * v['trigger']:.0f} / always-on {100 * v['always_on']:.0f} / never-on "
             f"{100 * v['never_on']:.0f}" for k, v in qs["by_kind"].items()))
+        d = qs["device_answers"]
+        print(f"  answered by the device (the cloud said unknown): trigger {100 * d['trigger']:.1f}%, always-on "
+              f"{100 * d['always_on']:.1f}%, never-on {100 * d['never_on']:.1f}% of the queries")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     return out

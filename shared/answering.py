@@ -15,7 +15,7 @@ closed form of the contract's answer types, so it is scored exactly.
 
 | kind       | recognised by                 | answer                                                 |
 | ---        | ---                           | ---                                                    |
-| sound_id   | "what was that ..."           | the most recent distinct sound within ``LOOKBACK_S`` * |
+| sound_id   | "what was that ..."           | the most recent distinct sound within ``LOOKBACK_S`` (*) |
 | why        | "why did I ..."               | same (the cause)                                       |
 | why_stop   | "why did I stop ..."          | same                                                   |
 | order      | "which came first, A or B"    | of the sounds A and B names, the one heard first       |
@@ -26,7 +26,7 @@ closed form of the contract's answer types, so it is scored exactly.
 | object     | "what did they ask ..."       | same, or UNKNOWN (no speech model)                     |
 | other      | anything else                 | same, or UNKNOWN                                       |
 
-\* "distinct": one of the contract's ``DISTINCT_SOUNDS`` (a timer, a knock, a
+(*) "distinct": one of the contract's ``DISTINCT_SOUNDS`` (a timer, a knock, a
 door: the short sounds a wearer asks about); only when none was heard in the
 look-back, the most recent sound of any kind. Without the preference, a sound
 that goes on (chopping, frying, running water) is always "the most recent" and

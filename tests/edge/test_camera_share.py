@@ -109,19 +109,73 @@ def test_query_success_under_the_triggers_capture_beside_always_on_and_never_on(
     seg0 = window_segments(q2, traces[0].window_hops)[0]
     held = {tr.recording_id: np.isin(np.arange(n), np.arange(*seg0)) for tr in traces}
     assert capture_query_success(held, traces)["ratio"]["value"] == pytest.approx(2 / 3)
-    for tr in traces:
-        tr.mask_correct[2, 1] = True
+    for tr in traces:  # the cloud answers q2 (right) from those frames, where it said "unknown" before
+        tr.mask_correct[2, 1], tr.mask_unknown[2, 1] = True, False
     assert capture_query_success(held, traces)["ratio"]["value"] == 1.0
     assert capture_query_success(short, traces)["ratio"]["value"] == pytest.approx(2 / 3)  # mask 8, still wrong
     for tr in traces:
-        tr.cloud_correct[:, 2] = True
-        tr.mask_correct[2, :] = True
+        tr.cloud_correct[:, 2], tr.cloud_unknown[:, 2] = True, False
+        tr.mask_correct[2, :], tr.mask_unknown[2, :] = True, False
     blind = capture_query_success(late, traces)
     assert blind["met"] and not blind["camera_matters"] and blind["never_on_ratio"]["value"] == 1.0
     # the camera state read back from an event log, step by step
     events = [{"kind": "camera", "t_s": 0.5, "on": True}, {"kind": "camera", "t_s": 1.0, "on": False},
               {"kind": "end", "t_s": 2.0, "steps": 8}]
     assert camera_steps(events, 0.25).tolist() == [False, True, True, False, False, False, False, False]
+
+
+def test_query_success_scores_what_the_wearer_is_shown_the_devices_answer_where_the_cloud_said_unknown(tmp_path):
+    """The server answers the wearer from its window only (docs/protocol.md 6.2): where it says
+    ``unknown`` the glasses show their own answer, from their memory with the student run on the hops
+    the camera was on. The bench scores that answer, as the runtimes and the simulator show it."""
+    import numpy as np
+
+    from shared.trace import camera_mask
+    from sim.config import EnvConfig
+    from sim.traces import VARIANTS, load_trace
+    from tests.helpers.trace_double import make_trace_dir
+
+    capture_query_success = _BENCH.capture_query_success
+    folder = make_trace_dir(tmp_path / "traces", n=3)
+    traces = [load_trace(f, tuple(EnvConfig().important_labels)) for f in sorted(folder.glob("*.jsonl"))]
+    n = len(traces[0].t_s)
+    q2 = int(traces[0].query_hop[2])
+    cam = {tr.recording_id: np.arange(n) >= q2 - 4 for tr in traces}  # on for the last 1 s of q2's window
+    asked: list[tuple[str, int, tuple[int, ...]]] = []
+
+    def device(tr, right_when_student_ran: bool):
+        def local_correct(q, ran):  # a test double of the device's memory: right iff the student ran
+            ran = np.asarray(ran, bool)
+            asked.append((tr.recording_id, q, tuple(np.flatnonzero(ran).tolist())))
+            return bool(ran.any()) == right_when_student_ran
+        return local_correct
+
+    warm, audio = VARIANTS.index("full_warm"), VARIANTS.index("audio")
+    for tr in traces:  # first the cloud answers every question (right or wrong), as the old server did
+        tr.local_correct = device(tr, True)
+        tr.mask_unknown[:], tr.cloud_unknown[:] = False, False
+    before = capture_query_success(cam, traces)
+    assert not asked and before["device_answers"] == {"trigger": 0.0, "always_on": 0.0, "never_on": 0.0}
+    # the cloud says "unknown" to q2 under every capture (and is otherwise wrong there): the device answers
+    for tr in traces:
+        m = camera_mask(cam[tr.recording_id] | (np.arange(n) == q2), q2, tr.window_hops)
+        tr.mask_correct[2, :] = False
+        tr.cloud_correct[:, 2] = False
+        tr.mask_unknown[2, m] = True
+        tr.cloud_unknown[[warm, audio], 2] = True
+    after = capture_query_success(cam, traces)
+    assert after["device_answers"] == pytest.approx({"trigger": 1 / 3, "always_on": 1 / 3, "never_on": 1 / 3})
+    # right where the student ran: under the trigger's camera (its hops, the question's included) and an
+    # always-on camera; not under a camera never on (the student never ran)
+    assert after["by_kind"]["object"] == {"n": 3, "trigger": 1.0, "always_on": 1.0, "never_on": 0.0}
+    assert after["ratio"]["value"] == 1.0 and after["never_on_ratio"]["value"] == pytest.approx(2 / 3)
+    ran = {(rid, hops) for rid, q, hops in asked if q == 2}
+    assert {len(h) for _, h in ran} == {0, n - (q2 - 4), n}  # never on, the trigger's camera, always on
+    # a device that is wrong where the student ran: the trigger's figure follows it, not the cloud's
+    for tr in traces:
+        tr.local_correct = device(tr, False)
+    wrong = capture_query_success(cam, traces)
+    assert wrong["by_kind"]["object"] == {"n": 3, "trigger": 0.0, "always_on": 0.0, "never_on": 1.0}
 
 
 def test_bad_policy_values_fail_before_any_run_with_the_policys_message(tmp_path):
