@@ -360,11 +360,12 @@ def section_edge(r: Report) -> None:
 def _policy_rows(results: Path) -> tuple[list[str], list[list[Any]]]:
     """The simulator's table with its intervals (sim/evaluate.py's results.json)."""
     from shared.stats import format_interval
+    from sim.evaluate import EVENTS_COLUMN, events_cell
 
-    cols = ["policy", "cap mW", "deadline ms", "query success %", "events %", "power mW", "battery out",
+    cols = ["policy", "cap mW", "deadline ms", "query success %", EVENTS_COLUMN, "power mW", "battery out",
             "throttled", "frames %", "p95 ms", "MB/h"]
     rows = [[x["policy"], x["power_cap_mw"], x["deadline_ms"], format_interval(x["query_acc"]),
-             format_interval(x["events"]), format_interval(x["power_mw"], scale=1.0, digits=0),
+             events_cell(x), format_interval(x["power_mw"], scale=1.0, digits=0),
              f"{x['battery_out']:.0%}", f"{x['throttled']:.0%}", format_interval(x["frames_share"]), x["p95_ms"],
              x["mb_per_h"]]
             for x in _load(results)]

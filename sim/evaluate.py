@@ -247,13 +247,23 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+EVENTS_COLUMN = "missed-by-trigger events % (n)"
+
+
+def events_cell(row: dict[str, Any]) -> str:
+    """The ``events`` figure with how many events it is over: the important events the always-on
+    trigger misses, notified in time (``-`` when the days held none)."""
+    iv = row.get("events")
+    return "-" if not iv else f"{format_interval(iv)} ({iv['n']})"
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """The results as a markdown table (query success and power with their intervals)."""
-    lines = ["| policy | cap mW | deadline ms | query success % | events % | power mW | battery out | throttled | "
+    lines = [f"| policy | cap mW | deadline ms | query success % | {EVENTS_COLUMN} | power mW | battery out | throttled | "
              "frames % | p95 ms |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         lines.append(f"| {r['policy']} | {r['power_cap_mw']:g} | {r['deadline_ms']:g} | {format_interval(r['query_acc'])} "
-                     f"| {format_interval(r['events'])} | {format_interval(r['power_mw'], scale=1.0, digits=0)} "
+                     f"| {events_cell(r)} | {format_interval(r['power_mw'], scale=1.0, digits=0)} "
                      f"| {r['battery_out']:.0%} | {r['throttled']:.0%} | {format_interval(r['frames_share'])} "
                      f"| {r['p95_ms']:.0f} |")
     return "\n".join(lines) + "\n"
@@ -283,12 +293,12 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     t = Table(title="earshot sim eval: held-out query success and cost (95% recording-level intervals)")
-    for c in ("policy", "cap mW", "deadline ms", "query success %", "events %", "power mW", "battery out",
+    for c in ("policy", "cap mW", "deadline ms", "query success %", EVENTS_COLUMN, "power mW", "battery out",
               "throttled", "frames %", "p95 ms", "MB/h"):
         t.add_column(c, justify="left" if c == "policy" else "right")
     for r in rows:
         t.add_row(r["policy"], f"{r['power_cap_mw']:g}", f"{r['deadline_ms']:g}", format_interval(r["query_acc"]),
-                  format_interval(r["events"]), format_interval(r["power_mw"], scale=1.0, digits=0),
+                  events_cell(r), format_interval(r["power_mw"], scale=1.0, digits=0),
                   f"{r['battery_out']:.0%}", f"{r['throttled']:.0%}", format_interval(r["frames_share"]),
                   f"{r['p95_ms']:.0f}", f"{r['mb_per_h']:.1f}")
     Console(width=200).print(t)

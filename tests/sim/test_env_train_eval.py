@@ -137,6 +137,24 @@ def test_kind_table_lists_each_kind_with_its_count_per_policy():
     assert kind_table([]) == ""
 
 
+def test_markdown_table_gives_the_events_figure_with_its_count():
+    """The events column is over the important events the always-on trigger misses; it says how many,
+    so a 0.0 over 27 such events reads differently from one over none (``-``)."""
+    from sim.evaluate import EVENTS_COLUMN, markdown_table
+
+    def ci(v, lo, hi, n):
+        return {"value": v, "lo": lo, "hi": hi, "n": n, "n_groups": 2, "p_value": None}
+
+    base = {"power_cap_mw": 500.0, "deadline_ms": 300.0, "query_acc": ci(0.5, 0.4, 0.6, 30),
+            "power_mw": ci(100.0, 90.0, 110.0, 8), "battery_out": 0.0, "throttled": 0.0,
+            "frames_share": ci(0.1, 0.05, 0.15, 8), "p95_ms": 120.0}
+    table = markdown_table([{**base, "policy": "oracle", "events": ci(0.0, 0.0, 0.0, 27)},
+                            {**base, "policy": "never_on", "events": None}]).splitlines()
+    assert EVENTS_COLUMN in table[0] and table[0].count("|") == table[2].count("|")
+    assert table[2].split(" | ")[4] == "0.0 [0.0, 0.0] (27)"
+    assert table[3].split(" | ")[4] == "-"
+
+
 def test_pareto_front():
     pts = [(1.0, 0.5), (2.0, 0.9), (3.0, 0.8), (0.5, 0.1), (2.0, 0.7)]
     assert pareto_front(pts) == [3, 0, 1]
